@@ -1,0 +1,75 @@
+"""Shared pieces of the command-line scripts in ``src/``.
+
+Every script is ``parse_args(argv=None)`` + ``main(argv=None)``; ``main`` wraps its work in
+``run_cli`` so known failures (``AgeGenderError``) print as one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable
+
+from agegender.errors import AgeGenderError
+
+_TRUE = {"1", "true", "t", "yes", "y", "on"}
+_FALSE = {"0", "false", "f", "no", "n", "off"}
+
+
+def parse_bool(text: str) -> bool:
+    """Parses ``True``/``False`` (and yes/no, 1/0, on/off) case-insensitively.
+
+    Raises:
+        argparse.ArgumentTypeError: for any other text, naming it.
+    """
+    value = text.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise argparse.ArgumentTypeError(f"expected True or False, got {text!r}")
+
+
+def add_bool_flag(parser: argparse.ArgumentParser, name: str, *, default: bool, help: str) -> None:
+    """Adds ``--name`` accepting ``--name``, ``--name=True`` and ``--name=False``.
+
+    ``argparse``'s ``type=bool`` would turn the string "False" into True, hence this.
+    """
+    parser.add_argument(
+        f"--{name}",
+        type=parse_bool,
+        nargs="?",
+        const=True,
+        default=default,
+        metavar="{True,False}",
+        help=f"{help} (default: {default})",
+    )
+
+
+def setup_logging(verbose: bool = False) -> None:
+    """Sends the package's log records to stderr, one line each; quiets TensorFlow's C++ log."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def run_cli(work: Callable[[], int | None]) -> int:
+    """Runs a script's work; known errors become one stderr line and exit status 2.
+
+    Returns:
+        The process exit status: ``work()``'s own, 0 when it returns None.
+    """
+    try:
+        status = work()
+    except AgeGenderError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    return 0 if status is None else int(status)

@@ -1,0 +1,170 @@
+"""Audio → image features: the one function shared by preprocessing and inference.
+
+``clip_image`` is the only way a clip becomes model input, in the preprocessor (which stores
+the image as PNG) and in inference (which feeds it straight to the model), so train and serve
+cannot skew. PNG is lossless, so both paths give identical pixels.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import os
+import warnings
+
+import numpy as np
+
+from agegender.config import FeatureParams
+from agegender.errors import AudioError
+
+
+def load_clip(path: str | os.PathLike, params: FeatureParams) -> np.ndarray:
+    """Reads an audio file as mono float32 at ``params.sample_rate``.
+
+    Anything libsndfile decodes works (MP3, WAV, FLAC, OGG), at any rate and channel count.
+    Only the first ``params.max_duration_s`` seconds are read.
+
+    Args:
+        path: audio file.
+        params: feature parameters.
+
+    Returns:
+        Waveform, shape [samples], float32 in [-1, 1].
+
+    Raises:
+        AudioError: missing, empty, corrupt or non-audio file, or a header without a usable
+            sample rate or channel count; the message names the file and the reason.
+    """
+    import soundfile as sf  # noqa: PLC0415 - keeps `import agegender` light
+    import soxr  # noqa: PLC0415
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise AudioError(f"{path}: file not found")
+    if os.path.getsize(path) == 0:
+        raise AudioError(f"{path}: empty file (0 bytes)")
+    try:
+        with sf.SoundFile(path) as audio:
+            native_rate = audio.samplerate
+            if native_rate <= 0 or audio.channels <= 0:
+                raise AudioError(
+                    f"{path}: unusable header (sample rate {native_rate} Hz, "
+                    f"{audio.channels} channels)"
+                )
+            frames = int(np.ceil(params.max_duration_s * native_rate))
+            data = audio.read(frames=frames, dtype="float32", always_2d=True)  # [samples, ch]
+    except sf.LibsndfileError as err:
+        raise AudioError(
+            f"{path}: corrupt or not an audio file (libsndfile: {err.error_string})"
+        ) from err
+    except (RuntimeError, ValueError) as err:  # decoder errors other than LibsndfileError
+        raise AudioError(f"{path}: corrupt or not an audio file ({err})") from err
+    if data.shape[0] == 0:
+        raise AudioError(f"{path}: no audio samples")
+    waveform = data.mean(axis=1)  # [samples]
+    waveform = np.nan_to_num(waveform, nan=0.0, posinf=0.0, neginf=0.0)
+    if native_rate != params.sample_rate:
+        waveform = soxr.resample(waveform, native_rate, params.sample_rate, quality="HQ")
+    return np.ascontiguousarray(waveform[: params.max_samples], dtype=np.float32)
+
+
+def feature_matrix(waveform: np.ndarray, params: FeatureParams) -> np.ndarray:
+    """Computes the dB feature matrix of a waveform.
+
+    Args:
+        waveform: shape [samples], at ``params.sample_rate``. Shorter than one FFT window is
+            zero-padded to one window.
+        params: feature parameters.
+
+    Returns:
+        float32 matrix [freq_bins, frames], in dB (MFCC: coefficients), low bins first.
+    """
+    import librosa  # noqa: PLC0415
+
+    waveform = np.asarray(waveform, dtype=np.float32)
+    if waveform.ndim != 1:
+        raise AudioError(f"waveform must be 1-D [samples], got shape {waveform.shape}")
+    if waveform.shape[0] < params.n_fft:
+        waveform = np.pad(waveform, (0, params.n_fft - waveform.shape[0]))
+    stft = librosa.stft(
+        waveform, n_fft=params.n_fft, hop_length=params.hop_length, center=True,
+        pad_mode="constant",
+    )  # [n_fft/2+1, frames] complex
+    magnitude = np.abs(stft)
+    if params.feature_type == "spectrogram":
+        return librosa.amplitude_to_db(magnitude, ref=np.max, top_db=params.top_db)
+    with warnings.catch_warnings():
+        # 256-point FFTs leave a few of the lowest mel filters empty; that is expected.
+        warnings.filterwarnings("ignore", message="Empty filters detected")
+        mel = librosa.feature.melspectrogram(
+            S=magnitude**2, sr=params.sample_rate, n_fft=params.n_fft, n_mels=params.n_mels
+        )  # [n_mels, frames]
+    mel_db = librosa.power_to_db(mel, ref=np.max, top_db=params.top_db)
+    if params.feature_type == "mel":
+        return mel_db
+    return librosa.feature.mfcc(S=mel_db, n_mfcc=params.n_mfcc)  # [n_mfcc, frames]
+
+
+@functools.lru_cache(maxsize=1)
+def _viridis_lut() -> np.ndarray:
+    """256 × 3 uint8 lookup table of matplotlib's viridis colour map."""
+    from matplotlib import colormaps  # noqa: PLC0415
+
+    rgba = colormaps["viridis"](np.linspace(0.0, 1.0, 256))  # [256, 4] floats
+    return np.round(rgba[:, :3] * 255.0).astype(np.uint8)
+
+
+def matrix_image(matrix: np.ndarray, image_size: int) -> np.ndarray:
+    """Renders a feature matrix as a square viridis RGB image.
+
+    The matrix is min-max scaled per clip (a constant matrix, e.g. silence, becomes all-zero
+    instead of dividing by zero), flipped so low frequencies are at the bottom, resized
+    (bilinear, anti-aliased), quantised to 0-255 and looked up in viridis. Resizing the
+    scalar before colouring is cheaper than resizing RGB and avoids blending colours.
+
+    Args:
+        matrix: [rows, frames] float.
+        image_size: output side, pixels.
+
+    Returns:
+        uint8 image [image_size, image_size, 3].
+    """
+    from PIL import Image  # noqa: PLC0415
+
+    matrix = np.asarray(matrix, dtype=np.float32)
+    low, high = float(matrix.min()), float(matrix.max())
+    span = high - low
+    scaled = (matrix - low) / span if span > 0 else np.zeros_like(matrix)  # [rows, frames]
+    scaled = scaled[::-1]  # row 0 = highest frequency, as a spectrogram is drawn
+    resized = Image.fromarray(np.ascontiguousarray(scaled), mode="F").resize(
+        (image_size, image_size), Image.Resampling.BILINEAR
+    )
+    index = np.clip(np.rint(np.asarray(resized) * 255.0), 0, 255).astype(np.uint8)
+    return _viridis_lut()[index]  # [size, size, 3]
+
+
+def spectrogram_image(waveform: np.ndarray, params: FeatureParams) -> np.ndarray:
+    """Waveform → uint8 RGB image [image_size, image_size, 3] of ``params.feature_type``."""
+    return matrix_image(feature_matrix(waveform, params), params.image_size)
+
+
+def clip_image(path: str | os.PathLike, params: FeatureParams) -> np.ndarray:
+    """Audio file → uint8 RGB image [image_size, image_size, 3]; raises AudioError."""
+    return spectrogram_image(load_clip(path, params), params)
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    """Encodes a uint8 [H, W, 3] image as PNG (lossless, deterministic)."""
+    from PIL import Image  # noqa: PLC0415
+
+    buffer = io.BytesIO()
+    Image.fromarray(image, mode="RGB").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def read_png(data: bytes) -> np.ndarray:
+    """Decodes PNG bytes to a uint8 [H, W, 3] array."""
+    from PIL import Image  # noqa: PLC0415
+
+    with Image.open(io.BytesIO(data)) as image:
+        return np.asarray(image.convert("RGB"))

@@ -1,0 +1,119 @@
+"""PNG figures: class distribution, training curves, confusion matrix.
+
+Drawn with matplotlib's object API on an Agg canvas: no pyplot state, no window, works on
+servers and in CI, never blocks.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+
+from agegender import atomic
+
+
+def _figure(width: float, height: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415
+    from matplotlib.figure import Figure  # noqa: PLC0415
+
+    figure = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def save_png(figure, path: str | os.PathLike) -> None:
+    """Saves a figure as PNG atomically (a reader never sees half a picture)."""
+    with atomic.replacing(path) as tmp:
+        figure.savefig(tmp, format="png", bbox_inches="tight")
+
+
+def class_distribution(counts: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Bar chart of clips per gender-age group and split, before and after cleaning.
+
+    Args:
+        counts: columns split, group, before, after (``commonvoice.group_counts``).
+        path: PNG to write.
+    """
+    splits = list(dict.fromkeys(counts["split"]))
+    figure = _figure(12, 3.2 * len(splits))
+    for row, split in enumerate(splits, start=1):
+        axes = figure.add_subplot(len(splits), 1, row)
+        part = counts[counts["split"] == split]
+        x = np.arange(len(part))
+        axes.bar(x - 0.2, part["before"], width=0.4, label="before cleaning", color="#9ecae1")
+        axes.bar(x + 0.2, part["after"], width=0.4, label="after cleaning", color="#08519c")
+        axes.set_xticks(x, part["group"], rotation=45, ha="right", fontsize=8)
+        axes.set_ylabel("clips")
+        axes.set_title(f"cv-valid-{split}")
+        axes.legend(fontsize=8)
+    figure.tight_layout()
+    save_png(figure, path)
+
+
+def training_curves(log: pd.DataFrame, path: str | os.PathLike, title: str = "") -> None:
+    """Accuracy and loss per epoch, train vs validation.
+
+    Args:
+        log: Keras CSVLogger table (columns epoch, accuracy, loss, val_accuracy, val_loss).
+        path: PNG to write.
+        title: figure title.
+    """
+    figure = _figure(11, 4)
+    draw_training_curves(figure, log, title)
+    save_png(figure, path)
+
+
+def draw_training_curves(figure, log: pd.DataFrame, title: str = "") -> None:
+    """Draws the two training-curve panels onto ``figure`` (also used by the live window)."""
+    figure.clear()
+    epochs = log["epoch"].to_numpy() + 1
+    for column, (metric, label) in enumerate((("accuracy", "accuracy"), ("loss", "loss")),
+                                             start=1):
+        axes = figure.add_subplot(1, 2, column)
+        if metric in log:
+            axes.plot(epochs, log[metric], "o-", label=f"train {label}")
+        if f"val_{metric}" in log:
+            axes.plot(epochs, log[f"val_{metric}"], "s-", label=f"validation {label}")
+        axes.set_xlabel("epoch")
+        axes.set_ylabel(label)
+        axes.grid(alpha=0.3)
+        axes.legend()
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+
+
+def confusion_matrix(matrix: np.ndarray, class_names: list[str], path: str | os.PathLike,
+                     title: str = "") -> None:
+    """Row-normalised confusion matrix in percent, with counts, class names on both axes.
+
+    Args:
+        matrix: [classes, classes] counts, rows = true class.
+        class_names: one per class.
+        path: PNG to write.
+        title: figure title.
+    """
+    matrix = np.asarray(matrix, dtype=float)
+    totals = matrix.sum(axis=1, keepdims=True)
+    percent = np.divide(matrix * 100.0, totals, out=np.zeros_like(matrix), where=totals > 0)
+    size = max(5.0, 0.75 * len(class_names) + 2.5)
+    figure = _figure(size + 1.5, size)
+    axes = figure.add_subplot(1, 1, 1)
+    image = axes.imshow(percent, cmap="Blues", vmin=0, vmax=100)
+    figure.colorbar(image, ax=axes, label="% of true class")
+    ticks = np.arange(len(class_names))
+    axes.set_xticks(ticks, class_names, rotation=45, ha="right")
+    axes.set_yticks(ticks, class_names)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    for i in range(len(class_names)):
+        for j in range(len(class_names)):
+            axes.text(j, i, f"{percent[i, j]:.0f}%\n({int(matrix[i, j])})", ha="center",
+                      va="center", fontsize=7 if len(class_names) > 6 else 9,
+                      color="white" if percent[i, j] > 55 else "black")
+    if title:
+        axes.set_title(title)
+    figure.tight_layout()
+    save_png(figure, path)

@@ -1,0 +1,75 @@
+"""Label vocabularies and integer codes, kept in one place.
+
+The codes are those of the original project so its checkpoints stay comparable:
+
+* gender: male 0, female 1
+* age: teens 0, twenties 1, thirties 2, fourties 3, fifties 4, sixties 5
+* gender_age: female-teens 0 ... female-sixties 5, male-teens 6 ... male-sixties 11
+"""
+
+from __future__ import annotations
+
+from agegender.errors import ParameterError
+
+GENDERS: tuple[str, ...] = ("male", "female")
+# Common Voice spells "fourties" this way; we keep its spelling.
+AGES: tuple[str, ...] = ("teens", "twenties", "thirties", "fourties", "fifties", "sixties")
+GENDER_AGES: tuple[str, ...] = tuple(
+    f"{gender}-{age}" for gender in ("female", "male") for age in AGES
+)
+TASKS: tuple[str, ...] = ("gender", "age", "gender_age")
+
+# Spellings found in modern Common Voice releases, mapped to the v1 vocabulary.
+GENDER_ALIASES: dict[str, str] = {
+    "male": "male",
+    "female": "female",
+    "male_masculine": "male",
+    "female_feminine": "female",
+}
+
+
+def class_names(task: str) -> tuple[str, ...]:
+    """Returns the class names of a task, index = label code.
+
+    Args:
+        task: one of ``TASKS``.
+
+    Raises:
+        ParameterError: for an unknown task.
+    """
+    if task == "gender":
+        return GENDERS
+    if task == "age":
+        return AGES
+    if task == "gender_age":
+        return GENDER_AGES
+    raise ParameterError(f"cls_task={task!r} is not one of {', '.join(TASKS)}")
+
+
+def normalise_gender(value: object) -> str | None:
+    """Maps a raw gender cell to ``male``/``female``, or None when it is neither."""
+    if not isinstance(value, str):
+        return None
+    return GENDER_ALIASES.get(value.strip().lower())
+
+
+def normalise_age(value: object) -> str | None:
+    """Maps a raw age cell to one of ``AGES``, or None when it is outside the 6 groups."""
+    if not isinstance(value, str):
+        return None
+    age = value.strip().lower()
+    return age if age in AGES else None
+
+
+def encode(gender: str, age: str) -> dict[str, int]:
+    """Returns the three label codes of a clean (gender, age) pair.
+
+    Example:
+        >>> encode("male", "twenties")
+        {'gender': 0, 'age': 1, 'gender_age': 7}
+    """
+    return {
+        "gender": GENDERS.index(gender),
+        "age": AGES.index(age),
+        "gender_age": GENDER_AGES.index(f"{gender}-{age}"),
+    }

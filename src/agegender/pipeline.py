@@ -1,0 +1,112 @@
+"""tf.data input pipeline over the TFRecord shards.
+
+Shards are read in parallel (``num_parallel_reads``), PNGs decoded in a parallel ``map``,
+shapes pinned with ``ensure_shape``, training data shuffled, everything batched and
+prefetched with AUTOTUNE.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from agegender import labels
+from agegender.config import split_dirname
+from agegender.errors import DatasetError, ParameterError
+from agegender.tfrecords import feature_spec, read_index
+
+
+def split_folder(dataset_dir: str | os.PathLike, split: str) -> Path:
+    """``DIR/TFRecord/cv-valid-{split}``."""
+    return Path(dataset_dir) / "TFRecord" / split_dirname(split)
+
+
+def split_index(dataset_dir: str | os.PathLike, split: str, task: str | None = None,
+                image_size: int | None = None) -> dict:
+    """Reads and checks a split's shard index.
+
+    Raises:
+        DatasetError: no shards, empty split, task without labels, image size mismatch.
+    """
+    index = read_index(split_folder(dataset_dir, split))
+    where = split_folder(dataset_dir, split)
+    if index["num_examples"] == 0:
+        raise DatasetError(f"{where}: the {split} split holds no examples")
+    if task is not None:
+        labels.class_names(task)
+        if task not in index.get("tasks", []):
+            raise DatasetError(f"{where}: shards have no labels for cls_task={task!r} "
+                               f"(they have: {', '.join(index.get('tasks', [])) or 'none'})")
+    if image_size is not None and index["image_shape"][0] != image_size:
+        raise ParameterError(f"--image_size={image_size} does not match the shards in {where} "
+                             f"({index['image_shape'][0]}×{index['image_shape'][1]})")
+    return index
+
+
+def make_dataset(dataset_dir: str | os.PathLike, split: str, task: str, *, batch_size: int,
+                 training: bool, seed: int = 42, with_keys: bool = False,
+                 image_size: int | None = None, cache: bool = False):
+    """Builds the (image, label) dataset of a split for a task.
+
+    Args:
+        dataset_dir: dataset folder holding ``TFRecord/``.
+        split: ``train``, ``dev`` or ``test``.
+        task: ``gender``, ``age`` or ``gender_age``.
+        batch_size: examples a batch.
+        training: shuffle (seeded, reshuffled each epoch) and read shards in random order.
+        seed: shuffle seed.
+        with_keys: yield ``(image, label, key, speaker_id)`` instead, for evaluation.
+        image_size: expected side; a mismatch with the shards raises ParameterError.
+        cache: keep decoded images in memory after the first epoch.
+
+    Returns:
+        ``tf.data.Dataset`` of image float32 [batch, H, W, 3] in 0-255 and label int32
+        [batch]; plus the split's index as a second return value.
+    """
+    import tensorflow as tf  # noqa: PLC0415
+
+    index = split_index(dataset_dir, split, task, image_size)
+    height, width, channels = index["image_shape"]
+    folder = split_folder(dataset_dir, split)
+    files = [str(folder / name) for name in index["shards"]]
+    spec = feature_spec()
+    label_key = f"label/{task}"
+
+    def parse(record):
+        example = tf.io.parse_single_example(record, spec)
+        image = tf.io.decode_png(example["image/png"], channels=channels)  # [H, W, 3] uint8
+        image = tf.ensure_shape(image, (height, width, channels))
+        image = tf.cast(image, tf.float32)
+        label = tf.cast(example[label_key], tf.int32)
+        if with_keys:
+            return image, label, example["clip/key"], example["clip/speaker_id"]
+        return image, label
+
+    autotune = tf.data.AUTOTUNE
+    if training and len(files) > 1:
+        dataset = tf.data.Dataset.from_tensor_slices(files).shuffle(len(files), seed=seed)
+        dataset = dataset.interleave(tf.data.TFRecordDataset, cycle_length=min(8, len(files)),
+                                     num_parallel_calls=autotune, deterministic=False)
+    else:
+        dataset = tf.data.TFRecordDataset(files, num_parallel_reads=min(8, len(files)))
+    if training:
+        dataset = dataset.shuffle(min(index["num_examples"], 10_000), seed=seed,
+                                  reshuffle_each_iteration=True)
+    dataset = dataset.map(parse, num_parallel_calls=autotune, deterministic=not training)
+    if cache:
+        dataset = dataset.cache()
+    dataset = dataset.batch(batch_size).prefetch(autotune)
+    return dataset, index
+
+
+def split_labels(dataset_dir: str | os.PathLike, split: str, task: str):
+    """All label codes of a split, in stored order; shape [examples], int32 numpy."""
+    import numpy as np  # noqa: PLC0415
+    import tensorflow as tf  # noqa: PLC0415
+
+    index = split_index(dataset_dir, split, task)
+    folder = split_folder(dataset_dir, split)
+    spec = {f"label/{task}": feature_spec()[f"label/{task}"]}
+    records = tf.data.TFRecordDataset([str(folder / name) for name in index["shards"]])
+    parsed = records.batch(1024).map(lambda r: tf.io.parse_example(r, spec)[f"label/{task}"])
+    return np.concatenate([batch.numpy() for batch in parsed] or [np.zeros(0)]).astype(np.int32)

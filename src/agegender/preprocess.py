@@ -1,0 +1,242 @@
+"""The three preprocessing stages: clean → spectrograms → tfrecords.
+
+Outputs, all under the dataset folder except the reports:
+
+* ``Manifest/cv-valid-{split}.csv``: the clean clip table (the clean layout, as a manifest;
+  the user's audio is never moved, deleted or rewritten).
+* ``Spectrograms/cv-valid-{split}/<key>.png`` and ``Spectrograms/features.json``.
+* ``TFRecord/cv-valid-{split}/spec_data_{i:03d}.tfrecord`` + ``shards.json``.
+* ``RESULTS/dataset_summary.csv`` + ``.png`` and ``RESULTS/preprocess_report.csv``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import multiprocessing
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from agegender import atomic, commonvoice, figures, labels
+from agegender.config import SPLITS, FeatureParams, PreprocessParams, split_dirname
+from agegender.errors import AudioError, DatasetError, ParameterError
+from agegender.features import clip_image, png_bytes
+from agegender.tfrecords import Example, write_shards
+
+log = logging.getLogger(__name__)
+
+STAGES: tuple[str, ...] = ("clean", "spectrograms", "tfrecords")
+REPORT_COLUMNS = ("stage", "split", "key", "path", "reason")
+
+
+def manifest_path(dataset_dir: str | os.PathLike, split: str) -> Path:
+    """``DIR/Manifest/cv-valid-{split}.csv``."""
+    return Path(dataset_dir) / "Manifest" / f"{split_dirname(split)}.csv"
+
+
+def png_path(dataset_dir: str | os.PathLike, split: str, key: str) -> Path:
+    """``DIR/Spectrograms/cv-valid-{split}/<key>.png``."""
+    return Path(dataset_dir) / "Spectrograms" / split_dirname(split) / f"{key}.png"
+
+
+def run_clean(dataset_dir: str | os.PathLike, params: PreprocessParams,
+              results_dir: str | os.PathLike) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Stage 1: reads the layout, drops what is unusable, writes manifests and the summary.
+
+    Returns:
+        (kept, dropped) clip tables (see ``commonvoice.clean_clips``).
+    """
+    clips = commonvoice.read_clips(dataset_dir, params.dataset_type,
+                                   split_by_speaker=params.split_by_speaker, seed=params.seed)
+    kept, dropped = commonvoice.clean_clips(clips)
+    columns = ["key", "audio_path", "speaker_id", *commonvoice.CLEAN_COLUMNS]
+    for split in SPLITS:
+        table = kept.loc[kept["split"] == split, columns]
+        atomic.write_text(manifest_path(dataset_dir, split), table.to_csv(index=False))
+    counts = commonvoice.group_counts(clips, kept)
+    results = Path(results_dir)
+    atomic.write_text(results / "dataset_summary.csv", counts.to_csv(index=False))
+    figures.class_distribution(counts, results / "dataset_summary.png")
+    log.info("clean: %d rows read, %d kept, %d dropped", len(clips), len(kept), len(dropped))
+    for reason, number in _reason_counts(dropped).items():
+        log.info("clean: dropped %d × %s", number, reason)
+    return kept, dropped
+
+
+def _reason_counts(dropped: pd.DataFrame) -> dict[str, int]:
+    # Group "age not one of the 6 groups: 'seventies'" and "...: ''" under one reason.
+    return dropped["reason"].str.split(":").str[0].value_counts().to_dict()
+
+
+def read_manifest(dataset_dir: str | os.PathLike, split: str) -> pd.DataFrame:
+    """Reads a split's manifest written by ``run_clean``."""
+    path = manifest_path(dataset_dir, split)
+    if not path.is_file():
+        raise DatasetError(f"{path}: not found; run the clean stage first (--stage=clean)")
+    return pd.read_csv(path, dtype={"key": str, "audio_path": str, "speaker_id": str},
+                       keep_default_na=False)
+
+
+def _features_record(features: FeatureParams) -> dict:
+    return dataclasses.asdict(features)
+
+
+def _check_feature_record(dataset_dir: Path, features: FeatureParams, overwrite: bool) -> None:
+    """Refuses to mix PNGs of different feature settings in one Spectrograms folder."""
+    record_path = dataset_dir / "Spectrograms" / "features.json"
+    if record_path.is_file() and not overwrite:
+        stored = json.loads(record_path.read_text())
+        if stored != _features_record(features):
+            changed = sorted(k for k in stored if stored.get(k) != _features_record(features).get(k))
+            raise ParameterError(
+                f"{record_path}: existing spectrograms were made with other settings "
+                f"({', '.join(changed)}); pass --overwrite to remake them")
+    atomic.write_text(record_path, json.dumps(_features_record(features), indent=2))
+
+
+def _spectrogram_job(job: tuple[str, str, FeatureParams]) -> tuple[str, str]:
+    """Worker: one clip → one PNG. Returns (png path, problem or "")."""
+    audio, target, features = job
+    try:
+        image = clip_image(audio, features)
+    except AudioError as err:
+        return target, str(err).removeprefix(f"{audio}: ")
+    atomic.write_bytes(target, png_bytes(image))
+    return target, ""
+
+
+def run_spectrograms(dataset_dir: str | os.PathLike, features: FeatureParams,
+                     params: PreprocessParams) -> list[dict]:
+    """Stage 2: one PNG per clean clip, in ``params.workers`` processes.
+
+    PNGs that exist are kept unless ``params.overwrite``. Bad clips are skipped and returned.
+
+    Returns:
+        Problems, one dict per skipped clip (``REPORT_COLUMNS``).
+    """
+    from tqdm import tqdm  # noqa: PLC0415
+
+    root = Path(dataset_dir)
+    _check_feature_record(root, features, params.overwrite)
+    jobs, owners = [], {}
+    for split in SPLITS:
+        for row in read_manifest(root, split).itertuples(index=False):
+            target = png_path(root, split, row.key)
+            if target.is_file() and not params.overwrite:
+                continue
+            jobs.append((str(root / row.audio_path), str(target), features))
+            owners[str(target)] = (split, row.key, row.audio_path)
+    problems = []
+    if not jobs:
+        log.info("spectrograms: every PNG already exists (use --overwrite to remake)")
+        return problems
+    for split in SPLITS:
+        (root / "Spectrograms" / split_dirname(split)).mkdir(parents=True, exist_ok=True)
+    workers = min(params.workers, len(jobs))
+    bar = tqdm(total=len(jobs), desc="spectrograms", unit="clip")
+    if workers > 1:
+        # fork keeps workers cheap to start; they run only numpy/librosa/PIL code.
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            results = pool.imap_unordered(_spectrogram_job, jobs, chunksize=8)
+            problems = _collect(results, owners, bar)
+    else:
+        problems = _collect(map(_spectrogram_job, jobs), owners, bar)
+    bar.close()
+    log.info("spectrograms: %d written, %d skipped as bad clips", len(jobs) - len(problems),
+             len(problems))
+    return problems
+
+
+def _collect(results, owners: dict, bar) -> list[dict]:
+    problems = []
+    for target, problem in results:
+        bar.update(1)
+        if problem:
+            split, key, audio = owners[target]
+            problems.append({"stage": "spectrograms", "split": split, "key": key,
+                             "path": audio, "reason": problem})
+    return problems
+
+
+def run_tfrecords(dataset_dir: str | os.PathLike, features: FeatureParams,
+                  params: PreprocessParams) -> dict[str, dict]:
+    """Stage 3: shards the PNGs of each split (train shuffled, seeded) into TFRecords.
+
+    Returns:
+        ``{split: index}`` of the written shard indexes.
+    """
+    from tqdm import tqdm  # noqa: PLC0415
+
+    root = Path(dataset_dir)
+    indexes = {}
+    for split in SPLITS:
+        manifest = read_manifest(root, split)
+        present = [png_path(root, split, key).is_file() for key in manifest["key"]]
+        skipped = len(manifest) - sum(present)
+        manifest = manifest[present].reset_index(drop=True)
+        if skipped:
+            log.info("tfrecords: %s: %d clips have no PNG (bad clips) and are left out",
+                     split, skipped)
+        order = np.arange(len(manifest))
+        if split == "train":
+            # Manifests are grouped by speaker/class; shuffle so no shard is one class.
+            np.random.default_rng(params.seed).shuffle(order)
+        rows = {row.key: row for row in manifest.itertuples(index=False)}
+        keys = [manifest["key"].iloc[i] for i in order]
+
+        def make_example(key: str, split: str = split, rows: dict = rows) -> Example:
+            row = rows[key]
+            data = png_path(root, split, key).read_bytes()
+            return Example(png=data, height=features.image_size, width=features.image_size,
+                           channels=3, key=key, speaker_id=str(row.speaker_id),
+                           label_codes={task: int(getattr(row, f"{task}_code"))
+                                        for task in labels.TASKS})
+
+        metadata = {"image_shape": list(features.image_shape), "tasks": list(labels.TASKS),
+                    "features": _features_record(features), "split": split}
+        with tqdm(total=len(keys), desc=f"tfrecords {split}", unit="clip") as bar:
+            indexes[split] = write_shards(
+                root / "TFRecord" / split_dirname(split), keys, make_example,
+                shard_size=params.shard_size, metadata=metadata, overwrite=params.overwrite,
+                progress=bar.update)
+        log.info("tfrecords: %s: %d examples in %d shards", split,
+                 indexes[split]["num_examples"], len(indexes[split]["shards"]))
+    return indexes
+
+
+def preprocess(dataset_dir: str | os.PathLike, *, params: PreprocessParams,
+               features: FeatureParams, results_dir: str | os.PathLike = "results",
+               stages: tuple[str, ...] = STAGES) -> dict:
+    """Runs the chosen stages in order and writes ``preprocess_report.csv``.
+
+    Returns:
+        Summary: rows kept/dropped by cleaning, clips skipped, examples per split.
+    """
+    unknown = [stage for stage in stages if stage not in STAGES]
+    if unknown:
+        raise ParameterError(f"--stage={unknown[0]!r} is not one of {', '.join(STAGES)}, all")
+    summary: dict = {}
+    problems: list[dict] = []
+    if "clean" in stages:
+        kept, dropped = run_clean(dataset_dir, params, results_dir)
+        summary["kept"], summary["dropped"] = len(kept), len(dropped)
+        summary["dropped_by_reason"] = _reason_counts(dropped)
+        problems += [{"stage": "clean", "split": row.split, "key": row.key,
+                      "path": row.audio_path or f"{row.source_file}:{row.source_row}",
+                      "reason": row.reason} for row in dropped.itertuples(index=False)]
+    if "spectrograms" in stages:
+        bad = run_spectrograms(dataset_dir, features, params)
+        summary["bad_clips"] = len(bad)
+        problems += bad
+    if "tfrecords" in stages:
+        indexes = run_tfrecords(dataset_dir, features, params)
+        summary["examples"] = {split: index["num_examples"] for split, index in indexes.items()}
+    report = pd.DataFrame(problems, columns=list(REPORT_COLUMNS))
+    report_path = Path(results_dir) / "preprocess_report.csv"
+    atomic.write_text(report_path, report.to_csv(index=False))
+    summary["report"] = str(report_path)
+    return summary

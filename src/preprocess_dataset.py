@@ -1,0 +1,65 @@
+"""Common Voice → spectrogram PNGs → TFRecord shards.
+
+Example:
+    python src/preprocess_dataset.py --dataset_dir='data/CommonVoice/' --dataset_type='clean'
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from agegender import cli
+from agegender.config import DATASET_TYPES, FEATURE_TYPES, FeatureParams, PreprocessParams
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parses the command line (``sys.argv[1:]`` when ``argv`` is None)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset_dir", required=True, help="dataset folder")
+    parser.add_argument("--dataset_type", default="clean", choices=DATASET_TYPES,
+                        help="raw: Kaggle Common Voice v1; clean: the original project's Audio/ "
+                             "layout; cv: a modern Common Voice release (default: clean)")
+    parser.add_argument("--stage", default="all",
+                        choices=("all", "clean", "spectrograms", "tfrecords"),
+                        help="run one stage only (default: all three)")
+    parser.add_argument("--feature_type", default="spectrogram", choices=FEATURE_TYPES)
+    parser.add_argument("--image_size", type=int, default=64, help="image side in pixels")
+    parser.add_argument("--num_workers", type=int, default=0,
+                        help="spectrogram processes (default 0: all cores)")
+    parser.add_argument("--shard_size", type=int, default=1000, help="examples per shard")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--results_dir", default="results", help="where reports go")
+    cli.add_bool_flag(parser, "split_by_speaker", default=False,
+                      help="cv only: make train/dev/test from validated.tsv, disjoint speakers")
+    cli.add_bool_flag(parser, "overwrite", default=False,
+                      help="remake PNGs and shards that already exist")
+    cli.add_bool_flag(parser, "verbose", default=False, help="debug logging")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the preprocessing; returns the exit status."""
+    args = parse_args(argv)
+    cli.setup_logging(args.verbose)
+
+    def work() -> None:
+        from agegender.preprocess import STAGES, preprocess  # noqa: PLC0415
+
+        params = PreprocessParams(dataset_type=args.dataset_type,
+                                  split_by_speaker=args.split_by_speaker,
+                                  shard_size=args.shard_size, num_workers=args.num_workers,
+                                  overwrite=args.overwrite, seed=args.seed)
+        features = FeatureParams(feature_type=args.feature_type, image_size=args.image_size)
+        stages = STAGES if args.stage == "all" else (args.stage,)
+        summary = preprocess(args.dataset_dir, params=params, features=features,
+                             results_dir=args.results_dir, stages=stages)
+        print("preprocessing done:")
+        for key, value in summary.items():
+            print(f"  {key}: {value}")
+
+    return cli.run_cli(work)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
