@@ -6,3 +6,5 @@ Keras layers, so ``keras.models.load_model("best_model_age.keras")`` works after
 """
 
 __version__ = "0.1.0"
+
+from agegender import layers as _layers  # noqa: E402,F401  (registers the custom layers)

@@ -1,0 +1,64 @@
+"""The MAM-CNN as a Keras functional model."""
+
+from __future__ import annotations
+
+from agegender.config import ModelParams
+from agegender.errors import ModelError
+
+
+def build_model(params: ModelParams, *, features: dict | None = None):
+    """Builds the network of Tursunov et al. (2021).
+
+    input (H, W, 3) in 0-255 → Rescaling 1/255 → FLB-1 → concat(FLB-1, MAM(FLB-1)) → FLB-2
+    → Flatten → Dense 80 ReLU → BN → Dense softmax → LabelledOutput.
+
+    Scaling is inside the model so no caller can feed it differently scaled images.
+    For 64×64×3 and 6 classes it has 8 841 358 parameters.
+
+    Args:
+        params: model hyper-parameters (task and class names are stored in the model).
+        features: ``FeatureParams`` fields of the training images, stored in the model so
+            inference computes identical features.
+
+    Returns:
+        An uncompiled ``keras.Model`` named ``mam_cnn_<task>``: [batch, H, W, 3] float32
+        → [batch, num_classes] probabilities.
+    """
+    import keras  # noqa: PLC0415
+    from keras import layers  # noqa: PLC0415
+
+    from agegender.layers import FeatureLearningBlock, LabelledOutput, MultiAttentionModule  # noqa: PLC0415
+
+    regulariser = keras.regularizers.L2(params.l2) if params.l2 else None
+    names = list(params.class_names) or [str(i) for i in range(params.num_classes)]
+    inputs = keras.Input(shape=params.input_shape, name="spectrogram")
+    x = layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
+    flb_1 = FeatureLearningBlock(params.l2, params.bn_momentum, name="flb_1")(x)
+    mam = MultiAttentionModule(64, params.l2, params.bn_momentum, name="mam")(flb_1)
+    x = layers.Concatenate(axis=-1, name="flb_1_mam")([flb_1, mam])
+    x = FeatureLearningBlock(params.l2, params.bn_momentum, name="flb_2")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(params.dense_units, activation="relu", kernel_regularizer=regulariser,
+                     name="dense")(x)
+    x = layers.BatchNormalization(momentum=params.bn_momentum, name="dense_bn")(x)
+    # float32 softmax even under mixed precision, for a numerically sound loss.
+    x = layers.Dense(params.num_classes, activation="softmax", kernel_regularizer=regulariser,
+                     dtype="float32", name="probabilities")(x)
+    outputs = LabelledOutput(params.task, names, features, dtype="float32",
+                             name="labels")(x)
+    return keras.Model(inputs, outputs, name=f"mam_cnn_{params.task}")
+
+
+def model_labels(model) -> tuple[str, list[str], dict | None]:
+    """Reads (task, class names, feature params) stored in a model by ``LabelledOutput``.
+
+    Raises:
+        ModelError: the model has no ``LabelledOutput`` layer (not one of ours).
+    """
+    from agegender.layers import LabelledOutput  # noqa: PLC0415
+
+    for layer in reversed(model.layers):
+        if isinstance(layer, LabelledOutput):
+            return layer.task, list(layer.class_names), layer.features
+    raise ModelError(f"model {model.name!r} carries no task/class names (no LabelledOutput "
+                     "layer); it was not built by agegender")
