@@ -8,3 +8,6 @@ Keras layers, so ``keras.models.load_model("best_model_age.keras")`` works after
 __version__ = "0.1.0"
 
 from agegender import layers as _layers  # noqa: E402,F401  (registers the custom layers)
+from agegender.inference import AgeGenderDetector  # noqa: E402
+
+__all__ = ["AgeGenderDetector", "__version__"]

@@ -118,11 +118,12 @@ SENTENCES: tuple[str, ...] = (
     "Mesh wire keeps chicks inside.",
 )
 
-# Common Voice accent value -> espeak-ng language voice, with how often we draw it. Real v1 rows
-# often leave the accent empty.
+# Common Voice accent value -> espeak-ng voice file, with how often we draw it (real v1 rows often
+# leave the accent empty). British English is the file "en": espeak-ng 1.51 silently drops the
+# "+variant" of "en-gb", which is only a language tag, and would speak in its default male voice.
 ACCENTS: tuple[tuple[str, str, float], ...] = (
     ("us", "en-us", 0.45),
-    ("england", "en-gb", 0.25),
+    ("england", "en", 0.25),
     ("scotland", "en-gb-scotland", 0.10),
     ("", "en-us", 0.20),
 )
