@@ -1,0 +1,85 @@
+"""Labels audio files with a trained model: predicted class and probabilities.
+
+Example:
+    python src/inference.py --model_path='models/age/best_model_age.keras' \
+        --audio_file='data/CommonVoice/Audio/cv-valid-test/sample-000001.mp3' --cls_task='age'
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from agegender import atomic, cli
+from agegender.errors import ParameterError
+from agegender.labels import TASKS
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parses the command line (``sys.argv[1:]`` when ``argv`` is None)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model_path", required=True,
+                        help=".keras or .h5 file, or a SavedModel folder")
+    parser.add_argument("--audio_file", required=True, nargs="+",
+                        help="audio files, globs (quoted) or folders")
+    parser.add_argument("--cls_task", default=None, choices=TASKS,
+                        help="expected task (default: read from the model)")
+    parser.add_argument("--top_k", type=int, default=1, help="classes to print per file")
+    parser.add_argument("--batch_size", type=int, default=64)
+    parser.add_argument("--output", default=None,
+                        help="write every class probability per file to a .csv or .json")
+    cli.add_bool_flag(parser, "verbose", default=False, help="debug logging")
+    return parser.parse_args(argv)
+
+
+def write_output(path: str, results: list[dict], class_names: tuple[str, ...]) -> None:
+    """Writes predictions as CSV (one row per file) or JSON (a list of objects)."""
+    if path.endswith(".json"):
+        atomic.write_text(path, json.dumps(results, indent=2))
+        return
+    if not path.endswith(".csv"):
+        raise ParameterError(f"--output={path}: expected a .csv or .json file name")
+    import pandas as pd  # noqa: PLC0415
+
+    rows = [{"file": r["file"], "label": r["label"], "probability": r["probability"],
+             **{f"p_{name}": r["probabilities"].get(name) for name in class_names},
+             "error": r["error"] or ""} for r in results]
+    atomic.write_text(path, pd.DataFrame(rows).to_csv(index=False))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Predicts; exit status 0 if at least one file was predicted, 1 if none, 2 on errors."""
+    args = parse_args(argv)
+    cli.setup_logging(args.verbose)
+
+    def work() -> int:
+        from agegender.inference import AgeGenderDetector, expand_audio_paths  # noqa: PLC0415
+
+        if args.top_k < 1:
+            raise ParameterError(f"--top_k={args.top_k} must be >= 1")
+        if args.output and not args.output.endswith((".csv", ".json")):
+            raise ParameterError(f"--output={args.output}: expected a .csv or .json file name")
+        detector = AgeGenderDetector(args.model_path, args.cls_task, batch_size=args.batch_size)
+        files = expand_audio_paths(args.audio_file)
+        results = detector.predict(files)
+        for result in results:
+            if result["error"]:
+                print(f"error: {result['error']}", file=sys.stderr)
+                continue
+            ranked = sorted(result["probabilities"].items(), key=lambda kv: -kv[1])
+            shown = ", ".join(f"{name} {p:.3f}" for name, p in ranked[:args.top_k])
+            print(f"{result['file']}: {result['label']} (p={result['probability']:.3f})"
+                  + (f"  [{shown}]" if args.top_k > 1 else ""))
+        if args.output:
+            write_output(args.output, results, detector.class_names)
+            print(f"predictions written to {args.output}")
+        predicted = sum(1 for r in results if not r["error"])
+        print(f"{predicted} of {len(results)} files predicted ({detector.task})")
+        return 0 if predicted else 1
+
+    return cli.run_cli(work)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

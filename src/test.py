@@ -1,0 +1,53 @@
+"""Evaluates a trained model on the test (or dev) split's TFRecords.
+
+Example:
+    python src/test.py --dataset_dir='data/CommonVoice' \
+        --model_path='models/age/best_model_age.keras' --cls_task='age'
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: quiet C++ logs
+
+from agegender import cli
+from agegender.labels import TASKS
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parses the command line (``sys.argv[1:]`` when ``argv`` is None)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset_dir", required=True, help="dataset folder holding TFRecord/")
+    parser.add_argument("--model_path", required=True,
+                        help=".keras or .h5 file, or a SavedModel folder")
+    parser.add_argument("--cls_task", default=None, choices=TASKS,
+                        help="task to evaluate (default: the one stored in the model)")
+    parser.add_argument("--split", default="test", choices=("dev", "test"))
+    parser.add_argument("--batch_size", type=int, default=128)
+    parser.add_argument("--results_dir", default="results")
+    cli.add_bool_flag(parser, "verbose", default=False, help="debug logging")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Evaluates; returns the exit status."""
+    args = parse_args(argv)
+    cli.setup_logging(args.verbose)
+
+    def work() -> None:
+        from agegender.evaluation import evaluate  # noqa: PLC0415
+
+        result = evaluate(args.dataset_dir, args.model_path, args.cls_task, split=args.split,
+                          results_dir=args.results_dir, batch_size=args.batch_size)
+        print(result["text"])
+        for name, path in result["paths"].items():
+            print(f"  {name}: {path}")
+
+    return cli.run_cli(work)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
