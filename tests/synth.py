@@ -176,3 +176,28 @@ def make_cv_corpus(root: Path, *, speakers: int = 10, clips_per_speaker: int = 2
     for split, part in split_rows.items():
         write_tsv(root / f"{split}.tsv", CV_HEADER, part)
     return root
+
+
+def random_examples(count: int, *, image_size: int = 16, seed: int = 0,
+                    tasks: tuple[str, ...] = ("gender", "age", "gender_age")) -> list:
+    """``count`` TFRecord examples of random images with labels cycling through the classes.
+
+    Example ``i`` has key ``clip-{i:03d}``, speaker ``speaker-{i % 3}``, gender ``i % 2``,
+    age ``i % 6`` and gender-age ``i % 12``; only ``tasks`` get a label.
+
+    Returns:
+        list of ``agegender.tfrecords.Example``.
+    """
+    from agegender.features import png_bytes  # noqa: PLC0415
+    from agegender.tfrecords import Example  # noqa: PLC0415
+
+    rng = np.random.default_rng(seed)
+    codes = {"gender": 2, "age": 6, "gender_age": 12}
+    examples = []
+    for i in range(count):
+        image = rng.integers(0, 256, size=(image_size, image_size, 3), dtype=np.uint8)
+        examples.append(Example(
+            png=png_bytes(image), height=image_size, width=image_size, channels=3,
+            key=f"clip-{i:03d}", speaker_id=f"speaker-{i % 3}",
+            label_codes={task: i % codes[task] for task in tasks}))
+    return examples

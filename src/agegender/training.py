@@ -187,14 +187,28 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
           image_size: int = 64, l2: float = 0.01, bn_momentum: float = 0.9,
           models_dir: str | os.PathLike = "models", results_dir: str | os.PathLike = "results",
           show_summary: bool = False, show_live_plot: bool = False,
-          verbose: int | str = "auto") -> dict:
+          verbose: int | str = "auto", extra_callbacks: list | None = None) -> dict:
     """Trains the MAM-CNN on ``DIR/TFRecord`` train, validating on dev.
 
     Resumes automatically after an interruption (``BackupAndRestore`` in
     ``models/<task>/backup``): finished epochs are kept.
 
+    Args:
+        dataset_dir: dataset folder holding ``TFRecord/`` (train and dev splits).
+        task: ``gender``, ``age`` or ``gender_age``.
+        train_params: optimisation settings.
+        image_size: must match the shards.
+        l2: L2 factor on conv and dense kernels.
+        bn_momentum: BatchNorm momentum (see ``ModelParams``).
+        models_dir: checkpoints go to ``models_dir/<task>/``.
+        results_dir: CSV log and curves go to ``results_dir/<task>/``.
+        show_summary: print the model summary.
+        show_live_plot: also show the curves in a window when a display exists.
+        verbose: Keras ``fit`` verbosity.
+        extra_callbacks: appended to the project's callbacks (TensorBoard, ...).
+
     Returns:
-        Paths written and the best validation accuracy and epoch.
+        Paths written, the best validation accuracy and epoch, and the replica count.
     """
     from agegender.model import build_model  # noqa: PLC0415
     from agegender.pipeline import make_dataset, split_index, split_labels  # noqa: PLC0415
@@ -245,6 +259,7 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
         keras.callbacks.CSVLogger(str(paths["csv"]), append=resuming),
         LivePlot(paths["csv"], paths["plot"], show=show_live_plot, title=f"MAM-CNN, {task}"),
     ]
+    callbacks += list(extra_callbacks or [])
     if train_params.early_stopping_patience:
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor="val_accuracy", mode="max", patience=train_params.early_stopping_patience))
@@ -252,7 +267,8 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
               class_weight=class_weight, callbacks=callbacks, verbose=verbose, shuffle=False)
     best = callbacks[1]
     return {**{k: str(v) for k, v in paths.items() if k != "backup"},
-            "best_val_accuracy": best.best, "best_epoch": best.best_epoch}
+            "best_val_accuracy": best.best, "best_epoch": best.best_epoch,
+            "replicas": strategy.num_replicas_in_sync}
 
 
 def export_saved_model(model_path: str | os.PathLike, export_dir: str | os.PathLike) -> Path:

@@ -1,0 +1,368 @@
+"""Tests of agegender.commonvoice: the three layouts, cleaning, label codes, path safety."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import synth
+
+from agegender import commonvoice, labels
+from agegender.commonvoice import CLEAN_COLUMNS, CLIP_COLUMNS, clean_clips, read_clips
+from agegender.errors import DatasetError, ParameterError
+
+OUTSIDE = "path outside dataset"
+
+
+def touch_clip(path: Path) -> Path:
+    """A tiny valid WAV (the parser only checks that files exist)."""
+    return synth.write_audio(path, synth.tone(300.0, seconds=0.05))
+
+
+def empty_raw_corpus(root: Path) -> Path:
+    """A raw layout whose three CSVs have a header and no rows."""
+    for split in ("train", "dev", "test"):
+        (root / f"cv-valid-{split}" / f"cv-valid-{split}").mkdir(parents=True)
+        synth.write_csv(root / f"cv-valid-{split}.csv", [])
+    return root
+
+
+# -- raw layout -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("nested", [True, False])
+def test_raw_layout_finds_audio_nested_or_one_level_up(tmp_path: Path, nested: bool) -> None:
+    root = synth.make_raw_corpus(tmp_path, per_group={"train": 1, "dev": 1, "test": 1},
+                                 seconds=0.05, nested=nested)
+    clips = read_clips(root, "raw")
+    assert list(clips.columns) == list(CLIP_COLUMNS)
+    assert clips["split"].value_counts().to_dict() == {"train": 12, "dev": 12, "test": 12}
+    assert (clips["problem"] == "").all()
+    first = clips.iloc[0]
+    assert first["key"] == "sample-000000"
+    expected = ("cv-valid-train/cv-valid-train/sample-000000.wav" if nested
+                else "cv-valid-train/sample-000000.wav")
+    assert first["audio_path"] == expected
+    assert (root / first["audio_path"]).is_file()
+    assert first["source_file"] == str(root / "cv-valid-train.csv")
+    assert first["source_row"] == 2
+    assert first["gender_raw"] == "male" and first["age_raw"] == "teens"
+    kept, dropped = clean_clips(clips)
+    assert len(kept) == 36 and dropped.empty
+
+
+def test_raw_layout_missing_csv_is_a_dataset_error(tmp_path: Path) -> None:
+    root = synth.make_raw_corpus(tmp_path, per_group={"train": 1, "dev": 1}, seconds=0.05)
+    with pytest.raises(DatasetError, match="cv-valid-test.csv"):
+        read_clips(root, "raw")
+
+
+def test_missing_dataset_folder_is_a_dataset_error(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="nowhere"):
+        read_clips(tmp_path / "nowhere", "raw")
+
+
+# -- clean layout -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("prefix", [True, False])
+def test_clean_layout_with_and_without_split_prefix(tmp_path: Path, prefix: bool) -> None:
+    root = synth.make_clean_corpus(tmp_path, prefix=prefix, seconds=0.05)
+    clips = read_clips(root, "clean")
+    assert clips["split"].value_counts().to_dict() == {"train": 12, "dev": 12, "test": 12}
+    assert (clips["problem"] == "").all(), clips["problem"].unique()
+    row = clips[clips["split"] == "dev"].iloc[3]
+    assert row["audio_path"] == "Audio/cv-valid-dev/dev-0003.wav"
+    assert row["key"] == "dev-0003"
+    assert row["source_file"] == str(root / "Audio" / "cv-valid-dev.csv")
+    assert clean_clips(clips)[0].shape[0] == 36
+
+
+# -- cv layout --------------------------------------------------------------------------------
+
+def test_cv_layout_reads_split_tsvs_and_modern_gender_spellings(tmp_path: Path) -> None:
+    root = synth.make_cv_corpus(tmp_path, speakers=10, clips_per_speaker=2, seconds=0.05)
+    clips = read_clips(root, "cv")
+    assert clips["split"].value_counts().to_dict() == {"train": 16, "dev": 2, "test": 2}
+    assert (clips["problem"] == "").all()
+    assert set(clips["gender_raw"]) == {"male_masculine", "female_feminine"}
+    assert clips.iloc[0]["audio_path"] == "clips/common_voice_en_00000.mp3"
+    assert clips.iloc[0]["speaker_id"] == "client000"
+    kept, dropped = clean_clips(clips)
+    assert dropped.empty
+    assert set(kept["gender"]) == {"male", "female"}
+    by_speaker = kept.drop_duplicates("speaker_id").set_index("speaker_id")
+    assert by_speaker.loc["client000", "gender"] == "male"
+    assert by_speaker.loc["client001", "gender"] == "female"
+    assert by_speaker.loc["client001", "gender_code"] == 1
+
+
+def test_cv_unquoted_sentence_with_quote_and_empty_cells(tmp_path: Path) -> None:
+    root = synth.make_cv_corpus(tmp_path, speakers=10, clips_per_speaker=1, seconds=0.05)
+    rows = [
+        synth.cv_row("a", "quote.mp3", age="twenties", gender="female_feminine",
+                     sentence='He said "stop and left'),
+        synth.cv_row("b", "empty_age.mp3", age="", gender="male_masculine"),
+        synth.cv_row("c", "empty_gender.mp3", age="thirties", gender=""),
+        synth.cv_row("d", "after.mp3", age="sixties", gender="male_masculine",
+                     sentence='a "quoted" word'),
+    ]
+    for row in rows:
+        touch_clip(root / "clips" / row[1])
+    synth.write_tsv(root / "dev.tsv", synth.CV_HEADER, rows)
+    clips = read_clips(root, "cv")
+    dev = clips[clips["split"] == "dev"].set_index("key")
+    assert list(dev.index) == ["quote", "empty_age", "empty_gender", "after"]
+    assert dev.loc["quote", "age_raw"] == "twenties"
+    assert dev.loc["quote", "gender_raw"] == "female_feminine"
+    assert dev.loc["empty_age", "age_raw"] == ""
+    assert dev.loc["empty_gender", "gender_raw"] == ""
+    assert dev.loc["after", "age_raw"] == "sixties"  # the quote did not swallow later lines
+    kept, dropped = clean_clips(clips)
+    kept_dev = kept[kept["split"] == "dev"].set_index("key")
+    assert list(kept_dev.index) == ["quote", "after"]
+    assert kept_dev.loc["quote", "gender_age_code"] == 1
+    reasons = dropped.set_index("key")["reason"]
+    assert reasons["empty_age"].startswith("age not one of the 6 groups")
+    assert reasons["empty_gender"].startswith("gender not male/female")
+
+
+def _speaker_split(tmp_path: Path, seed: int) -> pd.DataFrame:
+    return read_clips(tmp_path, "cv", split_by_speaker=True, seed=seed)
+
+
+def test_split_by_speaker_is_disjoint_80_10_10_and_seeded(tmp_path: Path) -> None:
+    synth.make_cv_corpus(tmp_path, speakers=30, clips_per_speaker=2, seconds=0.02)
+    clips = _speaker_split(tmp_path, seed=7)
+    assert len(clips) == 60
+    assert (clips["source_file"] == str(tmp_path / "validated.tsv")).all()
+    speakers = {split: set(clips.loc[clips["split"] == split, "speaker_id"])
+                for split in ("train", "dev", "test")}
+    assert not speakers["train"] & speakers["dev"]
+    assert not speakers["train"] & speakers["test"]
+    assert not speakers["dev"] & speakers["test"]
+    assert {split: len(s) for split, s in speakers.items()} == {"train": 24, "dev": 3, "test": 3}
+    # Every clip of a speaker stays with the speaker.
+    assert (clips.groupby("speaker_id")["split"].nunique() == 1).all()
+    again = _speaker_split(tmp_path, seed=7)
+    pd.testing.assert_frame_equal(clips, again)
+    other = _speaker_split(tmp_path, seed=8)
+    assert not clips.sort_values("key")["split"].reset_index(drop=True).equals(
+        other.sort_values("key")["split"].reset_index(drop=True))
+
+
+def test_split_by_speaker_keeps_the_source_row_numbers(tmp_path: Path) -> None:
+    """source_row must point at the row's line in validated.tsv (header = line 1)."""
+    root = synth.make_cv_corpus(tmp_path, speakers=10, clips_per_speaker=2, seconds=0.02)
+    lines = (root / "validated.tsv").read_text().splitlines()
+    line_of = {line.split("\t")[1]: number for number, line in enumerate(lines, start=1)}
+    clips = read_clips(root, "cv", split_by_speaker=True)
+    for row in clips.itertuples(index=False):
+        assert row.source_row == line_of[Path(row.audio_path).name], row
+
+
+def test_split_by_speaker_needs_validated_tsv(tmp_path: Path) -> None:
+    root = synth.make_cv_corpus(tmp_path, speakers=10, clips_per_speaker=1, seconds=0.02)
+    (root / "validated.tsv").unlink()
+    read_clips(root, "cv")  # the split files are enough without the speaker split
+    with pytest.raises(DatasetError, match="validated.tsv"):
+        read_clips(root, "cv", split_by_speaker=True)
+
+
+# -- cleaning ---------------------------------------------------------------------------------
+
+def test_cleaning_counts_and_reasons(tmp_path: Path) -> None:
+    root = synth.make_raw_corpus(tmp_path, per_group={"train": 1, "dev": 1, "test": 1},
+                                 seconds=0.05)
+    audio = root / "cv-valid-train" / "cv-valid-train"
+    for name in ("nogender", "seventies", "other", "dup"):
+        touch_clip(audio / f"{name}.wav")
+    synth.append_csv(root / "cv-valid-train.csv", [
+        synth.v1_row("cv-valid-train/nogender.wav", age="twenties", gender=""),
+        synth.v1_row("cv-valid-train/seventies.wav", age="seventies", gender="female"),
+        synth.v1_row("cv-valid-train/other.wav", age="thirties", gender="other"),
+        synth.v1_row("cv-valid-train/absent.wav", age="thirties", gender="male"),
+        synth.v1_row("cv-valid-train/dup.wav", age="fifties", gender="female"),
+        synth.v1_row("cv-valid-train/dup.wav", age="fifties", gender="female"),
+        synth.v1_row("cv-valid-train/sample-000003.wav", age="fourties", gender="male"),
+    ])
+    clips = read_clips(root, "raw")
+    assert len(clips) == 36 + 7
+    kept, dropped = clean_clips(clips)
+    assert len(kept) == 36 + 1 and len(dropped) == 6
+    assert list(kept.columns) == [*CLIP_COLUMNS, *CLEAN_COLUMNS]
+    assert "reason" in dropped.columns
+    reasons = dict(zip(dropped["source_row"], dropped["reason"], strict=True))
+    assert reasons == {
+        14: "gender not male/female: ''",
+        15: "age not one of the 6 groups: 'seventies'",
+        16: "gender not male/female: 'other'",
+        17: "missing file",
+        19: "duplicate clip key in split",
+        20: "duplicate clip key in split",
+    }
+    # The first of the duplicates is kept, the later ones dropped.
+    assert (kept["key"] == "dup").sum() == 1
+    assert kept.loc[kept["key"] == "dup", "source_row"].item() == 18
+    # The same key in another split is not a duplicate.
+    assert (kept["key"] == "sample-000003").sum() == 3
+
+
+def test_group_counts_before_and_after(tmp_path: Path) -> None:
+    root = synth.make_raw_corpus(tmp_path, per_group={"train": 1, "dev": 1, "test": 1},
+                                 seconds=0.05)
+    touch_clip(root / "cv-valid-train" / "cv-valid-train" / "old.wav")
+    synth.append_csv(root / "cv-valid-train.csv", [
+        synth.v1_row("cv-valid-train/old.wav", age="seventies", gender="female"),
+        synth.v1_row("cv-valid-train/gone.wav", age="twenties", gender="male"),
+    ])
+    clips = read_clips(root, "raw")
+    kept, _ = clean_clips(clips)
+    counts = commonvoice.group_counts(clips, kept)
+    assert list(counts.columns) == ["split", "group", "before", "after"]
+    train = counts[counts["split"] == "train"].set_index("group")
+    assert train.loc["male-twenties", "before"] == 2
+    assert train.loc["male-twenties", "after"] == 1
+    assert train.loc["female-seventies", "before"] == 1
+    assert train.loc["female-seventies", "after"] == 0
+    assert counts["before"].sum() == 38 and counts["after"].sum() == 36
+    assert set(labels.GENDER_AGES) <= set(counts.loc[counts["split"] == "dev", "group"])
+
+
+# -- label codes ------------------------------------------------------------------------------
+
+EXPECTED_AGE = {"teens": 0, "twenties": 1, "thirties": 2, "fourties": 3, "fifties": 4,
+                "sixties": 5}
+
+
+def test_label_codes(tmp_path: Path) -> None:
+    root = synth.make_raw_corpus(tmp_path, per_group={"train": 1, "dev": 1, "test": 1},
+                                 seconds=0.05)
+    kept, _ = clean_clips(read_clips(root, "raw"))
+    assert len(kept) == 36
+    for row in kept.itertuples(index=False):
+        assert row.gender_code == {"male": 0, "female": 1}[row.gender]
+        assert row.age_code == EXPECTED_AGE[row.age]
+        assert row.gender_age_code == EXPECTED_AGE[row.age] + (0 if row.gender == "female" else 6)
+    codes = kept.drop_duplicates(["gender", "age"]).set_index(["gender", "age"])
+    assert codes.loc[("female", "teens"), "gender_age_code"] == 0
+    assert codes.loc[("female", "sixties"), "gender_age_code"] == 5
+    assert codes.loc[("male", "teens"), "gender_age_code"] == 6
+    assert codes.loc[("male", "sixties"), "gender_age_code"] == 11
+    assert labels.class_names("gender_age")[7] == "male-twenties"
+    assert labels.class_names("gender") == ("male", "female")
+    assert labels.class_names("age")[3] == "fourties"
+
+
+def test_unknown_task_is_a_parameter_error() -> None:
+    with pytest.raises(ParameterError, match="'height'"):
+        labels.class_names("height")
+
+
+# -- paths that leave the dataset folder ------------------------------------------------------
+
+ESCAPES = ["../../etc/passwd", "/etc/passwd", "cv-valid-train/../../x.mp3",
+           "cv-valid-train/link.mp3"]
+
+
+@pytest.fixture
+def escaping_corpus(tmp_path: Path) -> tuple[Path, Path]:
+    """A raw corpus whose train CSV has rows pointing outside it; returns (root, outside)."""
+    root = empty_raw_corpus(tmp_path / "dataset")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    secret = touch_clip(outside / "secret.wav")
+    # Files the escaping rows would reach if they were followed.
+    touch_clip(tmp_path / "x.mp3")
+    os.symlink(secret, root / "cv-valid-train" / "cv-valid-train" / "link.mp3")
+    touch_clip(root / "cv-valid-train" / "cv-valid-train" / "fine.wav")
+    synth.append_csv(root / "cv-valid-train.csv",
+                     [synth.v1_row(cell, age="twenties", gender="male") for cell in ESCAPES]
+                     + [synth.v1_row("cv-valid-train/fine.wav", age="twenties", gender="male")])
+    return root, outside
+
+
+def test_rows_escaping_the_dataset_are_rejected(escaping_corpus) -> None:
+    root, _ = escaping_corpus
+    clips = read_clips(root, "raw")
+    problems = dict(zip(clips["source_row"], clips["problem"], strict=True))
+    assert problems == {2: OUTSIDE, 3: OUTSIDE, 4: OUTSIDE, 5: OUTSIDE, 6: ""}
+    kept, dropped = clean_clips(clips)
+    assert list(kept["key"]) == ["fine"]
+    assert (dropped["reason"] == OUTSIDE).sum() == 4
+
+
+def test_clean_layout_escapes_are_rejected(tmp_path: Path) -> None:
+    """An absolute cell must not be turned into a relative one by the split prefix."""
+    root = synth.make_clean_corpus(tmp_path / "dataset", per_group={"train": 1, "dev": 1,
+                                                                    "test": 1}, seconds=0.02)
+    touch_clip(tmp_path / "x.mp3")
+    synth.append_csv(root / "Audio" / "cv-valid-train.csv", [
+        synth.v1_row("/etc/passwd", age="twenties", gender="male"),
+        synth.v1_row("../../../x.mp3", age="twenties", gender="male"),
+        synth.v1_row("cv-valid-train/../../../x.mp3", age="twenties", gender="male"),
+    ])
+    clips = read_clips(root, "clean")
+    assert list(clips.loc[clips["source_row"] >= 14, "problem"]) == [OUTSIDE] * 3
+
+
+def test_cv_layout_escapes_are_rejected(tmp_path: Path) -> None:
+    root = synth.make_cv_corpus(tmp_path / "dataset", speakers=10, clips_per_speaker=1,
+                                seconds=0.02)
+    touch_clip(tmp_path / "x.mp3")
+    synth.write_tsv(root / "test.tsv", synth.CV_HEADER, [
+        synth.cv_row("a", "../../x.mp3", age="twenties", gender="male_masculine"),
+        synth.cv_row("b", "/etc/passwd", age="twenties", gender="male_masculine"),
+    ])
+    clips = read_clips(root, "cv")
+    assert list(clips.loc[clips["split"] == "test", "problem"]) == [OUTSIDE, OUTSIDE]
+
+
+# -- bad label files and parameters -----------------------------------------------------------
+
+@pytest.mark.parametrize("layout, column", [("raw", "gender"), ("raw", "filename"),
+                                            ("clean", "age"), ("cv", "client_id"),
+                                            ("cv", "path")])
+def test_missing_required_column_names_file_and_column(tmp_path: Path, layout: str,
+                                                       column: str) -> None:
+    if layout == "raw":
+        root = synth.make_raw_corpus(tmp_path, per_group={"train": 1, "dev": 1, "test": 1},
+                                     seconds=0.02)
+        table_path = root / "cv-valid-dev.csv"
+    elif layout == "clean":
+        root = synth.make_clean_corpus(tmp_path, seconds=0.02)
+        table_path = root / "Audio" / "cv-valid-dev.csv"
+    else:
+        root = synth.make_cv_corpus(tmp_path, speakers=10, clips_per_speaker=1, seconds=0.02)
+        table_path = root / "dev.tsv"
+    sep = "\t" if layout == "cv" else ","
+    table = pd.read_csv(table_path, sep=sep, dtype=str, keep_default_na=False)
+    table.drop(columns=[column]).to_csv(table_path, sep=sep, index=False)
+    with pytest.raises(DatasetError) as raised:
+        read_clips(root, layout)
+    message = str(raised.value)
+    assert str(table_path) in message
+    assert repr(column) in message
+
+
+def test_unparseable_csv_is_a_dataset_error(tmp_path: Path) -> None:
+    root = synth.make_raw_corpus(tmp_path, per_group={"train": 1, "dev": 1, "test": 1},
+                                 seconds=0.02)
+    (root / "cv-valid-test.csv").write_bytes(b"filename,age,gender\n\xff\xfe\x00bad,\x80\n")
+    with pytest.raises(DatasetError, match="cv-valid-test.csv"):
+        read_clips(root, "raw")
+
+
+def test_unknown_dataset_type_is_a_parameter_error(tmp_path: Path) -> None:
+    with pytest.raises(ParameterError, match="'kaggle'"):
+        read_clips(tmp_path, "kaggle")
+    assert issubclass(ParameterError, ValueError)
+
+
+def test_clean_clips_of_empty_table(tmp_path: Path) -> None:
+    clips = read_clips(empty_raw_corpus(tmp_path), "raw")
+    assert clips.empty
+    kept, dropped = clean_clips(clips)
+    assert kept.empty and dropped.empty
+    assert np.array_equal(kept.columns, [*CLIP_COLUMNS, *CLEAN_COLUMNS])

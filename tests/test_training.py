@@ -1,0 +1,183 @@
+"""Training: checkpoints, logs, plot, resume, strategies, loading from other code, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import ROOT, TINY_IMAGE
+
+from agegender.config import TrainParams
+from agegender.errors import AgeGenderError, DatasetError, ParameterError
+from agegender.training import balanced_class_weight, export_saved_model, train
+
+SRC = ROOT / "src"
+
+
+def _images(n: int = 4) -> np.ndarray:
+    return np.random.default_rng(5).uniform(0, 255, (n, TINY_IMAGE, TINY_IMAGE, 3)).astype(
+        "float32")
+
+
+def _python(code: str, *, cwd: Path, with_src: bool, extra_env: dict | None = None):
+    """Runs ``code`` in a fresh interpreter; the project is importable only if ``with_src``."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    if with_src:
+        env["PYTHONPATH"] = str(SRC)
+    env.update(extra_env or {})
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_two_epochs_write_both_checkpoints_the_log_and_the_plot(trained_gender):
+    for key in ("keras", "h5", "csv", "plot"):
+        assert Path(trained_gender[key]).is_file(), key
+    log = pd.read_csv(trained_gender["csv"])
+    assert list(log["epoch"]) == [0, 1]
+    assert {"accuracy", "loss", "val_accuracy", "val_loss"} <= set(log.columns)
+    assert trained_gender["best_val_accuracy"] == pytest.approx(log["val_accuracy"].max())
+    assert Path(trained_gender["plot"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    state = json.loads(Path(trained_gender["state"]).read_text())
+    assert state["task"] == "gender" and state["class_names"] == ["male", "female"]
+    assert not (trained_gender["out"] / "models" / "gender" / "backup").exists()
+
+
+def test_saved_model_loads_and_predicts_the_same_in_a_separate_process(trained_gender,
+                                                                        tmp_path):
+    x = _images()
+    np.save(tmp_path / "x.npy", x)
+    expected = keras.models.load_model(trained_gender["keras"], safe_mode=True).predict(
+        x, verbose=0)
+    code = f"""
+        import numpy as np, keras
+        import agegender
+        x = np.load("x.npy")
+        for path, name in (({trained_gender['keras']!r}, "keras"), ({trained_gender['h5']!r}, "h5")):
+            np.save(name + ".npy", keras.models.load_model(path).predict(x, verbose=0))
+    """
+    done = _python(code, cwd=tmp_path, with_src=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    np.testing.assert_allclose(np.load(tmp_path / "keras.npy"), expected, atol=1e-6)
+    np.testing.assert_allclose(np.load(tmp_path / "h5.npy"), expected, atol=1e-6)
+
+
+def test_saved_model_export_serves_without_project_code(trained_gender, tmp_path):
+    export = export_saved_model(trained_gender["keras"], tmp_path / "export")
+    meta = json.loads((export / "agegender.json").read_text())
+    assert meta["task"] == "gender" and meta["class_names"] == ["male", "female"]
+    x = _images()
+    np.save(tmp_path / "x.npy", x)
+    expected = keras.models.load_model(trained_gender["keras"]).predict(x, verbose=0)
+    code = f"""
+        import sys, numpy as np, tensorflow as tf
+        assert "agegender" not in sys.modules
+        served = tf.saved_model.load({str(export)!r})
+        np.save("served.npy", served.serve(tf.constant(np.load("x.npy"))).numpy())
+        try:
+            import agegender
+            sys.exit("agegender should not be importable here")
+        except ImportError:
+            pass
+    """
+    done = _python(code, cwd=tmp_path, with_src=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    np.testing.assert_allclose(np.load(tmp_path / "served.npy"), expected, atol=1e-5)
+    # A second export to the same folder replaces ours; a foreign folder is refused.
+    export_saved_model(trained_gender["keras"], tmp_path / "export")
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / "notes.txt").write_text("mine")
+    with pytest.raises(AgeGenderError, match="not an agegender export"):
+        export_saved_model(trained_gender["keras"], tmp_path / "foreign")
+    assert (tmp_path / "foreign" / "notes.txt").read_text() == "mine"
+
+
+class _Interrupt(keras.callbacks.Callback):
+    """Raises in the middle of an epoch, like a kill."""
+
+    def __init__(self, epoch: int):
+        super().__init__()
+        self.epoch = epoch
+        self.current = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.current = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.current == self.epoch and batch == 1:
+            raise RuntimeError("simulated crash")
+
+
+@pytest.mark.slow
+def test_resume_after_interruption_keeps_finished_epochs(tiny_dataset, tmp_path):
+    params = TrainParams(batch_size=8, num_epochs=3, learning_rate=1e-3, seed=2)
+    kwargs = {"image_size": TINY_IMAGE, "models_dir": tmp_path / "m",
+              "results_dir": tmp_path / "r", "verbose": 0}
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(tiny_dataset, "gender", train_params=params, extra_callbacks=[_Interrupt(1)],
+              **kwargs)
+    log = pd.read_csv(tmp_path / "r" / "gender" / "train_logs_gender.csv")
+    assert list(log["epoch"]) == [0]
+    assert any((tmp_path / "m" / "gender" / "backup").iterdir())
+    seen = []
+
+    class Record(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            seen.append(epoch)
+
+    train(tiny_dataset, "gender", train_params=params, extra_callbacks=[Record()], **kwargs)
+    assert seen == [1, 2]  # epoch 0 was not redone
+    log = pd.read_csv(tmp_path / "r" / "gender" / "train_logs_gender.csv")
+    assert list(log["epoch"]) == [0, 1, 2]
+    state = json.loads((tmp_path / "m" / "gender" / "best_model_gender.json").read_text())
+    assert state["val_accuracy"] == pytest.approx(log["val_accuracy"].max())
+
+
+@pytest.mark.slow
+def test_mirrored_strategy_runs_on_two_logical_cpus(tiny_dataset, tmp_path):
+    code = f"""
+        import tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        from agegender.config import TrainParams
+        from agegender.training import train
+        result = train({str(tiny_dataset)!r}, "gender", image_size={TINY_IMAGE},
+                       train_params=TrainParams(batch_size=8, num_epochs=1, strategy="mirrored"),
+                       models_dir="m", results_dir="r", verbose=0)
+        print("replicas", result["replicas"])
+    """
+    done = _python(code, cwd=tmp_path, with_src=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "replicas 2" in done.stdout
+    assert (tmp_path / "m" / "gender" / "best_model_gender.keras").is_file()
+
+
+def test_balanced_class_weight():
+    weights = balanced_class_weight(np.array([0, 0, 0, 1]), 3)
+    assert weights == {0: pytest.approx(4 / 9), 1: pytest.approx(4 / 3), 2: 1.0}
+
+
+def test_known_bad_inputs_raise_clear_errors(tiny_dataset, tmp_path):
+    params = TrainParams(batch_size=8, num_epochs=1)
+    with pytest.raises(DatasetError, match="no TFRecord shards"):
+        train(tmp_path, "gender", train_params=params, image_size=TINY_IMAGE,
+              models_dir=tmp_path / "m", results_dir=tmp_path / "r")
+    with pytest.raises(ParameterError, match="--image_size=64 does not match"):
+        train(tiny_dataset, "gender", train_params=params, image_size=64,
+              models_dir=tmp_path / "m", results_dir=tmp_path / "r")
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    with pytest.raises(AgeGenderError, match="--models_dir=.*cannot write there"):
+        train(tiny_dataset, "gender", train_params=params, image_size=TINY_IMAGE,
+              models_dir=blocker / "sub", results_dir=tmp_path / "r")
+    with pytest.raises(ParameterError, match="cls_task='height'"):
+        train(tiny_dataset, "height", train_params=params, image_size=TINY_IMAGE)
