@@ -1,0 +1,425 @@
+"""Preprocessing benchmark: agegender's preprocessing vs the original project's approach.
+
+Makes N synthetic 5-second 48 kHz mono MP3 clips (harmonic tone + vibrato + noise) in the
+Kaggle Common Voice v1 raw layout, inside a temporary folder, then times in one run,
+interleaved round by round so machine noise hits every contender alike:
+
+* ours: ``agegender.preprocess.preprocess`` (the real code path: clean → spectrograms →
+  tfrecords) with ``PreprocessParams(num_workers=1)`` and ``num_workers=2``, each stage
+  timed on its own; plus ``features.clip_image`` + ``features.png_bytes`` in-process, per clip;
+* original: the first project's pipeline re-created faithfully: ``librosa.load(sr=16000)``,
+  ``librosa.stft(n_fft=256, hop_length=128)``, ``amplitude_to_db(abs)``, min-max to uint8,
+  one matplotlib figure per clip (axis off, imshow, tight layout, ``savefig``, close), then
+  ``keras.utils.load_img(target_size=(64, 64))`` + ``img_to_array`` and
+  ``tf.io.serialize_tensor`` of the float32 64×64×3 array into a TFRecord bytes feature,
+  300 examples a shard. It is single-process, as the original was.
+
+The figures are informational: targets are printed as met or missed, never asserted.
+
+Run:
+    python bench/preprocess_bench.py                  # 200 clips, 3 rounds
+    python bench/preprocess_bench.py --clips 24 --rounds 1   # quick check
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import multiprocessing
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ.setdefault("TQDM_DISABLE", "1")  # the stages' progress bars would break the table
+
+import numpy as np  # noqa: E402
+
+# Kaggle Common Voice v1 spellings (== agegender.labels.GENDERS / AGES). Spelled out here so
+# the clips can be written before `import agegender` pulls in TensorFlow (a fork pool writes
+# them, and forking a process that runs TensorFlow's thread pools is best avoided).
+GENDERS: tuple[str, ...] = ("male", "female")
+AGES: tuple[str, ...] = ("teens", "twenties", "thirties", "fourties", "fifties", "sixties")
+RAW_HEADER = ["filename", "text", "up_votes", "down_votes", "age", "gender", "accent",
+              "duration"]
+SPLITS: tuple[str, ...] = ("train", "dev", "test")
+
+# The original project's settings (SpectrogramGenerator / TFRecordDatasetProcessor).
+ORIGINAL_RATE = 16_000
+ORIGINAL_N_FFT = 256
+ORIGINAL_HOP = 128
+ORIGINAL_IMAGE = (64, 64)
+ORIGINAL_SHARD_SIZE = 300
+
+
+# --------------------------------------------------------------------------- synthetic data
+
+
+def synth_voice(seed: int, *, seconds: float, rate: int) -> np.ndarray:
+    """A voice-like harmonic tone: F0 90-260 Hz with vibrato, syllable envelope and noise.
+
+    Returns:
+        float32 waveform [samples], peak about 0.4.
+    """
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate  # [samples] s
+    f0 = rng.uniform(90.0, 260.0)
+    vibrato = 1.0 + 0.02 * np.sin(2 * np.pi * rng.uniform(3.0, 7.0) * t)
+    phase = 2 * np.pi * np.cumsum(f0 * vibrato) / rate
+    harmonics = sum(np.sin(k * phase) / k for k in range(1, 9))  # [samples]
+    syllables = 0.3 + 0.7 * np.sin(np.pi * rng.uniform(2.0, 4.0) * t) ** 2
+    noise = 0.01 * rng.standard_normal(t.shape)
+    return (0.15 * harmonics * syllables + noise).astype(np.float32)
+
+
+def _write_clip(job: tuple[str, int, float, int, str]) -> None:
+    import soundfile as sf  # noqa: PLC0415
+
+    path, seed, seconds, rate, fmt = job
+    sf.write(path, synth_voice(seed, seconds=seconds, rate=rate), rate, format=fmt)
+
+
+def write_clips(jobs: Sequence[tuple[str, int, float, int, str]], workers: int) -> None:
+    """Writes ``(path, seed, seconds, rate, format)`` clips, in ``workers`` processes."""
+    if workers > 1 and len(jobs) > 1:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            for _ in pool.imap_unordered(_write_clip, jobs, chunksize=4):
+                pass
+    else:
+        for job in jobs:
+            _write_clip(job)
+
+
+def split_counts(clips: int) -> dict[str, int]:
+    """About 80/10/10 train/dev/test, at least one clip in dev and test."""
+    if clips < 3:
+        raise SystemExit(f"--clips={clips}: need at least 3 (one per split)")
+    held_out = max(1, clips // 10)
+    return {"train": clips - 2 * held_out, "dev": held_out, "test": held_out}
+
+
+def write_raw_corpus(root: Path, counts: dict[str, int], *, seconds: float, rate: int,
+                     fmt: str = "MP3", workers: int | None = None) -> list[Path]:
+    """Writes a Kaggle Common Voice v1 layout: ``cv-valid-{split}.csv`` (v1 header) and
+    ``cv-valid-{split}/cv-valid-{split}/sample-NNNNNN.mp3``; labels cycle through the 12
+    gender-age groups.
+
+    Returns:
+        The audio files, train first.
+    """
+    suffix = {"MP3": ".mp3", "WAV": ".wav", "FLAC": ".flac"}[fmt]
+    jobs, files, seed = [], [], 0
+    for split in SPLITS:
+        name = f"cv-valid-{split}"
+        audio_dir = root / name / name
+        audio_dir.mkdir(parents=True, exist_ok=True)
+        rows = []
+        for number in range(counts.get(split, 0)):
+            group = seed % (len(GENDERS) * len(AGES))
+            gender, age = GENDERS[group // len(AGES)], AGES[group % len(AGES)]
+            file = f"sample-{number:06d}{suffix}"
+            jobs.append((str(audio_dir / file), seed, seconds, rate, fmt))
+            files.append(audio_dir / file)
+            rows.append([f"{name}/{file}", "synthetic", "1", "0", age, gender, "us",
+                         f"{seconds:g}"])
+            seed += 1
+        with open(root / f"{name}.csv", "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(RAW_HEADER)
+            writer.writerows(rows)
+    write_clips(jobs, workers or os.cpu_count() or 1)
+    return files
+
+
+# --------------------------------------------------------------------------- reporting
+
+
+def format_table(header: Sequence[str], rows: Sequence[Sequence[object]], *,
+                 title: str = "") -> str:
+    """Plain-text table: first column left-aligned, the others right-aligned."""
+    cells = [[str(c) for c in header]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+
+    def line(row: Sequence[str]) -> str:
+        return "  ".join(cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i])
+                         for i, cell in enumerate(row)).rstrip()
+
+    rule = "-" * len(line(cells[0]))
+    out = ([title] if title else []) + [line(cells[0]), rule] + [line(r) for r in cells[1:]]
+    return "\n".join(out)
+
+
+def met(flag: bool) -> str:
+    return "MET" if flag else "missed"
+
+
+def timed(fn: Callable[[], object]) -> tuple[float, object]:
+    """(seconds, result) of one call."""
+    start = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - start, result
+
+
+# --------------------------------------------------------------------------- the original
+
+
+def original_spectrogram(audio: Path, png: Path) -> None:
+    """The original project's SpectrogramGenerator, one clip: audio → full-size PNG figure."""
+    import librosa  # noqa: PLC0415
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    y, _ = librosa.load(audio, sr=ORIGINAL_RATE)  # [samples] at 16 kHz (soxr_hq)
+    spec = librosa.stft(y, n_fft=ORIGINAL_N_FFT, hop_length=ORIGINAL_HOP)  # [129, frames]
+    spec = librosa.amplitude_to_db(np.abs(spec))
+    scaled = (spec - spec.min()) / (spec.max() - spec.min()) * 255.0  # its scale_minmax
+    image = scaled.astype(np.uint8)
+    plt.figure()  # the default 6.4 × 4.8 in at 100 dpi, as its implicit pyplot figure
+    plt.axis("off")
+    shown = plt.imshow(image, aspect="auto", origin="lower", interpolation="none")
+    shown.axes.get_xaxis().set_visible(False)
+    shown.axes.get_yaxis().set_visible(False)
+    plt.tight_layout()
+    plt.savefig(png, bbox_inches="tight", pad_inches=0)
+    plt.close()
+
+
+def original_example(png: Path, labels: tuple[int, int, int]) -> bytes:
+    """The original project's TFRecordDatasetProcessor, one clip: PNG → serialized Example."""
+    import tensorflow as tf  # noqa: PLC0415
+    from keras.utils import img_to_array, load_img  # noqa: PLC0415
+
+    img = img_to_array(load_img(png, target_size=ORIGINAL_IMAGE))  # [64, 64, 3] float32
+    tensor = tf.io.serialize_tensor(img).numpy()
+
+    def _bytes(value: bytes):
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+
+    def _int(value: int):
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
+
+    age, gender, gender_age = labels
+    feature = {
+        "fpath": _bytes(str(png).encode("utf-8")), "img": _bytes(tensor),
+        "img_h": _int(img.shape[0]), "img_w": _int(img.shape[1]), "chan": _int(img.shape[2]),
+        "lab_age": _int(age), "lab_gender": _int(gender), "lab_gender_age": _int(gender_age),
+    }
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def run_original(clips: Sequence[Path], out_dir: Path, tag: str) -> dict[str, float]:
+    """Spectrogram stage then TFRecord stage of the original, over ``clips``.
+
+    Returns:
+        Seconds of each stage, and bytes written (PNGs, shards).
+    """
+    import tensorflow as tf  # noqa: PLC0415
+
+    png_dir, shard_dir = out_dir / "Spectrograms", out_dir / "TFRecord"
+    png_dir.mkdir(parents=True, exist_ok=True)
+    shard_dir.mkdir(parents=True, exist_ok=True)
+    pngs = [png_dir / f"{tag}-{audio.stem}.png" for audio in clips]
+
+    def spectrograms() -> None:
+        for audio, png in zip(clips, pngs, strict=True):
+            original_spectrogram(audio, png)
+
+    def shards() -> list[Path]:
+        written = []
+        for start in range(0, len(pngs), ORIGINAL_SHARD_SIZE):
+            path = shard_dir / f"spec_data_{tag}_{start // ORIGINAL_SHARD_SIZE:03d}.tfrecord"
+            with tf.io.TFRecordWriter(str(path)) as writer:
+                for number, png in enumerate(pngs[start:start + ORIGINAL_SHARD_SIZE]):
+                    writer.write(original_example(png, (number % 6, number % 2, number % 12)))
+            written.append(path)
+        return written
+
+    spec_s, _ = timed(spectrograms)
+    shard_s, written = timed(shards)
+    return {"spectrograms": spec_s, "tfrecords": shard_s,
+            "png_bytes": sum(p.stat().st_size for p in pngs),
+            "shard_bytes": sum(p.stat().st_size for p in written)}
+
+
+# --------------------------------------------------------------------------- ours
+
+
+def run_ours(root: Path, results: Path, workers: int) -> dict[str, float]:
+    """The real ``preprocess()``, stage by stage, remaking every output (overwrite)."""
+    from agegender.config import FeatureParams, PreprocessParams  # noqa: PLC0415
+    from agegender.preprocess import STAGES, preprocess  # noqa: PLC0415
+
+    params = PreprocessParams(dataset_type="raw", num_workers=workers, overwrite=True)
+    seconds, summary = {}, {}
+    for stage in STAGES:
+        seconds[stage], part = timed(lambda stage=stage: preprocess(
+            root, params=params, features=FeatureParams(), results_dir=results,
+            stages=(stage,)))
+        summary.update(part)
+    if summary.get("bad_clips"):
+        raise SystemExit(f"ours: {summary['bad_clips']} clips failed; see {summary['report']}")
+    seconds["examples"] = sum(summary["examples"].values())
+    seconds["kept"] = summary["kept"]
+    return seconds
+
+
+def in_process_ms(clips: Sequence[Path]) -> list[float]:
+    """``clip_image`` + ``png_bytes`` per clip, milliseconds."""
+    from agegender.config import FeatureParams  # noqa: PLC0415
+    from agegender.features import clip_image, png_bytes  # noqa: PLC0415
+
+    params, times = FeatureParams(), []
+    for clip in clips:
+        start = time.perf_counter()
+        png_bytes(clip_image(clip, params))
+        times.append((time.perf_counter() - start) * 1e3)
+    return times
+
+
+def ours_bytes(root: Path) -> tuple[int, int, int]:
+    """(shard bytes, examples, PNG bytes) of a preprocessed dataset folder."""
+    import json  # noqa: PLC0415
+
+    shard_bytes = examples = 0
+    for index_path in (root / "TFRecord").glob("*/shards.json"):
+        index = json.loads(index_path.read_text())
+        examples += index["num_examples"]
+        shard_bytes += sum((index_path.parent / name).stat().st_size
+                           for name in index["shards"])
+    png_bytes = sum(p.stat().st_size for p in (root / "Spectrograms").rglob("*.png"))
+    return shard_bytes, examples, png_bytes
+
+
+# --------------------------------------------------------------------------- main
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clips", type=int, default=200, help="synthetic clips (default 200)")
+    parser.add_argument("--seconds", type=float, default=5.0, help="clip length, s (default 5)")
+    parser.add_argument("--rate", type=int, default=48_000, help="clip sample rate, Hz")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="interleaved rounds; ours runs every clip each round, the "
+                             "original a 1/rounds slice (default 3)")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="worker count compared with 1 worker (default 2)")
+    args = parser.parse_args(argv)
+    if args.rounds < 1 or args.workers < 2:
+        parser.error("--rounds must be >= 1 and --workers >= 2")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    cores = os.cpu_count() or 1
+    with tempfile.TemporaryDirectory(prefix="agegender-preprocess-bench-") as tmp:
+        tmp = Path(tmp)
+        root = tmp / "corpus"
+        print(f"writing {args.clips} synthetic {args.seconds:g} s {args.rate} Hz MP3 clips "
+              f"in {root} ...", flush=True)
+        gen_s, clips = timed(lambda: write_raw_corpus(
+            root, split_counts(args.clips), seconds=args.seconds, rate=args.rate))
+        print(f"  written in {gen_s:.1f} s", flush=True)
+
+        import agegender  # noqa: F401,PLC0415  (TensorFlow, keras: imported once, up front)
+
+        # Warm-up: first calls import librosa/soxr/pyplot and fill caches (viridis LUT).
+        in_process_ms(clips[:1])
+        original_spectrogram(clips[0], tmp / "warmup.png")
+        original_example(tmp / "warmup.png", (0, 0, 0))
+
+        ours = {1: [], args.workers: []}
+        micro: list[float] = []
+        original: list[dict[str, float]] = []
+        for number in range(args.rounds):
+            print(f"round {number + 1}/{args.rounds} ...", flush=True)
+            for workers in (1, args.workers) if number % 2 == 0 else (args.workers, 1):
+                ours[workers].append(run_ours(root, tmp / "results", workers))
+            micro += in_process_ms(clips[number::args.rounds])
+            original.append(run_original(clips[number::args.rounds], tmp / "original",
+                                         f"r{number}"))
+        shard_bytes, examples, png_total = ours_bytes(root)
+
+    if ours[1][0]["kept"] != args.clips or examples != args.clips:
+        raise SystemExit(f"ours kept {ours[1][0]['kept']} clips and wrote {examples} "
+                         f"examples, expected {args.clips}")
+
+    n = args.clips
+
+    def ours_ms(workers: int, stage: str) -> float:
+        return statistics.median(r[stage] for r in ours[workers]) / n * 1e3
+
+    orig_spec_ms = sum(r["spectrograms"] for r in original) / n * 1e3
+    orig_shard_ms = sum(r["tfrecords"] for r in original) / n * 1e3
+    orig_total_ms = orig_spec_ms + orig_shard_ms
+    w = args.workers
+    ours_total = {k: ours_ms(k, "spectrograms") + ours_ms(k, "tfrecords") for k in (1, w)}
+    ours_all = {k: statistics.median(r["clean"] + r["spectrograms"] + r["tfrecords"]
+                                     for r in ours[k]) for k in (1, w)}
+    orig_example_bytes = sum(r["shard_bytes"] for r in original) / n
+    ours_example_bytes = shard_bytes / examples
+    orig_png = sum(r["png_bytes"] for r in original) / n
+
+    rows = [
+        ["clip_image + png_bytes in-process (median)", f"{statistics.median(micro):.2f}", "",
+         ""],
+        ["spectrogram stage", f"{ours_ms(1, 'spectrograms'):.2f}",
+         f"{ours_ms(w, 'spectrograms'):.2f}", f"{orig_spec_ms:.2f}"],
+        ["tfrecord stage (single process in both)", f"{ours_ms(1, 'tfrecords'):.2f}",
+         f"{ours_ms(w, 'tfrecords'):.2f}", f"{orig_shard_ms:.2f}"],
+        ["spectrograms + tfrecords", f"{ours_total[1]:.2f}", f"{ours_total[w]:.2f}",
+         f"{orig_total_ms:.2f}"],
+        ["clean stage (ours only; fixed cost / N)", f"{ours_ms(1, 'clean'):.2f}",
+         f"{ours_ms(w, 'clean'):.2f}", "-"],
+    ]
+    print()
+    print(format_table(["per clip, ms", "ours 1 worker", f"ours {w} workers", "original"],
+                       rows, title=f"Preprocessing {n} clips of {args.seconds:g} s "
+                                   f"{args.rate} Hz MP3 on {cores} cores, median of "
+                                   f"{args.rounds} round(s) (original: 1 process, "
+                                   f"sum over rounds)"))
+    rows = [
+        ["spectrograms + tfrecords, clips/s", f"{1e3 / ours_total[1]:.1f}",
+         f"{1e3 / ours_total[w]:.1f}", f"{1e3 / orig_total_ms:.1f}"],
+        ["whole preprocess() incl. clean, clips/s", f"{n / ours_all[1]:.1f}",
+         f"{n / ours_all[w]:.1f}", "-"],
+        ["PNG bytes per clip (intermediate)", f"{png_total / examples:,.0f}", "",
+         f"{orig_png:,.0f}"],
+        ["TFRecord bytes per example", f"{ours_example_bytes:,.0f}", "",
+         f"{orig_example_bytes:,.0f}"],
+    ]
+    print()
+    print(format_table(["throughput and size", "ours 1 worker", f"ours {w} workers",
+                        "original"], rows))
+
+    speedup = orig_total_ms / ours_total[1]
+    speedup_spec = orig_spec_ms / ours_ms(1, "spectrograms")
+    scaling = ours_ms(1, "spectrograms") / ours_ms(w, "spectrograms")
+    scaling_all = ours_all[1] / ours_all[w]
+    size_ratio = ours_example_bytes / orig_example_bytes
+    rows = [
+        ["speed-up per core, ours 1 worker vs original (spec + tfrecord)",
+         f"{speedup:.1f}x", ">= 10x", met(speedup >= 10)],
+        ["  same, spectrogram stage only", f"{speedup_spec:.1f}x", "", ""],
+        [f"1 -> {w} worker scaling, spectrogram stage", f"{scaling:.2f}x", ">= 1.7x",
+         met(scaling >= 1.7)],
+        ["  same, whole preprocess() incl. clean + tfrecords", f"{scaling_all:.2f}x", "",
+         ""],
+        ["TFRecord bytes per example, ours / original", f"{size_ratio:.3f}", "<= 0.25",
+         met(size_ratio <= 0.25)],
+    ]
+    print()
+    print(format_table(["ratio (measured side by side)", "value", "target", "status"], rows))
+    if cores < w:
+        print(f"\nnote: only {cores} core(s); {w}-worker scaling cannot exceed {cores}x here.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

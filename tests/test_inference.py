@@ -1,0 +1,122 @@
+"""Inference: API and CLI, batch vs single, bad files, train/serve identity."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+from conftest import TINY_IMAGE
+from synth import voice
+
+import inference as inference_cli
+from agegender import AgeGenderDetector
+from agegender.config import FeatureParams
+from agegender.errors import ModelError
+from agegender.features import clip_image, read_png
+from agegender.inference import expand_audio_paths
+from agegender.preprocess import png_path
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    """Audio of several formats, rates and channel counts, plus bad files."""
+    folder = tmp_path_factory.mktemp("clips")
+    wave = voice("female", "twenties", seed=7, rate=44_100)
+    sf.write(folder / "a.mp3", wave, 44_100, format="MP3")
+    sf.write(folder / "b.wav", np.stack([wave, wave * 0.5], axis=1), 44_100)
+    sf.write(folder / "c.flac", voice("male", "sixties", seed=8, rate=8_000), 8_000)
+    sf.write(folder / "d.ogg", voice("male", "teens", seed=9, rate=22_050), 22_050)
+    (folder / "empty.wav").write_bytes(b"")
+    (folder / "corrupt.mp3").write_bytes(b"\x00\x01not audio at all" * 10)
+    return folder
+
+
+GOOD = ["a.mp3", "b.wav", "c.flac", "d.ogg"]
+
+
+def test_detector_predicts_every_format(trained_gender, clips):
+    detector = AgeGenderDetector(trained_gender["keras"])
+    assert detector.task == "gender" and detector.class_names == ("male", "female")
+    results = detector.predict([clips / name for name in GOOD])
+    for result in results:
+        assert result["error"] is None
+        assert result["label"] in ("male", "female")
+        assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+        assert result["probability"] == max(result["probabilities"].values())
+
+
+def test_batch_and_single_file_paths_agree(trained_gender, clips):
+    detector = AgeGenderDetector(trained_gender["keras"], batch_size=3)
+    batch = detector.predict([clips / name for name in GOOD])
+    for name, together in zip(GOOD, batch, strict=True):
+        (alone,) = detector.predict([clips / name])
+        assert alone["label"] == together["label"]
+        for cls, p in alone["probabilities"].items():
+            assert p == pytest.approx(together["probabilities"][cls], abs=1e-5)
+
+
+def test_bad_files_get_a_reason_and_others_still_predict(trained_gender, clips):
+    detector = AgeGenderDetector(trained_gender["keras"])
+    results = detector.predict([clips / "missing.wav", clips / "empty.wav",
+                                clips / "corrupt.mp3", clips / "a.mp3"])
+    reasons = [r["error"] for r in results]
+    assert "missing.wav: file not found" in reasons[0]
+    assert "empty.wav: empty file" in reasons[1]
+    assert "corrupt.mp3: corrupt or not an audio file" in reasons[2]
+    assert reasons[3] is None and results[3]["label"] in ("male", "female")
+
+
+def test_image_is_identical_through_preprocessing_and_inference(trained_gender):
+    dataset = trained_gender["dataset"]
+    audio = dataset / "cv-valid-test" / "cv-valid-test" / "sample-000003.wav"
+    stored = read_png(png_path(dataset, "test", "sample-000003").read_bytes())
+    detector = AgeGenderDetector(trained_gender["keras"])
+    assert detector.model.features == FeatureParams(image_size=TINY_IMAGE)
+    np.testing.assert_array_equal(clip_image(audio, detector.model.features), stored)
+
+
+def test_task_mismatch_and_missing_model(trained_gender, tmp_path):
+    with pytest.raises(ModelError, match="not --cls_task='gender_age'"):
+        AgeGenderDetector(trained_gender["keras"], "gender_age")
+    with pytest.raises(ModelError, match="file not found"):
+        AgeGenderDetector(tmp_path / "nope.keras")
+
+
+def test_expand_audio_paths(clips):
+    found = expand_audio_paths([str(clips), str(clips / "*.mp3"), "not-there.wav"])
+    assert str(clips / "a.mp3") in found and str(clips / "c.flac") in found
+    assert found.count(str(clips / "a.mp3")) == 1
+    assert found[-1] == "not-there.wav"
+
+
+def test_cli_matches_the_api_and_writes_outputs(trained_gender, clips, tmp_path, capsys):
+    api = AgeGenderDetector(trained_gender["keras"]).predict([clips / n for n in GOOD])
+    out_json, out_csv = tmp_path / "p.json", tmp_path / "p.csv"
+    args = ["--model_path", trained_gender["keras"], "--audio_file",
+            *[str(clips / n) for n in GOOD], str(clips / "empty.wav"), "--top_k=2"]
+    assert inference_cli.main([*args, f"--output={out_json}"]) == 0
+    printed = capsys.readouterr()
+    for result in api:
+        assert f"{result['file']}: {result['label']} (p={result['probability']:.3f})" \
+            in printed.out
+    assert "empty.wav: empty file" in printed.err
+    assert "4 of 5 files predicted (gender)" in printed.out
+    saved = json.loads(out_json.read_text())
+    assert [r["label"] for r in saved[:4]] == [r["label"] for r in api]
+    assert inference_cli.main([*args, f"--output={out_csv}"]) == 0
+    table = pd.read_csv(out_csv)
+    assert list(table.columns) == ["file", "label", "probability", "p_male", "p_female",
+                                   "error"]
+
+
+def test_cli_exit_codes(trained_gender, clips, capsys):
+    assert inference_cli.main(["--model_path", trained_gender["keras"], "--audio_file",
+                               str(clips / "empty.wav")]) == 1
+    assert inference_cli.main(["--model_path", trained_gender["keras"], "--audio_file",
+                               str(clips / "a.mp3"), "--cls_task=age"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") >= 2 and "Traceback" not in err
+    assert "error: --model_path=" in err and "trained for cls_task='gender'" in err
