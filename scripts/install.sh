@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what the project needs on a fresh Debian/Ubuntu machine (root or sudo) and prints
+# nothing but progress. Source it to get $PY, the Python to run the project with:
+#   source scripts/install.sh
+# System packages: espeak-ng (demo voices). libsndfile with MP3 comes inside the soundfile wheel.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+if ! command -v espeak-ng >/dev/null 2>&1; then
+  echo "[install] apt-get install espeak-ng"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null
+fi
+
+PY="${PYTHON:-python3}"
+# Debian's own Python refuses system-wide pip installs (PEP 668): use a venv there.
+if "$PY" -c 'import os, sys, sysconfig; sys.exit(0 if sys.prefix == sys.base_prefix and os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")) else 1)'; then
+  if [ ! -x "$ROOT/.venv/bin/python" ]; then
+    echo "[install] creating $ROOT/.venv (this Python is externally managed)"
+    "$PY" -m venv "$ROOT/.venv"
+  fi
+  PY="$ROOT/.venv/bin/python"
+fi
+echo "[install] pip install -r requirements.txt into $("$PY" -c 'import sys; print(sys.prefix)')"
+"$PY" -m pip install -q --disable-pip-version-check -r "$ROOT/requirements.txt"
+export PY
