@@ -209,6 +209,19 @@ def test_cleaning_counts_and_reasons(tmp_path: Path) -> None:
     assert (kept["key"] == "sample-000003").sum() == 3
 
 
+def test_duplicate_of_a_dropped_row_is_kept(tmp_path: Path) -> None:
+    """When the first row of a key is unusable, a later usable row of it is not a duplicate."""
+    root = empty_raw_corpus(tmp_path)
+    touch_clip(root / "cv-valid-train" / "cv-valid-train" / "twice.wav")
+    synth.append_csv(root / "cv-valid-train.csv", [
+        synth.v1_row("cv-valid-train/twice.wav", age="twenties", gender=""),
+        synth.v1_row("cv-valid-train/twice.wav", age="twenties", gender="female"),
+    ])
+    kept, dropped = clean_clips(read_clips(root, "raw"))
+    assert list(kept["source_row"]) == [3]
+    assert list(dropped["reason"]) == ["gender not male/female: ''"]
+
+
 def test_group_counts_before_and_after(tmp_path: Path) -> None:
     root = synth.make_raw_corpus(tmp_path, per_group={"train": 1, "dev": 1, "test": 1},
                                  seconds=0.05)

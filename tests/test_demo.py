@@ -17,9 +17,9 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 if str(SRC) not in sys.path:
     sys.path.insert(0, str(SRC))
 
-from agegender import demo  # noqa: E402
-from agegender.errors import DatasetError, ParameterError  # noqa: E402
-from agegender.labels import AGES, GENDERS  # noqa: E402
+from agegender import demo
+from agegender.errors import DatasetError, ParameterError
+from agegender.labels import AGES, GENDERS
 
 pytestmark = pytest.mark.skipif(
     shutil.which("espeak-ng") is None, reason="needs espeak-ng (apt-get install espeak-ng)"
@@ -305,5 +305,6 @@ def test_cli_resumes_corpus_and_prints_counts(corpus, tmp_path, capsys):
     assert status == 0
     assert str(copy.resolve()) in printed
     for split in demo.SPLITS:
-        assert re.search(rf"cv-valid-{split}\.csv\s+{summary.clips_per_split[split]} clips", printed)
+        count = summary.clips_per_split[split]
+        assert re.search(rf"cv-valid-{split}\.csv\s+{count} clips", printed)
     assert f"kept {SMALL.num_clips}" in printed

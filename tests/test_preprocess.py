@@ -90,7 +90,7 @@ def digests(root: Path, *, exclude: tuple[str, ...] = ()) -> dict[str, str]:
 def file_ids(root: Path, pattern: str) -> dict[str, tuple[int, int]]:
     """{relative path: (inode, mtime_ns)} of the files matching ``pattern`` under ``root``."""
     return {path.relative_to(root).as_posix(): (path.stat().st_ino, path.stat().st_mtime_ns)
-            for path in sorted(root.rglob(pattern))}
+            for path in sorted(root.rglob(pattern)) if path.is_file()}
 
 
 def stored(root: Path) -> dict[str, dict[str, dict]]:

@@ -97,7 +97,7 @@ def _clip_rows(table: pd.DataFrame, *, split: str, root: Path, source: Path, pat
         "age_raw": table["age"].to_numpy(),
         "source_file": str(source),
         # +2: one for the header line, one because people count rows from 1.
-        "source_row": np.arange(len(table)) + 2,
+        "source_row": table.index.to_numpy() + 2,
         "problem": [problem for _, problem in resolved],
     }, columns=list(CLIP_COLUMNS))
 
@@ -116,6 +116,16 @@ def _read_raw(root: Path) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
+def _with_prefix(cell: str, prefix: str) -> str:
+    """Adds the split folder to a bare file name; empty or absolute cells are left as written
+    so that ``_resolve`` judges them."""
+    cell = cell.strip()
+    posix = cell.replace("\\", "/")
+    if not cell or posix.startswith((prefix, "/")) or (len(cell) > 1 and cell[1] == ":"):
+        return cell
+    return prefix + cell
+
+
 def _read_clean(root: Path) -> pd.DataFrame:
     """Original project: ``Audio/cv-valid-{split}.csv`` + ``Audio/cv-valid-{split}/*.mp3``."""
     parts = []
@@ -126,10 +136,7 @@ def _read_clean(root: Path) -> pd.DataFrame:
         table = _read_table(source, _RAW_REQUIRED, tsv=False)
         prefix = f"{name}/"
         # The filename column may keep its "cv-valid-split/" prefix or not.
-        table = table.assign(filename=[
-            cell if cell.strip().replace("\\", "/").startswith(prefix) else prefix + cell.strip()
-            for cell in table["filename"]
-        ])
+        table = table.assign(filename=[_with_prefix(cell, prefix) for cell in table["filename"]])
         parts.append(_clip_rows(table, split=split, root=root, source=source,
                                 path_column="filename", bases=[audio],
                                 speaker_column="client_id"))
@@ -220,8 +227,10 @@ def clean_clips(clips: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     reason[genders.isna()] = "gender not male/female: " + clips["gender_raw"].map(repr)
     has_problem = clips["problem"] != ""
     reason[has_problem] = clips["problem"]
-    duplicate = clips.duplicated(subset=["split", "key"], keep="first") & (reason == "")
-    reason[duplicate] = "duplicate clip key in split"
+    # Only usable rows compete for a key, so a bad first row does not shadow a good second one.
+    usable = reason == ""
+    duplicate = clips[usable].duplicated(subset=["split", "key"], keep="first")
+    reason[duplicate[duplicate].index] = "duplicate clip key in split"
     dropped = clips[reason != ""].assign(reason=reason[reason != ""])
     kept = clips[reason == ""].copy()
     kept["gender"] = genders[reason == ""]

@@ -567,7 +567,7 @@ def corpus_text(sentence: str) -> str:
 
 
 def speakers_table(voices: Sequence[VoiceParams]) -> pd.DataFrame:
-    """Returns ``speakers.csv``'s table: one row per speaker, one column per ``VoiceParams`` field."""
+    """Returns ``speakers.csv``'s table: a row per speaker, a column per ``VoiceParams`` field."""
     return pd.DataFrame(
         [dataclasses.asdict(v) for v in voices],
         columns=[f.name for f in dataclasses.fields(VoiceParams)],
@@ -619,7 +619,9 @@ def find_espeak() -> tuple[str, Path]:
             [program, "--version"], capture_output=True, text=True, check=True, timeout=30
         ).stdout
     except (OSError, subprocess.SubprocessError) as err:
-        raise DatasetError(f"cannot run {program} --version ({err}); {ESPEAK_INSTALL_HINT}") from err
+        raise DatasetError(
+            f"cannot run {program} --version ({err}); {ESPEAK_INSTALL_HINT}"
+        ) from err
     match = re.search(r"Data at:\s*(\S.*?)\s*$", version, flags=re.MULTILINE)
     if match is None or not Path(match.group(1), "phontab").is_file():
         raise DatasetError(
@@ -721,7 +723,7 @@ def synthesize(
         "--stdout",
         text,
     ]
-    result = subprocess.run(command, capture_output=True, timeout=60)
+    result = subprocess.run(command, capture_output=True, check=False, timeout=60)
     if result.returncode != 0 or not result.stdout:
         message = result.stderr.decode(errors="replace").strip() or f"exit {result.returncode}"
         raise AudioError(f"espeak-ng failed for speaker {voice.speaker_id}: {message}")
@@ -822,7 +824,8 @@ def _check_out_dir(out_dir: Path, planned: dict[str, bytes], *, overwrite: bool)
     if not _is_our_corpus(out_dir):
         raise DatasetError(
             f"--out {out_dir} is not empty and holds no demo corpus (no speakers.csv of ours); "
-            "choose another folder or pass --overwrite to write ours beside its files"
+            "choose another folder, or pass --overwrite to add ours (only files with the demo's "
+            "names are replaced)"
         )
     for name, data in planned.items():
         path = out_dir / name
@@ -925,16 +928,19 @@ def make_demo_dataset(
     skipped = len(plans) - len(todo)
     if skipped:
         logger.info("keeping %d clips already made in %s", skipped, out_dir)
-    logger.info(
-        "synthesizing %d clips of %d speakers with espeak-ng (%s) on %d workers",
-        len(todo), len(voices), data_dir, min(num_workers, max(1, len(todo))),
-    )
+    if todo:
+        logger.info(
+            "synthesizing %d clips of %d speakers with espeak-ng (%s) on %d workers",
+            len(todo), len(voices), data_dir, min(num_workers, len(todo)),
+        )
     with tempfile.TemporaryDirectory(prefix="agegender-espeak-") as tmp:
         espeak_root = build_espeak_root(tmp, data_dir)
         for voice in voices:
             install_variant(voice, espeak_root)
         jobs = [(p, str(out_dir), params.sample_rate, str(espeak_root)) for p in todo]
-        bar = tqdm(total=len(jobs), desc="demo clips", unit="clip", disable=not progress)
+        bar = tqdm(
+            total=len(jobs), desc="demo clips", unit="clip", mininterval=1.0, disable=not progress
+        )
         with bar:
             for _ in _run_jobs(jobs, num_workers):
                 bar.update()

@@ -12,6 +12,7 @@ Outputs, all under the dataset folder except the reports:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import multiprocessing
@@ -85,17 +86,24 @@ def _features_record(features: FeatureParams) -> dict:
     return dataclasses.asdict(features)
 
 
-def _check_feature_record(dataset_dir: Path, features: FeatureParams, overwrite: bool) -> None:
-    """Refuses to mix PNGs of different feature settings in one Spectrograms folder."""
+def _check_feature_record(dataset_dir: Path, features: FeatureParams, *, overwrite: bool,
+                          write: bool) -> None:
+    """Refuses to mix PNGs of different feature settings, or to shard PNGs as if they had
+    settings they were not made with; records the settings when ``write``."""
     record_path = dataset_dir / "Spectrograms" / "features.json"
+    wanted = _features_record(features)
     if record_path.is_file() and not overwrite:
-        stored = json.loads(record_path.read_text())
-        if stored != _features_record(features):
-            changed = sorted(k for k in stored if stored.get(k) != _features_record(features).get(k))
+        try:
+            stored = json.loads(record_path.read_text())
+        except json.JSONDecodeError:
+            stored = {}
+        if stored != wanted:
+            changed = sorted(k for k in wanted if stored.get(k) != wanted[k])
             raise ParameterError(
                 f"{record_path}: existing spectrograms were made with other settings "
-                f"({', '.join(changed)}); pass --overwrite to remake them")
-    atomic.write_text(record_path, json.dumps(_features_record(features), indent=2))
+                f"({', '.join(changed)}); pass the same settings, or --overwrite to remake them")
+    if write:
+        atomic.write_text(record_path, json.dumps(wanted, indent=2))
 
 
 def _spectrogram_job(job: tuple[str, str, FeatureParams]) -> tuple[str, str]:
@@ -121,7 +129,7 @@ def run_spectrograms(dataset_dir: str | os.PathLike, features: FeatureParams,
     from tqdm import tqdm  # noqa: PLC0415
 
     root = Path(dataset_dir)
-    _check_feature_record(root, features, params.overwrite)
+    _check_feature_record(root, features, overwrite=params.overwrite, write=True)
     jobs, owners = [], {}
     for split in SPLITS:
         for row in read_manifest(root, split).itertuples(index=False):
@@ -172,6 +180,8 @@ def run_tfrecords(dataset_dir: str | os.PathLike, features: FeatureParams,
     from tqdm import tqdm  # noqa: PLC0415
 
     root = Path(dataset_dir)
+    # Sharding never remakes PNGs, so --overwrite does not excuse a settings mismatch here.
+    _check_feature_record(root, features, overwrite=False, write=False)
     indexes = {}
     for split in SPLITS:
         manifest = read_manifest(root, split)
@@ -196,8 +206,12 @@ def run_tfrecords(dataset_dir: str | os.PathLike, features: FeatureParams,
                            label_codes={task: int(getattr(row, f"{task}_code"))
                                         for task in labels.TASKS})
 
+        # The rows' digest makes a relabelled clip change the plan, so its shard is rewritten.
+        rows_digest = hashlib.sha256(
+            manifest.iloc[order].to_csv(index=False).encode("utf-8")).hexdigest()
         metadata = {"image_shape": list(features.image_shape), "tasks": list(labels.TASKS),
-                    "features": _features_record(features), "split": split}
+                    "features": _features_record(features), "split": split,
+                    "rows_digest": rows_digest}
         with tqdm(total=len(keys), desc=f"tfrecords {split}", unit="clip") as bar:
             indexes[split] = write_shards(
                 root / "TFRecord" / split_dirname(split), keys, make_example,
@@ -235,8 +249,13 @@ def preprocess(dataset_dir: str | os.PathLike, *, params: PreprocessParams,
     if "tfrecords" in stages:
         indexes = run_tfrecords(dataset_dir, features, params)
         summary["examples"] = {split: index["num_examples"] for split, index in indexes.items()}
-    report = pd.DataFrame(problems, columns=list(REPORT_COLUMNS))
     report_path = Path(results_dir) / "preprocess_report.csv"
+    report = pd.DataFrame(problems, columns=list(REPORT_COLUMNS))
+    if report_path.is_file():
+        # A staged run keeps what earlier stages reported.
+        earlier = pd.read_csv(report_path, dtype=str, keep_default_na=False)
+        earlier = earlier[~earlier["stage"].isin(stages)]
+        report = pd.concat([earlier, report], ignore_index=True)
     atomic.write_text(report_path, report.to_csv(index=False))
     summary["report"] = str(report_path)
     return summary

@@ -146,7 +146,10 @@ def write_shards(split_dir: str | os.PathLike, keys: Sequence[str],
     groups = [list(keys[i:i + shard_size]) for i in range(0, len(keys), shard_size)]
     digest = plan_digest(keys, metadata)
     index_path = split_dir / INDEX_NAME
-    previous = json.loads(index_path.read_text()) if index_path.is_file() else {}
+    try:
+        previous = json.loads(index_path.read_text()) if index_path.is_file() else {}
+    except json.JSONDecodeError:  # a truncated index: start this split afresh
+        previous = {}
     same_plan = previous.get("digest") == digest and not overwrite
     plan = {
         "format_version": FORMAT_VERSION, "digest": digest, "complete": False,
