@@ -1,0 +1,41 @@
+"""requirements.txt, environment.yml and the install scripts agree."""
+
+from __future__ import annotations
+
+import re
+
+from conftest import ROOT
+
+
+def _requirements() -> list[str]:
+    lines = (ROOT / "requirements.txt").read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+def test_requirements_are_pinned():
+    for requirement in _requirements():
+        assert re.fullmatch(r"[A-Za-z0-9_.\-\[\]]+==[0-9][0-9A-Za-z.]*", requirement), requirement
+
+
+def test_environment_yml_pip_list_equals_requirements():
+    text = (ROOT / "environment.yml").read_text()
+    pip_section = text.split("- pip:")[1]
+    pinned = [line.strip()[2:] for line in pip_section.splitlines() if line.strip().startswith("- ")]
+    assert pinned == _requirements()
+    assert "python=3.11" in text
+
+
+def test_tensorflow_io_is_not_a_dependency():
+    names = [requirement.split("==")[0] for requirement in _requirements()]
+    assert "tensorflow-io" not in names
+    assert "tensorflow-cpu" in names and "keras" in names
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    test_command = "bash scripts/test.sh"
+    assert readme.splitlines()[3].startswith("bash scripts/demo.sh")
+    assert readme.splitlines()[4].startswith(test_command)
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert [line for line in ci.splitlines() if line and not line.startswith(("#", "set ", "cd "))
+            ] == [test_command]
