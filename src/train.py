@@ -14,7 +14,7 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: quiet C++ logs
 
 from agegender import cli
-from agegender.config import CLASS_WEIGHTS, STRATEGIES, TrainParams
+from agegender.config import CLASS_WEIGHTS, DEFAULT_BN_MOMENTUM, STRATEGIES, TrainParams
 from agegender.labels import TASKS
 
 
@@ -36,8 +36,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--image_size", type=int, default=64,
                         help="image side; must match the shards")
     parser.add_argument("--l2", type=float, default=0.01, help="L2 on conv and dense kernels")
-    parser.add_argument("--bn_momentum", type=float, default=0.9,
-                        help="BatchNorm momentum (0.99, Keras' default, needs far more steps)")
+    parser.add_argument("--bn_momentum", type=float, default=DEFAULT_BN_MOMENTUM,
+                        help="BatchNorm momentum (Keras' 0.99 leaves the moving statistics "
+                             "unconverged on small corpora)")
     parser.add_argument("--models_dir", default="models")
     parser.add_argument("--results_dir", default="results")
     parser.add_argument("--strategy", default="auto", choices=STRATEGIES)

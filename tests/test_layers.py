@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import agegender  # noqa: F401  (registers the layers)
+from agegender.config import DEFAULT_BN_MOMENTUM
 from agegender.errors import ParameterError
 from agegender.layers import (FeatureLearningBlock, FrequencyAttention, LabelledOutput,
                               MultiAttentionModule, TimeAttention)
@@ -67,7 +68,7 @@ def test_feature_learning_block_architecture():
         (120, (9, 9), (2, 2)), (256, (5, 5), (1, 1)), (384, (3, 3), (1, 1))]
     assert all(c.kernel_regularizer is not None for c in convs)
     norms = [layer for layer in block.chain if isinstance(layer, keras.layers.BatchNormalization)]
-    assert [n.momentum for n in norms] == [0.9, 0.9]
+    assert [n.momentum for n in norms] == [DEFAULT_BN_MOMENTUM] * 2
 
 
 @pytest.mark.parametrize(("cls", "kwargs", "needle"), [

@@ -10,6 +10,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from agegender.config import DEFAULT_BN_MOMENTUM
 from agegender.errors import ParameterError
 
 _PACKAGE = "agegender"
@@ -48,7 +49,7 @@ class FeatureLearningBlock(layers.Layer):
         bn_momentum: BatchNormalization momentum.
     """
 
-    def __init__(self, l2: float = 0.01, bn_momentum: float = 0.9, **kwargs):
+    def __init__(self, l2: float = 0.01, bn_momentum: float = DEFAULT_BN_MOMENTUM, **kwargs):
         super().__init__(**kwargs)
         _check("l2", l2, 0.0, float("inf"))
         _check("bn_momentum", bn_momentum, 0.0, 1.0)
@@ -94,7 +95,7 @@ class _DirectionalAttention(layers.Layer):
 
     axis = ""
 
-    def __init__(self, filters: int = 64, l2: float = 0.01, bn_momentum: float = 0.9,
+    def __init__(self, filters: int = 64, l2: float = 0.01, bn_momentum: float = DEFAULT_BN_MOMENTUM,
                  **kwargs):
         super().__init__(**kwargs)
         if int(filters) < 1:
@@ -158,7 +159,7 @@ class MultiAttentionModule(layers.Layer):
         bn_momentum: BatchNormalization momentum.
     """
 
-    def __init__(self, filters: int = 64, l2: float = 0.01, bn_momentum: float = 0.9,
+    def __init__(self, filters: int = 64, l2: float = 0.01, bn_momentum: float = DEFAULT_BN_MOMENTUM,
                  **kwargs):
         super().__init__(**kwargs)
         self.time_attention = TimeAttention(filters, l2, bn_momentum, name="time_attention")

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from agegender import atomic, figures, labels
-from agegender.config import ModelParams, TrainParams
+from agegender.config import DEFAULT_BN_MOMENTUM, ModelParams, TrainParams
 from agegender.errors import AgeGenderError, ParameterError
 
 log = logging.getLogger(__name__)
@@ -184,7 +184,7 @@ def output_paths(task: str, models_dir: str | os.PathLike,
 
 
 def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParams,
-          image_size: int = 64, l2: float = 0.01, bn_momentum: float = 0.9,
+          image_size: int = 64, l2: float = 0.01, bn_momentum: float = DEFAULT_BN_MOMENTUM,
           models_dir: str | os.PathLike = "models", results_dir: str | os.PathLike = "results",
           show_summary: bool = False, show_live_plot: bool = False,
           verbose: int | str = "auto", extra_callbacks: list | None = None) -> dict:
