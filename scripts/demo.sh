@@ -7,8 +7,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/install.sh
 export MPLBACKEND="${MPLBACKEND:-Agg}" TF_CPP_MIN_LOG_LEVEL=2
 DEMO=data/DemoVoice
-GENDER_EPOCHS="${GENDER_EPOCHS:-10}"
-AGE_EPOCHS="${AGE_EPOCHS:-20}"
+GENDER_EPOCHS="${GENDER_EPOCHS:-6}"
+AGE_EPOCHS="${AGE_EPOCHS:-15}"
 step() { printf '\n=== %s\n' "$*"; }
 
 step "1/5 demo corpus → $DEMO (synthetic espeak-ng voices, Kaggle Common Voice v1 layout)"
