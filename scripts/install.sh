@@ -17,11 +17,17 @@ PY="${PYTHON:-python3}"
 # Debian's own Python refuses system-wide pip installs (PEP 668): use a venv there.
 if "$PY" -c 'import os, sys, sysconfig; sys.exit(0 if sys.prefix == sys.base_prefix and os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")) else 1)'; then
   if [ ! -x "$ROOT/.venv/bin/python" ]; then
+    if ! "$PY" -c 'import ensurepip, venv' >/dev/null 2>&1; then
+      echo "[install] apt-get install python3-venv"
+      as_root apt-get update -qq
+      as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+    fi
     echo "[install] creating $ROOT/.venv (this Python is externally managed)"
     "$PY" -m venv "$ROOT/.venv"
   fi
   PY="$ROOT/.venv/bin/python"
 fi
 echo "[install] pip install -r requirements.txt into $("$PY" -c 'import sys; print(sys.prefix)')"
-"$PY" -m pip install -q --disable-pip-version-check -r "$ROOT/requirements.txt"
+"$PY" -m pip install -q --disable-pip-version-check --root-user-action=ignore \
+  -r "$ROOT/requirements.txt"
 export PY
