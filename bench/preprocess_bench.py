@@ -186,12 +186,41 @@ def measured(fn: Callable[[], object]) -> tuple[float, float, object]:
     return wall, cpu_seconds() - cpu, result
 
 
-def load_line() -> str:
-    """The 1-minute load average against the core count, to judge contention."""
-    load = os.getloadavg()[0]
+def _spin(seconds: float) -> None:
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+def available_cores(seconds: float = 0.5) -> float:
+    """Cores this benchmark gets right now: CPU s / wall s of one spinning process per core.
+
+    Other processes lower it; so does the kernel's autogroup scheduling, which shares the
+    cores between sessions, not processes: one busy process in another session leaves a
+    2-core machine's every other session about 1 core, however many workers they start.
+    """
     cores = os.cpu_count() or 1
-    busy = "  (busy machine: wall-clock figures are inflated)" if load > 0.5 * cores else ""
-    return f"load average {load:.2f} on {cores} cores{busy}"
+    context = multiprocessing.get_context("fork")  # the children only spin
+    spinners = [context.Process(target=_spin, args=(seconds,)) for _ in range(cores)]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    for spinner in spinners:
+        spinner.start()
+    for spinner in spinners:
+        spinner.join()
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) / wall
+
+
+def load_line() -> str:
+    """Load average and the cores this benchmark can get now, to judge contention."""
+    cores = os.cpu_count() or 1
+    free = available_cores()
+    busy = ("" if free > 0.9 * cores else
+            "  (shared: wall-clock figures are inflated, multi-core scaling understated)")
+    return (f"load average {os.getloadavg()[0]:.2f}; {free:.2f} of {cores} cores "
+            f"available{busy}")
 
 
 # --------------------------------------------------------------------------- the original
@@ -471,8 +500,7 @@ def report(args: argparse.Namespace, ours: dict[int, list[dict[str, float]]],
     ]
     print()
     print(format_table(["ratio (measured side by side)", "value", "target", "status"], rows))
-    print(f"\nbefore the rounds: {loads[0]}\nafter the rounds:  {loads[1]} "
-          "(includes this benchmark)")
+    print(f"\nbefore the rounds: {loads[0]}\nafter the rounds:  {loads[1]}")
     if cores < w:
         print(f"note: only {cores} core(s); {w}-worker scaling cannot exceed {cores}x here.")
 

@@ -271,3 +271,25 @@ def test_preprocessed_png_equals_clip_image(tmp_path: Path) -> None:
         stored = read_png(preprocess.png_path(root, "train", row.key).read_bytes())
         np.testing.assert_array_equal(stored, clip_image(root / row.audio_path, PARAMS))
     assert sf.info(rate8k).samplerate == 8000
+
+
+def test_stft_and_db_match_librosa():
+    """Our direct STFT and dB conversion equal librosa's (the reference implementation)."""
+    import librosa
+
+    from agegender.features import amplitude_db, stft_magnitude
+
+    rng = np.random.default_rng(11)
+    for length in (100, 256, 4001, 16000):
+        wave = rng.standard_normal(length).astype(np.float32) * 0.1
+        padded = np.pad(wave, (0, max(0, 256 - length)))
+        ours = stft_magnitude(wave, 256, 128)
+        reference = np.abs(librosa.stft(padded, n_fft=256, hop_length=128, center=True,
+                                        pad_mode="constant"))
+        assert ours.shape == reference.shape
+        np.testing.assert_allclose(ours, reference, atol=2e-5)
+        np.testing.assert_allclose(amplitude_db(reference, 80.0),
+                                   librosa.amplitude_to_db(reference, ref=np.max, top_db=80.0),
+                                   atol=1e-3)
+    silent = amplitude_db(np.zeros((129, 10), np.float32), 80.0)
+    assert np.all(np.isfinite(silent)) and np.ptp(silent) == 0.0

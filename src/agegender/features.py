@@ -61,11 +61,50 @@ def load_clip(path: str | os.PathLike, params: FeatureParams) -> np.ndarray:
         raise AudioError(f"{path}: corrupt or not an audio file ({err})") from err
     if data.shape[0] == 0:
         raise AudioError(f"{path}: no audio samples")
-    waveform = data.mean(axis=1)  # [samples]
-    waveform = np.nan_to_num(waveform, nan=0.0, posinf=0.0, neginf=0.0)
+    waveform = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1)  # [samples]
+    if not np.isfinite(waveform).all():
+        waveform = np.nan_to_num(waveform, nan=0.0, posinf=0.0, neginf=0.0)
     if native_rate != params.sample_rate:
         waveform = soxr.resample(waveform, native_rate, params.sample_rate, quality="HQ")
     return np.ascontiguousarray(waveform[: params.max_samples], dtype=np.float32)
+
+
+def stft_magnitude(waveform: np.ndarray, n_fft: int, hop_length: int) -> np.ndarray:
+    """|STFT| with a periodic Hann window, frames centred by zero padding (as librosa's
+    ``stft(center=True, pad_mode="constant")``, which a test checks), without librosa's
+    second-long first call.
+
+    Args:
+        waveform: [samples] float32; shorter than ``n_fft`` is zero-padded to ``n_fft``.
+        n_fft: window and FFT length, samples.
+        hop_length: hop, samples.
+
+    Returns:
+        float32 [n_fft // 2 + 1, frames].
+    """
+    import scipy.fft  # noqa: PLC0415
+
+    if waveform.shape[0] < n_fft:
+        waveform = np.pad(waveform, (0, n_fft - waveform.shape[0]))
+    padded = np.pad(waveform, n_fft // 2)  # [samples + n_fft]
+    frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop_length]
+    window = _hann(n_fft)  # [n_fft]
+    spectrum = scipy.fft.rfft(frames * window, axis=1)  # [frames, n_fft // 2 + 1]
+    return np.abs(spectrum).astype(np.float32).T
+
+
+@functools.lru_cache(maxsize=4)
+def _hann(n_fft: int) -> np.ndarray:
+    """Periodic Hann window (the DFT-even form spectral analysis uses), [n_fft] float32."""
+    return (0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)
+
+
+def amplitude_db(magnitude: np.ndarray, top_db: float, amin: float = 1e-5) -> np.ndarray:
+    """Magnitude → dB relative to the clip's peak, floored ``top_db`` below it (librosa's
+    ``amplitude_to_db(ref=np.max)``). An all-zero input gives a constant, not -inf."""
+    db = 20.0 * np.log10(np.maximum(amin, magnitude))
+    db -= 20.0 * np.log10(max(amin, float(magnitude.max(initial=0.0))))
+    return np.maximum(db, db.max(initial=0.0) - top_db)
 
 
 def feature_matrix(waveform: np.ndarray, params: FeatureParams) -> np.ndarray:
@@ -79,20 +118,14 @@ def feature_matrix(waveform: np.ndarray, params: FeatureParams) -> np.ndarray:
     Returns:
         float32 matrix [freq_bins, frames], in dB (MFCC: coefficients), low bins first.
     """
-    import librosa  # noqa: PLC0415
-
     waveform = np.asarray(waveform, dtype=np.float32)
     if waveform.ndim != 1:
         raise AudioError(f"waveform must be 1-D [samples], got shape {waveform.shape}")
-    if waveform.shape[0] < params.n_fft:
-        waveform = np.pad(waveform, (0, params.n_fft - waveform.shape[0]))
-    stft = librosa.stft(
-        waveform, n_fft=params.n_fft, hop_length=params.hop_length, center=True,
-        pad_mode="constant",
-    )  # [n_fft/2+1, frames] complex
-    magnitude = np.abs(stft)
+    magnitude = stft_magnitude(waveform, params.n_fft, params.hop_length)  # [bins, frames]
     if params.feature_type == "spectrogram":
-        return librosa.amplitude_to_db(magnitude, ref=np.max, top_db=params.top_db)
+        return amplitude_db(magnitude, params.top_db)
+    import librosa  # noqa: PLC0415
+
     with warnings.catch_warnings():
         # 256-point FFTs leave a few of the lowest mel filters empty; that is expected.
         warnings.filterwarnings("ignore", message="Empty filters detected")

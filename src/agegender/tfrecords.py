@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,8 +123,9 @@ def _write_json_atomic(path: Path, content: dict) -> None:
 
 
 def write_shards(split_dir: str | os.PathLike, keys: Sequence[str],
-                 make_example: callable, *, shard_size: int, metadata: dict,
-                 overwrite: bool = False, progress: Iterable | None = None) -> dict:
+                 make_example: Callable[[str], "Example"], *, shard_size: int, metadata: dict,
+                 overwrite: bool = False,
+                 progress: Callable[[int], None] | None = None) -> dict:
     """Writes a split's examples, ``shard_size`` per shard, resumably.
 
     Args:
