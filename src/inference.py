@@ -30,6 +30,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="expected task (default: read from the model)")
     parser.add_argument("--top_k", type=int, default=1, help="classes to print per file")
     parser.add_argument("--batch_size", type=int, default=64)
+    parser.add_argument("--precision", default="float32", choices=("float32", "bfloat16"),
+                        help="bfloat16: ~2x faster model on CPUs with bf16 instructions, "
+                             "labels may rarely differ (default: float32)")
     parser.add_argument("--output", default=None,
                         help="write every class probability per file to a .csv or .json")
     cli.add_bool_flag(parser, "verbose", default=False, help="debug logging")
@@ -63,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
             raise ParameterError(f"--top_k={args.top_k} must be >= 1")
         if args.output and not args.output.endswith((".csv", ".json")):
             raise ParameterError(f"--output={args.output}: expected a .csv or .json file name")
-        detector = AgeGenderDetector(args.model_path, args.cls_task, batch_size=args.batch_size)
+        detector = AgeGenderDetector(args.model_path, args.cls_task, batch_size=args.batch_size,
+                                     precision=args.precision)
         files = expand_audio_paths(args.audio_file)
         results = detector.predict(files)
         for result in results:

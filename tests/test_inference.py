@@ -14,7 +14,7 @@ from synth import voice
 import inference as inference_cli
 from agegender import AgeGenderDetector
 from agegender.config import FeatureParams
-from agegender.errors import ModelError
+from agegender.errors import ModelError, ParameterError
 from agegender.features import clip_image, read_png
 from agegender.inference import expand_audio_paths
 from agegender.preprocess import png_path
@@ -120,3 +120,22 @@ def test_cli_exit_codes(trained_gender, clips, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") >= 2 and "Traceback" not in err
     assert "error: --model_path=" in err and "trained for cls_task='gender'" in err
+
+
+def test_bfloat16_precision_agrees_with_float32(trained_gender, clips):
+    files = [clips / name for name in GOOD]
+    exact = AgeGenderDetector(trained_gender["keras"]).predict(files)
+    fast = AgeGenderDetector(trained_gender["keras"], precision="bfloat16")
+    for a, b in zip(exact, fast.predict(files), strict=True):
+        for cls, p in a["probabilities"].items():
+            assert b["probabilities"][cls] == pytest.approx(p, abs=0.05)
+    with pytest.raises(ParameterError, match="precision='float16' is not one of"):
+        AgeGenderDetector(trained_gender["keras"], precision="float16")
+
+
+def test_bfloat16_copy_runs_in_bfloat16(trained_gender):
+    from agegender.inference import bfloat16_copy, load_model
+
+    copy = bfloat16_copy(load_model(trained_gender["keras"]))
+    assert copy.get_layer("dense").compute_dtype == "bfloat16"
+    assert copy.get_layer("probabilities").compute_dtype == "float32"
