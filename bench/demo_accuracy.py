@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-EPOCHS = {"gender": 6, "age": 15, "gender_age": 15}  # as in scripts/demo.sh
+EPOCHS = {"gender": 10, "age": 15, "gender_age": 15}  # as in scripts/demo.sh
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -7,7 +7,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/install.sh
 export MPLBACKEND="${MPLBACKEND:-Agg}" TF_CPP_MIN_LOG_LEVEL=2
 DEMO=data/DemoVoice
-GENDER_EPOCHS="${GENDER_EPOCHS:-6}"
+GENDER_EPOCHS="${GENDER_EPOCHS:-10}"
 AGE_EPOCHS="${AGE_EPOCHS:-15}"
 step() { printf '\n=== %s\n' "$*"; }
 

@@ -181,3 +181,22 @@ def test_known_bad_inputs_raise_clear_errors(tiny_dataset, tmp_path):
               models_dir=blocker / "sub", results_dir=tmp_path / "r")
     with pytest.raises(ParameterError, match="cls_task='height'"):
         train(tiny_dataset, "height", train_params=params, image_size=TINY_IMAGE)
+
+
+def test_best_checkpoint_breaks_ties_by_validation_loss(tmp_path):
+    from agegender.training import BestCheckpoint
+
+    inputs = keras.Input((2,))
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(inputs))
+    paths = [tmp_path / "b.keras", tmp_path / "b.h5", tmp_path / "b.json"]
+    checkpoint = BestCheckpoint(*paths)
+    checkpoint.set_model(model)
+    for epoch, (accuracy, loss) in enumerate([(0.9, 0.5), (0.9, 0.4), (0.9, 0.45), (0.8, 0.1)]):
+        checkpoint.on_epoch_end(epoch, {"val_accuracy": accuracy, "val_loss": loss})
+    assert checkpoint.best_epoch == 2  # the tie with the lower loss, not the first 0.9
+    state = json.loads(paths[2].read_text())
+    assert state["epoch"] == 2 and state["val_loss"] == pytest.approx(0.4)
+    assert all(path.is_file() for path in paths)
+    resumed = BestCheckpoint(*paths, resume=True)
+    assert (resumed.best, resumed.best_tie, resumed.best_epoch) == (
+        pytest.approx(0.9), pytest.approx(0.4), 2)

@@ -63,6 +63,9 @@ def balanced_class_weight(codes: np.ndarray, num_classes: int) -> dict[int, floa
 class BestCheckpoint(keras.callbacks.Callback):
     """Keeps the best model by a monitored metric, as both ``.keras`` and ``.h5``.
 
+    A tie on the metric (common on a small dev split, where accuracy moves in big steps) goes
+    to the epoch with the lower ``tie_breaker`` loss, usually the better-trained later one.
+
     Files are written atomically. The best value and epoch go to a JSON beside them, so a
     resumed run (``resume=True``) keeps comparing against the real best, not from scratch.
 
@@ -76,26 +79,31 @@ class BestCheckpoint(keras.callbacks.Callback):
     """
 
     def __init__(self, keras_path: Path, h5_path: Path, state_path: Path, *,
-                 monitor: str = "val_accuracy", resume: bool = False,
-                 extra_state: dict | None = None):
+                 monitor: str = "val_accuracy", tie_breaker: str = "val_loss",
+                 resume: bool = False, extra_state: dict | None = None):
         super().__init__()
         self.keras_path, self.h5_path, self.state_path = keras_path, h5_path, state_path
-        self.monitor = monitor
+        self.monitor, self.tie_breaker = monitor, tie_breaker
+        self.best_tie = np.inf
         self.extra_state = extra_state or {}
         self.best = -np.inf
         self.best_epoch = None
         if resume and state_path.is_file():
             state = json.loads(state_path.read_text())
             self.best = state.get(monitor, -np.inf)
+            self.best_tie = state.get(tie_breaker, np.inf)
             self.best_epoch = state.get("epoch")
 
     def on_epoch_end(self, epoch, logs=None):
-        value = (logs or {}).get(self.monitor)
-        if value is None or not value > self.best:
+        logs = logs or {}
+        value = logs.get(self.monitor)
+        tie = logs.get(self.tie_breaker, np.inf)
+        if value is None or not (value > self.best or (value == self.best
+                                                       and tie < self.best_tie)):
             return
         log.info("epoch %d: %s improved from %.4f to %.4f, saving %s", epoch + 1, self.monitor,
                  self.best, value, self.keras_path)
-        self.best, self.best_epoch = float(value), epoch + 1
+        self.best, self.best_tie, self.best_epoch = float(value), float(tie), epoch + 1
         with atomic.replacing(self.keras_path) as tmp:
             self.model.save(tmp)
         with atomic.replacing(self.h5_path) as tmp, warnings.catch_warnings():
@@ -103,8 +111,8 @@ class BestCheckpoint(keras.callbacks.Callback):
             warnings.filterwarnings("ignore", message=".*HDF5 file.*legacy")
             logging.getLogger("absl").setLevel(logging.ERROR)
             self.model.save(tmp)
-        state = {**self.extra_state, self.monitor: self.best, "epoch": self.best_epoch,
-                 **{k: float(v) for k, v in (logs or {}).items()}}
+        state = {**self.extra_state, **{k: float(v) for k, v in logs.items()},
+                 "epoch": self.best_epoch}
         atomic.write_text(self.state_path, json.dumps(state, indent=2))
 
 
