@@ -57,7 +57,6 @@ def write_output(path: str, results: list[dict], class_names: tuple[str, ...]) -
 def main(argv: list[str] | None = None) -> int:
     """Predicts; exit status 0 if at least one file was predicted, 1 if none, 2 on errors."""
     args = parse_args(argv)
-    cli.setup_logging(args.verbose)
 
     def work() -> int:
         from agegender.inference import AgeGenderDetector, expand_audio_paths  # noqa: PLC0415
@@ -85,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{predicted} of {len(results)} files predicted ({detector.task})")
         return 0 if predicted else 1
 
-    return cli.run_cli(work)
+    return cli.run_cli(work, verbose=args.verbose)
 
 
 if __name__ == "__main__":

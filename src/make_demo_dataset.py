@@ -14,7 +14,7 @@ import argparse
 import os
 import sys
 
-from agegender.cli import add_bool_flag, run_cli, setup_logging
+from agegender.cli import add_bool_flag, run_cli
 from agegender.demo import SPLITS, DemoParams, corpus_csv_name, make_demo_dataset
 
 
@@ -61,7 +61,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Runs the script; returns the process exit status."""
     args = parse_args(argv)
-    setup_logging(args.verbose)
 
     def work() -> None:
         params = DemoParams(
@@ -84,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
             "voices in speakers.csv, clip -> speaker in clips.csv"
         )
 
-    return run_cli(work)
+    return run_cli(work, verbose=args.verbose)
 
 
 if __name__ == "__main__":

@@ -44,7 +44,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Runs the preprocessing; returns the exit status."""
     args = parse_args(argv)
-    cli.setup_logging(args.verbose)
 
     def work() -> None:
         from agegender.preprocess import STAGES, preprocess  # noqa: PLC0415
@@ -61,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         for key, value in summary.items():
             print(f"  {key}: {value}")
 
-    return cli.run_cli(work)
+    return cli.run_cli(work, verbose=args.verbose)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Evaluates; returns the exit status."""
     args = parse_args(argv)
-    cli.setup_logging(args.verbose)
 
     def work() -> None:
         from agegender.evaluation import evaluate  # noqa: PLC0415
@@ -46,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, path in result["paths"].items():
             print(f"  {name}: {path}")
 
-    return cli.run_cli(work)
+    return cli.run_cli(work, verbose=args.verbose)
 
 
 if __name__ == "__main__":

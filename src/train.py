@@ -56,7 +56,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Trains; returns the exit status."""
     args = parse_args(argv)
-    cli.setup_logging(args.verbose)
 
     def work() -> None:
         from agegender.training import export_saved_model, train  # noqa: PLC0415
@@ -78,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.export_dir:
             print(f"  SavedModel: {export_saved_model(result['keras'], args.export_dir)}")
 
-    return cli.run_cli(work)
+    return cli.run_cli(work, verbose=args.verbose)
 
 
 if __name__ == "__main__":

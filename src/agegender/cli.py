@@ -58,12 +58,14 @@ def setup_logging(verbose: bool = False) -> None:
     )
 
 
-def run_cli(work: Callable[[], int | None]) -> int:
-    """Runs a script's work; known errors become one stderr line and exit status 2.
+def run_cli(work: Callable[[], int | None], *, verbose: bool = False) -> int:
+    """Sets up logging, runs a script's work; known errors become one stderr line and exit
+    status 2.
 
     Returns:
         The process exit status: ``work()``'s own, 0 when it returns None.
     """
+    setup_logging(verbose)
     try:
         status = work()
     except AgeGenderError as err:
