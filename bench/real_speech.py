@@ -286,6 +286,7 @@ def fetch(cache_dir: Path, packages: Sequence[str] = PACKAGES) -> float:
         if done.exists():
             continue
         (deb,) = debs.glob(f"{package}_*.deb")
+        target.mkdir(parents=True, exist_ok=True)
         subprocess.run(["dpkg", "-x", str(deb), str(target)], check=True)
         done.touch()
     return time.perf_counter() - start
@@ -353,6 +354,9 @@ def build(cache_dir: Path, *, cap: int, seed: int) -> tuple[list[dict], list[dic
     """Writes ``CACHE/dataset/{manifest,speakers}.csv`` and the audio links; returns the tables."""
     dataset = cache_dir / "dataset"
     speakers, dropped = speaker_table(cache_dir / "extracted")
+    if not speakers:
+        raise EvidenceError(f"no speaker verified under {cache_dir / 'extracted'} "
+                            f"(run --stage fetch first?): {dropped}")
     manifest, table = [], []
     for index, speaker in enumerate(speakers):
         clips, rate = choose_clips(speaker.files, cap=cap, seed=seed + index)
