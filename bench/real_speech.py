@@ -1,0 +1,684 @@
+"""Gender on real recorded voices from Debian packages, leave-speakers-out, CNN vs a pitch rule.
+
+Only this bench downloads anything (the library never does). It fetches the voices with
+``apt-get download`` + ``dpkg -x`` into a cache folder (default
+``~/.cache/agegender/real_speech``, ``--cache_dir``)::
+
+    CACHE/debs/*.deb               the packages, as downloaded
+    CACHE/extracted/<package>/     each package unpacked (dpkg -x)
+    CACHE/dataset/                 manifest.csv, speakers.csv, audio/<speaker>/<key>.<ext>
+                                   (hard links into extracted/, no copies)
+    CACHE/folds/fold<i>/           one dataset folder per fold (hard links again),
+                                   with results/ and models/ written by the product's CLIs
+
+Sources: Asterisk telephone prompts (8 kHz WAV, one professional voice per language) and
+Fish Fillets NG's Czech and Dutch dialog recordings (wideband OGG, the small and big fish).
+Each speaker's gender is read from the packages' own text (copyright/credits files, the
+Asterisk voice-folder name, Czech first-person past-tense forms in the game's dialog
+scripts), never from the voice; a speaker whose evidence is not found is dropped.
+
+Stages (``--stage``): ``fetch`` (download + unpack), ``build`` (dataset folder, prints the
+speaker table), ``folds`` (per fold: preprocess, train, test with the CLIs in ``src/``,
+then the per-speaker table with the pitch rule), ``all``. Run by hand from the repo root::
+
+    python bench/real_speech.py --stage build
+    python bench/real_speech.py --stage folds --folds 3 --num_epochs 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import logging
+import os
+import random
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_CACHE = Path.home() / ".cache" / "agegender" / "real_speech"
+LOG = logging.getLogger("real_speech")
+
+MIN_SECONDS = 1.0
+MAX_SECONDS = 15.0
+PITCH_THRESHOLD_HZ = 165.0
+
+MANIFEST_COLUMNS = ("path", "gender", "age", "speaker", "split", "source", "language",
+                    "channel", "evidence")
+SPEAKER_COLUMNS = ("speaker", "gender", "clips", "source", "language", "channel",
+                   "sample_rate", "actor", "evidence")
+
+PACKAGES = (
+    "asterisk-core-sounds-en-wav", "asterisk-core-sounds-es-wav", "asterisk-core-sounds-fr-wav",
+    "asterisk-core-sounds-it-wav", "asterisk-core-sounds-ru-wav",
+    "asterisk-prompt-it-menardi-wav",
+    "fillets-ng-data", "fillets-ng-data-cs", "fillets-ng-data-nl",
+)
+# Looked at and left out: asterisk-prompt-fr-armelle and asterisk-prompt-es-co hold only raw
+# .gsm files (libsndfile cannot read headerless GSM), and their credits name the voice
+# without saying the gender.
+
+ASTERISK_SOUNDS = "usr/share/asterisk/sounds"
+ASTERISK_COPYRIGHT = "usr/share/doc/{package}/copyright"
+FILLETS = "usr/share/games/fillets-ng"
+FILLETS_CREDITS = f"{FILLETS}/images/menu/credits.png"
+
+
+class EvidenceError(ValueError):
+    """A speaker's gender could not be read from the packages' own text."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Gender evidence: pure functions over text, tested on fake credits in tests/.
+
+_ASTERISK_VOICE = re.compile(r"^(?P<lang>[a-z]{2})_(?P<country>[A-Z]{2})_(?P<g>[fm])_(?P<name>\w+)$")
+
+
+def asterisk_voice_gender(voice_dir: str) -> str:
+    """Gender from an Asterisk voice folder name, ``<lang>_<COUNTRY>_<f|m>_<Name>``.
+
+    Asterisk's sound packages name each voice folder this way (``en_US_f_Allison``,
+    ``it_IT_m_Carlo``). Raises ``EvidenceError`` for a name that does not follow it.
+    """
+    match = _ASTERISK_VOICE.match(voice_dir)
+    if match is None:
+        raise EvidenceError(f"voice_dir={voice_dir!r} is not <lang>_<COUNTRY>_<f|m>_<Name>")
+    return {"f": "female", "m": "male"}[match["g"]]
+
+
+def find_quote(text: str, pattern: str) -> tuple[int, str]:
+    """First line of ``text`` matching the regular expression ``pattern``: (1-based line, line).
+
+    Raises ``EvidenceError`` when no line matches.
+    """
+    regex = re.compile(pattern)
+    for number, line in enumerate(text.splitlines(), start=1):
+        if regex.search(line):
+            return number, line.strip()
+    raise EvidenceError(f"no line matches pattern={pattern!r}")
+
+
+# Czech first-person past tense and predicative adjectives agree with the speaker's gender:
+# "řekla jsem" / "jsem říkala" / "jsem ráda" (she), "řekl jsem" / "jsem rád" (he). Only forms
+# with "jsem" (I am) count: a bare "ráda" or "sama" may describe the listener.
+_CZECH_FEMININE = re.compile(r"\b(\w+la jsem|jsem (\w+ )?\w+la|jsem ráda|ráda jsem|jsem sama)\b",
+                             re.IGNORECASE)
+_CZECH_MASCULINE = re.compile(r"\b(\w+l jsem|jsem (\w+ )?\w+l|jsem rád|rád jsem|jsem sám)\b",
+                              re.IGNORECASE)
+_DIALOG = re.compile(r'dialogId\("(?P<id>[^"]+)"[^\n]*\n\s*dialogStr\("(?P<text>[^"]*)"\)')
+
+
+def czech_self_references(script: str, character: str) -> list[tuple[int, str, str]]:
+    """Gendered first-person forms in the Czech lines of one character of a Fillets script.
+
+    ``script`` is a ``dialogs_cs.lua`` text (``dialogId("lvl-m-foo", ...)`` followed by
+    ``dialogStr("Czech text")``); ``character`` the code in the id's second field (``m`` small
+    fish, ``v`` big fish). Returns (line of the Czech text, "female"|"male", text) for each
+    line with a gendered form.
+    """
+    found = []
+    for match in _DIALOG.finditer(script):
+        fields = match["id"].split("-")
+        if len(fields) < 3 or fields[1] != character:
+            continue
+        line = script.count("\n", 0, match.start("text")) + 1
+        for gender, regex in (("female", _CZECH_FEMININE), ("male", _CZECH_MASCULINE)):
+            if regex.search(match["text"]):
+                found.append((line, gender, match["text"]))
+    return found
+
+
+def unanimous_gender(references: Sequence[tuple[int, str, str]]) -> str:
+    """The one gender all references agree on; ``EvidenceError`` if none or they disagree."""
+    genders = {gender for _, gender, _ in references}
+    if len(genders) != 1:
+        raise EvidenceError(f"references give genders {sorted(genders)}, need exactly one")
+    return genders.pop()
+
+
+# ---------------------------------------------------------------------------------------------
+# Speakers: where their clips are and how their gender is proven.
+
+
+@dataclasses.dataclass(frozen=True)
+class Speaker:
+    """One person (or, where the actor is unknown, one character) and their verified gender."""
+
+    speaker: str
+    gender: str
+    source: str
+    language: str
+    channel: str
+    actor: str
+    evidence: str
+    files: tuple[Path, ...]
+
+
+def _read(path: Path) -> str:
+    return path.read_text(encoding="utf-8", errors="replace")
+
+
+def _asterisk_speaker(extracted: Path, speaker: str, package_dirs: Sequence[tuple[str, str]],
+                      language: str, credit_pattern: str, actor: str,
+                      extra: Callable[[Path], str] | None = None) -> Speaker:
+    """An Asterisk voice; gender from the voice folder name, name from the copyright file."""
+    files: list[Path] = []
+    evidence = []
+    genders = set()
+    for package, voice_dir in package_dirs:
+        root = extracted / package
+        genders.add(asterisk_voice_gender(voice_dir))
+        files += sorted((root / ASTERISK_SOUNDS / voice_dir).rglob("*.wav"))
+        copyright_path = ASTERISK_COPYRIGHT.format(package=package)
+        line, quote = find_quote(_read(root / copyright_path), credit_pattern)
+        evidence.append(f"{package}: {ASTERISK_SOUNDS}/{voice_dir} (Asterisk voice folder "
+                        f"<lang>_<COUNTRY>_<f|m>_<Name>); {copyright_path}:{line} {quote!r}")
+        if extra is not None:
+            evidence.append(extra(root))
+    if len(genders) != 1:
+        raise EvidenceError(f"{speaker}: voice folders disagree on gender {sorted(genders)}")
+    return Speaker(speaker, genders.pop(), "+".join(p for p, _ in package_dirs), language,
+                   "8k-telephone", actor, "; ".join(evidence), tuple(files))
+
+
+def _menardi_evidence(root: Path) -> str:
+    path = ASTERISK_COPYRIGHT.format(package="asterisk-prompt-it-menardi-wav")
+    text = _read(root / path)
+    line, wife = find_quote(text, r"fatti da me e mia moglie")
+    wife = wife[wife.index("i file sonori"):][:70]
+    return f"{path}:{line} {wife!r}… (Marco Menardi: 'the sound files were made by me and my wife')"
+
+
+def _fillets_speaker(extracted: Path, speaker: str, package: str, character: str,
+                     language: str, actor: str, credit: str) -> Speaker:
+    """A Fillets NG character; gender from its Czech lines in the game's dialog scripts."""
+    scripts = extracted / "fillets-ng-data" / FILLETS / "script"
+    references = []
+    for path in sorted(scripts.glob("*/dialogs_cs.lua")):
+        for line, gender, text in czech_self_references(_read(path), character):
+            where = path.relative_to(extracted / "fillets-ng-data")
+            references.append((line, gender, f"{where}:{line} {text!r}"))
+    gender = unanimous_gender(references)
+    sounds = extracted / package / FILLETS / "sound"
+    files = sorted(p for p in sounds.rglob("*.ogg")
+                   if p.stem.split("-")[1:2] == [character])
+    quotes = "; ".join(q for _, _, q in references[:2])
+    evidence = (f"{len(references)} Czech self-references of character {character!r}, all "
+                f"{gender}, e.g. {quotes}; {credit}")
+    return Speaker(speaker, gender, package, language, "wideband-ogg", actor, evidence,
+                   tuple(files))
+
+
+_CS_CREDIT = (f"actor from {FILLETS_CREDITS} ('Voices & Animal sounds': Vít Musil beside the "
+              f"big fish, Gabriela Pyšná beside the small fish)")
+_NL_CREDIT = "Dutch actor not credited in the packages: one character = one speaker"
+
+
+def speaker_table(extracted: Path) -> tuple[list[Speaker], list[str]]:
+    """Every speaker whose gender evidence is found, and a note for each one dropped."""
+    makers: list[tuple[str, Callable[[], Speaker]]] = [
+        ("allison_smith", lambda: _asterisk_speaker(
+            extracted, "allison_smith",
+            [("asterisk-core-sounds-en-wav", "en_US_f_Allison"),
+             ("asterisk-core-sounds-es-wav", "es_MX_f_Allison")],
+            "en+es", r"^\s*Allison Smith \(", "Allison Smith")),
+        ("june_wallack", lambda: _asterisk_speaker(
+            extracted, "june_wallack", [("asterisk-core-sounds-fr-wav", "fr_CA_f_June")],
+            "fr", r"^\s*June Wallack \(", "June Wallack")),
+        ("carlo_flora", lambda: _asterisk_speaker(
+            extracted, "carlo_flora", [("asterisk-core-sounds-it-wav", "it_IT_m_Carlo")],
+            "it", r"^\s*Carlo Flora \(", "Carlo Flora")),
+        ("ivrvoice_ru", lambda: _asterisk_speaker(
+            extracted, "ivrvoice_ru", [("asterisk-core-sounds-ru-wav", "ru_RU_f_IvrvoiceRU")],
+            "ru", r"Provided by: Maxim Topal", "unnamed (ivrvoice.ru; Maxim Topal provided)")),
+        ("paola_dal_zot", lambda: _asterisk_speaker(
+            extracted, "paola_dal_zot",
+            [("asterisk-prompt-it-menardi-wav", "it_IT_f_Menardi")],
+            "it", r"Paola Dal Zot \(.the voice.\)", "Paola Dal Zot",
+            extra=_menardi_evidence)),
+        ("gabriela_pysna", lambda: _fillets_speaker(
+            extracted, "gabriela_pysna", "fillets-ng-data-cs", "m", "cs", "Gabriela Pyšná",
+            _CS_CREDIT)),
+        ("vit_musil", lambda: _fillets_speaker(
+            extracted, "vit_musil", "fillets-ng-data-cs", "v", "cs", "Vít Musil", _CS_CREDIT)),
+        ("cs_corridor_r", lambda: _fillets_speaker(
+            extracted, "cs_corridor_r", "fillets-ng-data-cs", "r", "cs",
+            "unknown (one of the credited secondary voices)",
+            "character, actor unknown: one character = one speaker")),
+        ("nl_small_fish", lambda: _fillets_speaker(
+            extracted, "nl_small_fish", "fillets-ng-data-nl", "m", "nl", "unknown", _NL_CREDIT)),
+        ("nl_big_fish", lambda: _fillets_speaker(
+            extracted, "nl_big_fish", "fillets-ng-data-nl", "v", "nl", "unknown", _NL_CREDIT)),
+    ]
+    speakers, dropped = [], []
+    for name, make in makers:
+        try:
+            speakers.append(make())
+        except (EvidenceError, OSError) as error:
+            dropped.append(f"{name}: {error}")
+            LOG.warning("dropped speaker %s: %s", name, error)
+    return speakers, dropped
+
+
+# ---------------------------------------------------------------------------------------------
+# Fetch and build.
+
+
+def fetch(cache_dir: Path, packages: Sequence[str] = PACKAGES) -> float:
+    """Downloads and unpacks the packages into ``cache_dir`` (skips what is there); seconds."""
+    start = time.perf_counter()
+    debs = cache_dir / "debs"
+    debs.mkdir(parents=True, exist_ok=True)
+    missing = [p for p in packages if not list(debs.glob(f"{p}_*.deb"))]
+    if missing:
+        LOG.info("apt-get download %s", " ".join(missing))
+        subprocess.run(["apt-get", "download", *missing], cwd=debs, check=True)
+    for package in packages:
+        target = cache_dir / "extracted" / package
+        done = target / ".unpacked"
+        if done.exists():
+            continue
+        (deb,) = debs.glob(f"{package}_*.deb")
+        target.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["dpkg", "-x", str(deb), str(target)], check=True)
+        done.touch()
+    return time.perf_counter() - start
+
+
+def clip_seconds(path: Path) -> tuple[float, int]:
+    """(duration in seconds, native sample rate) from the file header."""
+    import soundfile  # noqa: PLC0415
+
+    info = soundfile.info(str(path))
+    return info.frames / info.samplerate, info.samplerate
+
+
+def choose_clips(files: Sequence[Path], *, cap: int, seed: int,
+                 seconds: Callable[[Path], tuple[float, int]] = clip_seconds
+                 ) -> tuple[list[Path], int]:
+    """Clips of ``MIN_SECONDS``–``MAX_SECONDS``, a seeded sample of at most ``cap``; and the rate.
+
+    Unreadable files are skipped (``soundfile.LibsndfileError`` / ``RuntimeError``).
+    """
+    usable, rates = [], []
+    for path in sorted(files):
+        try:
+            duration, rate = seconds(path)
+        except RuntimeError as error:  # soundfile.LibsndfileError is a RuntimeError
+            LOG.warning("skipped unreadable %s: %s", path, error)
+            continue
+        if MIN_SECONDS <= duration <= MAX_SECONDS:
+            usable.append(path)
+            rates.append(rate)
+    chosen = sorted(random.Random(seed).sample(usable, min(cap, len(usable))))
+    rate = max(set(rates), key=rates.count) if rates else 0
+    return chosen, rate
+
+
+def link(source: Path, target: Path) -> None:
+    """Hard link ``target`` → ``source`` (a symlink only where a hard link cannot be made)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists() or target.is_symlink():
+        target.unlink()
+    try:
+        os.link(source, target)
+    except OSError:
+        target.symlink_to(source)
+
+
+def write_csv(path: Path, columns: Sequence[str], rows: Sequence[dict]) -> None:
+    """Writes ``rows`` to ``path`` (temporary name, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(columns), extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(path)
+
+
+def read_csv(path: Path) -> list[dict]:
+    """Rows of a CSV file as dicts."""
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def build(cache_dir: Path, *, cap: int, seed: int) -> tuple[list[dict], list[dict], list[str]]:
+    """Writes ``CACHE/dataset/{manifest,speakers}.csv`` and the audio links; returns the tables."""
+    dataset = cache_dir / "dataset"
+    speakers, dropped = speaker_table(cache_dir / "extracted")
+    if not speakers:
+        raise EvidenceError(f"no speaker verified under {cache_dir / 'extracted'} "
+                            f"(run --stage fetch first?): {dropped}")
+    manifest, table = [], []
+    for index, speaker in enumerate(speakers):
+        clips, rate = choose_clips(speaker.files, cap=cap, seed=seed + index)
+        if not clips:
+            dropped.append(f"{speaker.speaker}: no clip of {MIN_SECONDS}-{MAX_SECONDS} s")
+            continue
+        short = f"see speakers.csv; {speaker.actor}"
+        for clip in clips:
+            # Keys (file stems) are unique over the dataset: speaker + level folder + stem.
+            level = clip.parent.parent.name if speaker.channel == "wideband-ogg" else ""
+            key = "__".join(filter(None, (speaker.speaker, level, clip.stem)))
+            relative = Path("audio") / speaker.speaker / f"{key}{clip.suffix}"
+            link(clip, dataset / relative)
+            manifest.append({"path": relative.as_posix(), "gender": speaker.gender, "age": "",
+                             "speaker": speaker.speaker, "split": "", "source": speaker.source,
+                             "language": speaker.language, "channel": speaker.channel,
+                             "evidence": short})
+        table.append({"speaker": speaker.speaker, "gender": speaker.gender, "clips": len(clips),
+                      "source": speaker.source, "language": speaker.language,
+                      "channel": speaker.channel, "sample_rate": rate, "actor": speaker.actor,
+                      "evidence": speaker.evidence})
+    write_csv(dataset / "manifest.csv", MANIFEST_COLUMNS, manifest)
+    write_csv(dataset / "speakers.csv", SPEAKER_COLUMNS, table)
+    return manifest, table, dropped
+
+
+def format_speakers(table: Sequence[dict], *, evidence_width: int = 0) -> str:
+    """Plain-text speaker table (evidence cut to ``evidence_width`` characters, 0 = whole)."""
+    lines = [f"{'speaker':<16}{'gender':<8}{'clips':>6}  {'language':<8}{'channel':<14}"
+             f"{'rate':>6}  actor / evidence"]
+    for row in table:
+        evidence = row["evidence"]
+        if evidence_width and len(evidence) > evidence_width:
+            evidence = evidence[:evidence_width - 1] + "…"
+        lines.append(f"{row['speaker']:<16}{row['gender']:<8}{row['clips']:>6}  "
+                     f"{row['language']:<8}{row['channel']:<14}{row['sample_rate']:>6}  "
+                     f"{row['actor']}\n{'':<16}{evidence}")
+    genders = [r["gender"] for r in table]
+    lines.append(f"{len(table)} speakers ({genders.count('female')} female, "
+                 f"{genders.count('male')} male), {sum(int(r['clips']) for r in table)} clips")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Folds over speakers.
+
+
+def speaker_folds(speakers: Sequence[dict], k: int, *, seed: int) -> list[list[str]]:
+    """``k`` disjoint test sets of speakers, stratified by gender and channel.
+
+    Speakers are grouped by (gender, channel), shuffled (seeded) within each group, and dealt
+    round-robin over the folds; the deal continues from group to group, so fold sizes differ
+    by at most one and every gender with at least ``k`` speakers appears in every fold.
+    """
+    if k < 2:
+        raise ValueError(f"k={k} must be at least 2")
+    if k > len(speakers):
+        raise ValueError(f"k={k} is larger than the number of speakers {len(speakers)}")
+    rng = random.Random(seed)
+    groups: dict[tuple[str, str], list[str]] = {}
+    for row in sorted(speakers, key=lambda r: r["speaker"]):
+        groups.setdefault((row["gender"], row["channel"]), []).append(row["speaker"])
+    folds: list[list[str]] = [[] for _ in range(k)]
+    turn = 0
+    for group in sorted(groups):
+        members = groups[group]
+        rng.shuffle(members)
+        for name in members:
+            folds[turn % k].append(name)
+            turn += 1
+    return [sorted(f) for f in folds]
+
+
+def choose_dev(train: Sequence[dict], *, seed: int, per_gender: int = 1) -> list[str]:
+    """Up to ``per_gender`` training speakers of each gender held out for dev (seeded).
+
+    A gender with a single training speaker keeps it for training.
+    """
+    rng = random.Random(seed)
+    dev = []
+    for gender in ("female", "male"):
+        names = sorted(r["speaker"] for r in train if r["gender"] == gender)
+        if len(names) > per_gender:
+            dev += rng.sample(names, per_gender)
+    return sorted(dev)
+
+
+def write_fold(cache_dir: Path, fold: int, test: Sequence[str], dev: Sequence[str]) -> Path:
+    """``CACHE/folds/fold<i>/``: the dataset's audio (hard links) and a manifest with splits."""
+    dataset = cache_dir / "dataset"
+    folder = cache_dir / "folds" / f"fold{fold}"
+    rows = []
+    for row in read_csv(dataset / "manifest.csv"):
+        split = "test" if row["speaker"] in test else "dev" if row["speaker"] in dev else "train"
+        link(dataset / row["path"], folder / row["path"])
+        rows.append({**row, "split": split})
+    write_csv(folder / "manifest.csv", MANIFEST_COLUMNS, rows)
+    return folder
+
+
+# ---------------------------------------------------------------------------------------------
+# Scoring.
+
+
+def per_speaker_correct(predictions: Sequence[dict]) -> dict[str, tuple[int, int, str]]:
+    """speaker → (correct clips, clips, true gender) from ``predictions_gender.csv`` rows."""
+    out: dict[str, tuple[int, int, str]] = {}
+    for row in predictions:
+        correct, n, _ = out.get(row["speaker_id"], (0, 0, row["true"]))
+        out[row["speaker_id"]] = (correct + (row["true"] == row["predicted"]), n + 1, row["true"])
+    return out
+
+
+def accuracy_and_uar(per_speaker: Sequence[tuple[int, int, str]]) -> tuple[float, float]:
+    """Pooled clip accuracy and UAR (mean recall over the genders present)."""
+    correct = sum(c for c, _, _ in per_speaker)
+    total = sum(n for _, n, _ in per_speaker)
+    recalls = []
+    for gender in sorted({g for _, _, g in per_speaker}):
+        c = sum(c for c, _, g in per_speaker if g == gender)
+        n = sum(n for _, n, g in per_speaker if g == gender)
+        recalls.append(c / n)
+    if not total:
+        return float("nan"), float("nan")
+    return correct / total, sum(recalls) / len(recalls)
+
+
+def bootstrap_over_speakers(per_speaker: Sequence[tuple[int, int, str]], *, rounds: int = 2000,
+                            seed: int = 0, level: float = 0.95
+                            ) -> dict[str, tuple[float, float]]:
+    """Percentile CIs of accuracy and UAR, resampling speakers (not clips) with replacement.
+
+    ``per_speaker``: (correct clips, clips, gender) per speaker. Returns
+    ``{"accuracy": (low, high), "uar": (low, high)}``.
+    """
+    if not per_speaker:
+        raise ValueError("per_speaker is empty")
+    rng = random.Random(seed)
+    samples: dict[str, list[float]] = {"accuracy": [], "uar": []}
+    for _ in range(rounds):
+        draw = [per_speaker[rng.randrange(len(per_speaker))] for _ in per_speaker]
+        accuracy, uar = accuracy_and_uar(draw)
+        samples["accuracy"].append(accuracy)
+        samples["uar"].append(uar)
+    tail = (1 - level) / 2
+    out = {}
+    for name, values in samples.items():
+        values.sort()
+        out[name] = (values[int(tail * (rounds - 1))], values[int((1 - tail) * (rounds - 1))])
+    return out
+
+
+def median_f0(path: Path, *, method: str = "yin") -> float:
+    """Median F0 (Hz) of the voiced part of a clip (16 kHz mono, 60–400 Hz search)."""
+    import librosa  # noqa: PLC0415
+    import numpy as np  # noqa: PLC0415
+
+    audio, rate = librosa.load(str(path), sr=16000, mono=True, duration=MAX_SECONDS)
+    if method == "pyin":
+        f0, voiced, _ = librosa.pyin(audio, fmin=60, fmax=400, sr=rate)
+        f0 = f0[voiced]
+    else:
+        f0 = librosa.yin(audio, fmin=60, fmax=400, sr=rate, frame_length=1024)
+        rms = librosa.feature.rms(y=audio, frame_length=1024, hop_length=256)[0][: len(f0)]
+        f0 = f0[: len(rms)][rms > rms.max() * 10 ** (-30 / 20)]  # within 30 dB of the peak
+    f0 = f0[np.isfinite(f0)]
+    return float(np.median(f0)) if f0.size else float("nan")
+
+
+def pitch_rule(f0: float) -> str:
+    """female when the median F0 is above ``PITCH_THRESHOLD_HZ``, else male."""
+    return "female" if f0 > PITCH_THRESHOLD_HZ else "male"
+
+
+# ---------------------------------------------------------------------------------------------
+# Fold stage: the product's CLIs, then the table.
+
+
+def run_cli(args: Sequence[str]) -> None:
+    """Runs one of the product's scripts from the repository root; raises on failure."""
+    command = [sys.executable, *args]
+    LOG.info("%s", " ".join(command))
+    subprocess.run(command, cwd=REPO, check=True)
+
+
+def run_fold(folder: Path, args: argparse.Namespace) -> Path:
+    """preprocess → train → test for one fold folder; returns ``predictions_gender.csv``."""
+    results, models = folder / "results", folder / "models"
+    run_cli(["src/preprocess_dataset.py", f"--dataset_dir={folder}", "--dataset_type=manifest",
+             f"--results_dir={results}", *args.preprocess_args.split()])
+    run_cli(["src/train.py", f"--dataset_dir={folder}", "--cls_task=gender",
+             f"--num_epochs={args.num_epochs}", f"--batch_size={args.batch_size}",
+             f"--models_dir={models}", f"--results_dir={results}", *args.train_args.split()])
+    run_cli(["src/test.py", f"--dataset_dir={folder}",
+             f"--model_path={models / 'gender' / 'best_model_gender.keras'}",
+             "--cls_task=gender", f"--results_dir={results}", *args.test_args.split()])
+    return results / "gender" / "predictions_gender.csv"
+
+
+def score_folds(cache_dir: Path, folds: Sequence[Sequence[str]], args: argparse.Namespace
+                ) -> list[dict]:
+    """Per (fold, speaker) rows: CNN accuracy from the predictions, pitch-rule accuracy."""
+    dataset = cache_dir / "dataset"
+    speakers = {r["speaker"]: r for r in read_csv(dataset / "speakers.csv")}
+    manifest = read_csv(dataset / "manifest.csv")
+    rows = []
+    for fold, test in enumerate(folds):
+        folder = cache_dir / "folds" / f"fold{fold}"
+        predictions = read_csv(folder / "results" / "gender" / "predictions_gender.csv")
+        cnn = per_speaker_correct(predictions)
+        for name in test:
+            clips = [r for r in manifest if r["speaker"] == name]
+            pitch_correct = sum(pitch_rule(median_f0(dataset / r["path"], method=args.pitch))
+                                == r["gender"] for r in clips)
+            correct, n, _ = cnn.get(name, (0, 0, speakers[name]["gender"]))
+            rows.append({"fold": fold, "speaker": name, "gender": speakers[name]["gender"],
+                         "channel": speakers[name]["channel"], "clips": len(clips),
+                         "cnn_tested": n, "cnn_correct": correct, "pitch_correct": pitch_correct})
+    return rows
+
+
+def summarize(rows: Sequence[dict], *, seed: int) -> list[dict]:
+    """Summary rows per fold and overall: accuracy, UAR, 95 % bootstrap-over-speakers CI."""
+    out = []
+    for fold in [*sorted({r["fold"] for r in rows}), "all"]:
+        part = [r for r in rows if fold == "all" or r["fold"] == fold]
+        for model, correct, total in (("cnn", "cnn_correct", "cnn_tested"),
+                                      ("pitch", "pitch_correct", "clips")):
+            per = [(r[correct], r[total], r["gender"]) for r in part if r[total]]
+            if not per:
+                continue
+            accuracy, uar = accuracy_and_uar(per)
+            ci = bootstrap_over_speakers(per, seed=seed)
+            out.append({"fold": fold, "model": model, "speakers": len(per),
+                        "clips": sum(n for _, n, _ in per), "accuracy": accuracy, "uar": uar,
+                        "accuracy_ci": ci["accuracy"], "uar_ci": ci["uar"]})
+    return out
+
+
+def report(rows: Sequence[dict], summary: Sequence[dict], out: Path) -> str:
+    """Prints-ready table; also writes ``per_speaker.csv``, ``summary.csv``, ``report.md``."""
+    def pct(c: int, n: int) -> str:
+        return f"{c / n:.1%}" if n else "—"
+
+    head = ("fold", "speaker", "gender", "channel", "clips", "CNN acc", "pitch-rule acc")
+    body = [(str(r["fold"]), r["speaker"], r["gender"], r["channel"], str(r["clips"]),
+             pct(r["cnn_correct"], r["cnn_tested"]), pct(r["pitch_correct"], r["clips"]))
+            for r in rows]
+    sum_head = ("fold", "model", "speakers", "clips", "accuracy [95% CI]", "UAR [95% CI]")
+    sum_body = [(str(s["fold"]), s["model"], str(s["speakers"]), str(s["clips"]),
+                 f"{s['accuracy']:.1%} [{s['accuracy_ci'][0]:.1%}, {s['accuracy_ci'][1]:.1%}]",
+                 f"{s['uar']:.1%} [{s['uar_ci'][0]:.1%}, {s['uar_ci'][1]:.1%}]")
+                for s in summary]
+
+    def markdown(header: Sequence[str], lines: Sequence[Sequence[str]]) -> str:
+        return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+                          *("| " + " | ".join(line) + " |" for line in lines)])
+
+    def plain(header: Sequence[str], lines: Sequence[Sequence[str]]) -> str:
+        widths = [max(len(x) for x in col) for col in zip(header, *lines, strict=False)]
+        return "\n".join("  ".join(x.ljust(w) for x, w in zip(line, widths, strict=True))
+                         for line in [header, *lines])
+
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv(out / "per_speaker.csv", list(rows[0]) if rows else [], rows)
+    write_csv(out / "summary.csv", list(summary[0]) if summary else [], summary)
+    (out / "report.md").write_text(f"{markdown(head, body)}\n\n{markdown(sum_head, sum_body)}\n",
+                                   encoding="utf-8")
+    return f"{plain(head, body)}\n\n{plain(sum_head, sum_body)}"
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parses the command line."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--stage", choices=("fetch", "build", "folds", "all"), default="all")
+    parser.add_argument("--cache_dir", type=Path, default=DEFAULT_CACHE)
+    parser.add_argument("--max_clips", type=int, default=60, help="clips per speaker at most")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--folds", type=int, default=3)
+    parser.add_argument("--dev_per_gender", type=int, default=1)
+    parser.add_argument("--num_epochs", type=int, default=10)
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--preprocess_args", default="",
+                        help="passed to preprocess_dataset.py, e.g. '--feature_type=mel'")
+    parser.add_argument("--train_args", default="", help="passed to train.py")
+    parser.add_argument("--test_args", default="", help="passed to test.py")
+    parser.add_argument("--pitch", choices=("yin", "pyin"), default="yin")
+    parser.add_argument("--out", type=Path, default=REPO / "results" / "real_speech")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the chosen stages."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    cache = args.cache_dir.expanduser()
+    if args.stage in ("fetch", "all"):
+        seconds = fetch(cache)
+        size = sum(p.stat().st_size for p in (cache / "debs").glob("*.deb"))
+        print(f"fetched {len(PACKAGES)} packages, {size / 1e6:.0f} MB of .deb, "
+              f"into {cache} in {seconds:.1f} s")
+    if args.stage in ("build", "all"):
+        manifest, table, dropped = build(cache, cap=args.max_clips, seed=args.seed)
+        print(format_speakers(table))
+        for note in dropped:
+            print(f"dropped {note}")
+        print(f"wrote {cache / 'dataset' / 'manifest.csv'} ({len(manifest)} clips)")
+    if args.stage in ("folds", "all"):
+        table = read_csv(cache / "dataset" / "speakers.csv")
+        folds = speaker_folds(table, args.folds, seed=args.seed)
+        for fold, test in enumerate(folds):
+            train = [r for r in table if r["speaker"] not in test]
+            dev = choose_dev(train, seed=args.seed + fold, per_gender=args.dev_per_gender)
+            print(f"fold {fold}: test {test}, dev {dev}")
+            run_fold(write_fold(cache, fold, test, dev), args)
+        rows = score_folds(cache, folds, args)
+        print(report(rows, summarize(rows, seed=args.seed), args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

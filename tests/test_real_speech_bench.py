@@ -1,0 +1,152 @@
+"""The pure parts of bench/real_speech.py: evidence parsing, speaker folds, bootstrap, clip choice.
+
+No network, no Debian packages: everything runs on fake texts and tiny files in tmp_path.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+_PATH = Path(__file__).resolve().parents[1] / "bench" / "real_speech.py"
+_SPEC = importlib.util.spec_from_file_location("real_speech", _PATH)
+real_speech = importlib.util.module_from_spec(_SPEC)
+sys.modules["real_speech"] = real_speech
+_SPEC.loader.exec_module(real_speech)
+
+FAKE_COPYRIGHT = """Files: *
+Copyright: 2003-2010, Jane Doe
+Comment: The CREDITS file:
+ Recorded by:
+ Jane Doe (http://example.org)
+"""
+
+FAKE_SCRIPT = """
+dialogId("lvl-m-one", "font_small", "I told you.")
+dialogStr("Říkala jsem ti to.")
+
+dialogId("lvl-v-two", "font_big", "I thought it was a stone.")
+dialogStr("Myslel jsem, že je to kámen.")
+
+dialogId("lvl-v-three", "font_big", "Do it yourself.")
+dialogStr("Musíš to zvládnout sama.")
+
+dialogId("lvl-m-four", "font_small", "Glad to see you.")
+dialogStr("Jsem ráda, že tě vidím.")
+"""
+
+
+def test_asterisk_voice_gender_reads_the_folder_convention():
+    assert real_speech.asterisk_voice_gender("en_US_f_Allison") == "female"
+    assert real_speech.asterisk_voice_gender("it_IT_m_Carlo") == "male"
+    with pytest.raises(real_speech.EvidenceError, match="Allison"):
+        real_speech.asterisk_voice_gender("Allison")
+
+
+def test_find_quote_gives_line_number_and_text():
+    assert real_speech.find_quote(FAKE_COPYRIGHT, r"^\s*Jane Doe \(") == (
+        5, "Jane Doe (http://example.org)")
+    with pytest.raises(real_speech.EvidenceError):
+        real_speech.find_quote(FAKE_COPYRIGHT, "John")
+
+
+def test_czech_self_references_count_only_first_person_forms():
+    small = real_speech.czech_self_references(FAKE_SCRIPT, "m")
+    big = real_speech.czech_self_references(FAKE_SCRIPT, "v")
+    assert [(line, gender) for line, gender, _ in small] == [(3, "female"), (12, "female")]
+    # "zvládnout sama" speaks of the listener, not of the big fish: not counted.
+    assert [(line, gender) for line, gender, _ in big] == [(6, "male")]
+    assert real_speech.unanimous_gender(small) == "female"
+    assert real_speech.unanimous_gender(big) == "male"
+    with pytest.raises(real_speech.EvidenceError):
+        real_speech.unanimous_gender(small + big)
+    with pytest.raises(real_speech.EvidenceError):
+        real_speech.unanimous_gender([])
+
+
+def _speakers(females: int, males: int) -> list[dict]:
+    rows = [{"speaker": f"f{i}", "gender": "female", "channel": "8k" if i % 2 else "wb"}
+            for i in range(females)]
+    return rows + [{"speaker": f"m{i}", "gender": "male", "channel": "8k" if i % 2 else "wb"}
+                   for i in range(males)]
+
+
+@pytest.mark.parametrize(("females", "males", "k"), [(6, 4, 2), (6, 4, 3), (3, 3, 3), (5, 2, 2)])
+def test_speaker_folds_are_disjoint_cover_everyone_and_hold_both_genders(females, males, k):
+    speakers = _speakers(females, males)
+    folds = real_speech.speaker_folds(speakers, k, seed=1)
+    assert len(folds) == k
+    tested = [name for fold in folds for name in fold]
+    assert sorted(tested) == sorted(r["speaker"] for r in speakers)  # each tested exactly once
+    assert max(map(len, folds)) - min(map(len, folds)) <= 1
+    gender = {r["speaker"]: r["gender"] for r in speakers}
+    for fold in folds:
+        assert {gender[n] for n in fold} == {"female", "male"}
+    assert folds == real_speech.speaker_folds(speakers, k, seed=1)  # seeded
+
+
+def test_speaker_folds_rejects_bad_k():
+    with pytest.raises(ValueError, match="k=1"):
+        real_speech.speaker_folds(_speakers(2, 2), 1, seed=0)
+    with pytest.raises(ValueError, match="k=5"):
+        real_speech.speaker_folds(_speakers(2, 2), 5, seed=0)
+
+
+def test_choose_dev_takes_one_per_gender_and_keeps_a_lone_speaker():
+    train = _speakers(3, 2)
+    dev = real_speech.choose_dev(train, seed=0)
+    assert len(dev) == 2 and {d[0] for d in dev} == {"f", "m"}
+    assert real_speech.choose_dev(_speakers(2, 1), seed=0)[0].startswith("f")
+    assert len(real_speech.choose_dev(_speakers(2, 1), seed=0)) == 1
+
+
+def test_bootstrap_over_speakers():
+    perfect = [(10, 10, "female"), (5, 5, "male"), (7, 7, "male")]
+    ci = real_speech.bootstrap_over_speakers(perfect, rounds=200, seed=0)
+    assert ci == {"accuracy": (1.0, 1.0), "uar": (1.0, 1.0)}
+    mixed = [(10, 10, "female"), (0, 10, "female"), (10, 10, "male"), (0, 10, "male")]
+    accuracy, uar = real_speech.accuracy_and_uar(mixed)
+    assert accuracy == uar == 0.5
+    ci = real_speech.bootstrap_over_speakers(mixed, rounds=500, seed=3)
+    low, high = ci["accuracy"]
+    assert low < 0.5 < high and 0.0 <= low and high <= 1.0
+    assert ci == real_speech.bootstrap_over_speakers(mixed, rounds=500, seed=3)
+    with pytest.raises(ValueError):
+        real_speech.bootstrap_over_speakers([])
+
+
+def test_per_speaker_correct_from_prediction_rows():
+    rows = [{"speaker_id": "a", "true": "female", "predicted": "female"},
+            {"speaker_id": "a", "true": "female", "predicted": "male"},
+            {"speaker_id": "b", "true": "male", "predicted": "male"}]
+    assert real_speech.per_speaker_correct(rows) == {"a": (1, 2, "female"), "b": (1, 1, "male")}
+
+
+def test_choose_clips_filters_durations_and_caps(tmp_path):
+    durations = {f"c{i}.wav": d for i, d in enumerate([0.5, 1.2, 3, 14.9, 16, 2, 4, 5])}
+    files = [tmp_path / name for name in durations]
+    chosen, rate = real_speech.choose_clips(
+        files, cap=3, seed=0, seconds=lambda p: (durations[p.name], 8000))
+    assert rate == 8000 and len(chosen) == 3
+    assert all(1.0 <= durations[p.name] <= 15.0 for p in chosen)
+    assert chosen == real_speech.choose_clips(
+        files, cap=3, seed=0, seconds=lambda p: (durations[p.name], 8000))[0]
+
+
+def test_write_fold_sets_splits_with_hard_links(tmp_path):
+    dataset = tmp_path / "dataset"
+    rows = []
+    for speaker, gender in (("a", "female"), ("b", "male"), ("c", "female")):
+        path = f"audio/{speaker}/{speaker}__x.wav"
+        (dataset / path).parent.mkdir(parents=True)
+        (dataset / path).write_bytes(b"RIFF")
+        rows.append({"path": path, "gender": gender, "speaker": speaker})
+    real_speech.write_csv(dataset / "manifest.csv", real_speech.MANIFEST_COLUMNS, rows)
+    folder = real_speech.write_fold(tmp_path, 0, test=["a"], dev=["b"])
+    manifest = real_speech.read_csv(folder / "manifest.csv")
+    assert {r["speaker"]: r["split"] for r in manifest} == {"a": "test", "b": "dev", "c": "train"}
+    linked = folder / "audio/a/a__x.wav"
+    assert linked.stat().st_ino == (dataset / "audio/a/a__x.wav").stat().st_ino
