@@ -387,7 +387,8 @@ def write_report(result: dict, class_names: Sequence[str], *, task: str, split: 
     ci = result["ci"]
     figures.per_speaker(result["speakers"], list(class_names), paths["per_speaker_figure"],
                         title=f"{task} — {split}: accuracy per speaker (UAR "
-                              f"{result['balanced_accuracy']:.2f} {_ci(ci['balanced_accuracy'])}"
+                              f"{result['balanced_accuracy']:.2f}, 95% CI "
+                              f"{ci['balanced_accuracy'][0]:.2f}-{ci['balanced_accuracy'][1]:.2f}"
                               f" over {ci['unit'].split(' ')[0]})")
     return {"text": text, "paths": {k: str(v) for k, v in paths.items()}}
 

@@ -171,7 +171,8 @@ def per_speaker(table: pd.DataFrame, class_names: list[str], path: str | os.Path
     if pitch:
         handles.append(Patch(facecolor="#bbbbbb", hatch="//", edgecolor="#666666",
                              label="pitch baseline"))
-    axes.legend(handles=handles, fontsize=7, loc="lower right")
+    # Outside the axes: inside, it would hide the bars of the best speakers.
+    axes.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     if title:
         axes.set_title(title, fontsize=10)
     figure.tight_layout()
