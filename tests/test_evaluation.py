@@ -239,3 +239,17 @@ def test_training_warned_that_the_tiny_dev_split_is_thin(trained_gender):
             "train_warnings_gender.txt").read_text()
     assert text.startswith("dev: male 6 clips/? speakers, female 6 clips/? speakers")
     assert "male: 6 clips (< 10)" in text and "means little" in text
+
+
+def test_gender_report_without_audio_says_the_pitch_baseline_is_missing(tmp_path):
+    from agegender.evaluation import _report
+
+    result = _report(np.array([0, 1]), np.array([[.7, .3], [.4, .6]]), ["male", "female"],
+                     task="gender", split="test", model_path="m", results_dir=tmp_path,
+                     keys=["a", "b"], speakers=["s1", "s2"], audio_paths=["", ""],
+                     f0_hz=np.array([np.nan, np.nan]),
+                     threshold={"hz": 165.0, "source": "fixed", "unvoiced_code": 0},
+                     n_resamples=20)
+    assert result["pitch"] is None
+    assert "pitch baseline: not available (no audio for these clips)" in result["text"]
+    assert "median_f0_hz" not in pd.read_csv(result["paths"]["predictions"]).columns

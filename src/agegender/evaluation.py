@@ -115,6 +115,8 @@ def bootstrap_ci(y_true: np.ndarray, y_pred: np.ndarray, speakers: Sequence[str]
                              f"{len(y_pred)}, {len(speakers)}")
     if n_resamples < 1 or not 0 < level < 1:
         raise ParameterError(f"n_resamples={n_resamples}, level={level}: need >= 1 and in (0, 1)")
+    if len(y_true) == 0:
+        raise ParameterError("bootstrap_ci needs at least one clip")
     units, unit_name = _units(speakers)
     n_units, n_classes = int(units.max(initial=-1)) + 1, int(max(y_true.max(initial=0),
                                                                  y_pred.max(initial=0))) + 1
@@ -300,6 +302,8 @@ def format_report(result: dict, class_names: Sequence[str], *, task: str, split:
     ]
     if "ci" in result:
         lines += _speaker_lines(result, class_names)
+        if task == "gender" and result["pitch"] is None:
+            lines += ["pitch baseline: not available (no audio for these clips)", ""]
     return "\n".join(lines)
 
 
@@ -534,6 +538,10 @@ def evaluate(dataset_dir: str | os.PathLike, model_path: str | os.PathLike, task
 def _report(y_true, probabilities, names, *, task, split, model_path, results_dir, keys,
             speakers, audio_paths, f0_hz, threshold, n_resamples) -> dict:
     """``analyse`` + ``write_report``: the one path both evaluations end in."""
+    if f0_hz is not None and not np.isfinite(f0_hz).any():
+        # Every clip unvoiced means no audio was found, not a baseline worth reporting.
+        log.warning("pitch baseline left out: no clip's audio gave an F0")
+        f0_hz = threshold = None
     result = analyse(y_true, probabilities, names, speakers=speakers, f0_hz=f0_hz,
                      pitch_threshold=threshold, n_resamples=n_resamples)
     written = write_report(result, names, task=task, split=split, model_path=model_path,
