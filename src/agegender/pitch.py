@@ -90,7 +90,7 @@ def voiced_f0(waveform: np.ndarray, sample_rate: int, *, min_periodicity: float 
                            > -energy_range_db)
     # Periodicity at the estimated period T: corr(x[:-T], x[T:]) over the frame.
     periods = np.clip(np.rint(PITCH_RATE / f0).astype(int), 1, FRAME - 1)  # [frames]
-    periodic = np.zeros(f0.shape[0], dtype=bool)
+    periodic = np.zeros(f0.shape[0], dtype=np.bool_)
     for i in np.flatnonzero(loud):  # ~150 frames per 5 s: the loop is cheap
         head, tail = frames[i, : FRAME - periods[i]], frames[i, periods[i]:]
         denominator = np.sqrt(np.dot(head, head) * np.dot(tail, tail))
