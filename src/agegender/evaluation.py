@@ -1,17 +1,37 @@
-"""Evaluation on a held-out split: metrics, report, confusion matrix, per-clip predictions."""
+"""Evaluation on a held-out split: metrics, per-speaker truth, uncertainty, pitch baseline.
+
+The report core works on arrays (true codes, probabilities, speaker ids, and for gender the
+median F0 of each clip), so the shard-based ``evaluate`` and the audio-based
+``evaluate_clips`` write the same report:
+
+* clip-level accuracy, UAR, macro-F1, majority-class baseline, confusion matrix;
+* 95 % bootstrap intervals over speakers (clips resampled with their speaker, because clips
+  of one speaker are not independent), over clips only when speaker ids are unknown;
+* one row per (speaker, true class): clips, accuracy, mean p(true class), majority-vote and
+  mean-probability labels; speaker-level accuracy by both votes; speakers per class;
+* for gender, the "median F0 above a threshold → female" baseline with the same numbers.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from agegender import atomic, figures
+from agegender.errors import DatasetError, ParameterError
 
 log = logging.getLogger(__name__)
+
+N_RESAMPLES = 1000  # bootstrap resamples: enough for stable 2.5/97.5 percentiles
+LOG_SPEAKER_ROWS = 20  # worst speakers shown in the text log; the CSV has all
+UNKNOWN_SPEAKER = "(unknown)"
+PITCH_FIT_CLIPS = 2000  # train+dev clips the pitch threshold is fitted on, at most
+MIN_DEV_SPEAKERS, MIN_DEV_CLIPS = 3, 10  # per class, below which dev is called thin
 
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray,
@@ -50,12 +70,223 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray,
     }
 
 
-def format_report(result: dict, class_names: list[str] | tuple[str, ...], *, task: str,
-                  split: str, model_path: str) -> str:
-    """The human-readable test log."""
+
+def _units(speakers: Sequence[str]) -> tuple[np.ndarray, str]:
+    """Bootstrap unit of each clip: its speaker, or the clip itself when the id is empty.
+
+    Returns:
+        (int unit index [clips], description of the unit for the report).
+    """
+    speakers = np.asarray([str(s) for s in speakers], dtype=object)
+    unknown = speakers == ""
+    # A clip without speaker id is its own unit: it cannot be tied to any other clip.
+    names = np.where(unknown, [f"\0clip{i}" for i in range(len(speakers))], speakers)
+    _, units = np.unique(names, return_inverse=True)
+    if not unknown.any():
+        return units, "speakers"
+    if unknown.all():
+        return units, "clips (speaker ids unknown)"
+    return units, f"speakers ({int(unknown.sum())} clips without speaker id count as one each)"
+
+
+def bootstrap_ci(y_true: np.ndarray, y_pred: np.ndarray, speakers: Sequence[str], *,
+                 n_resamples: int = N_RESAMPLES, level: float = 0.95, seed: int = 0) -> dict:
+    """Percentile bootstrap intervals of accuracy and UAR, resampling speakers.
+
+    Each resample draws as many speakers as the split has, with replacement, and pools all
+    their clips (a speaker drawn twice counts twice). Clips without a speaker id are drawn
+    on their own, so with no speaker ids at all this is the ordinary clip bootstrap.
+
+    Args:
+        y_true: true codes [clips].
+        y_pred: predicted codes [clips].
+        speakers: speaker id of each clip [clips], "" when unknown.
+        n_resamples: bootstrap resamples.
+        level: coverage of the interval.
+        seed: resampling seed (the same seed gives the same interval).
+
+    Returns:
+        ``accuracy`` and ``balanced_accuracy`` as (low, high), ``unit`` (what was resampled),
+        ``n_units``, ``n_resamples``, ``level``.
+    """
+    y_true, y_pred = np.asarray(y_true, dtype=int), np.asarray(y_pred, dtype=int)
+    if not len(y_true) == len(y_pred) == len(speakers):
+        raise ParameterError(f"y_true, y_pred, speakers differ in length: {len(y_true)}, "
+                             f"{len(y_pred)}, {len(speakers)}")
+    if n_resamples < 1 or not 0 < level < 1:
+        raise ParameterError(f"n_resamples={n_resamples}, level={level}: need >= 1 and in (0, 1)")
+    if len(y_true) == 0:
+        raise ParameterError("bootstrap_ci needs at least one clip")
+    units, unit_name = _units(speakers)
+    n_units, n_classes = int(units.max(initial=-1)) + 1, int(max(y_true.max(initial=0),
+                                                                 y_pred.max(initial=0))) + 1
+    clips = np.zeros((n_units, n_classes))  # [units, classes] clips of each true class
+    right = np.zeros((n_units, n_classes))  # [units, classes] of which correct
+    np.add.at(clips, (units, y_true), 1)
+    np.add.at(right, (units, y_true), y_pred == y_true)
+    rng = np.random.default_rng(seed)
+    accuracy, uar = [], []
+    for start in range(0, n_resamples, 100):  # chunks keep [resamples, units] small
+        size = min(100, n_resamples - start)
+        draws = rng.integers(0, n_units, size=(size, n_units))  # [size, units]
+        weight = np.zeros((size, n_units))
+        np.add.at(weight, (np.arange(size)[:, None], draws), 1)  # times each unit drawn
+        total, correct = weight @ clips, weight @ right  # [size, classes]
+        accuracy.append(correct.sum(1) / total.sum(1))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            recall = np.where(total > 0, correct / total, np.nan)
+        uar.append(np.nanmean(recall, axis=1))  # classes present in the resample
+    tails = 100 * np.array([(1 - level) / 2, (1 + level) / 2])
+    return {"accuracy": tuple(np.percentile(np.concatenate(accuracy), tails).tolist()),
+            "balanced_accuracy": tuple(np.percentile(np.concatenate(uar), tails).tolist()),
+            "unit": unit_name, "n_units": n_units, "n_resamples": n_resamples, "level": level}
+
+
+def _vote(codes: np.ndarray, probabilities: np.ndarray) -> int:
+    """Most frequent predicted code; a tie goes to the higher mean probability."""
+    votes = np.bincount(codes, minlength=probabilities.shape[1]).astype(float)
+    return int(np.argmax(votes + 1e-6 * probabilities.mean(axis=0)))
+
+
+def speaker_table(y_true: np.ndarray, probabilities: np.ndarray, speakers: Sequence[str],
+                  class_names: Sequence[str], *,
+                  pitch_pred: np.ndarray | None = None,
+                  f0_hz: np.ndarray | None = None) -> pd.DataFrame:
+    """One row per (speaker, true class), worst first.
+
+    A speaker whose clips carry several labels (age across years) gets one row per label.
+    Clips without a speaker id are pooled per class under ``(unknown)``.
+
+    Args:
+        y_true: true codes [clips].
+        probabilities: model outputs [clips, classes].
+        speakers: speaker id per clip [clips], "" when unknown.
+        class_names: name of each code.
+        pitch_pred: pitch-baseline codes [clips] (gender), adds ``pitch_accuracy``.
+        f0_hz: median F0 per clip [clips], adds the speaker's ``median_f0_hz``.
+
+    Returns:
+        columns speaker_id, true, clips, accuracy, mean_p_true, majority_label,
+        mean_probability_label (+ pitch_accuracy, median_f0_hz), sorted by accuracy then
+        mean_p_true, ascending.
+    """
+    y_true = np.asarray(y_true, dtype=int)
+    probabilities = np.asarray(probabilities, dtype=float)
+    y_pred = probabilities.argmax(axis=1)
+    frame = pd.DataFrame({"speaker_id": [str(s) or UNKNOWN_SPEAKER for s in speakers],
+                          "code": y_true, "index": np.arange(len(y_true))})
+    rows = []
+    for (speaker, code), group in frame.groupby(["speaker_id", "code"], sort=True):
+        idx = group["index"].to_numpy()
+        p = probabilities[idx]  # [clips of this speaker, classes]
+        row = {"speaker_id": speaker, "true": class_names[code], "clips": len(idx),
+               "accuracy": float(np.mean(y_pred[idx] == code)),
+               "mean_p_true": float(p[:, code].mean()),
+               "majority_label": class_names[_vote(y_pred[idx], p)],
+               "mean_probability_label": class_names[int(p.mean(axis=0).argmax())]}
+        if pitch_pred is not None:
+            row["pitch_accuracy"] = float(np.mean(np.asarray(pitch_pred)[idx] == code))
+        if f0_hz is not None:
+            voiced = np.asarray(f0_hz, dtype=float)[idx]
+            voiced = voiced[np.isfinite(voiced)]
+            row["median_f0_hz"] = float(np.median(voiced)) if len(voiced) else np.nan
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    return table.sort_values(["accuracy", "mean_p_true", "speaker_id"],
+                             kind="stable").reset_index(drop=True)
+
+
+def speaker_level_metrics(table: pd.DataFrame) -> dict:
+    """Accuracy and UAR over (speaker, true class) rows, a speaker's label by majority vote
+    and by mean probability (rows of ``speaker_table``; the ``(unknown)`` pool excluded).
+
+    Returns:
+        ``n_speakers``, ``majority_accuracy``, ``majority_uar``, ``mean_probability_accuracy``,
+        ``mean_probability_uar`` (nan when no speaker is known).
+    """
+    known = table[table["speaker_id"] != UNKNOWN_SPEAKER]
+    result = {"n_speakers": int(len(known))}
+    for vote in ("majority", "mean_probability"):
+        right = known[f"{vote}_label"] == known["true"]
+        result[f"{vote}_accuracy"] = float(right.mean()) if len(known) else float("nan")
+        result[f"{vote}_uar"] = (float(right.groupby(known["true"]).mean().mean())
+                                 if len(known) else float("nan"))
+    return result
+
+
+def speakers_per_class(y_true: np.ndarray, speakers: Sequence[str],
+                       class_names: Sequence[str]) -> dict[str, int | None]:
+    """Distinct known speakers of each class present ({name: count}; None: ids unknown)."""
+    frame = pd.DataFrame({"code": np.asarray(y_true, dtype=int),
+                          "speaker": [str(s) for s in speakers]})
+    result: dict[str, int | None] = {}
+    for code, group in frame.groupby("code", sort=True):
+        known = group.loc[group["speaker"] != "", "speaker"]
+        result[class_names[code]] = int(known.nunique()) if len(known) else None
+    return result
+
+
+def analyse(y_true: np.ndarray, probabilities: np.ndarray, class_names: Sequence[str], *,
+            speakers: Sequence[str], f0_hz: np.ndarray | None = None,
+            pitch_threshold: dict | None = None, n_resamples: int = N_RESAMPLES,
+            seed: int = 0) -> dict:
+    """Every number of a report, from arrays.
+
+    Args:
+        y_true: true codes [clips].
+        probabilities: model outputs [clips, classes].
+        class_names: name of each code.
+        speakers: speaker id per clip [clips], "" when unknown.
+        f0_hz: median F0 per clip [clips], nan where unknown (gender only).
+        pitch_threshold: ``{"hz", "source", "unvoiced_code"}``; with ``f0_hz`` adds the
+            pitch baseline.
+        n_resamples: bootstrap resamples.
+        seed: bootstrap seed.
+
+    Returns:
+        ``classification_metrics`` keys plus ``ci``, ``speakers``, ``speaker_level``,
+        ``speakers_per_class``, ``y_pred``, and ``pitch`` (None, or the baseline's
+        ``pitch_pred``, ``threshold``, metrics, ``ci``, ``speaker_level``, ``unvoiced``).
+    """
+    y_true = np.asarray(y_true, dtype=int)
+    probabilities = np.asarray(probabilities, dtype=float)
+    y_pred = probabilities.argmax(axis=1)
+    result = classification_metrics(y_true, y_pred, class_names)
+    result["y_true"], result["y_pred"] = y_true, y_pred
+    result["ci"] = bootstrap_ci(y_true, y_pred, speakers, n_resamples=n_resamples, seed=seed)
+    result["speakers_per_class"] = speakers_per_class(y_true, speakers, class_names)
+    result["pitch"] = None
+    pitch_pred = None
+    if f0_hz is not None and pitch_threshold is not None:
+        from agegender.pitch import threshold_predictions  # noqa: PLC0415
+
+        pitch_pred = threshold_predictions(f0_hz, pitch_threshold["hz"],
+                                           unvoiced_code=pitch_threshold.get("unvoiced_code", 0))
+        pitch = classification_metrics(y_true, pitch_pred, class_names)
+        pitch["ci"] = bootstrap_ci(y_true, pitch_pred, speakers, n_resamples=n_resamples,
+                                   seed=seed)
+        one_hot = np.eye(len(class_names))[pitch_pred]  # votes of a hard classifier
+        pitch["speaker_level"] = speaker_level_metrics(
+            speaker_table(y_true, one_hot, speakers, class_names))
+        pitch.update(pitch_pred=pitch_pred, threshold=pitch_threshold,
+                     unvoiced=int(np.sum(~np.isfinite(np.asarray(f0_hz, dtype=float)))))
+        result["pitch"] = pitch
+    result["speakers"] = speaker_table(y_true, probabilities, speakers, class_names,
+                                       pitch_pred=pitch_pred, f0_hz=f0_hz)
+    result["speaker_level"] = speaker_level_metrics(result["speakers"])
+    return result
+
+
+def _ci(interval: tuple[float, float]) -> str:
+    return f"[{interval[0]:.4f}, {interval[1]:.4f}]"
+
+
+def format_report(result: dict, class_names: Sequence[str], *, task: str, split: str,
+                  model_path: str) -> str:
+    """The human-readable test log (``result`` from ``analyse`` or ``classification_metrics``)."""
     matrix = pd.DataFrame(result["confusion"], index=[f"true {n}" for n in class_names],
                           columns=list(class_names))
-    return "\n".join([
+    lines = [
         f"task: {task}   split: {split}   clips: {result['n']}",
         f"model: {model_path}",
         f"accuracy:               {result['accuracy']:.4f}",
@@ -68,22 +299,215 @@ def format_report(result: dict, class_names: list[str] | tuple[str, ...], *, tas
         "confusion matrix (rows: true, columns: predicted):",
         matrix.to_string(),
         "",
-    ])
+    ]
+    if "ci" in result:
+        lines += _speaker_lines(result, class_names)
+        if task == "gender" and result["pitch"] is None:
+            lines += ["pitch baseline: not available (no audio for these clips)", ""]
+    return "\n".join(lines)
+
+
+def _speaker_lines(result: dict, class_names: Sequence[str]) -> list[str]:
+    ci, level, pitch = result["ci"], result["speaker_level"], result["pitch"]
+    per_class = ", ".join(f"{name} {'unknown' if n is None else n}"
+                          for name, n in result["speakers_per_class"].items())
+    lines = [f"speakers per class: {per_class}",
+             f"{ci['level']:.0%} confidence intervals: percentile bootstrap over {ci['unit']}, "
+             f"{ci['n_units']} units, {ci['n_resamples']} resamples (seed fixed)"]
+    rows = {"accuracy": [f"{result['accuracy']:.4f} {_ci(ci['accuracy'])}"],
+            "UAR": [f"{result['balanced_accuracy']:.4f} {_ci(ci['balanced_accuracy'])}"],
+            "speaker accuracy (majority vote)": [f"{level['majority_accuracy']:.4f}"],
+            "speaker accuracy (mean probability)": [f"{level['mean_probability_accuracy']:.4f}"],
+            "speaker UAR (majority vote)": [f"{level['majority_uar']:.4f}"],
+            "majority-class baseline": [f"{result['majority_baseline']:.4f}"]}
+    columns = ["model"]
+    if pitch is not None:
+        columns.append("pitch baseline")
+        pitch_level = pitch["speaker_level"]
+        for name, value in (
+                ("accuracy", f"{pitch['accuracy']:.4f} {_ci(pitch['ci']['accuracy'])}"),
+                ("UAR", f"{pitch['balanced_accuracy']:.4f} "
+                        f"{_ci(pitch['ci']['balanced_accuracy'])}"),
+                ("speaker accuracy (majority vote)", f"{pitch_level['majority_accuracy']:.4f}"),
+                ("speaker accuracy (mean probability)", "-"),
+                ("speaker UAR (majority vote)", f"{pitch_level['majority_uar']:.4f}"),
+                ("majority-class baseline", "-")):
+            rows[name].append(value)
+    table = pd.DataFrame.from_dict(rows, orient="index", columns=columns)
+    lines += [f"model{' vs pitch baseline' if pitch is not None else ''} "
+              f"(speaker rows: {level['n_speakers']} (speaker, class) pairs):",
+              table.to_string(), ""]
+    if pitch is not None:
+        threshold = pitch["threshold"]
+        lines += [f"pitch baseline: median F0 > {threshold['hz']:.1f} Hz → "
+                  f"{class_names[1]}, else {class_names[0]}; threshold {threshold['source']}; "
+                  f"{pitch['unvoiced']} clips without F0 (unvoiced or no audio) called "
+                  f"{class_names[threshold.get('unvoiced_code', 0)]}", ""]
+    speakers = result["speakers"]
+    shown = speakers.head(LOG_SPEAKER_ROWS)
+    lines += [f"per speaker, worst first ({len(shown)} of {len(speakers)} rows shown):",
+              shown.to_string(index=False, float_format=lambda v: f"{v:.3f}"), ""]
+    return lines
+
+
+def write_report(result: dict, class_names: Sequence[str], *, task: str, split: str,
+                 model_path: str, results_dir: str | os.PathLike, keys: Sequence[str],
+                 speakers: Sequence[str], audio_paths: Sequence[str] | None = None,
+                 f0_hz: np.ndarray | None = None, probabilities: np.ndarray) -> dict:
+    """Writes the report files of ``analyse``'s result.
+
+    Files in ``RESULTS/<task>/``: ``test_log_<task>.txt``, ``confusion_matrix_<task>.png``,
+    ``predictions_<task>.csv`` (per clip: key, speaker, [audio_path], true, predicted,
+    every class probability, [median_f0_hz, pitch_predicted]), ``per_speaker_<task>.csv``
+    and ``per_speaker_<task>.png``.
+
+    Returns:
+        ``{"text": log text, "paths": {name: path}}``.
+    """
+    out = Path(results_dir) / task
+    paths = {"log": out / f"test_log_{task}.txt",
+             "confusion": out / f"confusion_matrix_{task}.png",
+             "predictions": out / f"predictions_{task}.csv",
+             "per_speaker": out / f"per_speaker_{task}.csv",
+             "per_speaker_figure": out / f"per_speaker_{task}.png"}
+    text = format_report(result, class_names, task=task, split=split, model_path=model_path)
+    atomic.write_text(paths["log"], text)
+    figures.confusion_matrix(result["confusion"], list(class_names), paths["confusion"],
+                             title=f"{task} — {split} (accuracy {result['accuracy']:.1%}, "
+                                   f"UAR {result['balanced_accuracy']:.1%})")
+    table = pd.DataFrame({"key": list(keys), "speaker_id": list(speakers)})
+    if audio_paths is not None:
+        table["audio_path"] = list(audio_paths)
+    table["true"] = [class_names[c] for c in result["y_true"]]
+    table["predicted"] = [class_names[c] for c in result["y_pred"]]
+    for i, name in enumerate(class_names):
+        table[f"p_{name}"] = np.asarray(probabilities)[:, i].round(6)
+    if f0_hz is not None:
+        table["median_f0_hz"] = np.round(np.asarray(f0_hz, dtype=float), 2)
+    if result["pitch"] is not None:
+        table["pitch_predicted"] = [class_names[c] for c in result["pitch"]["pitch_pred"]]
+    atomic.write_text(paths["predictions"], table.to_csv(index=False))
+    atomic.write_text(paths["per_speaker"], result["speakers"].to_csv(index=False))
+    ci = result["ci"]
+    figures.per_speaker(result["speakers"], list(class_names), paths["per_speaker_figure"],
+                        title=f"{task} — {split}: accuracy per speaker (UAR "
+                              f"{result['balanced_accuracy']:.2f}, 95% CI "
+                              f"{ci['balanced_accuracy'][0]:.2f}-{ci['balanced_accuracy'][1]:.2f}"
+                              f" over {ci['unit'].split(' ')[0]})")
+    return {"text": text, "paths": {k: str(v) for k, v in paths.items()}}
+
+
+def pitch_threshold_from_splits(dataset_dir: str | os.PathLike, *,
+                                max_clips: int = PITCH_FIT_CLIPS, seed: int = 0) -> dict:
+    """Fits the gender pitch threshold on the train and dev manifests' clips.
+
+    Up to ``max_clips`` clips (seeded sample) are measured, through the F0 cache. Falls back
+    to 165 Hz when the manifests, their audio or one of the genders is missing.
+
+    Returns:
+        ``{"hz", "source" (text for the report), "unvoiced_code"}``.
+    """
+    from agegender import pitch  # noqa: PLC0415
+    from agegender.preprocess import read_manifest  # noqa: PLC0415
+
+    try:
+        table = pd.concat([read_manifest(dataset_dir, split) for split in ("train", "dev")],
+                          ignore_index=True)
+    except DatasetError as err:
+        return _fallback_threshold(f"no train/dev manifest ({err})")
+    return pitch_threshold_from_clips(table["audio_path"].tolist(),
+                                      table["gender_code"].to_numpy(), root=dataset_dir,
+                                      cache=pitch.cache_path(dataset_dir), max_clips=max_clips,
+                                      seed=seed, what="train+dev")
+
+
+def pitch_threshold_from_clips(audio_paths: Sequence[str], gender_codes: np.ndarray, *,
+                               root: str | os.PathLike | None = None,
+                               cache: str | os.PathLike | None = None,
+                               max_clips: int = PITCH_FIT_CLIPS, seed: int = 0,
+                               what: str = "fit") -> dict:
+    """Fits the pitch threshold (max UAR) on labelled clips; 165 Hz if that is impossible.
+
+    Args:
+        audio_paths: files [clips], absolute or relative to ``root``.
+        gender_codes: 0 male, 1 female [clips].
+        root: base of relative paths.
+        cache: F0 cache CSV.
+        max_clips: seeded sample size.
+        seed: sample seed.
+        what: names the clips in the report ("train+dev").
+    """
+    from agegender import pitch  # noqa: PLC0415
+
+    codes = np.asarray(gender_codes, dtype=int)
+    if len(codes) == 0:
+        return _fallback_threshold(f"no {what} clips")
+    pick = np.random.default_rng(seed).permutation(len(codes))[:max_clips]
+    f0 = pitch.cached_median_f0([audio_paths[i] for i in pick], root=root, cache=cache)
+    codes = codes[pick]
+    majority = int(np.bincount(codes, minlength=2).argmax())
+    try:
+        hz = pitch.fit_threshold(f0, codes == 1)
+    except ParameterError as err:
+        return _fallback_threshold(f"cannot fit on {what} ({err})", unvoiced_code=majority)
+    voiced = np.isfinite(f0)
+    fitted = pitch.threshold_predictions(f0[voiced], hz)
+    uar = classification_metrics(codes[voiced], fitted, ("male", "female"))["balanced_accuracy"]
+    return {"hz": hz, "unvoiced_code": majority,
+            "source": f"fitted for best UAR on {int(voiced.sum())} voiced {what} clips "
+                      f"(UAR {uar:.3f} there)"}
+
+
+def _fallback_threshold(why: str, unvoiced_code: int = 0) -> dict:
+    from agegender.pitch import DEFAULT_THRESHOLD_HZ  # noqa: PLC0415
+
+    log.warning("pitch baseline: using the fixed %.0f Hz threshold: %s", DEFAULT_THRESHOLD_HZ,
+                why)
+    return {"hz": DEFAULT_THRESHOLD_HZ, "unvoiced_code": unvoiced_code,
+            "source": f"fixed at {DEFAULT_THRESHOLD_HZ:.0f} Hz ({why})"}
+
+
+def manifest_audio_paths(dataset_dir: str | os.PathLike, split: str,
+                         keys: Sequence[str]) -> list[str] | None:
+    """Audio path (relative to ``dataset_dir``) of each clip key from the split's manifest;
+    "" for keys it lacks; None without a manifest."""
+    from agegender.preprocess import read_manifest  # noqa: PLC0415
+
+    try:
+        manifest = read_manifest(dataset_dir, split)
+    except DatasetError as err:
+        log.warning("no audio paths for the %s clips: %s", split, err)
+        return None
+    paths = dict(zip(manifest["key"], manifest["audio_path"], strict=True))
+    return [paths.get(key, "") for key in keys]
+
+
+def _gender_f0(audio_paths: list[str] | None, root, cache) -> np.ndarray | None:
+    from agegender import pitch  # noqa: PLC0415
+
+    if audio_paths is None:
+        return None
+    known = [i for i, path in enumerate(audio_paths) if path]
+    f0 = np.full(len(audio_paths), np.nan)
+    f0[known] = pitch.cached_median_f0([audio_paths[i] for i in known], root=root, cache=cache)
+    return f0
 
 
 def evaluate(dataset_dir: str | os.PathLike, model_path: str | os.PathLike, task: str | None,
              *, split: str = "test", results_dir: str | os.PathLike = "results",
-             batch_size: int = 128) -> dict:
-    """Evaluates a model on a split's TFRecords and writes the reports.
+             batch_size: int = 128, n_resamples: int = N_RESAMPLES) -> dict:
+    """Evaluates a model on a split's TFRecords and writes the reports (``write_report``).
 
-    Writes ``RESULTS/<task>/test_log_<task>.txt``, ``confusion_matrix_<task>.png`` and
-    ``predictions_<task>.csv`` (one row per clip: key, speaker, true, predicted, every class
-    probability).
+    For gender, the clips' audio (found through ``DIR/Manifest``) gives the pitch baseline,
+    its threshold fitted on train+dev (``pitch_threshold_from_splits``).
 
     Raises:
         ModelError: the model does not fit ``task`` (checked before any data is read).
         DatasetError: no shards for the split.
     """
+    from tqdm import tqdm  # noqa: PLC0415
+
+    from agegender import pitch  # noqa: PLC0415
     from agegender.inference import open_model  # noqa: PLC0415
     from agegender.pipeline import make_dataset  # noqa: PLC0415
 
@@ -92,8 +516,6 @@ def evaluate(dataset_dir: str | os.PathLike, model_path: str | os.PathLike, task
     data, _ = make_dataset(dataset_dir, split, task, batch_size=batch_size, training=False,
                            with_keys=True, image_size=model.features.image_size)
     keys, speakers, truth, probabilities = [], [], [], []
-    from tqdm import tqdm  # noqa: PLC0415
-
     for images, codes, batch_keys, batch_speakers in tqdm(data, desc=f"evaluating {split}",
                                                           unit="batch"):
         probabilities.append(model.predict(images.numpy()))
@@ -102,23 +524,179 @@ def evaluate(dataset_dir: str | os.PathLike, model_path: str | os.PathLike, task
         speakers += [s.decode() for s in batch_speakers.numpy()]
     probabilities = np.concatenate(probabilities)
     y_true = np.concatenate(truth)
-    y_pred = probabilities.argmax(axis=1)
-    result = classification_metrics(y_true, y_pred, names)
+    audio_paths = manifest_audio_paths(dataset_dir, split, keys)
+    f0 = threshold = None
+    if task == "gender":
+        f0 = _gender_f0(audio_paths, dataset_dir, pitch.cache_path(dataset_dir))
+        threshold = pitch_threshold_from_splits(dataset_dir) if f0 is not None else None
+    return _report(y_true, probabilities, names, task=task, split=split,
+                   model_path=str(model_path), results_dir=results_dir, keys=keys,
+                   speakers=speakers, audio_paths=audio_paths, f0_hz=f0, threshold=threshold,
+                   n_resamples=n_resamples)
 
-    out = Path(results_dir) / task
-    paths = {"log": out / f"test_log_{task}.txt",
-             "confusion": out / f"confusion_matrix_{task}.png",
-             "predictions": out / f"predictions_{task}.csv"}
-    text = format_report(result, names, task=task, split=split, model_path=str(model_path))
-    atomic.write_text(paths["log"], text)
-    figures.confusion_matrix(result["confusion"], names, paths["confusion"],
-                             title=f"{task} — {split} (accuracy {result['accuracy']:.1%}, "
-                                   f"UAR {result['balanced_accuracy']:.1%})")
-    table = pd.DataFrame({"key": keys, "speaker_id": speakers,
-                          "true": [names[c] for c in y_true],
-                          "predicted": [names[c] for c in y_pred]})
-    for i, name in enumerate(names):
-        table[f"p_{name}"] = probabilities[:, i].round(6)
-    atomic.write_text(paths["predictions"], table.to_csv(index=False))
-    return {**result, "text": text, "paths": {k: str(v) for k, v in paths.items()},
-            "task": task}
+
+def _report(y_true, probabilities, names, *, task, split, model_path, results_dir, keys,
+            speakers, audio_paths, f0_hz, threshold, n_resamples) -> dict:
+    """``analyse`` + ``write_report``: the one path both evaluations end in."""
+    if f0_hz is not None and not np.isfinite(f0_hz).any():
+        # Every clip unvoiced means no audio was found, not a baseline worth reporting.
+        log.warning("pitch baseline left out: no clip's audio gave an F0")
+        f0_hz = threshold = None
+    result = analyse(y_true, probabilities, names, speakers=speakers, f0_hz=f0_hz,
+                     pitch_threshold=threshold, n_resamples=n_resamples)
+    written = write_report(result, names, task=task, split=split, model_path=model_path,
+                           results_dir=results_dir, keys=keys, speakers=speakers,
+                           audio_paths=audio_paths, f0_hz=f0_hz, probabilities=probabilities)
+    return {**result, **written, "task": task}
+
+
+def evaluate_clips(model_path: str | os.PathLike, clips: pd.DataFrame, *,
+                   task: str | None = None, root: str | os.PathLike | None = None,
+                   results_dir: str | os.PathLike = "results", split: str = "clips",
+                   pitch_threshold: float | None = None, fit_clips: pd.DataFrame | None = None,
+                   pitch_cache: str | os.PathLike | None = None, batch_size: int = 64,
+                   n_resamples: int = N_RESAMPLES) -> dict:
+    """Evaluates a model on audio files listed in a table; the same report as ``evaluate``.
+
+    Images are computed with ``features.clip_image`` and the model's stored FeatureParams,
+    as ``AgeGenderDetector`` does. Clips that cannot be decoded are left out (logged).
+
+    Args:
+        model_path: the model.
+        clips: one row per clip: ``audio_path`` (absolute or relative to ``root``),
+            ``speaker_id`` ("" or missing column: unknown), the label as ``<task>_code``
+            or as a name in column ``<task>``; optional ``key`` (default: the file stem).
+        task: expected task; None reads it from the model.
+        root: base folder of relative audio paths.
+        results_dir: reports go to ``results_dir/<task>/``.
+        split: names the clips in the report.
+        pitch_threshold: gender: fixed threshold, Hz. None: fitted on ``fit_clips`` (same
+            columns) when given, else 165 Hz.
+        fit_clips: gender: labelled clips to fit the pitch threshold on (train/dev).
+        pitch_cache: F0 cache CSV (e.g. ``pitch.cache_path(root)``); None: no cache.
+        batch_size: images per model call.
+        n_resamples: bootstrap resamples.
+
+    Raises:
+        ModelError: the model does not fit ``task``.
+        DatasetError: a column is missing, or no clip could be decoded.
+    """
+    from agegender import pitch  # noqa: PLC0415
+    from agegender.errors import AudioError  # noqa: PLC0415
+    from agegender.features import clip_image  # noqa: PLC0415
+    from agegender.inference import open_model  # noqa: PLC0415
+
+    model = open_model(model_path, task)
+    task, names = model.task, list(model.class_names)
+    codes = _label_codes(clips, task, names)
+    base = Path(root) if root is not None else None
+    paths = [str(p) for p in clips["audio_path"]]
+    files = [str(base / p) if base is not None else p for p in paths]
+    speakers = (clips["speaker_id"].fillna("").astype(str).tolist()
+                if "speaker_id" in clips.columns else [""] * len(clips))
+    keys = (clips["key"].astype(str).tolist() if "key" in clips.columns
+            else [Path(p).stem for p in paths])
+    kept, images, probabilities = [], [], []
+    for i, file in enumerate(files):
+        try:
+            images.append(clip_image(file, model.features))
+        except AudioError as err:
+            log.warning("left out: %s", err)
+            continue
+        kept.append(i)
+        if len(images) == batch_size:
+            probabilities.append(model.predict(np.stack(images).astype(np.float32)))
+            images = []
+    if images:
+        probabilities.append(model.predict(np.stack(images).astype(np.float32)))
+    if not kept:
+        raise DatasetError(f"none of the {len(clips)} clips could be decoded")
+    f0 = threshold = None
+    if task == "gender":
+        f0 = pitch.cached_median_f0([paths[i] for i in kept], root=base, cache=pitch_cache)
+        if pitch_threshold is not None:
+            threshold = {"hz": float(pitch_threshold), "unvoiced_code": 0,
+                         "source": f"given ({float(pitch_threshold):.1f} Hz)"}
+        elif fit_clips is not None:
+            threshold = pitch_threshold_from_clips(
+                [str(p) for p in fit_clips["audio_path"]], _label_codes(fit_clips, task, names),
+                root=base, cache=pitch_cache, what="fit")
+        else:
+            threshold = _fallback_threshold("no clips to fit it on were given")
+    return _report(codes[kept], np.concatenate(probabilities), names, task=task, split=split,
+                   model_path=str(model_path), results_dir=results_dir,
+                   keys=[keys[i] for i in kept], speakers=[speakers[i] for i in kept],
+                   audio_paths=[paths[i] for i in kept], f0_hz=f0, threshold=threshold,
+                   n_resamples=n_resamples)
+
+
+def _label_codes(clips: pd.DataFrame, task: str, names: list[str]) -> np.ndarray:
+    """Label codes [clips] from ``<task>_code`` or from names in ``<task>``."""
+    if "audio_path" not in clips.columns:
+        raise DatasetError("clip table has no audio_path column")
+    if f"{task}_code" in clips.columns:
+        codes = clips[f"{task}_code"].astype(int).to_numpy()
+    elif task in clips.columns:
+        unknown = sorted(set(clips[task]) - set(names))
+        if unknown:
+            raise DatasetError(f"clip table: {task} values {unknown[:3]} are not one of "
+                               f"{', '.join(names)}")
+        codes = clips[task].map(names.index).to_numpy()
+    else:
+        raise DatasetError(f"clip table has neither {task}_code nor {task} column")
+    if codes.size and not 0 <= codes.min() <= codes.max() < len(names):
+        raise DatasetError(f"clip table: {task}_code outside 0..{len(names) - 1}")
+    return codes
+
+
+def thin_split_warnings(counts_by_class: dict[str, int],
+                        speakers_by_class: dict[str, int | None], *, split: str = "dev",
+                        min_speakers: int = MIN_DEV_SPEAKERS,
+                        min_clips: int = MIN_DEV_CLIPS) -> list[str]:
+    """Warnings for a validation split too thin to choose the best epoch on.
+
+    Args:
+        counts_by_class: clips of each class (every class of the task, 0 included).
+        speakers_by_class: distinct speakers of each class; None when ids are unknown.
+        split: named in the text.
+        min_speakers: fewer speakers than this in a class is thin.
+        min_clips: fewer clips than this in a class is thin.
+
+    Returns:
+        One line per problem; empty when the split is fine.
+    """
+    problems = []
+    for name, count in counts_by_class.items():
+        speakers = speakers_by_class.get(name)
+        if count < min_clips:
+            problems.append(f"{name}: {count} clips (< {min_clips})")
+        if speakers is not None and speakers < min_speakers:
+            problems.append(f"{name}: {speakers} speakers (< {min_speakers})")
+    if not problems:
+        return []
+    return [f"{split} split is thin ({'; '.join(problems)}): the best epoch chosen on it "
+            "means little"]
+
+
+def check_dev_split(dataset_dir: str | os.PathLike, task: str,
+                    results_dir: str | os.PathLike) -> list[str]:
+    """Counts dev clips and speakers per class, logs ``thin_split_warnings`` as WARNING and
+    writes them (with the counts) to ``results_dir/<task>/train_warnings_<task>.txt``."""
+    from agegender import labels  # noqa: PLC0415
+    from agegender.pipeline import split_labels_and_speakers  # noqa: PLC0415
+
+    names = labels.class_names(task)
+    codes, speakers = split_labels_and_speakers(dataset_dir, "dev", task)
+    counts = {name: int(np.sum(codes == c)) for c, name in enumerate(names)}
+    per_class = speakers_per_class(codes, speakers, names)
+    known = any(speakers)  # no ids at all: speaker counts are unknown, not zero
+    by_class = {name: (per_class.get(name) or 0) if known else None for name in names}
+    found = thin_split_warnings(counts, by_class)
+    for line in found:
+        log.warning("%s", line)
+    summary = ", ".join(f"{name} {counts[name]} clips/"
+                        f"{'?' if by_class[name] is None else by_class[name]} speakers"
+                        for name in names)
+    atomic.write_text(Path(results_dir) / task / f"train_warnings_{task}.txt",
+                      "\n".join([f"dev: {summary}", *(found or ["no warnings"])]) + "\n")
+    return found

@@ -117,3 +117,63 @@ def confusion_matrix(matrix: np.ndarray, class_names: list[str], path: str | os.
         axes.set_title(title)
     figure.tight_layout()
     save_png(figure, path)
+
+
+CLASS_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b",
+                 "#e377c2", "#7f7f7f", "#bcbd22", "#17becf", "#393b79", "#637939")
+
+
+def per_speaker(table: pd.DataFrame, class_names: list[str], path: str | os.PathLike,
+                title: str = "") -> None:
+    """One bar per (speaker, true class): the model's accuracy on that speaker's clips.
+
+    Bars are coloured by true class, in the table's order (worst first), with the speaker's
+    clip count above; a hatched grey bar beside each shows the pitch baseline's accuracy
+    when the table has ``pitch_accuracy`` (gender).
+
+    Args:
+        table: ``evaluation.speaker_table`` rows.
+        class_names: one per class (fixes the colours).
+        path: PNG to write.
+        title: figure title.
+    """
+    from matplotlib.patches import Patch  # noqa: PLC0415
+
+    count = len(table)
+    pitch = "pitch_accuracy" in table.columns
+    figure = _figure(min(24.0, max(6.0, 0.35 * count + 2.0)), 4.5)
+    axes = figure.add_subplot(1, 1, 1)
+    x = np.arange(count)
+    width = 0.42 if pitch else 0.8
+    colours = [CLASS_COLOURS[class_names.index(name) % len(CLASS_COLOURS)]
+               for name in table["true"]]
+    offset = -width / 2 if pitch else 0.0
+    axes.bar(x + offset, table["accuracy"], width=width, color=colours)
+    if pitch:
+        axes.bar(x + width / 2, table["pitch_accuracy"], width=width, color="#bbbbbb",
+                 hatch="//", edgecolor="#666666", linewidth=0.5)
+    if count <= 60:  # beyond that the labels are unreadable; the CSV names them
+        axes.set_xticks(x, [str(s)[:12] for s in table["speaker_id"]], rotation=60,
+                        ha="right", fontsize=7)
+        for i, clips in enumerate(table["clips"]):
+            axes.text(i, 1.01, str(clips), ha="center", va="bottom", fontsize=6)
+    else:
+        axes.set_xticks([])
+    axes.set_ylim(0, 1.08)
+    axes.set_xlim(-0.6, count - 0.4)
+    axes.set_ylabel("accuracy on the speaker's clips")
+    axes.set_xlabel("speaker (worst first; number above = clips)" if count <= 60
+                    else f"{count} speakers, worst first")
+    axes.axhline(0.5, color="#999999", linewidth=0.6, linestyle="--")
+    present = [name for name in class_names if name in set(table["true"])]
+    handles = [Patch(color=CLASS_COLOURS[class_names.index(n) % len(CLASS_COLOURS)],
+                     label=f"model, true {n}") for n in present]
+    if pitch:
+        handles.append(Patch(facecolor="#bbbbbb", hatch="//", edgecolor="#666666",
+                             label="pitch baseline"))
+    # Outside the axes: inside, it would hide the bars of the best speakers.
+    axes.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    if title:
+        axes.set_title(title, fontsize=10)
+    figure.tight_layout()
+    save_png(figure, path)

@@ -120,3 +120,23 @@ def split_labels(dataset_dir: str | os.PathLike, split: str, task: str):
     records = tf.data.TFRecordDataset([str(folder / name) for name in index["shards"]])
     parsed = records.batch(1024).map(lambda r: tf.io.parse_example(r, spec)[f"label/{task}"])
     return np.concatenate([batch.numpy() for batch in parsed] or [np.zeros(0)]).astype(np.int32)
+
+
+def split_labels_and_speakers(dataset_dir: str | os.PathLike, split: str, task: str):
+    """Label codes and speaker ids of a split, in stored order, without decoding images.
+
+    Returns:
+        (int32 numpy [examples], list of str [examples], "" where the speaker is unknown).
+    """
+    import numpy as np  # noqa: PLC0415
+    import tensorflow as tf  # noqa: PLC0415
+
+    index = split_index(dataset_dir, split, task)
+    folder = split_folder(dataset_dir, split)
+    spec = {name: feature_spec()[name] for name in (f"label/{task}", "clip/speaker_id")}
+    records = tf.data.TFRecordDataset([str(folder / name) for name in index["shards"]])
+    codes, speakers = [], []
+    for batch in records.batch(1024).map(lambda r: tf.io.parse_example(r, spec)):
+        codes.append(batch[f"label/{task}"].numpy())
+        speakers += [s.decode() for s in batch["clip/speaker_id"].numpy()]
+    return np.concatenate(codes or [np.zeros(0)]).astype(np.int32), speakers

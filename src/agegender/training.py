@@ -225,6 +225,9 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
     train_index = split_index(dataset_dir, "train", task, image_size)
     split_index(dataset_dir, "dev", task, image_size)
     paths = output_paths(task, models_dir, results_dir)
+    from agegender.evaluation import check_dev_split  # noqa: PLC0415
+
+    check_dev_split(dataset_dir, task, results_dir)  # warns when dev is too thin to trust
     resuming = paths["backup"].is_dir() and any(paths["backup"].iterdir())
     if resuming:
         log.info("resuming the interrupted run from %s", paths["backup"])
