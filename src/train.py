@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
 
     def work() -> None:
-        from agegender.training import export_saved_model, train  # noqa: PLC0415
+        from agegender.checkpoints import export_saved_model  # noqa: PLC0415
+        from agegender.training import train  # noqa: PLC0415
 
         params = TrainParams(batch_size=args.batch_size, learning_rate=args.learning_rate,
                              num_epochs=args.num_epochs, seed=args.seed,

@@ -84,7 +84,7 @@ def evaluate(dataset_dir: str | os.PathLike, model_path: str | os.PathLike, task
         ModelError: the model does not fit ``task`` (checked before any data is read).
         DatasetError: no shards for the split.
     """
-    from agegender.inference import open_model  # noqa: PLC0415
+    from agegender.checkpoints import open_model  # noqa: PLC0415
     from agegender.pipeline import make_dataset  # noqa: PLC0415
 
     model = open_model(model_path, task)
