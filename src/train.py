@@ -35,7 +35,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--l2", type=float, default=0.01, help="L2 on conv and dense kernels")
     parser.add_argument("--bn_momentum", type=float, default=DEFAULT_BN_MOMENTUM,
                         help="BatchNorm momentum (Keras' 0.99 leaves the moving statistics "
-                             "unconverged on small corpora)")
+                             "unconverged on small corpora; measured in README.md, 'The "
+                             "model', and bench/bn_momentum_bench.py)")
     parser.add_argument("--models_dir", default="models")
     parser.add_argument("--results_dir", default="results")
     parser.add_argument("--strategy", default="auto", choices=STRATEGIES)
