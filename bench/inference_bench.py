@@ -3,30 +3,24 @@
 The model is ``build_model(ModelParams(task="age", ...))`` with RANDOM weights, saved to a
 temporary ``.keras`` file: timings do not depend on the weights, predictions are meaningless.
 
-Measures, in one run:
+Measures, in one run, the targets and what they are made of:
 
 * cold start, in fresh subprocesses: ``import agegender``, constructing the detector, and
-  the first ``predict([clip])``; a second kind of run splits the first prediction into
-  the first ``clip_image`` and the first model call, a third times the imports alone;
+  the first ``predict([clip])``;
 * warm latency of one clip through ``detector.predict([clip])`` (median of ``--runs``),
   beside its parts: ``features.clip_image`` (decode → resample → STFT → image) and the
   model call (``detector.model.predict``, i.e. ``predict_on_batch``);
-* batch throughput: ``detector.predict(files)`` over ``--clips`` files, beside features
-  alone (1 thread, all threads, and a process pool) and the model alone (batches of
-  ``batch_size``), each the best of ``--repeats`` rotated runs, with the cores it kept busy;
-* a profile (skip with ``--no-profile``): two prototypes of ``predict(files)`` (the next
-  chunk's features computed during this chunk's model call; a mixed-bfloat16 copy of the
-  model), every step of ``clip_image`` timed on its own next to cheaper replacements, the
-  model's FLOPs against this CPU's matmul peak, model time against batch size,
-  ``predict_on_batch`` vs ``tf.function`` vs eager call, float32 vs bfloat16 (alternated),
-  and TensorFlow's intra-op thread count (in fresh processes).
+* batch throughput: ``detector.predict(files)`` over ``--clips`` files in float32 and in
+  bfloat16, beside features alone (1 thread and all threads) and the model alone (batches
+  of ``batch_size``), each the best of ``--repeats`` rotated runs, with the cores it kept
+  busy.
 
 Targets (<= 30 ms warm per clip, >= 200 clips/s batch) are printed as met or missed, never
 asserted.
 
 Run:
     python bench/inference_bench.py                   # 500 clips
-    python bench/inference_bench.py --clips 64 --runs 10 --cold_runs 1   # quick check
+    python bench/inference_bench.py --clips 64 --runs 10 --cold_runs 1 --repeats 1  # quick check
 """
 
 from __future__ import annotations
@@ -44,113 +38,37 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("MPLBACKEND", "Agg")
 
 import numpy as np  # noqa: E402
-
-from preprocess_bench import (  # noqa: E402
-    AGES, format_table, load_line, measured, met, timed, write_clips)
+from common import (  # noqa: E402
+    AGES, REPO, format_table, load_line, measured, met, timed, write_clips)
 
 TARGET_WARM_MS = 30.0
 TARGET_CLIPS_PER_S = 200.0
 
-# Runs in a fresh interpreter: argv = src, model, clip, mode[, intra-op threads].
+# Runs in a fresh interpreter: argv = src, model, clip.
 CHILD = r"""
 import json, sys, time
 start = time.perf_counter()
-src, model_path, clip, mode = sys.argv[1:5]
+src, model_path, clip = sys.argv[1:4]
 sys.path.insert(0, src)
 out = {}
-if mode == "imports":
-    import numpy
-    out["numpy"] = time.perf_counter() - start
-    mark = time.perf_counter()
-    import tensorflow
-    out["tensorflow"] = time.perf_counter() - mark
-    mark = time.perf_counter()
-    import keras
-    out["keras"] = time.perf_counter() - mark
-    mark = time.perf_counter()
-    import agegender
-    out["agegender (rest)"] = time.perf_counter() - mark
-    mark = time.perf_counter()
-    import librosa, soxr, soundfile
-    from matplotlib import colormaps
-    out["librosa+soxr+soundfile+matplotlib"] = time.perf_counter() - mark
-elif mode == "threads":
-    import numpy as np
-    import tensorflow as tf
-    tf.config.threading.set_intra_op_parallelism_threads(int(sys.argv[5]))
-    import agegender
-    model = agegender.inference.open_model(model_path)
-    for batch in (1, 64):
-        x = np.random.default_rng(0).uniform(0, 255, (batch, 64, 64, 3)).astype(np.float32)
-        model.predict(x); model.predict(x)
-        times = []
-        cpu = time.process_time()
-        for _ in range(int(sys.argv[6])):
-            mark = time.perf_counter(); model.predict(x); times.append(time.perf_counter() - mark)
-        out[f"batch {batch}"] = sorted(times)[len(times) // 2] / batch
-        out[f"batch {batch} cores busy"] = (time.process_time() - cpu) / sum(times)
-else:
-    import agegender
-    t_import = time.perf_counter()
-    detector = agegender.AgeGenderDetector(model_path)
-    t_construct = time.perf_counter()
-    out["import agegender"] = t_import - start
-    out["construct detector"] = t_construct - t_import
-    if mode == "predict":
-        result = detector.predict([clip])
-        if result[0]["error"]:
-            raise SystemExit(result[0]["error"])
-        out["first predict([clip])"] = time.perf_counter() - t_construct
-    else:
-        import numpy as np
-        from agegender.features import feature_matrix, load_clip, matrix_image
-        params = detector.model.features
-        waveform = load_clip(clip, params)
-        t_load = time.perf_counter()
-        matrix = feature_matrix(waveform, params)
-        t_matrix = time.perf_counter()
-        image = matrix_image(matrix, params.image_size)
-        t_features = time.perf_counter()
-        detector.model.predict(image[None].astype(np.float32))
-        out["first load_clip (soundfile, soxr)"] = t_load - t_construct
-        out["first feature_matrix (librosa)"] = t_matrix - t_load
-        out["first matrix_image (PIL, matplotlib LUT)"] = t_features - t_matrix
-        out["first model call"] = time.perf_counter() - t_features
+import agegender
+t_import = time.perf_counter()
+detector = agegender.AgeGenderDetector(model_path)
+t_construct = time.perf_counter()
+out["import agegender"] = t_import - start
+out["construct detector"] = t_construct - t_import
+result = detector.predict([clip])
+if result[0]["error"]:
+    raise SystemExit(result[0]["error"])
+out["first predict([clip])"] = time.perf_counter() - t_construct
 print(json.dumps(out))
 """
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def median_ms(fn: Callable[[], object], runs: int, *, warmup: int = 1) -> float:
-    """Median wall milliseconds of ``runs`` calls after ``warmup`` untimed ones."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        seconds, _ = timed(fn)
-        times.append(seconds * 1e3)
-    return statistics.median(times)
-
-
-def alternated_ms(first: Callable[[], object], second: Callable[[], object],
-                  runs: int) -> tuple[float, float]:
-    """Median ms of two calls, alternated (after one warm-up each)."""
-    first()
-    second()
-    times: tuple[list[float], list[float]] = ([], [])
-    for _ in range(runs):
-        for fn, bucket in ((first, times[0]), (second, times[1])):
-            bucket.append(timed(fn)[0] * 1e3)
-    return statistics.median(times[0]), statistics.median(times[1])
 
 
 def child(args: Sequence[str], env: dict, cwd: Path) -> tuple[float, dict]:
@@ -178,33 +96,23 @@ def make_model(path: Path) -> None:
 
 
 def cold_start(tmp: Path, model_path: Path, clip: Path, runs: int) -> list[list[str]]:
-    """Fresh-process timings, median over ``runs`` of each kind."""
+    """Fresh-process timings, median over ``runs``."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "MPLBACKEND": "Agg"}
     args = [str(REPO / "src"), str(model_path), str(clip)]
     interpreter = [timed(lambda: subprocess.run([sys.executable, "-c", "pass"], check=True,
                                                 cwd=tmp))[0] for _ in range(3)]
     phases: dict[str, list[float]] = {}
     for _ in range(runs):
-        for mode in ("predict", "split", "imports"):
-            wall, out = child([*args, mode], env, tmp)
-            if mode == "predict":
-                out["whole process, spawn to exit"] = wall
-                out["import + construct + first predict"] = sum(
-                    out[k] for k in ("import agegender", "construct detector",
-                                     "first predict([clip])"))
-            for key, value in out.items():
-                phases.setdefault(f"{mode}:{key}", []).append(value)
-    med = {key: statistics.median(values) * 1e3 for key, values in phases.items()}
+        wall, out = child(args, env, tmp)
+        out["whole process, spawn to exit"] = wall
+        out["import + construct + first predict"] = sum(
+            out[k] for k in ("import agegender", "construct detector", "first predict([clip])"))
+        for key, value in out.items():
+            phases.setdefault(key, []).append(value)
     rows = [["python interpreter start/exit alone", f"{statistics.median(interpreter) * 1e3:.0f}"]]
     for key in ("import agegender", "construct detector", "first predict([clip])",
                 "import + construct + first predict", "whole process, spawn to exit"):
-        rows.append([key, f"{med['predict:' + key]:.0f}"])
-    for key in ("first load_clip (soundfile, soxr)", "first feature_matrix (librosa)",
-                "first matrix_image (PIL, matplotlib LUT)", "first model call"):
-        rows.append([f"first predict, split: {key}", f"{med['split:' + key]:.0f}"])
-    for key in ("numpy", "tensorflow", "keras", "agegender (rest)",
-                "librosa+soxr+soundfile+matplotlib"):
-        rows.append([f"imports alone: {key}", f"{med['imports:' + key]:.0f}"])
+        rows.append([key, f"{statistics.median(phases[key]) * 1e3:.0f}"])
     return rows
 
 
@@ -228,22 +136,13 @@ def warm_latency(detector, files: Sequence[Path], runs: int) -> dict[str, float]
             "model": statistics.median(model), "cpu": statistics.median(cpu)}
 
 
-def _clip_image_job(job: tuple[Path, object]) -> np.ndarray:
-    from agegender.features import clip_image  # noqa: PLC0415
-
-    return clip_image(*job)
-
-
-def throughput(detector, files: Sequence[Path], cores: int, *, repeats: int,
-               prototypes: bool) -> dict[str, tuple[float, float]]:
+def throughput(detector, files: Sequence[Path], cores: int, *,
+               repeats: int) -> dict[str, tuple[float, float]]:
     """clips/s and cores busy (CPU s / wall s) of predict(files) and of its parts alone.
 
     Every contender runs ``repeats`` times, in rotation; the best run of each is kept (noise
     from other processes only ever slows a run down).
     """
-    import multiprocessing  # noqa: PLC0415
-    from concurrent.futures import ProcessPoolExecutor  # noqa: PLC0415
-
     from agegender.features import clip_image  # noqa: PLC0415
 
     params, size = detector.model.features, detector.batch_size
@@ -262,11 +161,6 @@ def throughput(detector, files: Sequence[Path], cores: int, *, repeats: int,
                 list(pool.map(lambda f: clip_image(f, params), files))
         return run
 
-    def features_in_processes() -> None:  # the GIL question: processes share no lock
-        # Worker CPU time counts once they are reaped, at the end of the block.
-        with ProcessPoolExecutor(cores, mp_context=multiprocessing.get_context("fork")) as pool:
-            list(pool.map(_clip_image_job, [(f, params) for f in files], chunksize=8))
-
     def model_only() -> None:
         for start in range(0, len(stacked), size):
             detector.model.predict(stacked[start:start + size])
@@ -274,11 +168,8 @@ def throughput(detector, files: Sequence[Path], cores: int, *, repeats: int,
     contenders = {"predict": predict, "features_1": features_in_threads(1)}
     if cores > 1:
         contenders[f"features_{cores}"] = features_in_threads(cores)
-        contenders["features_processes"] = features_in_processes
     contenders["model"] = model_only
-    if prototypes:
-        contenders["overlapped"] = lambda: overlapped_predict(detector, files)
-        contenders["bfloat16"] = bfloat16_predictor(detector, files)
+    contenders["bfloat16"] = bfloat16_predictor(detector, files)
     best: dict[str, tuple[float, float]] = {}  # name -> (wall s, CPU s) of its best run
     names = list(contenders)
     for number in range(repeats):
@@ -289,128 +180,6 @@ def throughput(detector, files: Sequence[Path], cores: int, *, repeats: int,
     out = {name: (len(files) / wall, cpu / wall) for name, (wall, cpu) in best.items()}
     out["predict_cpu_ms"] = (best["predict"][1] / len(files) * 1e3, 0.0)
     return out
-
-
-def overlapped_predict(detector, files: Sequence[Path]) -> None:
-    """Prototype: features of the next chunk computed while the model runs this one."""
-    from agegender.features import clip_image  # noqa: PLC0415
-
-    params, size = detector.model.features, detector.batch_size
-    chunks = [files[i:i + size] for i in range(0, len(files), size)]
-    with ThreadPoolExecutor(detector.num_threads) as pool:
-        pending = [pool.submit(clip_image, f, params) for f in chunks[0]]
-        for number in range(len(chunks)):
-            images = [p.result() for p in pending]
-            if number + 1 < len(chunks):
-                pending = [pool.submit(clip_image, f, params) for f in chunks[number + 1]]
-            detector.model.predict(np.stack(images).astype(np.float32))
-
-
-def feature_profile(files: Sequence[Path], params) -> list[list[str]]:
-    """Each step of ``clip_image`` on its own, median ms over ``files``, + replacements."""
-    import librosa  # noqa: PLC0415
-    import soundfile as sf  # noqa: PLC0415
-    import soxr  # noqa: PLC0415
-
-    from agegender.features import clip_image, matrix_image  # noqa: PLC0415
-
-    steps: dict[str, list[float]] = {}
-
-    def step(name: str, fn: Callable[[], object]):
-        seconds, result = timed(fn)
-        steps.setdefault(name, []).append(seconds * 1e3)
-        return result
-
-    def decode(file: Path) -> tuple[np.ndarray, int]:
-        with sf.SoundFile(file) as audio:
-            frames = int(np.ceil(params.max_duration_s * audio.samplerate))
-            return audio.read(frames=frames, dtype="float32", always_2d=True), audio.samplerate
-
-    max_diff = 0.0
-    for file in [files[0], *files]:  # the first one again untimed-ish: warms every path
-        data, rate = step("MP3 decode (soundfile/mpg123, 48 kHz)", lambda f=file: decode(f))
-        mono = step("channel mean", lambda d=data: d.mean(axis=1))
-        step("  replacement: d[:, 0] when mono", lambda d=data: np.ascontiguousarray(d[:, 0]))
-        clean = step("nan_to_num at 48 kHz", lambda m=mono: np.nan_to_num(
-            m, nan=0.0, posinf=0.0, neginf=0.0))
-        step("  replacement: np.isfinite(x).all() guard", lambda m=mono: np.isfinite(m).all())
-        wave = step("soxr resample 48 -> 16 kHz (HQ)", lambda c=clean, r=rate: soxr.resample(
-            c, r, params.sample_rate, quality="HQ"))[: params.max_samples]
-        wave = np.ascontiguousarray(wave, dtype=np.float32)
-        magnitude = step("librosa.stft + abs", lambda w=wave: np.abs(librosa.stft(
-            w, n_fft=params.n_fft, hop_length=params.hop_length, center=True,
-            pad_mode="constant")))
-        numpy_mag = step("  replacement: numpy framing + scipy.fft.rfft + abs",
-                         lambda w=wave: numpy_stft_magnitude(w, params.n_fft,
-                                                             params.hop_length))
-        max_diff = max(max_diff, float(np.max(np.abs(numpy_mag - magnitude))))
-        matrix = step("amplitude_to_db", lambda m=magnitude: librosa.amplitude_to_db(
-            m, ref=np.max, top_db=params.top_db))
-        step("matrix_image (scale, PIL resize, viridis)",
-             lambda m=matrix: matrix_image(m, params.image_size))
-        step("clip_image, whole (measured on its own)", lambda f=file: clip_image(f, params))
-    medians = {name: statistics.median(times[1:]) for name, times in steps.items()}
-    parts = [name for name in medians if not name.startswith(" ") and "whole" not in name]
-    rows = [[name, f"{ms:.2f}"] for name, ms in medians.items()]
-    rows.append(["sum of the steps above (no replacements)",
-                 f"{sum(medians[name] for name in parts):.2f}"])
-    rows.append(["  numpy STFT max |difference| vs librosa", f"{max_diff:.2e}"])
-    return rows
-
-
-def numpy_stft_magnitude(wave: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
-    """|STFT| as ``librosa.stft(center=True, pad_mode="constant")``, periodic Hann window.
-
-    numpy framing + ``scipy.fft.rfft`` (numpy 2's own float32 rfft is several times slower
-    here). Importing ``scipy.fft`` takes ~0.2 s; librosa's first ``stft`` ~1.3 s.
-
-    Returns:
-        [n_fft/2+1, frames] float32.
-    """
-    import scipy.fft  # noqa: PLC0415
-
-    padded = np.pad(wave, n_fft // 2)  # [samples + n_fft]
-    frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop]  # [frames, n_fft]
-    window = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)
-    spectrum = scipy.fft.rfft(frames * window, axis=1)  # [frames, n_fft/2+1] complex64
-    return np.abs(spectrum).T  # [n_fft/2+1, frames] float32
-
-
-def model_flops(keras_model, image_size: int) -> float | None:
-    """Float operations of one forward pass at batch 1 (TensorFlow's graph profiler)."""
-    import tensorflow as tf  # noqa: PLC0415
-
-    try:
-        from tensorflow.python.framework.convert_to_constants import (  # noqa: PLC0415
-            convert_variables_to_constants_v2)
-
-        concrete = tf.function(lambda x: keras_model(x, training=False)).get_concrete_function(
-            tf.TensorSpec([1, image_size, image_size, 3], tf.float32))
-        frozen = convert_variables_to_constants_v2(concrete)
-        options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
-        options["output"] = "none"
-        profile = tf.compat.v1.profiler.profile(graph=frozen.graph, options=options)
-        return float(profile.total_float_ops)
-    except (ImportError, AttributeError, ValueError, TypeError) as err:
-        print(f"  (FLOP count unavailable: {err})")
-        return None
-
-
-def matmul_gflops(size: int = 2048) -> float:
-    """float32 GFLOP/s of a square matmul in TensorFlow, a reference for the model's rate."""
-    import tensorflow as tf  # noqa: PLC0415
-
-    a = tf.random.uniform((size, size))
-    b = tf.random.uniform((size, size))
-    ms = median_ms(lambda: tf.linalg.matmul(a, b).numpy(), 7, warmup=2)
-    return 2 * size**3 / (ms / 1e3) / 1e9
-
-
-def bfloat16_copy(keras_model):
-    """The same network and weights built under the ``mixed_bfloat16`` policy."""
-    from agegender.inference import bfloat16_copy as package_copy  # noqa: PLC0415
-
-    return package_copy(keras_model)
 
 
 def bfloat16_predictor(detector, files: Sequence[Path]) -> Callable[[], None]:
@@ -425,93 +194,6 @@ def bfloat16_predictor(detector, files: Sequence[Path]) -> Callable[[], None]:
 
     run(files[:detector.batch_size + 1])  # traces
     return run
-
-
-def model_profile(detector, model_path: Path, tmp: Path, args) -> list[list[str]]:
-    """Where model time goes and what changes it."""
-    import keras  # noqa: PLC0415
-    import tensorflow as tf  # noqa: PLC0415
-
-    from agegender.inference import load_model  # noqa: PLC0415
-
-    keras_model = load_model(model_path)
-    size = int(keras_model.input_shape[1])
-    rng = np.random.default_rng(0)
-
-    def batch_of(n: int) -> np.ndarray:
-        return rng.uniform(0, 255, (n, size, size, 3)).astype(np.float32)
-
-    rows = []
-    flops = model_flops(keras_model, size)
-    reference = matmul_gflops()
-    x64 = batch_of(64)
-    ms64 = median_ms(lambda: detector.model.predict(x64), args.model_runs)
-    if flops:
-        rows.append(["GFLOP per clip (forward)", f"{flops / 1e9:.3f}"])
-        rows.append(["model GFLOP/s at batch 64 (predict_on_batch)",
-                     f"{flops * 64 / (ms64 / 1e3) / 1e9:.1f}"])
-    rows.append(["tf.matmul 2048x2048 float32 GFLOP/s (reference)", f"{reference:.1f}"])
-    if flops:
-        rows.append([f"GFLOP/s needed for {TARGET_CLIPS_PER_S:.0f} clips/s (model alone)",
-                     f"{flops * TARGET_CLIPS_PER_S / 1e9:.1f}"])
-
-    for n in args.batch_sizes:
-        x = batch_of(n)
-        ms = median_ms(lambda x=x: detector.model.predict(x), args.model_runs)
-        rows.append([f"predict_on_batch, batch {n}: ms per clip", f"{ms / n:.2f}"])
-
-    # The same weights called three ways.
-    serve = tf.function(lambda x: keras_model(x, training=False), input_signature=[
-        tf.TensorSpec([None, size, size, 3], tf.float32)])
-    for n in (1, 64):
-        x = batch_of(n)
-        ways = {
-            "keras_model.predict_on_batch": lambda x=x: keras_model.predict_on_batch(x),
-            "tf.function(input_signature)": lambda x=x: serve(tf.constant(x)).numpy(),
-            "eager keras_model(x)": lambda x=x: np.asarray(keras_model(x, training=False)),
-        }
-        for way, call in ways.items():
-            rows.append([f"batch {n}: {way}, ms per clip",
-                         f"{median_ms(call, args.model_runs) / n:.2f}"])
-
-    # A batch size predict_on_batch has not seen: does it retrace?
-    x37 = batch_of(37)
-    first, _ = timed(lambda: detector.model.predict(x37))
-    rows.append(["first call at an unseen batch size (37), ms per clip",
-                 f"{first * 1e3 / 37:.2f}"])
-    rows.append(["  steady state at batch 37, ms per clip",
-                 f"{median_ms(lambda: detector.model.predict(x37), args.model_runs) / 37:.2f}"])
-
-    # Mixed bfloat16 (AVX512_BF16 / AMX CPUs run it natively): the same weights, fp32 and
-    # bf16 calls alternated so both see the same machine load.
-    bf16 = bfloat16_copy(keras_model)
-    for n in (1, 64):
-        x = batch_of(n)
-        fp32_ms, bf16_ms = alternated_ms(lambda x=x: keras_model.predict_on_batch(x),
-                                         lambda x=x: bf16.predict_on_batch(x), args.model_runs)
-        rows.append([f"batch {n}: float32 vs mixed_bfloat16, ms per clip",
-                     f"{fp32_ms / n:.2f} vs {bf16_ms / n:.2f}"])
-    # An untrained model's probabilities are all near 1/6; compare the hidden layer instead.
-    x = batch_of(64)
-    hidden = [np.asarray(keras.Model(m.input, m.get_layer("dense").output)(x),
-                         dtype=np.float32) for m in (keras_model, bf16)]
-    error = np.linalg.norm(hidden[1] - hidden[0]) / np.linalg.norm(hidden[0])
-    rows.append(["  bf16 vs float32 relative L2 error of the 80-unit hidden layer",
-                 f"{error:.1e}"])
-
-    # Intra-op threads must be set before TensorFlow starts: fresh processes.
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "MPLBACKEND": "Agg"}
-    for threads in sorted({1, os.cpu_count() or 1}):
-        _, out = child([str(REPO / "src"), str(model_path), "-", "threads", str(threads),
-                        str(args.model_runs)], env, tmp)
-        for n in (1, 64):
-            rows.append([f"TF intra-op threads {threads}, batch {n}: ms per clip "
-                         f"(cores busy {out[f'batch {n} cores busy']:.2f})",
-                         f"{out[f'batch {n}'] * 1e3:.2f}"])
-    return rows
-
-
-# --------------------------------------------------------------------------- main
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -529,19 +211,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=2,
                         help="runs of each batch-throughput contender; the best counts "
                              "(default 2)")
-    parser.add_argument("--profile", action=argparse.BooleanOptionalAction, default=True,
-                        help="profile where the time goes (default on)")
-    parser.add_argument("--profile_clips", type=int, default=30,
-                        help="clips for the feature-step profile (default 30)")
-    parser.add_argument("--model_runs", type=int, default=5,
-                        help="timed calls per model variant in the profile (default 5)")
-    parser.add_argument("--batch_sizes", type=int, nargs="+", default=[1, 8, 32, 64, 128],
-                        help="batch sizes for the model profile")
     args = parser.parse_args(argv)
-    if min(args.clips, args.runs, args.cold_runs, args.batch_size, args.model_runs,
-           args.repeats) < 1:
-        parser.error("--clips, --runs, --cold_runs, --batch_size, --model_runs, --repeats "
-                     "must be >= 1")
+    if min(args.clips, args.runs, args.cold_runs, args.batch_size, args.repeats) < 1:
+        parser.error("--clips, --runs, --cold_runs, --batch_size, --repeats must be >= 1")
     return args
 
 
@@ -564,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         import agegender  # noqa: PLC0415
 
         make_model(model_path)
-        print(f"cold start ({args.cold_runs} fresh processes of each kind) ... {load_line()}",
+        print(f"cold start ({args.cold_runs} fresh processes) ... {load_line()}",
               flush=True)
         cold_rows = cold_start(tmp, model_path, files[0], args.cold_runs)
 
@@ -573,13 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         warm = warm_latency(detector, files, args.runs)
         print(f"batch throughput ({args.clips} clips, best of {args.repeats}) ... "
               f"{load_line()}", flush=True)
-        speed = throughput(detector, files, cores, repeats=args.repeats,
-                           prototypes=args.profile)
-        profile_rows = model_rows = None
-        if args.profile:
-            print(f"profiling ... {load_line()}", flush=True)
-            profile_rows = feature_profile(files[:args.profile_clips], detector.model.features)
-            model_rows = model_profile(detector, model_path, tmp, args)
+        speed = throughput(detector, files, cores, repeats=args.repeats)
         load_end = load_line()
 
     print()
@@ -601,9 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "predict": f"detector.predict({args.clips} files), batch {args.batch_size}",
         "features_1": "  features alone, 1 thread",
         f"features_{cores}": f"  features alone, {cores} threads (the detector's way)",
-        "features_processes": f"  features alone, {cores} processes (fork pool)",
         "model": f"  model alone, batches of {args.batch_size}",
-        "overlapped": "  prototype: next chunk's features during this chunk's model",
         "bfloat16": "  detector.predict() with precision='bfloat16'",
     }
     rows = [[label, f"{speed[key][0]:.1f}", f"{speed[key][1]:.2f}"]
@@ -620,13 +284,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print(format_table([f"batch throughput, best of {args.repeats}", "clips/s", "cores busy"],
                        rows))
-    if profile_rows:
-        print()
-        print(format_table(["profile: one clip through clip_image, median", "ms"],
-                           profile_rows))
-        print()
-        print(format_table(["profile: model", "value"], model_rows))
-
     rows = [
         ["warm latency, one clip", f"{warm['total']:.1f} ms", f"<= {TARGET_WARM_MS:.0f} ms",
          met(warm["total"] <= TARGET_WARM_MS)],

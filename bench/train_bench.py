@@ -2,7 +2,7 @@
 
 Writes a synthetic Kaggle Common Voice v1 corpus in a temporary folder, turns it into
 TFRecord shards with the project's own ``preprocess()``, then fits one MAM-CNN
-(``agegender.model.build_model``, compiled as ``agegender.training.train`` compiles it:
+(``agegender.model.build_model``, compiled by ``agegender.model.compile_model`` as training does:
 Adam, SparseCategoricalCrossentropy, accuracy) on three inputs of the same train split,
 epoch by epoch in rotation so machine noise hits all three alike:
 
@@ -33,17 +33,10 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("MPLBACKEND", "Agg")
-os.environ.setdefault("TQDM_DISABLE", "1")
 
 import numpy as np  # noqa: E402
-
-from preprocess_bench import (  # noqa: E402
-    format_table, load_line, measured, met, timed, write_raw_corpus)
+from common import format_table, load_line, measured, met, timed, write_raw_corpus  # noqa: E402
 
 HELD_OUT = 12  # dev and test clips; preprocess() wants all three splits
 
@@ -81,12 +74,12 @@ def in_memory_dataset(root: Path, args: argparse.Namespace):
 
 
 def compiled_model(index: dict, args: argparse.Namespace):
-    """``build_model`` + the compile of ``training.train``."""
+    """``build_model`` + ``compile_model``, as ``training.train`` builds it."""
     import keras  # noqa: PLC0415
 
     from agegender import labels  # noqa: PLC0415
     from agegender.config import ModelParams, TrainParams  # noqa: PLC0415
-    from agegender.model import build_model  # noqa: PLC0415
+    from agegender.model import build_model, compile_model  # noqa: PLC0415
 
     names = labels.class_names(args.task)
     keras.utils.set_random_seed(args.seed)
@@ -94,9 +87,7 @@ def compiled_model(index: dict, args: argparse.Namespace):
                                     num_classes=len(names), task=args.task,
                                     class_names=names),
                         features=index.get("features"))
-    model.compile(optimizer=keras.optimizers.Adam(TrainParams().learning_rate),
-                  loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
-    return model
+    return compile_model(model, TrainParams().learning_rate)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

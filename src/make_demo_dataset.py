@@ -15,7 +15,8 @@ import os
 import sys
 
 from agegender.cli import add_bool_flag, run_cli
-from agegender.demo import SPLITS, DemoParams, corpus_csv_name, make_demo_dataset
+from agegender.config import SPLITS
+from agegender.demo import DemoParams, corpus_csv_name, make_demo_dataset
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

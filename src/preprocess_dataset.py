@@ -7,10 +7,7 @@ Example:
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: quiet C++ logs
 
 from agegender import cli
 from agegender.config import DATASET_TYPES, FEATURE_TYPES, FeatureParams, PreprocessParams

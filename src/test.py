@@ -8,10 +8,7 @@ Example:
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: quiet C++ logs
 
 from agegender import cli
 from agegender.labels import TASKS

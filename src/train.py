@@ -8,10 +8,7 @@ Example:
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: quiet C++ logs
 
 from agegender import cli
 from agegender.config import CLASS_WEIGHTS, DEFAULT_BN_MOMENTUM, STRATEGIES, TrainParams
@@ -38,7 +35,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--l2", type=float, default=0.01, help="L2 on conv and dense kernels")
     parser.add_argument("--bn_momentum", type=float, default=DEFAULT_BN_MOMENTUM,
                         help="BatchNorm momentum (Keras' 0.99 leaves the moving statistics "
-                             "unconverged on small corpora)")
+                             "unconverged on small corpora; measured in README.md, 'The "
+                             "model', and bench/bn_momentum_bench.py)")
     parser.add_argument("--models_dir", default="models")
     parser.add_argument("--results_dir", default="results")
     parser.add_argument("--strategy", default="auto", choices=STRATEGIES)
@@ -58,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
 
     def work() -> None:
-        from agegender.training import export_saved_model, train  # noqa: PLC0415
+        from agegender.checkpoints import export_saved_model  # noqa: PLC0415
+        from agegender.training import train  # noqa: PLC0415
 
         params = TrainParams(batch_size=args.batch_size, learning_rate=args.learning_rate,
                              num_epochs=args.num_epochs, seed=args.seed,

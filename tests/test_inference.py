@@ -134,7 +134,7 @@ def test_bfloat16_precision_agrees_with_float32(trained_gender, clips):
 
 
 def test_bfloat16_copy_runs_in_bfloat16(trained_gender):
-    from agegender.inference import bfloat16_copy, load_model
+    from agegender.checkpoints import bfloat16_copy, load_model
 
     copy = bfloat16_copy(load_model(trained_gender["keras"]))
     assert copy.get_layer("dense").compute_dtype == "bfloat16"

@@ -17,7 +17,8 @@ from conftest import ROOT, TINY_IMAGE
 
 from agegender.config import TrainParams
 from agegender.errors import AgeGenderError, DatasetError, ParameterError
-from agegender.training import balanced_class_weight, export_saved_model, train
+from agegender.checkpoints import export_saved_model
+from agegender.training import balanced_class_weight, train
 
 SRC = ROOT / "src"
 

@@ -1,13 +1,66 @@
 """Speaker age and gender recognition from speech spectrograms with a MAM-CNN.
 
-After Tursunov et al., Sensors 2021, 21(17):5892. Importing the package registers the custom
-Keras layers, so ``keras.models.load_model("best_model_age.keras")`` works after
-``import agegender``.
+After Tursunov et al., Sensors 2021, 21(17):5892.
+
+Importing the package is cheap: Keras and TensorFlow (about 3.5 s) load only when something
+uses them, so preprocessing never pays for them. ``keras.models.load_model("x.keras")``
+still works after ``import agegender``: the custom layers register as soon as Keras is
+imported (at once if it already is, else by a one-shot import hook).
 """
+
+from __future__ import annotations
+
+import sys
 
 __version__ = "0.1.0"
 
-from agegender import layers as _layers  # noqa: E402,F401  (registers the custom layers)
-from agegender.inference import AgeGenderDetector  # noqa: E402
-
 __all__ = ["AgeGenderDetector", "__version__"]
+
+
+def __getattr__(name: str):
+    """``agegender.AgeGenderDetector``, imported on first use (it needs Keras)."""
+    if name == "AgeGenderDetector":
+        from agegender.inference import AgeGenderDetector  # noqa: PLC0415
+
+        return AgeGenderDetector
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class _RegisterLayersAfterKeras:
+    """A ``sys.meta_path`` finder that registers our layers right after ``keras`` loads.
+
+    Why: safe-mode ``keras.models.load_model`` finds custom layers only when registered, and
+    registering means importing Keras, which ``import agegender`` must not do. So the first
+    ``import keras`` is found through the other finders as usual, and the loader's
+    ``exec_module`` is wrapped to import ``agegender.layers`` once Keras has executed. The
+    finder removes itself on the first ``keras`` lookup, so it fires once and never recurses.
+    """
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "keras":
+            return None
+        sys.meta_path.remove(self)
+        for finder in sys.meta_path:
+            find_spec = getattr(finder, "find_spec", None)
+            spec = find_spec(name, path, target) if find_spec else None
+            if spec is not None:
+                break
+        else:
+            return None
+        loader = spec.loader
+        if loader is None or not hasattr(loader, "exec_module"):
+            return spec
+        exec_keras = loader.exec_module
+
+        def exec_module(module):
+            exec_keras(module)
+            import agegender.layers  # noqa: F401,PLC0415  (registers the custom layers)
+
+        loader.exec_module = exec_module
+        return spec
+
+
+if "keras" in sys.modules:
+    from agegender import layers as _layers  # noqa: F401  (registers the custom layers)
+elif not any(isinstance(finder, _RegisterLayersAfterKeras) for finder in sys.meta_path):
+    sys.meta_path.insert(0, _RegisterLayersAfterKeras())

@@ -13,6 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+_TEMP_PREFIX = ".tmp-"  # + 8 hex digits + "-" + the target's name
+
+
 @contextlib.contextmanager
 def replacing(path: str | os.PathLike) -> Iterator[Path]:
     """Yields a temporary path next to ``path``; renames it onto ``path`` on success.
@@ -22,7 +25,7 @@ def replacing(path: str | os.PathLike) -> Iterator[Path]:
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".tmp-{uuid.uuid4().hex[:8]}-{target.name}")
+    tmp = target.with_name(f"{_TEMP_PREFIX}{uuid.uuid4().hex[:8]}-{target.name}")
     try:
         yield tmp
         os.replace(tmp, target)
@@ -34,6 +37,17 @@ def replacing(path: str | os.PathLike) -> Iterator[Path]:
                 shutil.rmtree(tmp, ignore_errors=True)
             else:
                 tmp.unlink()
+
+
+def leftovers(folder: str | os.PathLike) -> Iterator[tuple[Path, str]]:
+    """The temporary files that interrupted ``replacing`` blocks (a killed process) left in
+    ``folder``, each with the name of the file it was to replace.
+
+    Yields:
+        (temporary path, target file name).
+    """
+    for path in Path(folder).glob(f"{_TEMP_PREFIX}????????-*"):
+        yield path, path.name[len(_TEMP_PREFIX) + 9:]
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:

@@ -14,6 +14,10 @@ from collections.abc import Callable
 
 from agegender.errors import AgeGenderError
 
+# The scripts import this module before anything else of the package, and TensorFlow reads
+# this variable once, when it loads: setting it here quiets its C++ log in every script.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
 _TRUE = {"1", "true", "t", "yes", "y", "on"}
 _FALSE = {"0", "false", "f", "no", "n", "off"}
 
@@ -49,8 +53,7 @@ def add_bool_flag(parser: argparse.ArgumentParser, name: str, *, default: bool, 
 
 
 def setup_logging(verbose: bool = False) -> None:
-    """Sends the package's log records to stderr, one line each; quiets TensorFlow's C++ log."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    """Sends the package's log records to stderr, one line each."""
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",

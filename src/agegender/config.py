@@ -10,9 +10,9 @@ import os
 
 from agegender.errors import ParameterError
 
-# BatchNorm moving-average momentum. Keras' 0.99 needs hundreds of steps to converge; measured
-# on the demo corpus (12 steps an epoch), inference-mode accuracy caught up with batch
-# statistics after 2 epochs at 0.7, 3 at 0.8, 5 at 0.9, and not within 6 at 0.99.
+# BatchNorm moving-average momentum. Keras' 0.99 needs hundreds of steps to converge, more than
+# a small corpus gives; the measurement is the table in README.md, section "The model"
+# (re-run it with bench/bn_momentum_bench.py).
 DEFAULT_BN_MOMENTUM = 0.7
 
 FEATURE_TYPES: tuple[str, ...] = ("spectrogram", "mel", "mfcc")

@@ -23,3 +23,7 @@ class AudioError(AgeGenderError):
 
 class ModelError(AgeGenderError):
     """A model file cannot be loaded or does not fit the requested task."""
+
+
+class OutputError(AgeGenderError):
+    """An output folder cannot be created or written."""

@@ -508,7 +508,7 @@ def evaluate(dataset_dir: str | os.PathLike, model_path: str | os.PathLike, task
     from tqdm import tqdm  # noqa: PLC0415
 
     from agegender import pitch  # noqa: PLC0415
-    from agegender.inference import open_model  # noqa: PLC0415
+    from agegender.checkpoints import open_model  # noqa: PLC0415
     from agegender.pipeline import make_dataset  # noqa: PLC0415
 
     model = open_model(model_path, task)
@@ -582,9 +582,9 @@ def evaluate_clips(model_path: str | os.PathLike, clips: pd.DataFrame, *,
         DatasetError: a column is missing, or no clip could be decoded.
     """
     from agegender import pitch  # noqa: PLC0415
+    from agegender.checkpoints import open_model  # noqa: PLC0415
     from agegender.errors import AudioError  # noqa: PLC0415
     from agegender.features import clip_image  # noqa: PLC0415
-    from agegender.inference import open_model  # noqa: PLC0415
 
     model = open_model(model_path, task)
     task, names = model.task, list(model.class_names)

@@ -49,6 +49,26 @@ def build_model(params: ModelParams, *, features: dict | None = None):
     return keras.Model(inputs, outputs, name=f"mam_cnn_{params.task}")
 
 
+def compile_model(model, learning_rate: float):
+    """Compiles ``model`` for training as the trainer does: Adam, sparse categorical
+    cross-entropy on the probabilities, accuracy.
+
+    Call it inside the distribution strategy's scope, as the model was built.
+
+    Args:
+        model: a model from ``build_model``.
+        learning_rate: Adam's learning rate.
+
+    Returns:
+        The same model, compiled.
+    """
+    import keras  # noqa: PLC0415
+
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                  loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
+    return model
+
+
 def model_labels(model) -> tuple[str, list[str], dict | None]:
     """Reads (task, class names, feature params) stored in a model by ``LabelledOutput``.
 

@@ -147,7 +147,8 @@ def run_spectrograms(dataset_dir: str | os.PathLike, features: FeatureParams,
     workers = min(params.workers, len(jobs))
     bar = tqdm(total=len(jobs), desc="spectrograms", unit="clip")
     if workers > 1:
-        # fork keeps workers cheap to start; they run only numpy/librosa/PIL code.
+        # fork keeps workers cheap to start; they run only numpy/librosa/PIL code, and it is
+        # safe because preprocessing never imports TensorFlow (tests/test_imports.py checks).
         with multiprocessing.get_context("fork").Pool(workers) as pool:
             results = pool.imap_unordered(_spectrogram_job, jobs, chunksize=8)
             problems = _collect(results, owners, bar)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import warnings
 from pathlib import Path
 
 import keras
@@ -14,14 +12,11 @@ import numpy as np
 import pandas as pd
 
 from agegender import atomic, figures, labels
+from agegender.checkpoints import save_model_files
 from agegender.config import DEFAULT_BN_MOMENTUM, ModelParams, TrainParams
-from agegender.errors import AgeGenderError, ParameterError
+from agegender.errors import OutputError, ParameterError
 
 log = logging.getLogger(__name__)
-
-
-class OutputError(AgeGenderError):
-    """An output folder cannot be created or written."""
 
 
 def choose_strategy(name: str = "auto"):
@@ -104,13 +99,7 @@ class BestCheckpoint(keras.callbacks.Callback):
         log.info("epoch %d: %s improved from %.4f to %.4f, saving %s", epoch + 1, self.monitor,
                  self.best, value, self.keras_path)
         self.best, self.best_tie, self.best_epoch = float(value), float(tie), epoch + 1
-        with atomic.replacing(self.keras_path) as tmp:
-            self.model.save(tmp)
-        with atomic.replacing(self.h5_path) as tmp, warnings.catch_warnings():
-            # The .h5 copy is asked for on purpose (the original project's format).
-            warnings.filterwarnings("ignore", message=".*HDF5 file.*legacy")
-            logging.getLogger("absl").setLevel(logging.ERROR)
-            self.model.save(tmp)
+        save_model_files(self.model, self.keras_path, self.h5_path)
         state = {**self.extra_state, **{k: float(v) for k, v in logs.items()},
                  "epoch": self.best_epoch}
         atomic.write_text(self.state_path, json.dumps(state, indent=2))
@@ -218,7 +207,7 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
     Returns:
         Paths written, the best validation accuracy and epoch, and the replica count.
     """
-    from agegender.model import build_model  # noqa: PLC0415
+    from agegender.model import build_model, compile_model  # noqa: PLC0415
     from agegender.pipeline import make_dataset, split_index, split_labels  # noqa: PLC0415
 
     names = labels.class_names(task)
@@ -243,9 +232,7 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
         model = build_model(ModelParams(image_size=image_size, num_classes=len(names),
                                         task=task, class_names=names, l2=l2,
                                         bn_momentum=bn_momentum), features=features)
-        model.compile(optimizer=keras.optimizers.Adam(train_params.learning_rate),
-                      loss=keras.losses.SparseCategoricalCrossentropy(),
-                      metrics=["accuracy"])
+        compile_model(model, train_params.learning_rate)
     if show_summary:
         model.summary()
 
@@ -280,28 +267,3 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
     return {**{k: str(v) for k, v in paths.items() if k != "backup"},
             "best_val_accuracy": best.best, "best_epoch": best.best_epoch,
             "replicas": strategy.num_replicas_in_sync}
-
-
-def export_saved_model(model_path: str | os.PathLike, export_dir: str | os.PathLike) -> Path:
-    """Writes a TensorFlow SavedModel that serves with ``tf.saved_model.load`` alone.
-
-    The serving function is ``serve``: float32 [batch, H, W, 3] in 0-255 → probabilities.
-    ``agegender.json`` beside it names the task, classes and feature parameters.
-    """
-    from agegender.inference import load_model  # noqa: PLC0415
-    from agegender.model import model_labels  # noqa: PLC0415
-
-    model = load_model(model_path)
-    task, names, features = model_labels(model)
-    export_dir = Path(export_dir)
-    if export_dir.exists() and not (export_dir / "agegender.json").is_file():
-        raise OutputError(f"--export_dir={export_dir}: exists and is not an agegender export; "
-                          "choose another folder")
-    with atomic.replacing(export_dir) as tmp:
-        model.export(str(tmp), format="tf_saved_model", verbose=False)
-        (tmp / "agegender.json").write_text(json.dumps(
-            {"task": task, "class_names": names, "features": features,
-             "input_shape": list(model.input_shape[1:])}, indent=2))
-        if export_dir.exists():  # an earlier export of ours: replace it whole
-            shutil.rmtree(export_dir)
-    return export_dir
