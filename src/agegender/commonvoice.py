@@ -255,7 +255,9 @@ def _unique_keys(clips: pd.DataFrame) -> pd.Series:
     A repeated stem gets ``-`` and the first 8 hex digits of the SHA-1 of its relative path:
     stable across runs, and the same file listed twice keeps one key (a duplicate).
     """
-    paths_per_stem = clips.groupby("key")["audio_path"].nunique()
+    # Rows that will be dropped for their path do not make a stem "repeated".
+    usable = clips[clips["problem"] == ""]
+    paths_per_stem = usable.groupby("key")["audio_path"].nunique()
     repeated = set(paths_per_stem[paths_per_stem > 1].index)
     return pd.Series([
         f"{key}-{hashlib.sha1(path.encode('utf-8')).hexdigest()[:8]}" if key in repeated
