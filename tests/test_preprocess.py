@@ -493,3 +493,106 @@ def test_script_missing_column_exits_2_with_one_error_line(template: Path,
     assert lines[0].startswith("error: ")
     assert str(table_path) in lines[0] and "'age'" in lines[0]
     assert not (root / "Manifest").exists()
+
+
+# -- issue 10: manifests, tiny splits, symlinks, test-only folders ----------------------------
+
+def test_manifest_layout_end_to_end_with_tiny_split_warnings(tmp_path: Path, caplog,
+                                                             capsys) -> None:
+    """A manifest with years, speakers, one gender-only speaker and empty split cells:
+    shards count labelled examples per task, and tiny dev/test splits are said loudly."""
+    root = tmp_path / "mine"
+    rows = []
+    for speaker in range(10):
+        gender = synth.GENDERS[speaker % 2]
+        age = "" if speaker == 9 else str(15 + 5 * speaker)
+        for clip in range(2):
+            path = f"spk{speaker}/clip{clip}.wav"
+            synth.write_audio(root / path, synth.voice(gender, "twenties", seed=speaker * 2 + clip,
+                                                       seconds=0.2))
+            rows.append([path, gender, age, f"spk{speaker}"])
+    pd.DataFrame(rows, columns=["path", "gender", "age", "speaker_id"]).to_csv(
+        root / "manifest.csv", index=False)
+    before = digests(root)
+    status = preprocess_dataset.main([f"--dataset_dir={root}", "--dataset_type=manifest",
+                                      "--num_workers=1", "--shard_size=10",
+                                      "--image_size=32", f"--results_dir={tmp_path / 'r'}"])
+    assert status == 0
+    out = capsys.readouterr().out
+    assert digests(root, exclude=OUTPUT_DIRS) == before
+    counts = {split: split_index(root, split)["task_counts"] for split in SPLITS}
+    assert sum(c["gender"]["examples"] for c in counts.values()) == 20
+    assert sum(c["age"]["examples"] for c in counts.values()) == 18
+    speakers = {split: counts[split]["gender"]["speakers"] for split in SPLITS}
+    assert speakers == {"train": 8, "dev": 1, "test": 1}
+    index = split_index(root, "test")
+    assert index["tasks"] == [task for task in ("gender", "age", "gender_age")
+                              if index["task_counts"][task]["examples"]]
+    # One WARNING log line per tiny split/task, and the same lines in the printed summary.
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"
+              and "tiny" in r.getMessage()]
+    assert any("dev/gender" in line and "1 speaker(s)" in line for line in warned)
+    assert any("test/gender" in line for line in warned)
+    assert re.search(r"WARNING: dev/gender: 2 examples; tiny: 1 speaker\(s\)", out), out
+
+
+def test_missing_labels_are_in_the_shards_as_minus_one(tmp_path: Path) -> None:
+    root = synth.make_raw_corpus(tmp_path / "c", per_group={"dev": 1}, seconds=0.2)
+    table = pd.read_csv(root / "cv-valid-dev.csv", dtype=str, keep_default_na=False)
+    table.loc[:5, "age"] = ""  # six gender-only rows
+    table.to_csv(root / "cv-valid-dev.csv", index=False)
+    summary = preprocess.preprocess(root, params=params(), features=FeatureParams(image_size=32),
+                                    results_dir=tmp_path / "results")
+    assert summary["dropped"] == 0 and summary["labelled"]["dev"] == {
+        "gender": 12, "age": 6, "gender_age": 6}
+    assert summary["examples"] == {"train": 0, "dev": 12, "test": 0}
+    # The missing tables and the empty splits are warnings, not errors.
+    assert any("cv-valid-train.csv" in line for line in summary["warnings"])
+    assert "train/gender: no labelled examples" in summary["warnings"]
+    examples = stored(root)["dev"]
+    assert sorted(int(e["label/age"]) for e in examples.values()).count(-1) == 6
+    counts = split_index(root, "dev")["task_counts"]["age"]
+    assert counts["examples"] == 6 and sum(counts["classes"].values()) == 6
+
+
+def test_test_only_folder_preprocesses_and_evaluates(trained_gender, tmp_path: Path,
+                                                     capsys) -> None:
+    import test as test_cli  # noqa: PLC0415
+
+    from conftest import TINY_IMAGE  # noqa: PLC0415
+
+    root = synth.make_raw_corpus(tmp_path / "only_test", per_group={"test": 1}, seconds=0.3)
+    assert not (root / "cv-valid-train.csv").exists()
+    status = preprocess_dataset.main([f"--dataset_dir={root}", "--dataset_type=raw",
+                                      "--num_workers=1", f"--image_size={TINY_IMAGE}",
+                                      f"--results_dir={tmp_path / 'r'}"])
+    assert status == 0
+    out = capsys.readouterr().out
+    assert "cv-valid-train.csv: not found" in out and "cv-valid-dev.csv: not found" in out
+    status = test_cli.main([f"--dataset_dir={root}", f"--model_path={trained_gender['keras']}",
+                            f"--results_dir={tmp_path / 'eval'}"])
+    assert status == 0
+    table = pd.read_csv(tmp_path / "eval" / "gender" / "predictions_gender.csv")
+    assert len(table) == 12
+
+
+def test_follow_symlinks_flag(tmp_path: Path) -> None:
+    root = synth.make_raw_corpus(tmp_path / "dataset", per_group={"test": 1}, seconds=0.3)
+    secret = synth.write_audio(tmp_path / "store" / "linked.wav",
+                               synth.voice("male", "teens", seed=5, seconds=0.3))
+    os.symlink(secret, root / "cv-valid-test" / "cv-valid-test" / "linked.wav")
+    synth.append_csv(root / "cv-valid-test.csv", [
+        synth.v1_row("cv-valid-test/linked.wav", age="teens", gender="male"),
+        synth.v1_row("cv-valid-test/../../store/linked.wav", age="teens", gender="male")])
+    refused = preprocess.preprocess(root, params=params(), features=FEATURES,
+                                    results_dir=tmp_path / "r1", stages=("clean",))
+    assert refused["kept"] == 12 and refused["dropped"] == 2
+    report = pd.read_csv(tmp_path / "r1" / "preprocess_report.csv")
+    assert report["reason"].str.contains("--follow_symlinks").sum() == 1
+    args = preprocess_dataset.parse_args(["--dataset_dir=d", "--follow_symlinks"])
+    assert args.follow_symlinks is True
+    accepted = preprocess.preprocess(root, params=params(follow_symlinks=True),
+                                     features=FEATURES, results_dir=tmp_path / "r2")
+    assert accepted["kept"] == 13 and accepted["dropped_by_reason"] == {
+        "path outside dataset": 1}
+    assert "linked" in stored(root)["test"]

@@ -41,8 +41,8 @@ def split_index(dataset_dir: str | os.PathLike, split: str, task: str | None = N
             raise DatasetError(f"{where}: shards have no labels for cls_task={task!r} "
                                f"(they have: {', '.join(index.get('tasks', [])) or 'none'})")
         if labelled_count(index, task) == 0:
-            raise DatasetError(f"{where}: no example of the {split} split has a "
-                               f"{task} label")
+            raise DatasetError(f"{where}: no example of the {split} split has a label for "
+                               f"cls_task={task!r}")
     if image_size is not None and index["image_shape"][0] != image_size:
         raise ParameterError(f"--image_size={image_size} does not match the shards in {where} "
                              f"({index['image_shape'][0]}×{index['image_shape'][1]})")
