@@ -302,5 +302,6 @@ def test_task_with_no_labelled_example_is_a_dataset_error(tmp_path: Path) -> Non
     index["task_counts"] = {"gender": {"examples": 3}, "age": {"examples": 0},
                             "gender_age": {"examples": 0}}
     index_path.write_text(json.dumps(index))
-    with pytest.raises(DatasetError, match="no example of the test split has a label for cls_task='age'"):
+    with pytest.raises(DatasetError,
+                       match="no example of the test split has a label for cls_task='age'"):
         make_dataset(tmp_path, "test", "age", batch_size=2, training=False)
