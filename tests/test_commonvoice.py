@@ -62,7 +62,7 @@ def test_raw_layout_missing_csv_is_a_warning_while_one_split_exists(tmp_path: Pa
     clips = read_clips(root, "raw")
     assert set(clips["split"]) == {"train", "dev"}
     assert "cv-valid-test.csv" in caplog.text
-    assert clips.attrs["missing_tables"] == [str(root / "cv-valid-test.csv")]
+    assert clips.attrs["missing_tables"] == [f"{root / 'cv-valid-test.csv'}: not found"]
     for split in ("train", "dev"):
         (root / f"cv-valid-{split}.csv").unlink()
     with pytest.raises(DatasetError, match="cv-valid-test.csv"):
@@ -683,6 +683,10 @@ def test_split_warnings_flag_tiny_splits() -> None:
     assert lines[0].startswith("test/gender: 3 examples; tiny: 1 speaker(s)")
     assert "male 3, female 0" in lines[0]
     assert lines[1] == "test/age: no labelled examples"
+    nothing = {"gender": {"examples": 0, "classes": {}, "speakers": 0},
+               "age": {"examples": 0, "classes": {}, "speakers": 0}}
+    assert commonvoice.split_warnings("train", nothing, has_speakers=True) == [
+        "train: empty (no labelled examples for any task)"]
     healthy = {"gender": {"examples": 20, "classes": {"male": 10, "female": 10},
                           "speakers": 4}}
     assert commonvoice.split_warnings("dev", healthy, has_speakers=True) == []

@@ -550,7 +550,7 @@ def test_missing_labels_are_in_the_shards_as_minus_one(tmp_path: Path) -> None:
     assert summary["examples"] == {"train": 0, "dev": 12, "test": 0}
     # The missing tables and the empty splits are warnings, not errors.
     assert any("cv-valid-train.csv" in line for line in summary["warnings"])
-    assert "train/gender: no labelled examples" in summary["warnings"]
+    assert "train: empty (no labelled examples for any task)" in summary["warnings"]
     examples = stored(root)["dev"]
     assert sorted(int(e["label/age"]) for e in examples.values()).count(-1) == 6
     counts = split_index(root, "dev")["task_counts"]["age"]

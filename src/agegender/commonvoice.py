@@ -194,7 +194,7 @@ def _read_fixed(root: Path, layout: str, tables: list[_SplitTable],
     clips = pd.concat(parts, ignore_index=True)
     if split_by_speaker:
         clips = assign_splits(clips.assign(split=""), seed=seed)
-    clips.attrs["missing_tables"] = [str(table.source) for table in missing]
+    clips.attrs["missing_tables"] = [f"{table.source}: not found" for table in missing]
     return clips
 
 
@@ -306,7 +306,7 @@ def _read_manifest_layout(root: Path, *, split_by_speaker: bool, seed: int,
         raise DatasetError(f"{source}: holds no rows")
     for split in missing:
         log.warning("%s: no row in the %s split; it will be empty", source, split)
-    clips.attrs["missing_tables"] = [f"{source} (split={split})" for split in missing]
+    clips.attrs["missing_tables"] = [f"{source}: no row with split={split}" for split in missing]
     return clips
 
 
@@ -416,7 +416,8 @@ def read_clips(dataset_dir: str | os.PathLike, dataset_type: str, *,
 
     Returns:
         DataFrame with ``CLIP_COLUMNS``, one row per label-file row, nothing dropped yet;
-        ``attrs["missing_tables"]`` lists the split tables (or manifest splits) not found.
+        ``attrs["missing_tables"]`` has one line per split table (or manifest split) not
+        found.
 
     Raises:
         DatasetError: missing folder, no split table, missing required column, no speaker
@@ -556,10 +557,13 @@ def split_warnings(split: str, counts: dict[str, dict], *, has_speakers: bool) -
     """One line per task whose split is empty or tiny (see ``MIN_SPEAKERS``,
     ``MIN_CLASS_CLIPS``); ``counts`` as from ``task_counts``.
 
-    Every split warns when a task has no example or a class has none in train; dev and test
+    A split without any labelled example gives one line; otherwise every split warns when a
+    task has no example or a class has none in train; dev and test
     also warn with fewer than 2 speakers (when the layout has speakers) or a class with
     fewer than 5 clips.
     """
+    if counts and not any(count["examples"] for count in counts.values()):
+        return [f"{split}: empty (no labelled examples for any task)"]
     lines = []
     for task, count in counts.items():
         if count["examples"] == 0:

@@ -274,7 +274,7 @@ def preprocess(dataset_dir: str | os.PathLike, *, params: PreprocessParams,
         summary["dropped_by_reason"] = _reason_counts(dropped)
         summary["missing_labels"] = {"gender": int((kept["gender_code"] < 0).sum()),
                                      "age": int((kept["age_code"] < 0).sum())}
-        warnings += [f"{table}: not found, that split is empty"
+        warnings += [f"{table}, that split is empty"
                      for table in kept.attrs.get("missing_tables", [])]
         if "tfrecords" not in stages:  # else the tfrecords stage judges the final splits
             warnings += split_report(dataset_dir, {
