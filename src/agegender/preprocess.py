@@ -212,8 +212,9 @@ def run_tfrecords(dataset_dir: str | os.PathLike, features: FeatureParams,
         manifest = read_manifest(root, split)
         present = [png_path(root, split, key).is_file() for key in manifest["key"]]
         skipped = len(manifest) - sum(present)
-        # A boolean array: an empty list would select no columns instead of no rows.
-        manifest = manifest[np.array(present, dtype=bool)].reset_index(drop=True)
+        # A boolean Series: an empty list would select no columns instead of no rows.
+        manifest = manifest[pd.Series(present, index=manifest.index, dtype="bool")]
+        manifest = manifest.reset_index(drop=True)
         if skipped:
             log.info("tfrecords: %s: %d clips have no PNG (bad clips) and are left out",
                      split, skipped)
