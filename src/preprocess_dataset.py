@@ -19,7 +19,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dataset_dir", required=True, help="dataset folder")
     parser.add_argument("--dataset_type", default="clean", choices=DATASET_TYPES,
                         help="raw: Kaggle Common Voice v1; clean: the original project's Audio/ "
-                             "layout; cv: a modern Common Voice release (default: clean)")
+                             "layout; cv: a modern Common Voice release; manifest: one labelled "
+                             "table DIR/manifest.csv (path, gender and/or age, speaker, split) "
+                             "(default: clean)")
     parser.add_argument("--stage", default="all",
                         choices=("all", "clean", "spectrograms", "tfrecords"),
                         help="run one stage only (default: all three)")
@@ -31,7 +33,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--results_dir", default="results", help="where reports go")
     cli.add_bool_flag(parser, "split_by_speaker", default=False,
-                      help="cv only: make train/dev/test from validated.tsv, disjoint speakers")
+                      help="rebuild train/dev/test from all rows (cv: validated.tsv), disjoint "
+                           "speakers, ~80/10/10 stratified by gender and age; needs a speaker, "
+                           "speaker_id or client_id column")
+    cli.add_bool_flag(parser, "follow_symlinks", default=False,
+                      help="accept a path inside the dataset folder that is a symlink to a "
+                           "file outside it (paths escaping as written stay refused)")
     cli.add_bool_flag(parser, "overwrite", default=False,
                       help="remake PNGs and shards that already exist")
     cli.add_bool_flag(parser, "verbose", default=False, help="debug logging")
@@ -47,15 +54,20 @@ def main(argv: list[str] | None = None) -> int:
 
         params = PreprocessParams(dataset_type=args.dataset_type,
                                   split_by_speaker=args.split_by_speaker,
+                                  follow_symlinks=args.follow_symlinks,
                                   shard_size=args.shard_size, num_workers=args.num_workers,
                                   overwrite=args.overwrite, seed=args.seed)
         features = FeatureParams(feature_type=args.feature_type, image_size=args.image_size)
         stages = STAGES if args.stage == "all" else (args.stage,)
         summary = preprocess(args.dataset_dir, params=params, features=features,
                              results_dir=args.results_dir, stages=stages)
+        warnings = summary.pop("warnings", [])
         print("preprocessing done:")
         for key, value in summary.items():
             print(f"  {key}: {value}")
+        # Empty or tiny splits are said here too, not only at test time.
+        for line in warnings:
+            print(f"  WARNING: {line}")
 
     return cli.run_cli(work, verbose=args.verbose)
 

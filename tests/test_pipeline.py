@@ -3,6 +3,7 @@ in them (round trip from audio to batches, shuffled training shards)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -261,3 +262,46 @@ def test_shard_files_follow_the_template(raw_corpus: Path) -> None:
     folder = split_folder(raw_corpus, "train")
     assert sorted(path.name for path in folder.glob("*.tfrecord")) == [
         shard_name(i) for i in range(4)]
+
+
+# -- issue 10: examples labelled for one task only --------------------------------------------
+
+def test_gender_only_examples_serve_gender_not_age(tmp_path: Path) -> None:
+    examples = synth.random_examples(10, image_size=16)
+    # Examples 0-3 have a gender label only (age and gender_age -1, as cleaning stores them).
+    partial = [dataclasses.replace(e, label_codes={"gender": e.label_codes["gender"]})
+               for e in examples[:4]]
+    examples = partial + examples[4:]
+    counts = {"gender": {"examples": 10}, "age": {"examples": 6}, "gender_age": {"examples": 6}}
+    by_key = {example.key: example for example in examples}
+    write_shards(split_folder(tmp_path, "dev"), list(by_key), by_key.__getitem__, shard_size=4,
+                 metadata={"image_shape": [16, 16, 3], "tasks": list(TASKS),
+                           "task_counts": counts})
+    gender, _ = make_dataset(tmp_path, "dev", "gender", batch_size=4, training=False,
+                             with_keys=True)
+    assert len(collect(gender)) == 10
+    for cache in (False, True):
+        age, index = make_dataset(tmp_path, "dev", "age", batch_size=4, training=False,
+                                  with_keys=True, cache=cache)
+        assert int(age.cardinality()) == math.ceil(6 / 4)
+        got = collect(age)
+        assert set(got) == {example.key for example in examples[4:]}
+        assert all(label >= 0 for _, label, _ in got.values())
+    training, _ = make_dataset(tmp_path, "dev", "age", batch_size=4, training=True, seed=2)
+    assert sum(int(labels_.shape[0]) for _, labels_ in training) == 6
+    assert split_labels(tmp_path, "dev", "age").tolist() == [e.label_codes["age"]
+                                                             for e in examples[4:]]
+    assert len(split_labels(tmp_path, "dev", "gender")) == 10
+
+
+def test_task_with_no_labelled_example_is_a_dataset_error(tmp_path: Path) -> None:
+    examples = synth.random_examples(3, tasks=("gender",))
+    write_split(tmp_path, "test", examples)  # index claims every task, counts say none
+    index_path = split_folder(tmp_path, "test") / INDEX_NAME
+    index = json.loads(index_path.read_text())
+    index["task_counts"] = {"gender": {"examples": 3}, "age": {"examples": 0},
+                            "gender_age": {"examples": 0}}
+    index_path.write_text(json.dumps(index))
+    with pytest.raises(DatasetError,
+                       match="no example of the test split has a label for cls_task='age'"):
+        make_dataset(tmp_path, "test", "age", batch_size=2, training=False)

@@ -42,9 +42,9 @@ SKIPPED = {  # dropped by the spectrogram stage: key -> start of the reported re
 AWKWARD = ("stereo", "rate8k", "silent", "short10ms")  # odd but good: must be kept
 DROPPED = {  # dropped by the clean stage: key -> reason
     "missing": "missing file",
-    "seventies": "age not one of the 6 groups: 'seventies'",
-    "other": "gender not male/female: 'other'",
 }
+# Kept with one label (issue 10 changed this: they were dropped): key -> (gender, age) codes.
+PARTIAL = {"seventies": (1, -1), "other": (-1, 2)}
 
 
 def params(**overrides) -> PreprocessParams:
@@ -147,12 +147,16 @@ def processed_copy(processed: dict, tmp_path: Path) -> Path:
 
 def test_summary_counts(processed: dict) -> None:
     summary = processed["summary"]
-    assert summary["kept"] == 36 + len(SKIPPED) + len(AWKWARD)
+    assert summary["kept"] == 36 + len(SKIPPED) + len(AWKWARD) + len(PARTIAL)
     assert summary["dropped"] == len(DROPPED)
-    assert summary["dropped_by_reason"] == {"missing file": 1, "age not one of the 6 groups": 1,
-                                            "gender not male/female": 1}
+    assert summary["dropped_by_reason"] == {"missing file": 1}
+    assert summary["missing_labels"] == {"gender": 1, "age": 1}
     assert summary["bad_clips"] == len(SKIPPED)
-    assert summary["examples"] == {"train": 12 + len(AWKWARD), "dev": 12, "test": 12}
+    train = 12 + len(AWKWARD) + len(PARTIAL)
+    assert summary["examples"] == {"train": train, "dev": 12, "test": 12}
+    assert summary["labelled"]["train"] == {"gender": train - 1, "age": train - 1,
+                                            "gender_age": train - 2}
+    assert summary["labelled"]["dev"] == {"gender": 12, "age": 12, "gender_age": 12}
 
 
 def test_bad_clips_are_listed_in_the_report_with_their_reason(processed: dict) -> None:
@@ -189,6 +193,10 @@ def test_good_clips_are_in_the_shards_and_bad_ones_are_not(processed: dict) -> N
     assert not set(DROPPED) & {key for split in SPLITS for key in examples[split]}
     for key in SKIPPED:
         assert not preprocess.png_path(root, "train", key).exists()
+    for key, (gender, age) in PARTIAL.items():
+        example = examples["train"][key]
+        assert (example["label/gender"], example["label/age"]) == (gender, age)
+        assert example["label/gender_age"] == -1
     female_fifties = [e for e in examples["train"].values() if e["label/gender_age"] == 4]
     assert len(female_fifties) == 1 + len(AWKWARD)
 
@@ -202,8 +210,9 @@ def test_dataset_summary_before_and_after(processed: dict) -> None:
     assert train.loc["female-fifties", "before"] == 9
     assert train.loc["female-fifties", "after"] == 8
     assert train.loc["female-seventies", "before"] == 1
-    assert train.loc["female-seventies", "after"] == 0
-    assert train.loc["other-thirties", "after"] == 0
+    # Changed with issue 10: both are kept for the task whose label they have.
+    assert train.loc["female-seventies", "after"] == 1
+    assert train.loc["other-thirties", "after"] == 1
     assert train.loc["male-teens", "before"] == train.loc["male-teens", "after"] == 1
     dev = counts[counts["split"] == "dev"]
     assert (dev["before"] == 1).all() and (dev["after"] == 1).all() and len(dev) == 12
@@ -225,7 +234,10 @@ def test_manifests_list_the_clean_clips(processed: dict) -> None:
     manifest = preprocess.read_manifest(processed["root"], "train")
     assert list(manifest.columns) == ["key", "audio_path", "speaker_id", "gender", "age",
                                       "gender_code", "age_code", "gender_age_code"]
-    assert len(manifest) == 12 + len(SKIPPED) + len(AWKWARD)
+    assert len(manifest) == 12 + len(SKIPPED) + len(AWKWARD) + len(PARTIAL)
+    partial = manifest.set_index("key").loc[list(PARTIAL)]
+    assert partial["gender"].tolist() == ["female", ""]
+    assert partial["age"].tolist() == ["", "thirties"]
     assert (manifest["audio_path"].str.startswith("cv-valid-train/cv-valid-train/")).all()
 
 
@@ -234,12 +246,12 @@ def test_manifests_list_the_clean_clips(processed: dict) -> None:
 def test_second_run_redoes_nothing(processed_copy: Path, tmp_path: Path) -> None:
     pngs = file_ids(processed_copy, "*.png")
     shards = file_ids(processed_copy / "TFRecord", "*")
-    assert len(pngs) == 36 + len(AWKWARD) and len(shards) == 3 + 2 + 2 + 2
+    assert len(pngs) == 36 + len(AWKWARD) + len(PARTIAL) and len(shards) == 3 + 2 + 2 + 2
     summary = preprocess.preprocess(processed_copy, params=params(), features=FEATURES,
                                     results_dir=tmp_path / "results")
     assert file_ids(processed_copy, "*.png") == pngs
     assert file_ids(processed_copy / "TFRecord", "*") == shards
-    assert summary["examples"] == {"train": 16, "dev": 12, "test": 12}
+    assert summary["examples"] == {"train": 18, "dev": 12, "test": 12}
     report = pd.read_csv(tmp_path / "results" / "preprocess_report.csv")
     assert set(report["key"]) == set(SKIPPED) | set(DROPPED)
 
@@ -265,7 +277,7 @@ def test_stages_one_at_a_time_give_the_same_result(processed: dict, corpus: Path
     results = tmp_path / "results"
     first = preprocess.preprocess(corpus, params=params(), features=FEATURES,
                                   results_dir=results, stages=("clean",))
-    assert first["kept"] == 43 and "examples" not in first
+    assert first["kept"] == 45 and "examples" not in first
     assert not (corpus / "Spectrograms").exists()
     preprocess.preprocess(corpus, params=params(), features=FEATURES, results_dir=results,
                           stages=("spectrograms",))
@@ -374,7 +386,7 @@ def test_rows_outside_the_dataset_are_never_opened(tmp_path: Path, monkeypatch) 
     assert all(path.startswith(root_real + os.sep) for path in opened)
     assert summary["dropped_by_reason"] == {"path outside dataset": 4}
     report = pd.read_csv(tmp_path / "results" / "preprocess_report.csv")
-    assert (report["reason"] == "path outside dataset").sum() == 4
+    assert report["reason"].str.startswith("path outside dataset").sum() == 4
     assert "link" not in set(stored(root)["train"])
 
 
@@ -390,7 +402,7 @@ def test_cli_main_runs_and_overwrites(corpus: Path, tmp_path: Path, capsys) -> N
     assert preprocess_dataset.main(_cli_args(corpus, results, "--overwrite=False")) == 0
     out = capsys.readouterr().out
     assert "preprocessing done" in out and "bad_clips: 3" in out
-    assert split_index(corpus, "train")["num_examples"] == 16
+    assert split_index(corpus, "train")["num_examples"] == 18
     pngs = file_ids(corpus, "*.png")
     # The same flags again (dataset dir as a separate argument) redo nothing ...
     assert preprocess_dataset.main(["--dataset_dir", str(corpus), *_cli_args(corpus, results)[1:]
@@ -464,7 +476,7 @@ def test_script_runs_with_shell_quoted_arguments(template: Path, tmp_path: Path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "preprocessing done" in done.stdout
     assert "Traceback" not in done.stderr
-    assert split_index(root, "train")["num_examples"] == 16
+    assert split_index(root, "train")["num_examples"] == 18
     assert (tmp_path / "my results" / "preprocess_report.csv").is_file()
 
 
@@ -481,3 +493,108 @@ def test_script_missing_column_exits_2_with_one_error_line(template: Path,
     assert lines[0].startswith("error: ")
     assert str(table_path) in lines[0] and "'age'" in lines[0]
     assert not (root / "Manifest").exists()
+
+
+# -- issue 10: manifests, tiny splits, symlinks, test-only folders ----------------------------
+
+def test_manifest_layout_end_to_end_with_tiny_split_warnings(tmp_path: Path, caplog,
+                                                             capsys) -> None:
+    """A manifest with years, speakers, one gender-only speaker and empty split cells:
+    shards count labelled examples per task, and tiny dev/test splits are said loudly."""
+    root = tmp_path / "mine"
+    rows = []
+    for speaker in range(10):
+        gender = synth.GENDERS[speaker % 2]
+        age = "" if speaker == 9 else str(15 + 5 * speaker)
+        for clip in range(2):
+            path = f"spk{speaker}/clip{clip}.wav"
+            synth.write_audio(root / path, synth.voice(gender, "twenties", seed=speaker * 2 + clip,
+                                                       seconds=0.2))
+            rows.append([path, gender, age, f"spk{speaker}"])
+    pd.DataFrame(rows, columns=["path", "gender", "age", "speaker_id"]).to_csv(
+        root / "manifest.csv", index=False)
+    before = digests(root)
+    status = preprocess_dataset.main([f"--dataset_dir={root}", "--dataset_type=manifest",
+                                      "--num_workers=1", "--shard_size=10",
+                                      "--image_size=32", f"--results_dir={tmp_path / 'r'}"])
+    assert status == 0
+    out = capsys.readouterr().out
+    assert digests(root, exclude=OUTPUT_DIRS) == before
+    counts = {split: split_index(root, split)["task_counts"] for split in SPLITS}
+    assert sum(c["gender"]["examples"] for c in counts.values()) == 20
+    assert sum(c["age"]["examples"] for c in counts.values()) == 18
+    speakers = {split: counts[split]["gender"]["speakers"] for split in SPLITS}
+    # 10 % of 10 speakers is 1, grown to 2 so that dev and test each hold both genders.
+    assert speakers == {"train": 6, "dev": 2, "test": 2}
+    index = split_index(root, "test")
+    assert index["tasks"] == [task for task in ("gender", "age", "gender_age")
+                              if index["task_counts"][task]["examples"]]
+    # One WARNING log line per tiny split/task, and the same lines in the printed summary.
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"
+              and "tiny" in r.getMessage()]
+    tiny_dev = "dev/gender: 4 examples; tiny: classes with < 5 clips: male 2, female 2"
+    assert any(line.endswith(tiny_dev) for line in warned), warned
+    assert any("test/gender" in line for line in warned)
+    assert f"WARNING: {tiny_dev}" in out, out
+
+
+def test_missing_labels_are_in_the_shards_as_minus_one(tmp_path: Path) -> None:
+    root = synth.make_raw_corpus(tmp_path / "c", per_group={"dev": 1}, seconds=0.2)
+    table = pd.read_csv(root / "cv-valid-dev.csv", dtype=str, keep_default_na=False)
+    table.loc[:5, "age"] = ""  # six gender-only rows
+    table.to_csv(root / "cv-valid-dev.csv", index=False)
+    summary = preprocess.preprocess(root, params=params(), features=FeatureParams(image_size=32),
+                                    results_dir=tmp_path / "results")
+    assert summary["dropped"] == 0 and summary["labelled"]["dev"] == {
+        "gender": 12, "age": 6, "gender_age": 6}
+    assert summary["examples"] == {"train": 0, "dev": 12, "test": 0}
+    # The missing tables and the empty splits are warnings, not errors.
+    assert any("cv-valid-train.csv" in line for line in summary["warnings"])
+    assert "train: empty (no labelled examples for any task)" in summary["warnings"]
+    examples = stored(root)["dev"]
+    assert sorted(int(e["label/age"]) for e in examples.values()).count(-1) == 6
+    counts = split_index(root, "dev")["task_counts"]["age"]
+    assert counts["examples"] == 6 and sum(counts["classes"].values()) == 6
+
+
+def test_test_only_folder_preprocesses_and_evaluates(trained_gender, tmp_path: Path,
+                                                     capsys) -> None:
+    import test as test_cli  # noqa: PLC0415
+
+    from conftest import TINY_IMAGE  # noqa: PLC0415
+
+    root = synth.make_raw_corpus(tmp_path / "only_test", per_group={"test": 1}, seconds=0.3)
+    assert not (root / "cv-valid-train.csv").exists()
+    status = preprocess_dataset.main([f"--dataset_dir={root}", "--dataset_type=raw",
+                                      "--num_workers=1", f"--image_size={TINY_IMAGE}",
+                                      f"--results_dir={tmp_path / 'r'}"])
+    assert status == 0
+    out = capsys.readouterr().out
+    assert "cv-valid-train.csv: not found" in out and "cv-valid-dev.csv: not found" in out
+    status = test_cli.main([f"--dataset_dir={root}", f"--model_path={trained_gender['keras']}",
+                            f"--results_dir={tmp_path / 'eval'}"])
+    assert status == 0
+    table = pd.read_csv(tmp_path / "eval" / "gender" / "predictions_gender.csv")
+    assert len(table) == 12
+
+
+def test_follow_symlinks_flag(tmp_path: Path) -> None:
+    root = synth.make_raw_corpus(tmp_path / "dataset", per_group={"test": 1}, seconds=0.3)
+    secret = synth.write_audio(tmp_path / "store" / "linked.wav",
+                               synth.voice("male", "teens", seed=5, seconds=0.3))
+    os.symlink(secret, root / "cv-valid-test" / "cv-valid-test" / "linked.wav")
+    synth.append_csv(root / "cv-valid-test.csv", [
+        synth.v1_row("cv-valid-test/linked.wav", age="teens", gender="male"),
+        synth.v1_row("cv-valid-test/../../store/linked.wav", age="teens", gender="male")])
+    refused = preprocess.preprocess(root, params=params(), features=FEATURES,
+                                    results_dir=tmp_path / "r1", stages=("clean",))
+    assert refused["kept"] == 12 and refused["dropped"] == 2
+    report = pd.read_csv(tmp_path / "r1" / "preprocess_report.csv")
+    assert report["reason"].str.contains("--follow_symlinks").sum() == 1
+    args = preprocess_dataset.parse_args(["--dataset_dir=d", "--follow_symlinks"])
+    assert args.follow_symlinks is True
+    accepted = preprocess.preprocess(root, params=params(follow_symlinks=True),
+                                     features=FEATURES, results_dir=tmp_path / "r2")
+    assert accepted["kept"] == 13 and accepted["dropped_by_reason"] == {
+        "path outside dataset": 1}
+    assert "linked" in stored(root)["test"]

@@ -16,7 +16,7 @@ from agegender.errors import ParameterError
 DEFAULT_BN_MOMENTUM = 0.7
 
 FEATURE_TYPES: tuple[str, ...] = ("spectrogram", "mel", "mfcc")
-DATASET_TYPES: tuple[str, ...] = ("raw", "clean", "cv")
+DATASET_TYPES: tuple[str, ...] = ("raw", "clean", "cv", "manifest")
 SPLITS: tuple[str, ...] = ("train", "dev", "test")
 STRATEGIES: tuple[str, ...] = ("auto", "mirrored", "multiworker", "default")
 CLASS_WEIGHTS: tuple[str, ...] = ("none", "balanced")
@@ -180,8 +180,12 @@ class PreprocessParams:
     """How a dataset folder is turned into PNGs and TFRecord shards.
 
     Attributes:
-        dataset_type: ``raw`` (Kaggle CV v1), ``clean`` (original project) or ``cv``.
-        split_by_speaker: for ``cv``, rebuild train/dev/test from validated.tsv by speaker.
+        dataset_type: ``raw`` (Kaggle CV v1), ``clean`` (original project), ``cv`` (modern
+            Common Voice) or ``manifest`` (one labelled table, ``DIR/manifest.csv``).
+        split_by_speaker: rebuild train/dev/test from all rows by speaker (seeded, about
+            80/10/10 of speakers, stratified by gender and age group); needs a speaker column.
+        follow_symlinks: accept a path that lies inside the dataset folder as written but is a
+            symlink to a file outside it (a path that escapes as written is still refused).
         shard_size: examples per TFRecord shard.
         num_workers: processes computing spectrograms; 0 = all cores.
         overwrite: redo PNGs and shards that already exist.
@@ -190,6 +194,7 @@ class PreprocessParams:
 
     dataset_type: str = "clean"
     split_by_speaker: bool = False
+    follow_symlinks: bool = False
     shard_size: int = 1000
     num_workers: int = 0
     overwrite: bool = False

@@ -53,12 +53,32 @@ def normalise_gender(value: object) -> str | None:
     return GENDER_ALIASES.get(value.strip().lower())
 
 
+# Ages in years, whole decades of the 6 groups: 13-19 teens, 20-29 twenties, ... 60-69 sixties.
+AGE_YEARS: tuple[int, int] = (13, 69)
+
+
 def normalise_age(value: object) -> str | None:
-    """Maps a raw age cell to one of ``AGES``, or None when it is outside the 6 groups."""
+    """Maps a raw age cell to one of ``AGES``, or None when it is outside the 6 groups.
+
+    A cell is a group name (``teens`` ... ``sixties``) or an age in years (``34`` or
+    ``34.0``): 13-19 is teens, 20-29 twenties, ..., 60-69 sixties; other years are None.
+
+    Example:
+        >>> normalise_age("34"), normalise_age("Sixties"), normalise_age("72")
+        ('thirties', 'sixties', None)
+    """
     if not isinstance(value, str):
         return None
     age = value.strip().lower()
-    return age if age in AGES else None
+    if age in AGES:
+        return age
+    try:
+        years = float(age)
+    except ValueError:
+        return None
+    if not AGE_YEARS[0] <= years < AGE_YEARS[1] + 1:  # also refuses nan and inf
+        return None
+    return AGES[max(0, int(years) // 10 - 1)]
 
 
 def encode(gender: str, age: str) -> dict[str, int]:

@@ -7,6 +7,7 @@ prefetched with AUTOTUNE.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -14,6 +15,8 @@ from agegender import labels
 from agegender.config import split_dirname
 from agegender.errors import DatasetError, ParameterError
 from agegender.tfrecords import feature_spec, read_index
+
+log = logging.getLogger(__name__)
 
 
 def split_folder(dataset_dir: str | os.PathLike, split: str) -> Path:
@@ -37,10 +40,20 @@ def split_index(dataset_dir: str | os.PathLike, split: str, task: str | None = N
         if task not in index.get("tasks", []):
             raise DatasetError(f"{where}: shards have no labels for cls_task={task!r} "
                                f"(they have: {', '.join(index.get('tasks', [])) or 'none'})")
+        if labelled_count(index, task) == 0:
+            raise DatasetError(f"{where}: no example of the {split} split has a label for "
+                               f"cls_task={task!r}")
     if image_size is not None and index["image_shape"][0] != image_size:
         raise ParameterError(f"--image_size={image_size} does not match the shards in {where} "
                              f"({index['image_shape'][0]}×{index['image_shape'][1]})")
     return index
+
+
+def labelled_count(index: dict, task: str) -> int:
+    """Examples of a split with a label for ``task`` (all of them for indexes written before
+    task-aware cleaning)."""
+    return int(index.get("task_counts", {}).get(task, {}).get("examples",
+                                                                index["num_examples"]))
 
 
 def make_dataset(dataset_dir: str | os.PathLike, split: str, task: str, *, batch_size: int,
@@ -61,7 +74,8 @@ def make_dataset(dataset_dir: str | os.PathLike, split: str, task: str, *, batch
 
     Returns:
         ``tf.data.Dataset`` of image float32 [batch, H, W, 3] in 0-255 and label int32
-        [batch]; plus the split's index as a second return value.
+        [batch], only the examples labelled for ``task`` (code >= 0); plus the split's
+        index as a second return value.
     """
     import tensorflow as tf  # noqa: PLC0415
 
@@ -81,6 +95,10 @@ def make_dataset(dataset_dir: str | os.PathLike, split: str, task: str, *, batch
             return image, label, example["clip/key"], example["clip/speaker_id"]
         return image, label
 
+    def labelled(image, label, *rest):
+        # A clip kept for the other task only stores -1 here.
+        return label >= 0
+
     def to_float(image, *rest):
         # uint8 until batching keeps shuffle buffers and caches 4x smaller.
         return (tf.cast(image, tf.float32), *rest)
@@ -92,25 +110,30 @@ def make_dataset(dataset_dir: str | os.PathLike, split: str, task: str, *, batch
                                      num_parallel_calls=autotune, deterministic=False)
     else:
         dataset = tf.data.TFRecordDataset(files, num_parallel_reads=min(8, len(files)))
+    count = labelled_count(index, task)
+    log.info("%s split, task %s: %d examples (%d without a %s label left out)", split, task,
+             count, index["num_examples"] - count, task)
     buffer = min(index["num_examples"], 10_000)
     if cache:
         # Decode once, then reshuffle the decoded images every epoch.
-        dataset = dataset.map(parse, num_parallel_calls=autotune).cache()
+        dataset = dataset.map(parse, num_parallel_calls=autotune).filter(labelled).cache()
         if training:
             dataset = dataset.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
     else:
         if training:
             dataset = dataset.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
         dataset = dataset.map(parse, num_parallel_calls=autotune, deterministic=not training)
+        dataset = dataset.filter(labelled)
     # The index knows the count: Keras then shows real progress bars and epoch ends.
-    dataset = dataset.apply(tf.data.experimental.assert_cardinality(index["num_examples"]))
+    dataset = dataset.apply(tf.data.experimental.assert_cardinality(count))
     dataset = dataset.batch(batch_size).map(to_float, num_parallel_calls=autotune)
     dataset = dataset.prefetch(autotune)
     return dataset, index
 
 
 def split_labels(dataset_dir: str | os.PathLike, split: str, task: str):
-    """All label codes of a split, in stored order; shape [examples], int32 numpy."""
+    """The label codes of a split's examples labelled for ``task``, in stored order; shape
+    [labelled examples], int32 numpy."""
     import numpy as np  # noqa: PLC0415
     import tensorflow as tf  # noqa: PLC0415
 
@@ -119,11 +142,13 @@ def split_labels(dataset_dir: str | os.PathLike, split: str, task: str):
     spec = {f"label/{task}": feature_spec()[f"label/{task}"]}
     records = tf.data.TFRecordDataset([str(folder / name) for name in index["shards"]])
     parsed = records.batch(1024).map(lambda r: tf.io.parse_example(r, spec)[f"label/{task}"])
-    return np.concatenate([batch.numpy() for batch in parsed] or [np.zeros(0)]).astype(np.int32)
+    codes = np.concatenate([batch.numpy() for batch in parsed] or [np.zeros(0)]).astype(np.int32)
+    return codes[codes >= 0]
 
 
 def split_labels_and_speakers(dataset_dir: str | os.PathLike, split: str, task: str):
-    """Label codes and speaker ids of a split, in stored order, without decoding images.
+    """Label codes and speaker ids of a split's examples labelled for ``task``, in stored
+    order, without decoding images.
 
     Returns:
         (int32 numpy [examples], list of str [examples], "" where the speaker is unknown).
@@ -139,4 +164,6 @@ def split_labels_and_speakers(dataset_dir: str | os.PathLike, split: str, task: 
     for batch in records.batch(1024).map(lambda r: tf.io.parse_example(r, spec)):
         codes.append(batch[f"label/{task}"].numpy())
         speakers += [s.decode() for s in batch["clip/speaker_id"].numpy()]
-    return np.concatenate(codes or [np.zeros(0)]).astype(np.int32), speakers
+    codes = np.concatenate(codes or [np.zeros(0)]).astype(np.int32)
+    labelled = codes >= 0  # examples without this task's label (code -1) take no part
+    return codes[labelled], [s for s, keep in zip(speakers, labelled, strict=True) if keep]

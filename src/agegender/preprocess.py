@@ -52,8 +52,10 @@ def run_clean(dataset_dir: str | os.PathLike, params: PreprocessParams,
         (kept, dropped) clip tables (see ``commonvoice.clean_clips``).
     """
     clips = commonvoice.read_clips(dataset_dir, params.dataset_type,
-                                   split_by_speaker=params.split_by_speaker, seed=params.seed)
+                                   split_by_speaker=params.split_by_speaker, seed=params.seed,
+                                   follow_symlinks=params.follow_symlinks)
     kept, dropped = commonvoice.clean_clips(clips)
+    kept.attrs["missing_tables"] = clips.attrs.get("missing_tables", [])
     columns = ["key", "audio_path", "speaker_id", *commonvoice.CLEAN_COLUMNS]
     for split in SPLITS:
         table = kept.loc[kept["split"] == split, columns]
@@ -65,7 +67,30 @@ def run_clean(dataset_dir: str | os.PathLike, params: PreprocessParams,
     log.info("clean: %d rows read, %d kept, %d dropped", len(clips), len(kept), len(dropped))
     for reason, number in _reason_counts(dropped).items():
         log.info("clean: dropped %d × %s", number, reason)
+    for name, column in (("gender", "gender_code"), ("age", "age_code")):
+        missing = int((kept[column] < 0).sum())
+        if missing:
+            log.info("clean: %d kept clips have no %s label (they serve the other task)",
+                     missing, name)
     return kept, dropped
+
+
+def split_report(dataset_dir: str | os.PathLike, counts: dict[str, dict]) -> list[str]:
+    """Logs a WARNING per split/task that is empty or tiny; returns the lines.
+
+    Args:
+        dataset_dir: for the messages.
+        counts: ``{split: commonvoice.task_counts(...)}``.
+    """
+    # Speaker checks only make sense when the layout names speakers at all.
+    has_speakers = any(count["speakers"] for per_task in counts.values()
+                       for count in per_task.values())
+    lines = []
+    for split, per_task in counts.items():
+        lines += commonvoice.split_warnings(split, per_task, has_speakers=has_speakers)
+    for line in lines:
+        log.warning("%s: %s", dataset_dir, line)
+    return lines
 
 
 def _reason_counts(dropped: pd.DataFrame) -> dict[str, int]:
@@ -188,7 +213,9 @@ def run_tfrecords(dataset_dir: str | os.PathLike, features: FeatureParams,
         manifest = read_manifest(root, split)
         present = [png_path(root, split, key).is_file() for key in manifest["key"]]
         skipped = len(manifest) - sum(present)
-        manifest = manifest[present].reset_index(drop=True)
+        # A boolean Series: an empty list would select no columns instead of no rows.
+        manifest = manifest[pd.Series(present, index=manifest.index, dtype="bool")]
+        manifest = manifest.reset_index(drop=True)
         if skipped:
             log.info("tfrecords: %s: %d clips have no PNG (bad clips) and are left out",
                      split, skipped)
@@ -210,16 +237,20 @@ def run_tfrecords(dataset_dir: str | os.PathLike, features: FeatureParams,
         # The rows' digest makes a relabelled clip change the plan, so its shard is rewritten.
         rows_digest = hashlib.sha256(
             manifest.iloc[order].to_csv(index=False).encode("utf-8")).hexdigest()
-        metadata = {"image_shape": list(features.image_shape), "tasks": list(labels.TASKS),
-                    "features": _features_record(features), "split": split,
-                    "rows_digest": rows_digest}
+        counts = commonvoice.task_counts(manifest)
+        # Only tasks with a labelled example: a reader refuses the others by name.
+        metadata = {"image_shape": list(features.image_shape),
+                    "tasks": [task for task in labels.TASKS if counts[task]["examples"]],
+                    "task_counts": counts, "features": _features_record(features),
+                    "split": split, "rows_digest": rows_digest}
         with tqdm(total=len(keys), desc=f"tfrecords {split}", unit="clip") as bar:
             indexes[split] = write_shards(
                 root / "TFRecord" / split_dirname(split), keys, make_example,
                 shard_size=params.shard_size, metadata=metadata, overwrite=params.overwrite,
                 progress=bar.update)
-        log.info("tfrecords: %s: %d examples in %d shards", split,
-                 indexes[split]["num_examples"], len(indexes[split]["shards"]))
+        log.info("tfrecords: %s: %d examples in %d shards (labelled: %s)", split,
+                 indexes[split]["num_examples"], len(indexes[split]["shards"]),
+                 ", ".join(f"{task} {counts[task]['examples']}" for task in labels.TASKS))
     return indexes
 
 
@@ -229,17 +260,28 @@ def preprocess(dataset_dir: str | os.PathLike, *, params: PreprocessParams,
     """Runs the chosen stages in order and writes ``preprocess_report.csv``.
 
     Returns:
-        Summary: rows kept/dropped by cleaning, clips skipped, examples per split.
+        Summary: rows kept/dropped by cleaning (and kept without a gender/age label), clips
+        skipped, examples per split and labelled examples per split and task, and
+        ``warnings``: one line per missing split table and per empty or tiny split/task.
     """
     unknown = [stage for stage in stages if stage not in STAGES]
     if unknown:
         raise ParameterError(f"--stage={unknown[0]!r} is not one of {', '.join(STAGES)}, all")
     summary: dict = {}
     problems: list[dict] = []
+    warnings: list[str] = []
     if "clean" in stages:
         kept, dropped = run_clean(dataset_dir, params, results_dir)
         summary["kept"], summary["dropped"] = len(kept), len(dropped)
         summary["dropped_by_reason"] = _reason_counts(dropped)
+        summary["missing_labels"] = {"gender": int((kept["gender_code"] < 0).sum()),
+                                     "age": int((kept["age_code"] < 0).sum())}
+        warnings += [f"{table}, that split is empty"
+                     for table in kept.attrs.get("missing_tables", [])]
+        if "tfrecords" not in stages:  # else the tfrecords stage judges the final splits
+            warnings += split_report(dataset_dir, {
+                split: commonvoice.task_counts(kept[kept["split"] == split])
+                for split in SPLITS})
         problems += [{"stage": "clean", "split": row.split, "key": row.key,
                       "path": row.audio_path or f"{row.source_file}:{row.source_row}",
                       "reason": row.reason} for row in dropped.itertuples(index=False)]
@@ -250,6 +292,11 @@ def preprocess(dataset_dir: str | os.PathLike, *, params: PreprocessParams,
     if "tfrecords" in stages:
         indexes = run_tfrecords(dataset_dir, features, params)
         summary["examples"] = {split: index["num_examples"] for split, index in indexes.items()}
+        summary["labelled"] = {split: {task: count["examples"] for task, count in
+                                       index["task_counts"].items()}
+                               for split, index in indexes.items()}
+        warnings += split_report(dataset_dir, {split: index["task_counts"]
+                                               for split, index in indexes.items()})
     report_path = Path(results_dir) / "preprocess_report.csv"
     report = pd.DataFrame(problems, columns=list(REPORT_COLUMNS))
     if report_path.is_file():
@@ -259,4 +306,5 @@ def preprocess(dataset_dir: str | os.PathLike, *, params: PreprocessParams,
         report = pd.concat([earlier, report], ignore_index=True)
     atomic.write_text(report_path, report.to_csv(index=False))
     summary["report"] = str(report_path)
+    summary["warnings"] = warnings
     return summary
