@@ -1,8 +1,10 @@
-"""Evaluates a trained model on the test (or dev) split's TFRecords.
+"""Evaluates a trained model on the test (or dev) split's TFRecords, or on a labelled table.
 
-Example:
+Examples:
     python src/test.py --dataset_dir='data/CommonVoice' \
         --model_path='models/age/best_model_age.keras' --cls_task='age'
+    python src/test.py --manifest=my_voices/manifest.csv \
+        --model_path='models/gender/best_model_gender.keras'
 """
 
 from __future__ import annotations
@@ -17,12 +19,19 @@ from agegender.labels import TASKS
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parses the command line (``sys.argv[1:]`` when ``argv`` is None)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset_dir", required=True, help="dataset folder holding TFRecord/")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--dataset_dir", help="dataset folder holding TFRecord/")
+    source.add_argument("--manifest",
+                        help="a labelled table (CSV/TSV: path, gender and/or age, optional "
+                             "speaker and split; see README) evaluated straight from its "
+                             "audio, through the model's own feature settings; rows without "
+                             "a split count as --split, train/dev rows fit the pitch baseline")
     parser.add_argument("--model_path", required=True,
                         help=".keras or .h5 file, or a SavedModel folder")
     parser.add_argument("--cls_task", default=None, choices=TASKS,
                         help="task to evaluate (default: the one stored in the model)")
-    parser.add_argument("--split", default="test", choices=("dev", "test"))
+    parser.add_argument("--split", default="test", choices=("dev", "test"),
+                        help="split to evaluate (default: %(default)s)")
     parser.add_argument("--batch_size", type=int, default=128)
     parser.add_argument("--results_dir", default="results")
     cli.add_bool_flag(parser, "verbose", default=False, help="debug logging")
@@ -34,15 +43,44 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
 
     def work() -> None:
-        from agegender.evaluation import evaluate  # noqa: PLC0415
+        if args.manifest:
+            result = _evaluate_manifest(args)
+        else:
+            from agegender.evaluation import evaluate  # noqa: PLC0415
 
-        result = evaluate(args.dataset_dir, args.model_path, args.cls_task, split=args.split,
-                          results_dir=args.results_dir, batch_size=args.batch_size)
+            result = evaluate(args.dataset_dir, args.model_path, args.cls_task,
+                              split=args.split, results_dir=args.results_dir,
+                              batch_size=args.batch_size)
         print(result["text"])
         for name, path in result["paths"].items():
             print(f"  {name}: {path}")
 
     return cli.run_cli(work, verbose=args.verbose)
+
+
+def _evaluate_manifest(args: argparse.Namespace) -> dict:
+    """``--manifest``: the table's ``--split`` rows, straight from audio."""
+    from pathlib import Path  # noqa: PLC0415
+
+    from agegender import pitch  # noqa: PLC0415
+    from agegender.commonvoice import read_manifest  # noqa: PLC0415
+    from agegender.errors import DatasetError  # noqa: PLC0415
+    from agegender.evaluation import evaluate_clips  # noqa: PLC0415
+
+    kept, dropped = read_manifest(args.manifest, default_split=args.split)
+    if len(dropped):
+        reasons = dropped["reason"].str.split(":").str[0].value_counts().to_dict()
+        print(f"{args.manifest}: {len(dropped)} rows left out: {reasons}", file=sys.stderr)
+    clips = kept[kept["split"] == args.split]
+    if clips.empty:
+        raise DatasetError(f"--manifest={args.manifest}: no usable row in the {args.split} "
+                           "split")
+    fit = kept[kept["split"].isin(("train", "dev"))]
+    root = Path(args.manifest).absolute().parent
+    return evaluate_clips(args.model_path, clips, task=args.cls_task, root=root,
+                          results_dir=args.results_dir, split=args.split,
+                          fit_clips=fit if len(fit) else None,
+                          pitch_cache=pitch.cache_path(root), batch_size=args.batch_size)
 
 
 if __name__ == "__main__":

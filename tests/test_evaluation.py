@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+
+from conftest import ROOT
 
 from agegender.errors import ModelError
 from agegender.evaluation import (
@@ -253,3 +257,43 @@ def test_gender_report_without_audio_says_the_pitch_baseline_is_missing(tmp_path
     assert result["pitch"] is None
     assert "pitch baseline: not available (no audio for these clips)" in result["text"]
     assert "median_f0_hz" not in pd.read_csv(result["paths"]["predictions"]).columns
+
+
+def test_test_script_evaluates_a_manifest_straight_from_audio(trained_gender, tmp_path,
+                                                               capsys):
+    """``src/test.py --manifest``: a folder with only a labelled table and its audio."""
+    import test as test_cli
+    from synth import voice, write_audio
+
+    table = tmp_path / "voices" / "manifest.csv"
+    rows = ["path,gender,age,speaker,split"]
+    for i in range(8):
+        gender = ("male", "female")[i % 2]
+        write_audio(tmp_path / "voices" / "clips" / f"c{i}.wav",
+                    voice(gender, "twenties", seed=500 + i))
+        # Rows without a split are evaluated; the train row fits the pitch threshold; the
+        # age-only row has no gender label and takes no part.
+        split = "train" if i < 2 else ""
+        rows.append(f"clips/c{i}.wav,{gender},,spk{i // 2},{split}")
+    write_audio(tmp_path / "voices" / "clips" / "a.wav", voice("male", "teens", seed=9))
+    rows.append("clips/a.wav,,teens,spk9,")
+    table.write_text("\n".join(rows) + "\n")
+    status = test_cli.main(["--manifest", str(table), "--model_path", trained_gender["keras"],
+                            "--results_dir", str(tmp_path / "results")])
+    assert status == 0
+    predictions = pd.read_csv(tmp_path / "results" / "gender" / "predictions_gender.csv")
+    assert sorted(predictions["key"]) == [f"c{i}" for i in range(2, 8)]
+    per_speaker = pd.read_csv(tmp_path / "results" / "gender" / "per_speaker_gender.csv")
+    assert set(per_speaker["speaker_id"]) == {"spk1", "spk2", "spk3"}
+    assert "fitted for best UAR on 2 voiced fit clips" in capsys.readouterr().out
+
+
+def test_test_script_manifest_without_usable_rows_is_one_line(trained_gender, tmp_path):
+    table = tmp_path / "manifest.csv"
+    table.write_text("path,gender\nmissing.wav,male\n")
+    done = subprocess.run([sys.executable, str(ROOT / "src" / "test.py"), "--manifest",
+                           str(table), "--model_path", trained_gender["keras"]],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].startswith("error: --manifest=")
+    assert "Traceback" not in done.stderr

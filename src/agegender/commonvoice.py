@@ -266,7 +266,7 @@ def _unique_keys(clips: pd.DataFrame) -> pd.Series:
 
 
 def _manifest_clips(source: Path, root: Path, *, split_by_speaker: bool, seed: int,
-                    follow_symlinks: bool) -> pd.DataFrame:
+                    follow_symlinks: bool, default_split: str | None = None) -> pd.DataFrame:
     """Reads one labelled table (paths relative to ``root``) into a clip table."""
     table = _read_table(source, (), tsv=source.suffix.lower() == ".tsv")
     path_column = next((c for c in ("path", "filename") if c in table.columns), None)
@@ -293,6 +293,8 @@ def _manifest_clips(source: Path, root: Path, *, split_by_speaker: bool, seed: i
     clips["key"] = _unique_keys(clips)
     if split_by_speaker:
         clips["split"] = ""
+    if default_split is not None:
+        clips["split"] = clips["split"].replace("", default_split)
     return assign_splits(clips, seed=seed)
 
 
@@ -437,7 +439,8 @@ def read_clips(dataset_dir: str | os.PathLike, dataset_type: str, *,
 
 
 def read_manifest(path: str | os.PathLike, *, follow_symlinks: bool = False,
-                  seed: int = 42) -> tuple[pd.DataFrame, pd.DataFrame]:
+                  seed: int = 42, default_split: str | None = None
+                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Reads and cleans one labelled table whose audio paths are relative to its folder.
 
     The table (CSV, or TSV for a ``.tsv`` name, unquoted) has the columns:
@@ -449,12 +452,15 @@ def read_manifest(path: str | os.PathLike, *, follow_symlinks: bool = False,
       (teens ... sixties, or years: 13-19 teens, ..., 60-69 sixties); at least one column.
       An empty or unknown cell is a missing label for that task only.
     * ``speaker``, ``speaker_id`` or ``client_id``, optional.
-    * ``split`` (train/dev/test), optional; empty cells are split by speaker (seeded).
+    * ``split`` (train/dev/test), optional; empty cells are split by speaker (seeded), or
+      all go to ``default_split``.
 
     Args:
         path: the table.
         follow_symlinks: see above.
         seed: for splitting rows with an empty split.
+        default_split: the split of rows with an empty (or no) split cell, instead of a
+            speaker split: ``test`` when a table is only to be evaluated.
 
     Returns:
         (kept, dropped). ``kept`` has ``CLIP_COLUMNS`` + ``CLEAN_COLUMNS``: ``split``,
@@ -471,8 +477,10 @@ def read_manifest(path: str | os.PathLike, *, follow_symlinks: bool = False,
     """
     source = Path(path)
     root = source.absolute().parent
+    if default_split is not None:
+        split_dirname(default_split)  # validates it
     clips = _manifest_clips(source, root, split_by_speaker=False, seed=seed,
-                            follow_symlinks=follow_symlinks)
+                            follow_symlinks=follow_symlinks, default_split=default_split)
     kept, dropped = clean_clips(clips)
     kept["audio_path"] = [os.path.join(root, relative) for relative in kept["audio_path"]]
     return kept, dropped

@@ -440,8 +440,10 @@ def pitch_threshold_from_clips(audio_paths: Sequence[str], gender_codes: np.ndar
     from agegender import pitch  # noqa: PLC0415
 
     codes = np.asarray(gender_codes, dtype=int)
+    labelled = np.flatnonzero(codes >= 0)  # -1: the clip has no gender label
+    audio_paths, codes = [audio_paths[i] for i in labelled], codes[labelled]
     if len(codes) == 0:
-        return _fallback_threshold(f"no {what} clips")
+        return _fallback_threshold(f"no {what} clips with a gender label")
     pick = np.random.default_rng(seed).permutation(len(codes))[:max_clips]
     f0 = pitch.cached_median_f0([audio_paths[i] for i in pick], root=root, cache=cache)
     codes = codes[pick]
@@ -589,6 +591,12 @@ def evaluate_clips(model_path: str | os.PathLike, clips: pd.DataFrame, *,
     model = open_model(model_path, task)
     task, names = model.task, list(model.class_names)
     codes = _label_codes(clips, task, names)
+    if (codes < 0).any():  # task-aware tables: rows without this task's label take no part
+        log.info("%d of %d clips have no %s label and are left out", int((codes < 0).sum()),
+                 len(codes), task)
+        clips, codes = clips[codes >= 0], codes[codes >= 0]
+    if not len(clips):
+        raise DatasetError(f"no clip has a {task} label")
     base = Path(root) if root is not None else None
     paths = [str(p) for p in clips["audio_path"]]
     files = [str(base / p) if base is not None else p for p in paths]
@@ -644,8 +652,8 @@ def _label_codes(clips: pd.DataFrame, task: str, names: list[str]) -> np.ndarray
         codes = clips[task].map(names.index).to_numpy()
     else:
         raise DatasetError(f"clip table has neither {task}_code nor {task} column")
-    if codes.size and not 0 <= codes.min() <= codes.max() < len(names):
-        raise DatasetError(f"clip table: {task}_code outside 0..{len(names) - 1}")
+    if codes.size and not -1 <= codes.min() <= codes.max() < len(names):
+        raise DatasetError(f"clip table: {task}_code outside -1..{len(names) - 1}")
     return codes
 
 
