@@ -8,8 +8,9 @@ Only this bench downloads anything (the library never does). It fetches the voic
     CACHE/extracted/<package>/     each package unpacked (dpkg -x)
     CACHE/dataset/                 manifest.csv, speakers.csv, audio/<speaker>/<key>.<ext>
                                    (hard links into extracted/, no copies)
-    CACHE/folds/fold<i>/           one dataset folder per fold (hard links again),
-                                   with results/ and models/ written by the product's CLIs
+    CACHE/folds/<tag>/fold<i>/     one dataset folder per compared setting and fold (hard
+                                   links again), with results/ and models/ written by the
+                                   product's CLIs
 
 Sources: Asterisk telephone prompts (8 kHz WAV, one professional voice per language) and
 Fish Fillets NG's Czech and Dutch dialog recordings (wideband OGG, the small and big fish).
@@ -19,7 +20,9 @@ scripts), never from the voice; a speaker whose evidence is not found is dropped
 
 Stages (``--stage``): ``fetch`` (download + unpack), ``build`` (dataset folder, prints the
 speaker table), ``folds`` (per fold: preprocess, train, test with the CLIs in ``src/``,
-then the per-speaker table with the pitch rule), ``all``. Run by hand from the repo root::
+then, from each fold's ``predictions_gender.csv``, the per-speaker table of the CNN, the
+product's pitch baseline (threshold fitted on the fold's train+dev) and the fixed 165 Hz rule,
+with 95 % CIs from the product's bootstrap over speakers), ``all``. Run by hand from the repo root::
 
     python bench/real_speech.py --stage build
     python bench/real_speech.py --stage folds --folds 3 --num_epochs 10
@@ -40,9 +43,13 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))  # the product's own report pieces (pitch, bootstrap)
 DEFAULT_CACHE = Path.home() / ".cache" / "agegender" / "real_speech"
 LOG = logging.getLogger("real_speech")
 
@@ -444,10 +451,19 @@ def choose_dev(train: Sequence[dict], *, seed: int, per_gender: int = 1) -> list
     return sorted(dev)
 
 
-def write_fold(cache_dir: Path, fold: int, test: Sequence[str], dev: Sequence[str]) -> Path:
-    """``CACHE/folds/fold<i>/``: the dataset's audio (hard links) and a manifest with splits."""
+def fold_tag(args: argparse.Namespace) -> str:
+    """A folder-safe name for one comparison, from the flags passed through to the CLIs."""
+    flags = " ".join([args.preprocess_args, args.train_args]).split()
+    text = "_".join(flag.lstrip("-").replace("=", "-") for flag in flags) or "default"
+    return re.sub(r"[^A-Za-z0-9_.-]", "", text) + f"_e{args.num_epochs}"
+
+
+def write_fold(cache_dir: Path, fold: int, test: Sequence[str], dev: Sequence[str], *,
+               tag: str = "default") -> Path:
+    """``CACHE/folds/<tag>/fold<i>/``: the dataset's audio (hard links) and a manifest with
+    splits; one folder per compared setting, so features of different settings never mix."""
     dataset = cache_dir / "dataset"
-    folder = cache_dir / "folds" / f"fold{fold}"
+    folder = cache_dir / "folds" / tag / f"fold{fold}"
     rows = []
     for row in read_csv(dataset / "manifest.csv"):
         split = "test" if row["speaker"] in test else "dev" if row["speaker"] in dev else "train"
@@ -461,74 +477,92 @@ def write_fold(cache_dir: Path, fold: int, test: Sequence[str], dev: Sequence[st
 # Scoring.
 
 
-def per_speaker_correct(predictions: Sequence[dict]) -> dict[str, tuple[int, int, str]]:
-    """speaker → (correct clips, clips, true gender) from ``predictions_gender.csv`` rows."""
-    out: dict[str, tuple[int, int, str]] = {}
-    for row in predictions:
-        correct, n, _ = out.get(row["speaker_id"], (0, 0, row["true"]))
-        out[row["speaker_id"]] = (correct + (row["true"] == row["predicted"]), n + 1, row["true"])
-    return out
+# The report's predictors: the CNN, the product's pitch baseline (threshold fitted on the
+# fold's train+dev clips by src/test.py) and the fixed rule of the issue (165 Hz, no training).
+PREDICTORS = (("cnn", "CNN"), ("pitch_fitted", "pitch (fitted)"), ("pitch_165", "pitch 165 Hz"))
 
 
-def accuracy_and_uar(per_speaker: Sequence[tuple[int, int, str]]) -> tuple[float, float]:
-    """Pooled clip accuracy and UAR (mean recall over the genders present)."""
-    correct = sum(c for c, _, _ in per_speaker)
-    total = sum(n for _, n, _ in per_speaker)
-    recalls = []
-    for gender in sorted({g for _, _, g in per_speaker}):
-        c = sum(c for c, _, g in per_speaker if g == gender)
-        n = sum(n for _, n, g in per_speaker if g == gender)
-        recalls.append(c / n)
-    if not total:
-        return float("nan"), float("nan")
-    return correct / total, sum(recalls) / len(recalls)
+def fold_predictions(folder: Path, fold: int) -> pd.DataFrame:
+    """One fold's test clips: true and predicted codes of each predictor, speaker, F0.
 
-
-def bootstrap_over_speakers(per_speaker: Sequence[tuple[int, int, str]], *, rounds: int = 2000,
-                            seed: int = 0, level: float = 0.95
-                            ) -> dict[str, tuple[float, float]]:
-    """Percentile CIs of accuracy and UAR, resampling speakers (not clips) with replacement.
-
-    ``per_speaker``: (correct clips, clips, gender) per speaker. Returns
-    ``{"accuracy": (low, high), "uar": (low, high)}``.
+    Reads ``predictions_gender.csv`` written by ``src/test.py`` (model and fitted pitch
+    baseline); the fixed 165 Hz rule is applied to its ``median_f0_hz`` (unvoiced → male).
     """
-    if not per_speaker:
-        raise ValueError("per_speaker is empty")
-    rng = random.Random(seed)
-    samples: dict[str, list[float]] = {"accuracy": [], "uar": []}
-    for _ in range(rounds):
-        draw = [per_speaker[rng.randrange(len(per_speaker))] for _ in per_speaker]
-        accuracy, uar = accuracy_and_uar(draw)
-        samples["accuracy"].append(accuracy)
-        samples["uar"].append(uar)
-    tail = (1 - level) / 2
-    out = {}
-    for name, values in samples.items():
-        values.sort()
-        out[name] = (values[int(tail * (rounds - 1))], values[int((1 - tail) * (rounds - 1))])
+    from agegender.pitch import threshold_predictions  # noqa: PLC0415
+
+    table = pd.read_csv(folder / "results" / "gender" / "predictions_gender.csv",
+                        keep_default_na=False, na_values=[""])
+    codes = {"male": 0, "female": 1}
+    f0 = table["median_f0_hz"].astype(float).to_numpy()
+    return pd.DataFrame({
+        "fold": fold, "speaker": table["speaker_id"].astype(str), "f0": f0,
+        "true": table["true"].map(codes), "cnn": table["predicted"].map(codes),
+        "pitch_fitted": table["pitch_predicted"].map(codes),
+        "pitch_165": threshold_predictions(f0, PITCH_THRESHOLD_HZ),
+    })
+
+
+def speaker_rows(clips: pd.DataFrame, speakers: dict[str, dict]) -> list[dict]:
+    """Per (fold, speaker): clips, each predictor's accuracy, median F0 of the clips."""
+    rows = []
+    for (fold, name), part in clips.groupby(["fold", "speaker"], sort=True):
+        row = {"fold": fold, "speaker": name, "gender": speakers[name]["gender"],
+               "channel": speakers[name]["channel"], "clips": len(part),
+               "median_f0_hz": float(np.nanmedian(part["f0"])) if part["f0"].notna().any()
+               else float("nan")}
+        for column, _ in PREDICTORS:
+            row[column] = float((part[column] == part["true"]).mean())
+        rows.append(row)
+    return rows
+
+
+def summarize(clips: pd.DataFrame, *, seed: int) -> list[dict]:
+    """Per fold and overall, per predictor: accuracy and UAR with 95 % CIs from the
+    product's bootstrap over speakers (``evaluation.bootstrap_ci``)."""
+    from agegender.evaluation import bootstrap_ci, classification_metrics  # noqa: PLC0415
+
+    out = []
+    for fold in [*sorted(clips["fold"].unique()), "all"]:
+        part = clips if fold == "all" else clips[clips["fold"] == fold]
+        for column, name in PREDICTORS:
+            metrics = classification_metrics(part["true"], part[column], ("male", "female"))
+            ci = bootstrap_ci(part["true"], part[column], list(part["speaker"]), seed=seed)
+            out.append({"fold": fold, "model": name, "speakers": part["speaker"].nunique(),
+                        "clips": len(part), "accuracy": metrics["accuracy"],
+                        "uar": metrics["balanced_accuracy"], "accuracy_ci": ci["accuracy"],
+                        "uar_ci": ci["balanced_accuracy"]})
     return out
 
 
-def median_f0(path: Path, *, method: str = "yin") -> float:
-    """Median F0 (Hz) of the voiced part of a clip (16 kHz mono, 60–400 Hz search)."""
-    import librosa  # noqa: PLC0415
-    import numpy as np  # noqa: PLC0415
+def report(rows: Sequence[dict], summary: Sequence[dict], out: Path, *,
+           title: str = "") -> str:
+    """Print-ready tables; also writes ``per_speaker.csv``, ``summary.csv``, ``report.md``."""
+    head = ("fold", "speaker", "gender", "channel", "clips", "median F0",
+            *(name for _, name in PREDICTORS))
+    body = [(str(r["fold"]), r["speaker"], r["gender"], r["channel"], str(r["clips"]),
+             f"{r['median_f0_hz']:.0f} Hz", *(f"{r[c]:.0%}" for c, _ in PREDICTORS))
+            for r in rows]
+    sum_head = ("fold", "model", "speakers", "clips", "accuracy [95% CI]", "UAR [95% CI]")
+    sum_body = [(str(s["fold"]), s["model"], str(s["speakers"]), str(s["clips"]),
+                 f"{s['accuracy']:.2f} [{s['accuracy_ci'][0]:.2f}, {s['accuracy_ci'][1]:.2f}]",
+                 f"{s['uar']:.2f} [{s['uar_ci'][0]:.2f}, {s['uar_ci'][1]:.2f}]")
+                for s in summary]
 
-    audio, rate = librosa.load(str(path), sr=16000, mono=True, duration=MAX_SECONDS)
-    if method == "pyin":
-        f0, voiced, _ = librosa.pyin(audio, fmin=60, fmax=400, sr=rate)
-        f0 = f0[voiced]
-    else:
-        f0 = librosa.yin(audio, fmin=60, fmax=400, sr=rate, frame_length=1024)
-        rms = librosa.feature.rms(y=audio, frame_length=1024, hop_length=256)[0][: len(f0)]
-        f0 = f0[: len(rms)][rms > rms.max() * 10 ** (-30 / 20)]  # within 30 dB of the peak
-    f0 = f0[np.isfinite(f0)]
-    return float(np.median(f0)) if f0.size else float("nan")
+    def markdown(header: Sequence[str], lines: Sequence[Sequence[str]]) -> str:
+        return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+                          *("| " + " | ".join(line) + " |" for line in lines)])
 
+    def plain(header: Sequence[str], lines: Sequence[Sequence[str]]) -> str:
+        widths = [max(len(x) for x in col) for col in zip(header, *lines, strict=False)]
+        return "\n".join("  ".join(x.ljust(w) for x, w in zip(line, widths, strict=True))
+                         for line in [header, *lines])
 
-def pitch_rule(f0: float) -> str:
-    """female when the median F0 is above ``PITCH_THRESHOLD_HZ``, else male."""
-    return "female" if f0 > PITCH_THRESHOLD_HZ else "male"
+    out.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_csv(out / "per_speaker.csv", index=False)
+    pd.DataFrame(summary).to_csv(out / "summary.csv", index=False)
+    (out / "report.md").write_text(f"{title}\n\n{markdown(head, body)}\n\n"
+                                   f"{markdown(sum_head, sum_body)}\n", encoding="utf-8")
+    return f"{title}\n{plain(head, body)}\n\n{plain(sum_head, sum_body)}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -556,78 +590,6 @@ def run_fold(folder: Path, args: argparse.Namespace) -> Path:
     return results / "gender" / "predictions_gender.csv"
 
 
-def score_folds(cache_dir: Path, folds: Sequence[Sequence[str]], args: argparse.Namespace
-                ) -> list[dict]:
-    """Per (fold, speaker) rows: CNN accuracy from the predictions, pitch-rule accuracy."""
-    dataset = cache_dir / "dataset"
-    speakers = {r["speaker"]: r for r in read_csv(dataset / "speakers.csv")}
-    manifest = read_csv(dataset / "manifest.csv")
-    rows = []
-    for fold, test in enumerate(folds):
-        folder = cache_dir / "folds" / f"fold{fold}"
-        predictions = read_csv(folder / "results" / "gender" / "predictions_gender.csv")
-        cnn = per_speaker_correct(predictions)
-        for name in test:
-            clips = [r for r in manifest if r["speaker"] == name]
-            pitch_correct = sum(pitch_rule(median_f0(dataset / r["path"], method=args.pitch))
-                                == r["gender"] for r in clips)
-            correct, n, _ = cnn.get(name, (0, 0, speakers[name]["gender"]))
-            rows.append({"fold": fold, "speaker": name, "gender": speakers[name]["gender"],
-                         "channel": speakers[name]["channel"], "clips": len(clips),
-                         "cnn_tested": n, "cnn_correct": correct, "pitch_correct": pitch_correct})
-    return rows
-
-
-def summarize(rows: Sequence[dict], *, seed: int) -> list[dict]:
-    """Summary rows per fold and overall: accuracy, UAR, 95 % bootstrap-over-speakers CI."""
-    out = []
-    for fold in [*sorted({r["fold"] for r in rows}), "all"]:
-        part = [r for r in rows if fold == "all" or r["fold"] == fold]
-        for model, correct, total in (("cnn", "cnn_correct", "cnn_tested"),
-                                      ("pitch", "pitch_correct", "clips")):
-            per = [(r[correct], r[total], r["gender"]) for r in part if r[total]]
-            if not per:
-                continue
-            accuracy, uar = accuracy_and_uar(per)
-            ci = bootstrap_over_speakers(per, seed=seed)
-            out.append({"fold": fold, "model": model, "speakers": len(per),
-                        "clips": sum(n for _, n, _ in per), "accuracy": accuracy, "uar": uar,
-                        "accuracy_ci": ci["accuracy"], "uar_ci": ci["uar"]})
-    return out
-
-
-def report(rows: Sequence[dict], summary: Sequence[dict], out: Path) -> str:
-    """Prints-ready table; also writes ``per_speaker.csv``, ``summary.csv``, ``report.md``."""
-    def pct(c: int, n: int) -> str:
-        return f"{c / n:.1%}" if n else "—"
-
-    head = ("fold", "speaker", "gender", "channel", "clips", "CNN acc", "pitch-rule acc")
-    body = [(str(r["fold"]), r["speaker"], r["gender"], r["channel"], str(r["clips"]),
-             pct(r["cnn_correct"], r["cnn_tested"]), pct(r["pitch_correct"], r["clips"]))
-            for r in rows]
-    sum_head = ("fold", "model", "speakers", "clips", "accuracy [95% CI]", "UAR [95% CI]")
-    sum_body = [(str(s["fold"]), s["model"], str(s["speakers"]), str(s["clips"]),
-                 f"{s['accuracy']:.1%} [{s['accuracy_ci'][0]:.1%}, {s['accuracy_ci'][1]:.1%}]",
-                 f"{s['uar']:.1%} [{s['uar_ci'][0]:.1%}, {s['uar_ci'][1]:.1%}]")
-                for s in summary]
-
-    def markdown(header: Sequence[str], lines: Sequence[Sequence[str]]) -> str:
-        return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
-                          *("| " + " | ".join(line) + " |" for line in lines)])
-
-    def plain(header: Sequence[str], lines: Sequence[Sequence[str]]) -> str:
-        widths = [max(len(x) for x in col) for col in zip(header, *lines, strict=False)]
-        return "\n".join("  ".join(x.ljust(w) for x, w in zip(line, widths, strict=True))
-                         for line in [header, *lines])
-
-    out.mkdir(parents=True, exist_ok=True)
-    write_csv(out / "per_speaker.csv", list(rows[0]) if rows else [], rows)
-    write_csv(out / "summary.csv", list(summary[0]) if summary else [], summary)
-    (out / "report.md").write_text(f"{markdown(head, body)}\n\n{markdown(sum_head, sum_body)}\n",
-                                   encoding="utf-8")
-    return f"{plain(head, body)}\n\n{plain(sum_head, sum_body)}"
-
-
 # ---------------------------------------------------------------------------------------------
 
 
@@ -646,7 +608,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="passed to preprocess_dataset.py, e.g. '--feature_type=mel'")
     parser.add_argument("--train_args", default="", help="passed to train.py")
     parser.add_argument("--test_args", default="", help="passed to test.py")
-    parser.add_argument("--pitch", choices=("yin", "pyin"), default="yin")
+    parser.add_argument("--tag", default=None,
+                        help="names this comparison's fold folders (CACHE/folds/TAG/) and "
+                             "report (OUT/TAG/); default: made from the passed-through args")
     parser.add_argument("--out", type=Path, default=REPO / "results" / "real_speech")
     return parser.parse_args(argv)
 
@@ -668,15 +632,23 @@ def main(argv: list[str] | None = None) -> int:
             print(f"dropped {note}")
         print(f"wrote {cache / 'dataset' / 'manifest.csv'} ({len(manifest)} clips)")
     if args.stage in ("folds", "all"):
+        tag = args.tag or fold_tag(args)
         table = read_csv(cache / "dataset" / "speakers.csv")
+        speakers = {r["speaker"]: r for r in table}
         folds = speaker_folds(table, args.folds, seed=args.seed)
+        clips = []
         for fold, test in enumerate(folds):
             train = [r for r in table if r["speaker"] not in test]
             dev = choose_dev(train, seed=args.seed + fold, per_gender=args.dev_per_gender)
             print(f"fold {fold}: test {test}, dev {dev}")
-            run_fold(write_fold(cache, fold, test, dev), args)
-        rows = score_folds(cache, folds, args)
-        print(report(rows, summarize(rows, seed=args.seed), args.out))
+            folder = write_fold(cache, fold, test, dev, tag=tag)
+            run_fold(folder, args)
+            clips.append(fold_predictions(folder, fold))
+        clips = pd.concat(clips, ignore_index=True)
+        title = (f"real speech, gender, leave-speakers-out ({args.folds} folds, "
+                 f"{args.num_epochs} epochs): {tag}")
+        print(report(speaker_rows(clips, speakers), summarize(clips, seed=args.seed),
+                     args.out / tag, title=title))
     return 0
 
 

@@ -103,26 +103,47 @@ def test_choose_dev_takes_one_per_gender_and_keeps_a_lone_speaker():
     assert len(real_speech.choose_dev(_speakers(2, 1), seed=0)) == 1
 
 
-def test_bootstrap_over_speakers():
-    perfect = [(10, 10, "female"), (5, 5, "male"), (7, 7, "male")]
-    ci = real_speech.bootstrap_over_speakers(perfect, rounds=200, seed=0)
-    assert ci == {"accuracy": (1.0, 1.0), "uar": (1.0, 1.0)}
-    mixed = [(10, 10, "female"), (0, 10, "female"), (10, 10, "male"), (0, 10, "male")]
-    accuracy, uar = real_speech.accuracy_and_uar(mixed)
-    assert accuracy == uar == 0.5
-    ci = real_speech.bootstrap_over_speakers(mixed, rounds=500, seed=3)
-    low, high = ci["accuracy"]
-    assert low < 0.5 < high and 0.0 <= low and high <= 1.0
-    assert ci == real_speech.bootstrap_over_speakers(mixed, rounds=500, seed=3)
-    with pytest.raises(ValueError):
-        real_speech.bootstrap_over_speakers([])
+def _fake_fold(folder: Path, rows: list[tuple[str, str, str, float, str]]) -> Path:
+    """A ``predictions_gender.csv`` as src/test.py writes it: (speaker, true, predicted,
+    median F0, pitch baseline's label)."""
+    import pandas as pd
+
+    out = folder / "results" / "gender"
+    out.mkdir(parents=True)
+    pd.DataFrame([{"key": f"k{i}", "speaker_id": s, "true": t, "predicted": p,
+                   "median_f0_hz": f0, "pitch_predicted": pp}
+                  for i, (s, t, p, f0, pp) in enumerate(rows)]).to_csv(
+        out / "predictions_gender.csv", index=False)
+    return folder
 
 
-def test_per_speaker_correct_from_prediction_rows():
-    rows = [{"speaker_id": "a", "true": "female", "predicted": "female"},
-            {"speaker_id": "a", "true": "female", "predicted": "male"},
-            {"speaker_id": "b", "true": "male", "predicted": "male"}]
-    assert real_speech.per_speaker_correct(rows) == {"a": (1, 2, "female"), "b": (1, 1, "male")}
+def test_scoring_per_speaker_and_summary_with_the_products_bootstrap(tmp_path):
+    import pandas as pd
+
+    fold0 = _fake_fold(tmp_path / "f0", [("a", "female", "female", 220.0, "female"),
+                                         ("a", "female", "male", 150.0, "male"),
+                                         ("b", "male", "male", 110.0, "male")])
+    fold1 = _fake_fold(tmp_path / "f1", [("c", "male", "female", 180.0, "male"),
+                                         ("c", "male", "female", float("nan"), "male")])
+    clips = pd.concat([real_speech.fold_predictions(fold0, 0),
+                       real_speech.fold_predictions(fold1, 1)], ignore_index=True)
+    # The fixed rule: > 165 Hz female, unvoiced (nan) male.
+    assert clips["pitch_165"].tolist() == [1, 0, 0, 1, 0]
+    speakers = {n: {"gender": g, "channel": "x"} for n, g in
+                (("a", "female"), ("b", "male"), ("c", "male"))}
+    rows = {r["speaker"]: r for r in real_speech.speaker_rows(clips, speakers)}
+    assert rows["a"]["cnn"] == 0.5 and rows["b"]["cnn"] == 1.0 and rows["c"]["cnn"] == 0.0
+    assert rows["c"]["pitch_fitted"] == 1.0 and rows["c"]["pitch_165"] == 0.5
+    assert rows["a"]["median_f0_hz"] == 185.0 and rows["c"]["median_f0_hz"] == 180.0
+    summary = real_speech.summarize(clips, seed=0)
+    overall = {s["model"]: s for s in summary if s["fold"] == "all"}
+    assert overall["CNN"]["accuracy"] == 2 / 5 and overall["CNN"]["speakers"] == 3
+    # UAR: female 1/2, male 1/3.
+    assert overall["CNN"]["uar"] == (1 / 2 + 1 / 3) / 2
+    low, high = overall["CNN"]["accuracy_ci"]
+    assert 0.0 <= low <= 2 / 5 <= high <= 1.0
+    text = real_speech.report(list(rows.values()), summary, tmp_path / "out", title="t")
+    assert "pitch 165 Hz" in text and (tmp_path / "out" / "report.md").is_file()
 
 
 def test_choose_clips_filters_durations_and_caps(tmp_path):
@@ -145,7 +166,7 @@ def test_write_fold_sets_splits_with_hard_links(tmp_path):
         (dataset / path).write_bytes(b"RIFF")
         rows.append({"path": path, "gender": gender, "speaker": speaker})
     real_speech.write_csv(dataset / "manifest.csv", real_speech.MANIFEST_COLUMNS, rows)
-    folder = real_speech.write_fold(tmp_path, 0, test=["a"], dev=["b"])
+    folder = real_speech.write_fold(tmp_path, 0, test=["a"], dev=["b"], tag="t")
     manifest = real_speech.read_csv(folder / "manifest.csv")
     assert {r["speaker"]: r["split"] for r in manifest} == {"a": "test", "b": "dev", "c": "train"}
     linked = folder / "audio/a/a__x.wav"
