@@ -16,9 +16,9 @@ from agegender.errors import ParameterError
 from agegender.labels import TASKS
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Parses the command line (``sys.argv[1:]`` when ``argv`` is None)."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_parser() -> argparse.ArgumentParser:
+    """The script's flags; ``--help`` shows each default."""
+    parser = cli.make_parser(__doc__.splitlines()[0])
     parser.add_argument("--model_path", required=True,
                         help=".keras or .h5 file, or a SavedModel folder")
     parser.add_argument("--audio_file", required=True, nargs="+",
@@ -26,14 +26,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cls_task", default=None, choices=TASKS,
                         help="expected task (default: read from the model)")
     parser.add_argument("--top_k", type=int, default=1, help="classes to print per file")
-    parser.add_argument("--batch_size", type=int, default=64)
+    parser.add_argument("--batch_size", type=int, default=64, help="clips per model call")
     parser.add_argument("--precision", default="float32", choices=("float32", "bfloat16"),
                         help="bfloat16: ~2x faster model on CPUs with bf16 instructions, "
                              "labels may rarely differ (default: float32)")
     parser.add_argument("--output", default=None,
                         help="write every class probability per file to a .csv or .json")
     cli.add_bool_flag(parser, "verbose", default=False, help="debug logging")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parses the command line (``sys.argv[1:]`` when ``argv`` is None)."""
+    return build_parser().parse_args(argv)
 
 
 def write_output(path: str, results: list[dict], class_names: tuple[str, ...]) -> None:

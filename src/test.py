@@ -14,19 +14,26 @@ from agegender import cli
 from agegender.labels import TASKS
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Parses the command line (``sys.argv[1:]`` when ``argv`` is None)."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_parser() -> argparse.ArgumentParser:
+    """The script's flags; ``--help`` shows each default."""
+    parser = cli.make_parser(__doc__.splitlines()[0])
     parser.add_argument("--dataset_dir", required=True, help="dataset folder holding TFRecord/")
     parser.add_argument("--model_path", required=True,
                         help=".keras or .h5 file, or a SavedModel folder")
     parser.add_argument("--cls_task", default=None, choices=TASKS,
                         help="task to evaluate (default: the one stored in the model)")
-    parser.add_argument("--split", default="test", choices=("dev", "test"))
-    parser.add_argument("--batch_size", type=int, default=128)
-    parser.add_argument("--results_dir", default="results")
+    parser.add_argument("--split", default="test", choices=("dev", "test"),
+                        help="split to evaluate on")
+    parser.add_argument("--batch_size", type=int, default=128, help="examples per model call")
+    parser.add_argument("--results_dir", default="results",
+                        help="reports go to RESULTS_DIR/<task>/")
     cli.add_bool_flag(parser, "verbose", default=False, help="debug logging")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parses the command line (``sys.argv[1:]`` when ``argv`` is None)."""
+    return build_parser().parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
