@@ -100,6 +100,8 @@ def draw_training_curves(figure, log: pd.DataFrame, title: str = "", *,
     cross-entropy columns the total loss is the second panel. A dotted vertical line marks
     ``best_epoch`` (1-based), the epoch whose weights were saved.
     """
+    from matplotlib.ticker import MaxNLocator  # noqa: PLC0415
+
     figure.clear()
     epochs = log["epoch"].to_numpy() + 1
     panels = [("accuracy", "accuracy")]
@@ -123,6 +125,7 @@ def draw_training_curves(figure, log: pd.DataFrame, title: str = "", *,
                 axes.plot([best_epoch], [float(shown.iloc[-1])], "*", color="#2ca02c",
                           markersize=14)
         axes.set_xlabel("epoch")
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.set_ylabel(label, fontsize=9 if metric == "loss" else 10)
         if metric == "loss":
             axes.set_title("total loss (what is minimised)", fontsize=10)
