@@ -180,6 +180,49 @@ def _read_cv(root: Path, *, split_by_speaker: bool, seed: int) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
+def guess_layout(dataset_dir: str | os.PathLike) -> str | None:
+    """Which ``--dataset_type`` a folder looks like, from its file names alone.
+
+    ``raw``: ``cv-valid-*.csv`` at the top; ``clean``: ``Audio/cv-valid-*.csv``; ``cv``:
+    ``*.tsv`` files and a ``clips/`` folder; ``manifest``: ``manifest.csv``/``manifest.tsv``.
+
+    Returns:
+        The first layout that fits, in that order; None when none does.
+    """
+    root = Path(dataset_dir)
+    if any(root.glob("cv-valid-*.csv")):
+        return "raw"
+    if any((root / "Audio").glob("cv-valid-*.csv")):
+        return "clean"
+    if (root / "clips").is_dir() and any(root.glob("*.tsv")):
+        return "cv"
+    if (root / "manifest.csv").is_file() or (root / "manifest.tsv").is_file():
+        return "manifest"
+    return None
+
+
+def _first_label_file(root: Path, dataset_type: str, split_by_speaker: bool) -> Path | None:
+    """The first file ``read_clips`` opens for a layout (None: a layout not known here)."""
+    first = {"raw": root / f"{split_dirname(SPLITS[0])}.csv",
+             "clean": root / "Audio" / f"{split_dirname(SPLITS[0])}.csv",
+             "cv": root / ("validated.tsv" if split_by_speaker else _CV_SPLIT_FILES[SPLITS[0]])}
+    return first.get(dataset_type)
+
+
+def _layout_mismatch(root: Path, dataset_type: str, missing: Path) -> DatasetError:
+    """``missing: file not found`` plus what the folder looks like and the flag to use."""
+    guess = guess_layout(root)
+    if guess is None:
+        hint = ("no known layout there (raw: cv-valid-train.csv, clean: "
+                "Audio/cv-valid-train.csv, cv: train.tsv + clips/)")
+    elif guess == dataset_type:
+        hint = f"the folder has other {dataset_type} files, but not this one"
+    else:
+        hint = (f"{root} looks like the {guess} layout: run python src/preprocess_dataset.py "
+                f"--dataset_dir={root} --dataset_type={guess}")
+    return DatasetError(f"{missing}: file not found for --dataset_type={dataset_type}; {hint}")
+
+
 def read_clips(dataset_dir: str | os.PathLike, dataset_type: str, *,
                split_by_speaker: bool = False, seed: int = 42) -> pd.DataFrame:
     """Reads a dataset folder's label files into one clip table.
@@ -202,6 +245,9 @@ def read_clips(dataset_dir: str | os.PathLike, dataset_type: str, *,
     root = Path(dataset_dir)
     if not root.is_dir():
         raise DatasetError(f"{root}: dataset folder not found")
+    first = _first_label_file(root, dataset_type, split_by_speaker)
+    if first is not None and not first.is_file():
+        raise _layout_mismatch(root, dataset_type, first)
     if dataset_type == "raw":
         return _read_raw(root)
     if dataset_type == "clean":
