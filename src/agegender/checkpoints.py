@@ -182,6 +182,23 @@ def _open_saved_model(path: Path, task: str | None) -> LoadedModel:
     return LoadedModel(str(path), task, tuple(names), params, predict)
 
 
+def model_features(model) -> FeatureParams:
+    """The feature settings a model was trained with, to compute its input images.
+
+    ``features.clip_image(path, model_features(model))`` gives exactly the image the model
+    saw in training for that clip. Models without stored settings (not built by agegender)
+    get the defaults at their input size.
+    """
+    from agegender.model import model_labels  # noqa: PLC0415
+
+    try:
+        _, _, features = model_labels(model)
+    except ModelError:
+        features = None
+    image_size = int(model.input_shape[1])
+    return FeatureParams(**features) if features else FeatureParams(image_size=image_size)
+
+
 def save_model_files(model, keras_path: str | os.PathLike, h5_path: str | os.PathLike, *,
                      include_optimizer: bool = False) -> None:
     """Writes ``model`` as ``.keras`` and as ``.h5``, each atomically.
