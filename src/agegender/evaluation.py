@@ -304,7 +304,8 @@ def format_report(result: dict, class_names: Sequence[str], *, task: str, split:
     """
     model_lines = [f"model: {model_path}"]
     if identity is not None:
-        epoch = identity["epoch"] if identity["epoch"] is not None else "unknown (no JSON beside it)"
+        epoch = (identity["epoch"] if identity["epoch"] is not None
+                 else "unknown (no best_model JSON beside it)")
         model_lines += [f"model file: {identity['path']}",
                         f"model sha256: {identity['sha256']}",
                         f"model size: {identity['size']} bytes   best epoch: {epoch}"]
