@@ -10,25 +10,27 @@ DEMO=data/DemoVoice
 GENDER_EPOCHS="${GENDER_EPOCHS:-10}"
 AGE_EPOCHS="${AGE_EPOCHS:-15}"
 step() { printf '\n=== %s\n' "$*"; }
+# bash's `time` after each step: wall time, and CPU time (user + sys, all processes of the step).
+TIMEFORMAT='    (step took %1R s wall, %1U s user + %1S s sys CPU)'
 
 step "1/5 demo corpus → $DEMO (synthetic espeak-ng voices, Kaggle Common Voice v1 layout)"
-"$PY" src/make_demo_dataset.py --out "$DEMO"
+time "$PY" src/make_demo_dataset.py --out "$DEMO"
 step "2/5 preprocess: clean → spectrogram PNGs → TFRecord shards"
-"$PY" src/preprocess_dataset.py --dataset_dir="$DEMO" --dataset_type=raw
+time "$PY" src/preprocess_dataset.py --dataset_dir="$DEMO" --dataset_type=raw
 for task in gender age; do
   epochs=$GENDER_EPOCHS; [ "$task" = age ] && epochs=$AGE_EPOCHS
   step "3/5 train $task ($epochs epochs, batch 32)"
-  "$PY" src/train.py --dataset_dir="$DEMO" --cls_task="$task" --num_epochs="$epochs" \
+  time "$PY" src/train.py --dataset_dir="$DEMO" --cls_task="$task" --num_epochs="$epochs" \
     --batch_size=32 --show_live_plot=True
   step "4/5 test $task on the held-out demo speakers"
-  "$PY" src/test.py --dataset_dir="$DEMO" --model_path="models/$task/best_model_$task.keras" \
+  time "$PY" src/test.py --dataset_dir="$DEMO" --model_path="models/$task/best_model_$task.keras" \
     --cls_task="$task"
 done
 step "5/5 inference on four held-out clips"
 clips=("$DEMO"/cv-valid-test/cv-valid-test/sample-00000{0..3}.mp3)
-"$PY" src/inference.py --model_path=models/gender/best_model_gender.keras \
+time "$PY" src/inference.py --model_path=models/gender/best_model_gender.keras \
   --audio_file "${clips[@]}" --top_k=2
-"$PY" src/inference.py --model_path=models/age/best_model_age.keras \
+time "$PY" src/inference.py --model_path=models/age/best_model_age.keras \
   --audio_file "${clips[@]}" --top_k=2 --output=results/age/demo_inference_age.csv
 
 cat <<TXT

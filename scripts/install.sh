@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs what the project needs on a fresh Debian/Ubuntu machine (root or sudo) and prints
-# nothing but progress. Source it to get $PY, the Python to run the project with:
+# Installs what the project needs on a fresh Debian/Ubuntu machine (root or sudo): espeak-ng,
+# requirements.txt, then this package (pip install -e .). Prints nothing but progress.
+# Source it to get $PY, the Python to run the project with:
 #   source scripts/install.sh
 # System packages: espeak-ng (demo voices). libsndfile with MP3 comes inside the soundfile wheel.
 set -euo pipefail
@@ -30,4 +31,9 @@ fi
 echo "[install] pip install -r requirements.txt into $("$PY" -c 'import sys; print(sys.prefix)')"
 "$PY" -m pip install -q --disable-pip-version-check --root-user-action=ignore \
   -r "$ROOT/requirements.txt"
+# The package itself, editable: `import agegender` then works from any folder, and edits
+# under src/ take effect without reinstalling. --no-deps: requirements.txt was just installed.
+echo "[install] pip install -e $ROOT (the agegender package, editable)"
+"$PY" -m pip install -q --disable-pip-version-check --root-user-action=ignore --no-deps \
+  -e "$ROOT"
 export PY

@@ -16,9 +16,9 @@ from agegender.errors import ParameterError
 from agegender.labels import TASKS
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Parses the command line (``sys.argv[1:]`` when ``argv`` is None)."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_parser() -> argparse.ArgumentParser:
+    """The script's flags; ``--help`` shows each default."""
+    parser = cli.make_parser(__doc__.splitlines()[0])
     parser.add_argument("--model_path", required=True,
                         help=".keras or .h5 file, or a SavedModel folder")
     parser.add_argument("--audio_file", required=True, nargs="+",
@@ -26,23 +26,37 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cls_task", default=None, choices=TASKS,
                         help="expected task (default: read from the model)")
     parser.add_argument("--top_k", type=int, default=1, help="classes to print per file")
-    parser.add_argument("--batch_size", type=int, default=64)
+    parser.add_argument("--batch_size", type=int, default=64, help="clips per model call")
     parser.add_argument("--precision", default="float32", choices=("float32", "bfloat16"),
                         help="bfloat16: ~2x faster model on CPUs with bf16 instructions, "
                              "labels may rarely differ (default: float32)")
     parser.add_argument("--output", default=None,
                         help="write every class probability per file to a .csv or .json")
     cli.add_bool_flag(parser, "verbose", default=False, help="debug logging")
-    return parser.parse_args(argv)
+    return parser
 
 
-def write_output(path: str, results: list[dict], class_names: tuple[str, ...]) -> None:
-    """Writes predictions as CSV (one row per file) or JSON (a list of objects)."""
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parses the command line (``sys.argv[1:]`` when ``argv`` is None)."""
+    return build_parser().parse_args(argv)
+
+
+def write_output(path: str, results: list[dict], class_names: tuple[str, ...], *,
+                 model: dict | None = None) -> None:
+    """Writes predictions as CSV (one row per file) or JSON (a list of objects).
+
+    ``model`` (``checkpoints.model_identity``) goes beside it, to ``PATH.model.json``, so the
+    file says which model made it.
+    """
+    if not path.endswith((".csv", ".json")):
+        raise ParameterError(f"--output={path}: expected a .csv or .json file name")
+    if model is not None:
+        from agegender.evaluation import model_sidecar  # noqa: PLC0415
+
+        atomic.write_text(model_sidecar(path), json.dumps(model, indent=2))
     if path.endswith(".json"):
         atomic.write_text(path, json.dumps(results, indent=2))
         return
-    if not path.endswith(".csv"):
-        raise ParameterError(f"--output={path}: expected a .csv or .json file name")
     import pandas as pd  # noqa: PLC0415
 
     rows = [{"file": r["file"], "label": r["label"], "probability": r["probability"],
@@ -56,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
 
     def work() -> int:
+        from agegender.checkpoints import describe_model, model_identity  # noqa: PLC0415
         from agegender.inference import AgeGenderDetector, expand_audio_paths  # noqa: PLC0415
 
         if args.top_k < 1:
@@ -64,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ParameterError(f"--output={args.output}: expected a .csv or .json file name")
         detector = AgeGenderDetector(args.model_path, args.cls_task, batch_size=args.batch_size,
                                      precision=args.precision)
+        identity = {**model_identity(args.model_path), "task": detector.task}
         files = expand_audio_paths(args.audio_file)
         results = detector.predict(files)
         for result in results:
@@ -75,10 +91,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{result['file']}: {result['label']} (p={result['probability']:.3f})"
                   + (f"  [{shown}]" if args.top_k > 1 else ""))
         if args.output:
-            write_output(args.output, results, detector.class_names)
-            print(f"predictions written to {args.output}")
+            write_output(args.output, results, detector.class_names, model=identity)
+            print(f"predictions written to {args.output} (model named in "
+                  f"{args.output}.model.json)")
         predicted = sum(1 for r in results if not r["error"])
-        print(f"{predicted} of {len(results)} files predicted ({detector.task})")
+        print(f"{predicted} of {len(results)} files predicted ({detector.task}) by "
+              f"{describe_model(identity, short=True)}")
         return 0 if predicted else 1
 
     return cli.run_cli(work, verbose=args.verbose)

@@ -14,16 +14,15 @@ import argparse
 import os
 import sys
 
-from agegender.cli import add_bool_flag, run_cli
+from agegender.cli import add_bool_flag, make_parser, run_cli
 from agegender.config import SPLITS
 from agegender.demo import DemoParams, corpus_csv_name, make_demo_dataset
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Parses the command line (``sys.argv[1:]`` when ``argv`` is None)."""
+def build_parser() -> argparse.ArgumentParser:
+    """The script's flags; ``--help`` shows each default."""
     defaults = DemoParams()
-    parser = argparse.ArgumentParser(
-        description="Synthesize a small Common Voice v1-style corpus of speakers of known "
+    parser = make_parser("Synthesize a small Common Voice v1-style corpus of speakers of known "
         "gender and age with espeak-ng, for running the project offline."
     )
     parser.add_argument("--out", required=True, help="corpus folder to create or resume")
@@ -56,7 +55,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "settings, replacing only the demo's own files",
     )
     add_bool_flag(parser, "verbose", default=False, help="log debug messages")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parses the command line (``sys.argv[1:]`` when ``argv`` is None)."""
+    return build_parser().parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:

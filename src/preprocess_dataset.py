@@ -13,9 +13,9 @@ from agegender import cli
 from agegender.config import DATASET_TYPES, FEATURE_TYPES, FeatureParams, PreprocessParams
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Parses the command line (``sys.argv[1:]`` when ``argv`` is None)."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_parser() -> argparse.ArgumentParser:
+    """The script's flags; ``--help`` shows each default."""
+    parser = cli.make_parser(__doc__.splitlines()[0])
     parser.add_argument("--dataset_dir", required=True, help="dataset folder")
     parser.add_argument("--dataset_type", default="clean", choices=DATASET_TYPES,
                         help="raw: Kaggle Common Voice v1; clean: the original project's Audio/ "
@@ -25,12 +25,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--stage", default="all",
                         choices=("all", "clean", "spectrograms", "tfrecords"),
                         help="run one stage only (default: all three)")
-    parser.add_argument("--feature_type", default="spectrogram", choices=FEATURE_TYPES)
+    parser.add_argument("--feature_type", default="spectrogram", choices=FEATURE_TYPES,
+                        help="image kind: dB spectrogram (the paper's), mel or MFCC")
     parser.add_argument("--image_size", type=int, default=64, help="image side in pixels")
     parser.add_argument("--num_workers", type=int, default=0,
                         help="spectrogram processes (default 0: all cores)")
     parser.add_argument("--shard_size", type=int, default=1000, help="examples per shard")
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--seed", type=int, default=42,
+                        help="seeds the train shuffle and the speaker split")
     parser.add_argument("--results_dir", default="results", help="where reports go")
     cli.add_bool_flag(parser, "split_by_speaker", default=False,
                       help="rebuild train/dev/test from all rows (cv: validated.tsv), disjoint "
@@ -42,7 +44,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     cli.add_bool_flag(parser, "overwrite", default=False,
                       help="remake PNGs and shards that already exist")
     cli.add_bool_flag(parser, "verbose", default=False, help="debug logging")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parses the command line (``sys.argv[1:]`` when ``argv`` is None)."""
+    return build_parser().parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,9 +16,9 @@ from agegender import cli
 from agegender.labels import TASKS
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Parses the command line (``sys.argv[1:]`` when ``argv`` is None)."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_parser() -> argparse.ArgumentParser:
+    """The script's flags; ``--help`` shows each default."""
+    parser = cli.make_parser(__doc__.splitlines()[0])
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--dataset_dir", help="dataset folder holding TFRecord/")
     source.add_argument("--manifest",
@@ -31,11 +31,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cls_task", default=None, choices=TASKS,
                         help="task to evaluate (default: the one stored in the model)")
     parser.add_argument("--split", default="test", choices=("dev", "test"),
-                        help="split to evaluate (default: %(default)s)")
-    parser.add_argument("--batch_size", type=int, default=128)
-    parser.add_argument("--results_dir", default="results")
+                        help="split to evaluate on")
+    parser.add_argument("--batch_size", type=int, default=128, help="examples per model call")
+    parser.add_argument("--results_dir", default="results",
+                        help="reports go to RESULTS_DIR/<task>/")
     cli.add_bool_flag(parser, "verbose", default=False, help="debug logging")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parses the command line (``sys.argv[1:]`` when ``argv`` is None)."""
+    return build_parser().parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:

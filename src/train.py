@@ -15,16 +15,17 @@ from agegender.config import CLASS_WEIGHTS, DEFAULT_BN_MOMENTUM, STRATEGIES, Tra
 from agegender.labels import TASKS
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Parses the command line (``sys.argv[1:]`` when ``argv`` is None)."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_parser() -> argparse.ArgumentParser:
+    """The script's flags; ``--help`` shows each default."""
+    parser = cli.make_parser(__doc__.splitlines()[0])
     parser.add_argument("--dataset_dir", required=True,
                         help="dataset folder holding TFRecord/ (made by preprocess_dataset.py)")
-    parser.add_argument("--cls_task", default="age", choices=TASKS)
-    parser.add_argument("--batch_size", type=int, default=128)
-    parser.add_argument("--learning_rate", type=float, default=1e-4)
-    parser.add_argument("--num_epochs", type=int, default=50)
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--cls_task", default="age", choices=TASKS, help="what to predict")
+    parser.add_argument("--batch_size", type=int, default=128, help="examples per step")
+    parser.add_argument("--learning_rate", type=float, default=1e-4, help="Adam's learning rate")
+    parser.add_argument("--num_epochs", type=int, default=50, help="passes over train")
+    parser.add_argument("--seed", type=int, default=42,
+                        help="seeds weights, shuffling and dropout")
     parser.add_argument("--class_weight", default="none", choices=CLASS_WEIGHTS,
                         help="balanced: weight classes by inverse frequency (Common Voice is "
                              "~3/4 male)")
@@ -37,9 +38,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="BatchNorm momentum (Keras' 0.99 leaves the moving statistics "
                              "unconverged on small corpora; measured in README.md, 'The "
                              "model', and bench/bn_momentum_bench.py)")
-    parser.add_argument("--models_dir", default="models")
-    parser.add_argument("--results_dir", default="results")
-    parser.add_argument("--strategy", default="auto", choices=STRATEGIES)
+    parser.add_argument("--models_dir", default="models",
+                        help="best checkpoints go to MODELS_DIR/<task>/")
+    parser.add_argument("--results_dir", default="results",
+                        help="training log and curves go to RESULTS_DIR/<task>/")
+    parser.add_argument("--strategy", default="auto", choices=STRATEGIES,
+                        help="auto: multiworker with TF_CONFIG, mirrored with >1 GPU, else default")
     parser.add_argument("--export_dir", default=None,
                         help="also write a TensorFlow SavedModel of the best model here")
     cli.add_bool_flag(parser, "show_summary", default=False, help="print the model summary")
@@ -47,8 +51,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                       help="redraw the training curves each epoch (window if a display exists, "
                            "PNG always)")
     cli.add_bool_flag(parser, "mixed_precision", default=False, help="float16 compute (GPUs)")
+    cli.add_bool_flag(parser, "save_optimizer", default=False,
+                      help="keep the optimizer state in the best checkpoints (3x larger; only "
+                           "needed to continue training from them)")
     cli.add_bool_flag(parser, "verbose", default=False, help="debug logging")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parses the command line (``sys.argv[1:]`` when ``argv`` is None)."""
+    return build_parser().parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         result = train(args.dataset_dir, args.cls_task, train_params=params,
                        image_size=args.image_size, l2=args.l2, bn_momentum=args.bn_momentum,
                        models_dir=args.models_dir, results_dir=args.results_dir,
-                       show_summary=args.show_summary, show_live_plot=args.show_live_plot)
+                       show_summary=args.show_summary, show_live_plot=args.show_live_plot,
+                       save_optimizer=args.save_optimizer)
         print(f"best val_accuracy {result['best_val_accuracy']:.4f} at epoch "
               f"{result['best_epoch']}")
         print(f"  checkpoints: {result['keras']}  {result['h5']}")

@@ -98,3 +98,62 @@ def test_known_errors_are_one_line_without_traceback(tiny_dataset, tmp_path):
 def test_unknown_choice_is_rejected_by_argparse(tmp_path):
     done = _run("train.py", "--dataset_dir=d", "--cls_task=height", cwd=tmp_path)
     assert done.returncode == 2 and "invalid choice: 'height'" in done.stderr
+
+
+def _option_blocks(help_text: str) -> dict[str, str]:
+    """``--help`` text split into one whitespace-normalised block per option."""
+    blocks: dict[str, list[str]] = {}
+    current = None
+    for line in help_text.splitlines():
+        match = re.match(r"^  (-\S+)", line)
+        if match:
+            current = match.group(1).rstrip(",")
+            blocks[current] = []
+        if current is not None:
+            blocks[current].append(line)
+    return {name: " ".join(" ".join(lines).split()) for name, lines in blocks.items()}
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_help_shows_the_default_of_every_option(script):
+    import importlib
+
+    parser = importlib.import_module(script.removesuffix(".py")).build_parser()
+    blocks = _option_blocks(parser.format_help())
+    checked = 0
+    for action in parser._actions:
+        if (not action.option_strings or action.required or action.default is None
+                or action.default is argparse.SUPPRESS):
+            continue
+        block = blocks[action.option_strings[0]]
+        assert re.search(rf"\(default:? [^)]*{re.escape(str(action.default))}", block), block
+        checked += 1
+    assert checked >= 2, script  # every script has at least --verbose and one more
+
+
+def test_help_shows_the_original_flags_defaults():
+    blocks = _option_blocks(train_cli.build_parser().format_help())
+    for option, shown in (("--batch_size", "128"), ("--learning_rate", "0.0001"),
+                          ("--num_epochs", "50"), ("--cls_task", "age"),
+                          ("--save_optimizer", "False")):
+        assert f"(default: {shown})" in blocks[option], blocks[option]
+    inference_blocks = _option_blocks(inference_cli.build_parser().format_help())
+    assert "(default: 1)" in inference_blocks["--top_k"]
+
+
+def test_train_help_is_instant_and_imports_no_tensorflow(tmp_path):
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = _run("train.py", "--help", cwd=tmp_path)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    assert done.returncode == 0 and "--batch_size" in done.stdout
+    assert cpu < 1.0, f"train.py --help took {cpu:.2f} s of CPU"  # ~0.15 s measured
+    probe = ("import sys, train\n"
+             "try:\n    train.parse_args(['--help'])\nexcept SystemExit:\n    pass\n"
+             "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    loaded = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert loaded.stdout.strip().splitlines()[-1] == "[]", loaded.stdout + loaded.stderr

@@ -690,3 +690,44 @@ def test_split_warnings_flag_tiny_splits() -> None:
     healthy = {"gender": {"examples": 20, "classes": {"male": 10, "female": 10},
                           "speakers": 4}}
     assert commonvoice.split_warnings("dev", healthy, has_speakers=True) == []
+
+def test_guess_layout_of_each_layout(tmp_path):
+    from synth import make_clean_corpus, make_cv_corpus, make_raw_corpus
+
+    from agegender.commonvoice import guess_layout
+
+    assert guess_layout(make_raw_corpus(tmp_path / "raw", per_group={"train": 1})) == "raw"
+    assert guess_layout(make_clean_corpus(tmp_path / "clean", per_group={"train": 1})) == "clean"
+    assert guess_layout(make_cv_corpus(tmp_path / "cv", speakers=3, clips_per_speaker=1)) == "cv"
+    (tmp_path / "manifest").mkdir()
+    (tmp_path / "manifest" / "manifest.csv").write_text("audio_path,gender,age\n")
+    assert guess_layout(tmp_path / "manifest") == "manifest"
+    (tmp_path / "empty").mkdir()
+    assert guess_layout(tmp_path / "empty") is None
+
+
+@pytest.mark.parametrize(("made", "asked"), [("raw", "clean"), ("clean", "raw"), ("cv", "raw"),
+                                             ("raw", "cv")])
+def test_wrong_dataset_type_names_the_layout_the_folder_has(tmp_path, made, asked):
+    from synth import make_clean_corpus, make_cv_corpus, make_raw_corpus
+
+    from agegender.commonvoice import read_clips
+
+    makers = {"raw": lambda p: make_raw_corpus(p, per_group={"train": 1}),
+              "clean": lambda p: make_clean_corpus(p, per_group={"train": 1}),
+              "cv": lambda p: make_cv_corpus(p, speakers=3, clips_per_speaker=1)}
+    root = makers[made](tmp_path / "corpus")
+    with pytest.raises(DatasetError) as caught:
+        read_clips(root, asked)
+    message = str(caught.value)
+    assert "\n" not in message and "file not found" in message
+    assert f"looks like the {made} layout: run " in message
+    assert message.endswith(f"--dataset_type={made}")
+
+
+def test_no_known_layout_lists_the_layouts(tmp_path):
+    from agegender.commonvoice import read_clips
+
+    with pytest.raises(DatasetError, match=r"cv-valid-train.csv: file not found .*no known "
+                                           r"layout there \(raw: cv-valid-train.csv"):
+        read_clips(tmp_path, "raw")

@@ -297,3 +297,45 @@ def test_test_script_manifest_without_usable_rows_is_one_line(trained_gender, tm
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].startswith("error: --manifest=")
     assert "Traceback" not in done.stderr
+
+
+def test_reports_name_the_model_they_were_made_from(trained_gender, tmp_path, capfd, caplog):
+    import json
+    import logging
+
+    from agegender.checkpoints import model_identity
+
+    identity = model_identity(trained_gender["keras"])
+    assert identity["epoch"] == trained_gender["best_epoch"]
+    with caplog.at_level(logging.INFO, logger="agegender.evaluation"):
+        result = evaluate(trained_gender["dataset"], trained_gender["keras"], "gender",
+                          results_dir=tmp_path, n_resamples=20)
+    log = Path(result["paths"]["log"]).read_text()
+    assert f"model sha256: {identity['sha256']}" in log
+    assert f"best epoch: {identity['epoch']}" in log
+    assert f"model size: {identity['size']} bytes" in log
+    sidecar = json.loads(Path(result["paths"]["predictions_model"]).read_text())
+    assert Path(result["paths"]["predictions_model"]).name == "predictions_gender.csv.model.json"
+    assert {k: sidecar[k] for k in identity} == identity
+    assert (sidecar["task"], sidecar["split"]) == ("gender", "test")
+    # The progress bar once at most (none when stderr is not a terminal), the summary once.
+    err = capfd.readouterr().err
+    assert err.count("evaluating test") <= 1, err
+    assert sum("evaluated 12 test clips" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_confusion_matrix_title_names_the_model(trained_gender, tmp_path, monkeypatch):
+    from agegender import figures
+    from agegender.checkpoints import model_identity
+
+    titles = []
+    original = figures.confusion_matrix
+    monkeypatch.setattr(figures, "confusion_matrix",
+                        lambda *a, title="", **k: (titles.append(title), original(*a, title=title,
+                                                                                  **k)))
+    evaluate(trained_gender["dataset"], trained_gender["keras"], "gender", results_dir=tmp_path,
+             n_resamples=20)
+    identity = model_identity(trained_gender["keras"])
+    (title,) = titles
+    assert f"best_model_gender.keras (sha256 {identity['sha256'][:12]}, epoch " \
+           f"{identity['epoch']})" in title

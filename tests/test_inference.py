@@ -139,3 +139,17 @@ def test_bfloat16_copy_runs_in_bfloat16(trained_gender):
     copy = bfloat16_copy(load_model(trained_gender["keras"]))
     assert copy.get_layer("dense").compute_dtype == "bfloat16"
     assert copy.get_layer("probabilities").compute_dtype == "float32"
+
+
+def test_cli_output_files_name_their_model(trained_gender, clips, tmp_path, capsys):
+    from agegender.checkpoints import model_identity
+
+    identity = model_identity(trained_gender["keras"])
+    for out in (tmp_path / "p.csv", tmp_path / "p.json"):
+        assert inference_cli.main(["--model_path", trained_gender["keras"], "--audio_file",
+                                   str(clips / "a.mp3"), f"--output={out}"]) == 0
+        sidecar = json.loads((tmp_path / f"{out.name}.model.json").read_text())
+        assert sidecar["sha256"] == identity["sha256"] and sidecar["task"] == "gender"
+        assert sidecar["epoch"] == trained_gender["best_epoch"]
+    printed = capsys.readouterr().out
+    assert f"by best_model_gender.keras (sha256 {identity['sha256'][:12]}" in printed

@@ -201,3 +201,47 @@ def test_best_checkpoint_breaks_ties_by_validation_loss(tmp_path):
     resumed = BestCheckpoint(*paths, resume=True)
     assert (resumed.best, resumed.best_tie, resumed.best_epoch) == (
         pytest.approx(0.9), pytest.approx(0.4), 2)
+
+
+def test_save_optimizer_flag_reaches_train(monkeypatch, capsys):
+    import train as train_cli
+
+    from agegender import training
+
+    seen = {}
+
+    def fake_train(*args, **kwargs):
+        seen.update(kwargs)
+        return {"best_val_accuracy": 1.0, "best_epoch": 1, "keras": "k", "h5": "h",
+                "csv": "c", "plot": "p"}
+
+    monkeypatch.setattr(training, "train", fake_train)
+    assert train_cli.main(["--dataset_dir=d"]) == 0
+    assert seen["save_optimizer"] is False
+    assert train_cli.main(["--dataset_dir=d", "--save_optimizer"]) == 0
+    assert seen["save_optimizer"] is True
+
+
+def test_live_plot_marks_the_best_checkpoints_epoch(tmp_path, monkeypatch):
+    from agegender import figures
+    from agegender.training import BestCheckpoint, LivePlot
+
+    drawn = []
+    monkeypatch.setattr(figures, "training_curves",
+                        lambda log, path, title="", *, best_epoch=None: drawn.append(best_epoch))
+    pd.DataFrame({"epoch": [0, 1, 2], "accuracy": [.5, .6, .7], "loss": [3, 2, 1]}).to_csv(
+        tmp_path / "log.csv", index=False)
+    best = BestCheckpoint(tmp_path / "b.keras", tmp_path / "b.h5", tmp_path / "b.json")
+    plot = LivePlot(tmp_path / "log.csv", tmp_path / "c.png", show=False, best=best)
+    plot.on_epoch_end(0)
+    best.best_epoch = 2  # what BestCheckpoint.on_epoch_end sets when it saves
+    plot.on_epoch_end(2)
+    assert drawn == [None, 2]
+
+
+def test_trained_model_files_carry_no_optimizer_state(trained_gender):
+    import h5py
+
+    with h5py.File(trained_gender["h5"], "r") as saved:
+        assert "optimizer_weights" not in saved
+    assert Path(trained_gender["keras"]).stat().st_size < 40e6  # 35 MB at 32 px, 106 with Adam

@@ -36,10 +36,31 @@ def parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected True or False, got {text!r}")
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows ``(default: X)`` after every option that has a default.
+
+    Left out where it says nothing: required options, options whose default is None (their
+    help says what happens instead), and help texts that already name their default.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        help_text = action.help or ""
+        if (action.required or action.default is None or action.default is argparse.SUPPRESS
+                or "(default" in help_text):
+            return help_text
+        return super()._get_help_string(action)
+
+
+def make_parser(description: str) -> argparse.ArgumentParser:
+    """An ``ArgumentParser`` whose ``--help`` shows every option's default."""
+    return argparse.ArgumentParser(description=description, formatter_class=HelpFormatter)
+
+
 def add_bool_flag(parser: argparse.ArgumentParser, name: str, *, default: bool, help: str) -> None:
     """Adds ``--name`` accepting ``--name``, ``--name=True`` and ``--name=False``.
 
     ``argparse``'s ``type=bool`` would turn the string "False" into True, hence this.
+    The default is shown by ``HelpFormatter`` (``make_parser``).
     """
     parser.add_argument(
         f"--{name}",
@@ -48,7 +69,7 @@ def add_bool_flag(parser: argparse.ArgumentParser, name: str, *, default: bool, 
         const=True,
         default=default,
         metavar="{True,False}",
-        help=f"{help} (default: {default})",
+        help=help,
     )
 
 

@@ -399,6 +399,53 @@ def assign_splits(clips: pd.DataFrame, *, seed: int) -> pd.DataFrame:
     return clips.iloc[np.argsort(order.to_numpy(), kind="stable")].reset_index(drop=True)
 
 
+def guess_layout(dataset_dir: str | os.PathLike) -> str | None:
+    """Which ``--dataset_type`` a folder looks like, from its file names alone.
+
+    ``raw``: ``cv-valid-*.csv`` at the top; ``clean``: ``Audio/cv-valid-*.csv``; ``cv``:
+    ``*.tsv`` files and a ``clips/`` folder; ``manifest``: ``manifest.csv``/``manifest.tsv``.
+
+    Returns:
+        The first layout that fits, in that order; None when none does.
+    """
+    root = Path(dataset_dir)
+    if any(root.glob("cv-valid-*.csv")):
+        return "raw"
+    if any((root / "Audio").glob("cv-valid-*.csv")):
+        return "clean"
+    if (root / "clips").is_dir() and any(root.glob("*.tsv")):
+        return "cv"
+    if (root / "manifest.csv").is_file() or (root / "manifest.tsv").is_file():
+        return "manifest"
+    return None
+
+
+def _label_files(root: Path, dataset_type: str, split_by_speaker: bool) -> list[Path]:
+    """The label files a layout reads; at least one must exist (a test-only folder may
+    lack the others)."""
+    if dataset_type == "cv":
+        return ([root / "validated.tsv"] if split_by_speaker
+                else [root / _CV_SPLIT_FILES[split] for split in SPLITS])
+    if dataset_type == "manifest":
+        return [root / name for name in MANIFEST_NAMES]
+    base = root / "Audio" if dataset_type == "clean" else root
+    return [base / f"{split_dirname(split)}.csv" for split in SPLITS]
+
+
+def _layout_mismatch(root: Path, dataset_type: str, missing: Path) -> DatasetError:
+    """``missing: file not found`` plus what the folder looks like and the flag to use."""
+    guess = guess_layout(root)
+    if guess is None:
+        hint = ("no known layout there (raw: cv-valid-train.csv, clean: "
+                "Audio/cv-valid-train.csv, cv: train.tsv + clips/, manifest: manifest.csv)")
+    elif guess == dataset_type:
+        hint = f"the folder has other {dataset_type} files, but not this one"
+    else:
+        hint = (f"{root} looks like the {guess} layout: run python src/preprocess_dataset.py "
+                f"--dataset_dir={root} --dataset_type={guess}")
+    return DatasetError(f"{missing}: file not found for --dataset_type={dataset_type}; {hint}")
+
+
 def read_clips(dataset_dir: str | os.PathLike, dataset_type: str, *,
                split_by_speaker: bool = False, seed: int = 42,
                follow_symlinks: bool = False) -> pd.DataFrame:
@@ -434,6 +481,9 @@ def read_clips(dataset_dir: str | os.PathLike, dataset_type: str, *,
                              f"{', '.join(readers)}")
     if not root.is_dir():
         raise DatasetError(f"{root}: dataset folder not found")
+    files = _label_files(root, dataset_type, split_by_speaker)
+    if not any(file.is_file() for file in files):
+        raise _layout_mismatch(root, dataset_type, files[0])
     return readers[dataset_type](root, split_by_speaker=split_by_speaker, seed=seed,
                                  follow_symlinks=follow_symlinks)
 

@@ -14,8 +14,10 @@ median F0 of each clip), so the shard-based ``evaluate`` and the audio-based
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -281,14 +283,37 @@ def _ci(interval: tuple[float, float]) -> str:
     return f"[{interval[0]:.4f}, {interval[1]:.4f}]"
 
 
+def model_sidecar(path: str | os.PathLike) -> Path:
+    """``predictions_age.csv`` → ``predictions_age.csv.model.json``: names the model a file
+    of predictions came from (``checkpoints.model_identity``)."""
+    return Path(f"{os.fspath(path)}.model.json")
+
+
+def _identity(model_path: str | os.PathLike) -> dict | None:
+    """``checkpoints.model_identity``, or None when the path is not on disk (array tests)."""
+    from agegender.checkpoints import model_identity  # noqa: PLC0415
+
+    return model_identity(model_path) if Path(model_path).exists() else None
+
+
 def format_report(result: dict, class_names: Sequence[str], *, task: str, split: str,
-                  model_path: str) -> str:
-    """The human-readable test log (``result`` from ``analyse`` or ``classification_metrics``)."""
+                  model_path: str, identity: dict | None = None) -> str:
+    """The human-readable test log (``result`` from ``analyse`` or ``classification_metrics``).
+
+    ``identity`` (``checkpoints.model_identity``) adds the model's sha256, size and epoch.
+    """
+    model_lines = [f"model: {model_path}"]
+    if identity is not None:
+        epoch = (identity["epoch"] if identity["epoch"] is not None
+                 else "unknown (no best_model JSON beside it)")
+        model_lines += [f"model file: {identity['path']}",
+                        f"model sha256: {identity['sha256']}",
+                        f"model size: {identity['size']} bytes   best epoch: {epoch}"]
     matrix = pd.DataFrame(result["confusion"], index=[f"true {n}" for n in class_names],
                           columns=list(class_names))
     lines = [
         f"task: {task}   split: {split}   clips: {result['n']}",
-        f"model: {model_path}",
+        *model_lines,
         f"accuracy:               {result['accuracy']:.4f}",
         f"balanced accuracy (UAR): {result['balanced_accuracy']:.4f}",
         f"macro F1:               {result['macro_f1']:.4f}",
@@ -364,17 +389,22 @@ def write_report(result: dict, class_names: Sequence[str], *, task: str, split: 
     Returns:
         ``{"text": log text, "paths": {name: path}}``.
     """
+    from agegender.checkpoints import describe_model  # noqa: PLC0415
+
     out = Path(results_dir) / task
+    identity = _identity(model_path)
+    named = f"\n{describe_model(identity, short=True)}" if identity is not None else ""
     paths = {"log": out / f"test_log_{task}.txt",
              "confusion": out / f"confusion_matrix_{task}.png",
              "predictions": out / f"predictions_{task}.csv",
              "per_speaker": out / f"per_speaker_{task}.csv",
              "per_speaker_figure": out / f"per_speaker_{task}.png"}
-    text = format_report(result, class_names, task=task, split=split, model_path=model_path)
+    text = format_report(result, class_names, task=task, split=split, model_path=model_path,
+                         identity=identity)
     atomic.write_text(paths["log"], text)
     figures.confusion_matrix(result["confusion"], list(class_names), paths["confusion"],
                              title=f"{task} — {split} (accuracy {result['accuracy']:.1%}, "
-                                   f"UAR {result['balanced_accuracy']:.1%})")
+                                   f"UAR {result['balanced_accuracy']:.1%}){named}")
     table = pd.DataFrame({"key": list(keys), "speaker_id": list(speakers)})
     if audio_paths is not None:
         table["audio_path"] = list(audio_paths)
@@ -387,13 +417,17 @@ def write_report(result: dict, class_names: Sequence[str], *, task: str, split: 
     if result["pitch"] is not None:
         table["pitch_predicted"] = [class_names[c] for c in result["pitch"]["pitch_pred"]]
     atomic.write_text(paths["predictions"], table.to_csv(index=False))
+    if identity is not None:
+        paths["predictions_model"] = model_sidecar(paths["predictions"])
+        atomic.write_text(paths["predictions_model"], json.dumps(
+            {**identity, "task": task, "split": split}, indent=2))
     atomic.write_text(paths["per_speaker"], result["speakers"].to_csv(index=False))
     ci = result["ci"]
     figures.per_speaker(result["speakers"], list(class_names), paths["per_speaker_figure"],
                         title=f"{task} — {split}: accuracy per speaker (UAR "
                               f"{result['balanced_accuracy']:.2f}, 95% CI "
                               f"{ci['balanced_accuracy'][0]:.2f}-{ci['balanced_accuracy'][1]:.2f}"
-                              f" over {ci['unit'].split(' ')[0]})")
+                              f" over {ci['unit'].split(' ')[0]}){named}")
     return {"text": text, "paths": {k: str(v) for k, v in paths.items()}}
 
 
@@ -518,14 +552,19 @@ def evaluate(dataset_dir: str | os.PathLike, model_path: str | os.PathLike, task
     data, _ = make_dataset(dataset_dir, split, task, batch_size=batch_size, training=False,
                            with_keys=True, image_size=model.features.image_size)
     keys, speakers, truth, probabilities = [], [], [], []
+    # disable=None: a bar only on a terminal, where it is redrawn in place. In a pipe or log
+    # file every redraw stays, and tqdm draws the last state twice (last update, then close),
+    # so "evaluating test" showed up twice at 100 %; there the log line below says it once.
+    started = time.monotonic()
     for images, codes, batch_keys, batch_speakers in tqdm(data, desc=f"evaluating {split}",
-                                                          unit="batch"):
+                                                          unit="batch", disable=None):
         probabilities.append(model.predict(images.numpy()))
         truth.append(codes.numpy())
         keys += [k.decode() for k in batch_keys.numpy()]
         speakers += [s.decode() for s in batch_speakers.numpy()]
     probabilities = np.concatenate(probabilities)
     y_true = np.concatenate(truth)
+    log.info("evaluated %d %s clips in %.1f s", len(y_true), split, time.monotonic() - started)
     audio_paths = manifest_audio_paths(dataset_dir, split, keys)
     f0 = threshold = None
     if task == "gender":

@@ -29,6 +29,17 @@ def save_png(figure, path: str | os.PathLike) -> None:
         figure.savefig(tmp, format="png", bbox_inches="tight")
 
 
+def group_label(group: str) -> str:
+    """Bar label of a ``commonvoice.group_counts`` group: a "?" part is named as missing.
+
+    ``male-?`` → ``male-? (age missing)``, ``?-twenties`` → ``?-twenties (gender
+    missing)``, ``?-?`` → ``?-? (gender and age missing)``; other groups unchanged.
+    """
+    gender, _, age = group.partition("-")
+    missing = [what for what, part in (("gender", gender), ("age", age)) if part == "?"]
+    return f"{group} ({' and '.join(missing)} missing)" if missing else group
+
+
 def class_distribution(counts: pd.DataFrame, path: str | os.PathLike) -> None:
     """Bar chart of clips per gender-age group and split, before and after cleaning.
 
@@ -37,49 +48,91 @@ def class_distribution(counts: pd.DataFrame, path: str | os.PathLike) -> None:
         path: PNG to write.
     """
     splits = list(dict.fromkeys(counts["split"]))
-    figure = _figure(12, 3.2 * len(splits))
+    figure = _figure(12, 3.2 * len(splits) + 0.6)
     for row, split in enumerate(splits, start=1):
         axes = figure.add_subplot(len(splits), 1, row)
         part = counts[counts["split"] == split]
         x = np.arange(len(part))
         axes.bar(x - 0.2, part["before"], width=0.4, label="before cleaning", color="#9ecae1")
         axes.bar(x + 0.2, part["after"], width=0.4, label="after cleaning", color="#08519c")
-        axes.set_xticks(x, part["group"], rotation=45, ha="right", fontsize=8)
+        axes.set_xticks(x, [group_label(g) for g in part["group"]], rotation=45, ha="right",
+                        fontsize=8)
         axes.set_ylabel("clips")
-        axes.set_title(f"cv-valid-{split}")
+        axes.set_title(f"cv-valid-{split}: {int(part['after'].sum())} of "
+                       f"{int(part['before'].sum())} clips kept", fontsize=10)
         axes.legend(fontsize=8)
+    axes.set_xlabel("gender-age group (label in the CSV; groups outside the 12 are dropped)")
+    figure.suptitle("Clips per gender-age group and split, before and after cleaning")
     figure.tight_layout()
     save_png(figure, path)
 
 
-def training_curves(log: pd.DataFrame, path: str | os.PathLike, title: str = "") -> None:
-    """Accuracy and loss per epoch, train vs validation.
+def training_curves(log: pd.DataFrame, path: str | os.PathLike, title: str = "", *,
+                    best_epoch: int | None = None) -> None:
+    """Accuracy and loss per epoch, train vs validation (see ``draw_training_curves``).
 
     Args:
-        log: Keras CSVLogger table (columns epoch, accuracy, loss, val_accuracy, val_loss).
+        log: Keras CSVLogger table (columns epoch, accuracy, loss, val_accuracy, val_loss,
+            and when logged crossentropy, val_crossentropy).
         path: PNG to write.
         title: figure title.
+        best_epoch: the saved best epoch (1-based), marked on every panel; None: no mark.
     """
-    figure = _figure(11, 4)
-    draw_training_curves(figure, log, title)
+    figure = _figure(16 if _has_crossentropy(log) else 11, 4)
+    draw_training_curves(figure, log, title, best_epoch=best_epoch)
     save_png(figure, path)
 
 
-def draw_training_curves(figure, log: pd.DataFrame, title: str = "") -> None:
-    """Draws the two training-curve panels onto ``figure`` (also used by the live window)."""
+def _has_crossentropy(log: pd.DataFrame) -> bool:
+    return "crossentropy" in log or "val_crossentropy" in log
+
+
+TOTAL_LOSS_LABEL = "total loss = cross-entropy + L2 penalty"
+
+
+def draw_training_curves(figure, log: pd.DataFrame, title: str = "", *,
+                         best_epoch: int | None = None) -> None:
+    """Draws the training-curve panels onto ``figure`` (also used by the live window).
+
+    Panels: accuracy; the cross-entropy when the log has ``crossentropy``/
+    ``val_crossentropy`` (what the model gets wrong); the total loss Keras minimises, which
+    adds the L2 penalty of the weights and is mostly that penalty early on. Without
+    cross-entropy columns the total loss is the second panel. A dotted vertical line marks
+    ``best_epoch`` (1-based), the epoch whose weights were saved.
+    """
+    from matplotlib.ticker import MaxNLocator  # noqa: PLC0415
+
     figure.clear()
     epochs = log["epoch"].to_numpy() + 1
-    for column, (metric, label) in enumerate((("accuracy", "accuracy"), ("loss", "loss")),
-                                             start=1):
-        axes = figure.add_subplot(1, 2, column)
+    panels = [("accuracy", "accuracy")]
+    if _has_crossentropy(log):
+        panels.append(("crossentropy", "cross-entropy"))
+    panels.append(("loss", TOTAL_LOSS_LABEL))
+    for column, (metric, label) in enumerate(panels, start=1):
+        axes = figure.add_subplot(1, len(panels), column)
+        style = "--" if metric == "loss" else "-"
         if metric in log:
-            axes.plot(epochs, log[metric], "o-", label=f"train {label}")
+            axes.plot(epochs, log[metric], "o" + style, label=f"train {label.split(' =')[0]}")
         if f"val_{metric}" in log:
-            axes.plot(epochs, log[f"val_{metric}"], "s-", label=f"validation {label}")
+            axes.plot(epochs, log[f"val_{metric}"], "s" + style,
+                      label=f"validation {label.split(' =')[0]}")
+        if best_epoch is not None:
+            axes.axvline(best_epoch, color="#2ca02c", linestyle=":", linewidth=1.5,
+                         label=f"saved best (epoch {best_epoch})")
+            shown = log.loc[log["epoch"] + 1 == best_epoch, f"val_{metric}"] \
+                if f"val_{metric}" in log else []
+            if len(shown):
+                axes.plot([best_epoch], [float(shown.iloc[-1])], "*", color="#2ca02c",
+                          markersize=14)
         axes.set_xlabel("epoch")
-        axes.set_ylabel(label)
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.set_ylabel(label, fontsize=9 if metric == "loss" else 10)
+        if metric == "loss":
+            axes.set_title("total loss (what is minimised)", fontsize=10)
+        elif metric == "crossentropy":
+            axes.set_title("cross-entropy (the classification loss)", fontsize=10)
         axes.grid(alpha=0.3)
-        axes.legend()
+        axes.legend(fontsize=8)
     if title:
         figure.suptitle(title)
     figure.tight_layout()

@@ -71,12 +71,15 @@ class BestCheckpoint(keras.callbacks.Callback):
         monitor: metric to maximise.
         resume: read the previous best from ``state_path``.
         extra_state: stored in the JSON too (task, class names, features...).
+        save_optimizer: also store the optimizer state in the files (3x their size).
     """
 
     def __init__(self, keras_path: Path, h5_path: Path, state_path: Path, *,
                  monitor: str = "val_accuracy", tie_breaker: str = "val_loss",
-                 resume: bool = False, extra_state: dict | None = None):
+                 resume: bool = False, extra_state: dict | None = None,
+                 save_optimizer: bool = False):
         super().__init__()
+        self.save_optimizer = save_optimizer
         self.keras_path, self.h5_path, self.state_path = keras_path, h5_path, state_path
         self.monitor, self.tie_breaker = monitor, tie_breaker
         self.best_tie = np.inf
@@ -99,7 +102,8 @@ class BestCheckpoint(keras.callbacks.Callback):
         log.info("epoch %d: %s improved from %.4f to %.4f, saving %s", epoch + 1, self.monitor,
                  self.best, value, self.keras_path)
         self.best, self.best_tie, self.best_epoch = float(value), float(tie), epoch + 1
-        save_model_files(self.model, self.keras_path, self.h5_path)
+        save_model_files(self.model, self.keras_path, self.h5_path,
+                         include_optimizer=self.save_optimizer)
         state = {**self.extra_state, **{k: float(v) for k, v in logs.items()},
                  "epoch": self.best_epoch}
         atomic.write_text(self.state_path, json.dumps(state, indent=2))
@@ -122,10 +126,13 @@ class LivePlot(keras.callbacks.Callback):
         png_path: PNG to rewrite each epoch.
         show: try to open a window.
         title: figure title.
+        best: a ``BestCheckpoint`` listed before this; its ``best_epoch`` is marked.
     """
 
-    def __init__(self, csv_path: Path, png_path: Path, *, show: bool, title: str = ""):
+    def __init__(self, csv_path: Path, png_path: Path, *, show: bool, title: str = "",
+                 best: BestCheckpoint | None = None):
         super().__init__()
+        self.best = best
         self.csv_path, self.png_path, self.title = csv_path, png_path, title
         self.show = show and display_available()
         self._window = None
@@ -135,18 +142,20 @@ class LivePlot(keras.callbacks.Callback):
             history = pd.read_csv(self.csv_path)
         except (FileNotFoundError, pd.errors.EmptyDataError):
             return
-        figures.training_curves(history, self.png_path, self.title)
+        best_epoch = self.best.best_epoch if self.best is not None else None
+        figures.training_curves(history, self.png_path, self.title, best_epoch=best_epoch)
         if self.show:
-            self._draw_window(history)
+            self._draw_window(history, best_epoch)
 
-    def _draw_window(self, history: pd.DataFrame) -> None:
+    def _draw_window(self, history: pd.DataFrame, best_epoch: int | None = None) -> None:
         try:
             import matplotlib.pyplot as plt  # noqa: PLC0415
 
             if self._window is None:
                 plt.ion()
                 self._window = plt.figure(figsize=(11, 4))
-            figures.draw_training_curves(self._window, history, self.title)
+            figures.draw_training_curves(self._window, history, self.title,
+                                         best_epoch=best_epoch)
             self._window.canvas.draw_idle()
             plt.pause(0.001)
         except Exception as err:  # noqa: BLE001 - a broken GUI must never stop training
@@ -184,7 +193,8 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
           image_size: int = 64, l2: float = 0.01, bn_momentum: float = DEFAULT_BN_MOMENTUM,
           models_dir: str | os.PathLike = "models", results_dir: str | os.PathLike = "results",
           show_summary: bool = False, show_live_plot: bool = False,
-          verbose: int | str = "auto", extra_callbacks: list | None = None) -> dict:
+          verbose: int | str = "auto", extra_callbacks: list | None = None,
+          save_optimizer: bool = False) -> dict:
     """Trains the MAM-CNN on ``DIR/TFRecord`` train, validating on dev.
 
     Resumes automatically after an interruption (``BackupAndRestore`` in
@@ -203,6 +213,8 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
         show_live_plot: also show the curves in a window when a display exists.
         verbose: Keras ``fit`` verbosity.
         extra_callbacks: appended to the project's callbacks (TensorBoard, ...).
+        save_optimizer: keep the optimizer state in the best checkpoints (only needed to
+            continue training from them; resuming uses the backup).
 
     Returns:
         Paths written, the best validation accuracy and epoch, and the replica count.
@@ -250,12 +262,14 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
 
     state = {"task": task, "class_names": list(names), "image_size": image_size,
              "features": features, "bn_momentum": bn_momentum}
+    best = BestCheckpoint(paths["keras"], paths["h5"], paths["state"], resume=resuming,
+                          extra_state=state, save_optimizer=save_optimizer)
     callbacks = [
         keras.callbacks.BackupAndRestore(str(paths["backup"])),
-        BestCheckpoint(paths["keras"], paths["h5"], paths["state"], resume=resuming,
-                       extra_state=state),
+        best,
         keras.callbacks.CSVLogger(str(paths["csv"]), append=resuming),
-        LivePlot(paths["csv"], paths["plot"], show=show_live_plot, title=f"MAM-CNN, {task}"),
+        LivePlot(paths["csv"], paths["plot"], show=show_live_plot, title=f"MAM-CNN, {task}",
+                 best=best),
     ]
     callbacks += list(extra_callbacks or [])
     if train_params.early_stopping_patience:
@@ -263,7 +277,6 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
             monitor="val_accuracy", mode="max", patience=train_params.early_stopping_patience))
     model.fit(train_data, validation_data=dev_data, epochs=train_params.num_epochs,
               class_weight=class_weight, callbacks=callbacks, verbose=verbose, shuffle=False)
-    best = callbacks[1]
     return {**{k: str(v) for k, v in paths.items() if k != "backup"},
             "best_val_accuracy": best.best, "best_epoch": best.best_epoch,
             "replicas": strategy.num_replicas_in_sync}
