@@ -47,11 +47,14 @@ def choose_strategy(name: str = "auto"):
     import tensorflow as tf  # noqa: PLC0415
 
     cluster = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}").get("cluster")
-    gpus = tf.config.list_logical_devices("GPU")
+    # Physical, not logical, devices: listing logical ones starts the TF runtime, after which
+    # MultiWorkerMirroredStrategy fails ("Collective ops must be configured at program
+    # startup"). Call this before anything else touches TensorFlow.
+    gpus = tf.config.list_physical_devices("GPU")
     if name == "auto":
         name = "multiworker" if cluster else "mirrored" if len(gpus) > 1 else "default"
     if name == "mirrored":
-        devices = gpus or tf.config.list_logical_devices("CPU")
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
         return tf.distribute.MirroredStrategy(devices=[device.name for device in devices])
     if name == "multiworker":
         if not cluster:
@@ -106,7 +109,7 @@ def _mixed_precision_policy() -> str:
     """float16 where GPUs have fast float16 units; bfloat16 on CPUs (no loss scaling needed)."""
     import tensorflow as tf  # noqa: PLC0415
 
-    return "mixed_float16" if tf.config.list_logical_devices("GPU") else "mixed_bfloat16"
+    return "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"
 
 
 def _set_determinism(enabled: bool) -> None:
@@ -188,9 +191,9 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
         strategy=train_params.strategy, mixed_precision=train_params.mixed_precision,
         dataset=runstate.dataset_fingerprint(train_index, dev_index))
 
+    strategy = choose_strategy(train_params.strategy)  # first: see choose_strategy
     keras.utils.set_random_seed(train_params.seed)
     _set_determinism(train_params.deterministic)
-    strategy = choose_strategy(train_params.strategy)
     chief = _is_chief(strategy)
     log.info("strategy %s over %d replica(s)%s", type(strategy).__name__,
              strategy.num_replicas_in_sync, "" if chief else " (not the chief: writes nothing)")
@@ -241,6 +244,7 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
             options.experimental_distribute.auto_shard_policy = (
                 tf.data.experimental.AutoShardPolicy.DATA)
             train_data, dev_data = train_data.with_options(options), dev_data.with_options(options)
+            _prebuild_for_multiworker(model, strategy, train_data)
         steps = train_index["num_examples"] // train_params.batch_size
         log.info("worker %s: %d steps an epoch, %d examples a replica a step",
                  _worker_name(strategy), steps,
@@ -282,6 +286,42 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
             **({"tensorboard": str(result_paths["tensorboard"])} if tensorboard else {}),
             "best_val_accuracy": best.best, "best_epoch": best.best_epoch,
             "run_id": record.run_id, "replicas": strategy.num_replicas_in_sync}
+
+
+def _prebuild_for_multiworker(model, strategy, train_data) -> None:
+    """Works around Keras 3 ``fit`` failing under MultiWorkerMirroredStrategy.
+
+    ``fit`` first "symbolically builds" the model from a batch it averages across replicas
+    with ``strategy.reduce``, which MultiWorkerMirroredStrategy cannot do on a nested
+    (image, label) batch ("Attempt to convert a value (PerReplica...) to a Tensor";
+    keras-team/keras#20585, tensorflow/tensorflow#72388). Only the shapes matter there, so the
+    model is built here from one local batch, on every worker in the same order, and that step
+    of ``fit`` is skipped.
+    """
+    from keras.src.backend.tensorflow import trainer as tf_trainer  # noqa: PLC0415
+
+    images, codes = next(iter(train_data.take(1)))
+    with strategy.scope():
+        model._symbolic_build(data_batch=(images, codes))  # noqa: SLF001
+    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None  # noqa: SLF001
+
+    # Second bug, same cause: the step's logs are averaged with ``reduce("MEAN", axis=0)``,
+    # which fails on scalar metrics. Scalars are averaged with axis=None instead.
+    original = getattr(tf_trainer.reduce_per_replica, "__wrapped__", tf_trainer.reduce_per_replica)
+
+    def reduce_per_replica(values, strategy_, reduction):
+        if reduction in ("auto", "mean") and isinstance(
+                strategy_, tf_trainer.tf.distribute.MultiWorkerMirroredStrategy):
+            def mean(value):
+                if not isinstance(value, tf_trainer.tf.distribute.DistributedValues):
+                    return value
+                local = strategy_.experimental_local_results(value)[0]
+                return strategy_.reduce("MEAN", value, axis=None if local.shape.rank == 0 else 0)
+            return tf_trainer.tree.map_structure(mean, values)
+        return original(values, strategy_, reduction)
+
+    reduce_per_replica.__wrapped__ = original
+    tf_trainer.reduce_per_replica = reduce_per_replica
 
 
 def _worker_name(strategy) -> str:
