@@ -246,8 +246,10 @@ def test_multiworker_two_processes_only_the_chief_writes(tiny_dataset, tmp_path)
     """Two workers on 127.0.0.1 (MultiWorkerMirroredStrategy, as on two machines)."""
     cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
     code = f"""
+        import logging
         import keras
         from agegender.config import TrainParams
+        logging.basicConfig(level=logging.INFO)
         from agegender.training import train
 
         steps = []

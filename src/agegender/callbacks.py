@@ -202,6 +202,48 @@ class CsvLog(keras.callbacks.Callback):
         self.write()
 
 
+class TensorBoardScalars(keras.callbacks.Callback):
+    """Writes every epoch's logs as TensorBoard scalars: ``log_dir/train`` and
+    ``log_dir/validation`` (``val_`` metrics), the layout of ``keras.callbacks.TensorBoard``.
+
+    Uses ``tf.summary.write`` with the scalar plugin's metadata, which needs no ``tensorboard``
+    package (Keras' callback imports it, and training must not depend on a viewer).
+
+    Args:
+        log_dir: ``results/<task>/tensorboard``.
+    """
+
+    def __init__(self, log_dir: Path):
+        super().__init__()
+        self.log_dir = Path(log_dir)
+        self._writers = {}
+
+    def _writer(self, name: str):
+        import tensorflow as tf  # noqa: PLC0415
+
+        if name not in self._writers:
+            self._writers[name] = tf.summary.create_file_writer(str(self.log_dir / name))
+        return self._writers[name]
+
+    def on_epoch_end(self, epoch, logs=None):
+        import tensorflow as tf  # noqa: PLC0415
+        from tensorflow.core.framework import summary_pb2  # noqa: PLC0415
+
+        metadata = summary_pb2.SummaryMetadata()
+        metadata.plugin_data.plugin_name = "scalars"  # what tf.summary.scalar would set
+        for key, value in (logs or {}).items():
+            split, name = ("validation", key[4:]) if key.startswith("val_") else ("train", key)
+            with self._writer(split).as_default():
+                tf.summary.write(f"epoch_{name}", tf.constant(float(value), tf.float32),
+                                 step=epoch, metadata=metadata)
+        for writer in self._writers.values():
+            writer.flush()
+
+    def on_train_end(self, logs=None):
+        for writer in self._writers.values():
+            writer.close()
+
+
 def display_available() -> bool:
     """True when a window can be shown (an X11/Wayland display is set)."""
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))

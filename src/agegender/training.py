@@ -22,6 +22,7 @@ from agegender.callbacks import (  # noqa: F401  (BestCheckpoint, LivePlot: re-e
     EpochBackup,
     LivePlot,
     RunRecord,
+    TensorBoardScalars,
     display_available,
 )
 from agegender.config import DEFAULT_BN_MOMENTUM, ModelParams, TrainParams
@@ -264,8 +265,7 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
                      LivePlot(paths["csv"], paths["plot"], show=show_live_plot and chief,
                               title=f"MAM-CNN, {task}")]
         if tensorboard and chief:
-            callbacks.append(keras.callbacks.TensorBoard(
-                str(paths["tensorboard"]), update_freq="epoch", write_graph=False))
+            callbacks.append(TensorBoardScalars(paths["tensorboard"]))
         callbacks += list(extra_callbacks or [])
         if train_params.early_stopping_patience:
             callbacks.append(keras.callbacks.EarlyStopping(
