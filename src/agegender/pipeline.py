@@ -64,7 +64,7 @@ def make_dataset(dataset_dir: str | os.PathLike, split: str, task: str, *, batch
 
     Training batches drop the remainder: a last batch of a few examples would get the full
     BatchNorm momentum weight (30 % at 0.7) in the moving statistics. Other splits keep
-    every example.
+    every example, and so does a training split smaller than one batch.
 
     Returns:
         ``tf.data.Dataset`` of image float32 [batch, H, W, 3] in 0-255 and label int32
@@ -112,7 +112,9 @@ def make_dataset(dataset_dir: str | os.PathLike, split: str, task: str, *, batch
                               deterministic=deterministic or not training)
     # The index knows the count: Keras then shows real progress bars and epoch ends.
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(index["num_examples"]))
-    dataset = dataset.batch(batch_size, drop_remainder=training)
+    # A split smaller than one batch (tiny test corpora) keeps its one partial batch.
+    drop_remainder = training and index["num_examples"] >= batch_size
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
     dataset = dataset.map(to_float, num_parallel_calls=autotune)
     dataset = dataset.prefetch(autotune)
     return dataset, index

@@ -168,8 +168,7 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
         count.
 
     Raises:
-        ParameterError: settings differ from the backup's, or a batch larger than the
-            training split.
+        ParameterError: settings differ from the backup's.
     """
     import tensorflow as tf  # noqa: PLC0415
 
@@ -180,9 +179,8 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
     train_index = split_index(dataset_dir, "train", task, image_size)
     dev_index = split_index(dataset_dir, "dev", task, image_size)
     if train_index["num_examples"] < train_params.batch_size:
-        raise ParameterError(f"--batch_size={train_params.batch_size} is larger than the "
-                             f"{train_index['num_examples']} training examples (training drops "
-                             "partial batches)")
+        log.warning("--batch_size=%d is larger than the %d training examples: one partial "
+                    "batch an epoch", train_params.batch_size, train_index["num_examples"])
     features = train_index.get("features")
     settings = runstate.RunSettings(
         task=task, features=features, image_size=image_size, l2=l2, bn_momentum=bn_momentum,
@@ -246,7 +244,7 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
                 tf.data.experimental.AutoShardPolicy.DATA)
             train_data, dev_data = train_data.with_options(options), dev_data.with_options(options)
             _prebuild_for_multiworker(model, strategy, train_data)
-        steps = train_index["num_examples"] // train_params.batch_size
+        steps = max(1, train_index["num_examples"] // train_params.batch_size)
         log.info("worker %s: %d steps an epoch, %d examples a replica a step",
                  _worker_name(strategy), steps,
                  train_params.batch_size // strategy.num_replicas_in_sync)
