@@ -199,6 +199,10 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
     real_paths = output_paths(task, models_dir, results_dir) if chief else None
     scratch = None if chief else Path(tempfile.mkdtemp(prefix="agegender-worker-"))
     paths = real_paths or output_paths(task, scratch / "models", scratch / "results")
+    if chief:
+        # .tmp-* beside the CSV, plot and links are what a kill left of an atomic write.
+        for folder in (paths["keras"].parent, paths["csv"].parent):
+            runstate.remove_leftovers(folder)
     backup_dir = Path(models_dir) / task / "backup"  # read by every worker, written by the chief
 
     previous_policy = keras.mixed_precision.global_policy()
