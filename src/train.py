@@ -50,10 +50,17 @@ def build_parser() -> argparse.ArgumentParser:
     cli.add_bool_flag(parser, "show_live_plot", default=False,
                       help="redraw the training curves each epoch (window if a display exists, "
                            "PNG always)")
-    cli.add_bool_flag(parser, "mixed_precision", default=False, help="float16 compute (GPUs)")
     cli.add_bool_flag(parser, "save_optimizer", default=False,
                       help="keep the optimizer state in the best checkpoints (3x larger; only "
                            "needed to continue training from them)")
+    cli.add_bool_flag(parser, "mixed_precision", default=False,
+                      help="reduced-precision compute: float16 on GPUs, bfloat16 on CPUs")
+    cli.add_bool_flag(parser, "deterministic", default=False,
+                      help="bit-identical runs for one --seed on one machine (slower)")
+    cli.add_bool_flag(parser, "overwrite", default=False,
+                      help="discard the backup of an interrupted run and start a new one")
+    cli.add_bool_flag(parser, "tensorboard", default=False,
+                      help="also write TensorBoard scalars to RESULTS_DIR/TASK/tensorboard/")
     cli.add_bool_flag(parser, "verbose", default=False, help="debug logging")
     return parser
 
@@ -75,17 +82,21 @@ def main(argv: list[str] | None = None) -> int:
                              num_epochs=args.num_epochs, seed=args.seed,
                              class_weight=args.class_weight,
                              early_stopping_patience=args.early_stopping_patience,
-                             strategy=args.strategy, mixed_precision=args.mixed_precision)
+                             strategy=args.strategy, mixed_precision=args.mixed_precision,
+                             deterministic=args.deterministic)
         result = train(args.dataset_dir, args.cls_task, train_params=params,
                        image_size=args.image_size, l2=args.l2, bn_momentum=args.bn_momentum,
                        models_dir=args.models_dir, results_dir=args.results_dir,
                        show_summary=args.show_summary, show_live_plot=args.show_live_plot,
-                       save_optimizer=args.save_optimizer)
+                       save_optimizer=args.save_optimizer, overwrite=args.overwrite,
+                       tensorboard=args.tensorboard)
         print(f"best val_accuracy {result['best_val_accuracy']:.4f} at epoch "
               f"{result['best_epoch']}")
         print(f"  checkpoints: {result['keras']}  {result['h5']}")
         print(f"  training log: {result['csv']}")
         print(f"  training curves: {result['plot']}")
+        if "tensorboard" in result:
+            print(f"  TensorBoard: {result['tensorboard']}")
         if args.export_dir:
             print(f"  SavedModel: {export_saved_model(result['keras'], args.export_dir)}")
 

@@ -184,23 +184,129 @@ def test_known_bad_inputs_raise_clear_errors(tiny_dataset, tmp_path):
         train(tiny_dataset, "height", train_params=params, image_size=TINY_IMAGE)
 
 
-def test_best_checkpoint_breaks_ties_by_validation_loss(tmp_path):
-    from agegender.training import BestCheckpoint
+def test_training_batches_drop_the_remainder_and_dev_keeps_every_example(tiny_dataset):
+    from agegender.pipeline import make_dataset
 
-    inputs = keras.Input((2,))
-    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(inputs))
-    paths = [tmp_path / "b.keras", tmp_path / "b.h5", tmp_path / "b.json"]
-    checkpoint = BestCheckpoint(*paths)
-    checkpoint.set_model(model)
-    for epoch, (accuracy, loss) in enumerate([(0.9, 0.5), (0.9, 0.4), (0.9, 0.45), (0.8, 0.1)]):
-        checkpoint.on_epoch_end(epoch, {"val_accuracy": accuracy, "val_loss": loss})
-    assert checkpoint.best_epoch == 2  # the tie with the lower loss, not the first 0.9
-    state = json.loads(paths[2].read_text())
-    assert state["epoch"] == 2 and state["val_loss"] == pytest.approx(0.4)
-    assert all(path.is_file() for path in paths)
-    resumed = BestCheckpoint(*paths, resume=True)
-    assert (resumed.best, resumed.best_tie, resumed.best_epoch) == (
-        pytest.approx(0.9), pytest.approx(0.4), 2)
+    train_data, _ = make_dataset(tiny_dataset, "train", "gender", batch_size=10, training=True)
+    dev_data, _ = make_dataset(tiny_dataset, "dev", "gender", batch_size=10, training=False)
+    assert [len(y) for _, y in train_data] == [10, 10]  # 24 examples: the 4 left are dropped
+    assert int(train_data.cardinality()) == 2
+    assert [len(y) for _, y in dev_data] == [10, 2]
+
+
+def _weights(path) -> list[np.ndarray]:
+    return keras.models.load_model(path).get_weights()
+
+
+@pytest.mark.slow
+def test_deterministic_runs_are_bit_identical_and_tensorboard_writes_events(tiny_dataset,
+                                                                            tmp_path):
+    params = TrainParams(batch_size=8, num_epochs=1, learning_rate=1e-3, seed=4,
+                         deterministic=True)
+    results = [train(tiny_dataset, "gender", train_params=params, image_size=TINY_IMAGE,
+                     models_dir=tmp_path / f"m{i}", results_dir=tmp_path / f"r{i}", verbose=0,
+                     tensorboard=i == 0) for i in range(2)]
+    first, second = (_weights(result["keras"]) for result in results)
+    assert len(first) == len(second) and all(np.array_equal(a, b) for a, b in zip(first, second))
+    assert pd.read_csv(results[0]["csv"]).equals(pd.read_csv(results[1]["csv"]))
+    events = list(Path(results[0]["tensorboard"]).rglob("events.out.tfevents.*"))
+    assert {path.parent.name for path in events} >= {"train", "validation"}
+    assert "tensorboard" not in results[1]
+    assert not (tmp_path / "r1" / "gender" / "tensorboard").exists()
+
+
+@pytest.mark.slow
+def test_mixed_precision_on_cpu_is_bfloat16_and_saves_a_float32_model(tiny_dataset, tmp_path):
+    before = keras.mixed_precision.global_policy().name
+    result = train(tiny_dataset, "gender", image_size=TINY_IMAGE, verbose=0,
+                   train_params=TrainParams(batch_size=8, num_epochs=1, mixed_precision=True),
+                   models_dir=tmp_path / "m", results_dir=tmp_path / "r")
+    assert keras.mixed_precision.global_policy().name == before  # not leaked
+    model = keras.models.load_model(result["keras"])
+    assert model.get_layer("dense").dtype_policy.name == "mixed_bfloat16"
+    assert model.get_layer("probabilities").dtype_policy.name == "float32"
+    probabilities = model.predict(_images(), verbose=0)
+    assert probabilities.dtype == np.float32
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+
+
+def _free_ports(n: int) -> list[int]:
+    import socket
+
+    sockets = [socket.socket() for _ in range(n)]
+    for sock in sockets:
+        sock.bind(("127.0.0.1", 0))
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
+
+
+@pytest.mark.slow
+def test_multiworker_two_processes_only_the_chief_writes(tiny_dataset, tmp_path):
+    """Two workers on 127.0.0.1 (MultiWorkerMirroredStrategy, as on two machines)."""
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
+    code = f"""
+        import logging
+        import keras
+        from agegender.config import TrainParams
+        logging.basicConfig(level=logging.INFO)
+        from agegender.training import train
+
+        steps = []
+
+        class Count(keras.callbacks.Callback):
+            def on_train_batch_end(self, batch, logs=None):
+                steps.append(batch)
+
+        result = train({str(tiny_dataset)!r}, "gender", image_size={TINY_IMAGE},
+                       train_params=TrainParams(batch_size=8, num_epochs=2, seed=1,
+                                                strategy="multiworker"),
+                       models_dir="m", results_dir="r", verbose=0,
+                       extra_callbacks=[Count()])
+        print("replicas", result["replicas"], "steps", len(steps))
+    """
+    workers = []
+    for index in range(2):
+        scratch = tmp_path / f"tmp{index}"
+        scratch.mkdir()
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        env.update(PYTHONPATH=str(SRC), TF_CPP_MIN_LOG_LEVEL="2", TMPDIR=str(scratch),
+                   TF_CONFIG=json.dumps({"cluster": cluster,
+                                         "task": {"type": "worker", "index": index}}))
+        workers.append(subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)],
+                                        cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, text=True))
+    outputs = []
+    try:
+        for worker in workers:
+            out, err = worker.communicate(timeout=600)
+            outputs.append((worker.returncode, out, err))
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+    for returncode, out, err in outputs:
+        assert returncode == 0, err[-3000:]
+        # 24 examples, global batch 8 over 2 workers: 3 steps an epoch on each, 4 examples a
+        # worker a step (AutoShardPolicy.DATA), so each worker reads half of every batch.
+        assert "replicas 2 steps 6" in out, out
+        assert "4 examples a replica a step" in err, err[-2000:]
+    assert "not the chief" in outputs[1][2] and "not the chief" not in outputs[0][2]
+    model_dir = tmp_path / "m" / "gender"
+    assert (model_dir / "best_model_gender.keras").is_file()
+    assert len(list((model_dir / "best").iterdir())) == 2  # current + one folder: one writer
+    assert list(pd.read_csv(tmp_path / "r" / "gender" / "train_logs_gender.csv")["epoch"]) == [0, 1]
+    assert (tmp_path / "r" / "gender" / "training_metrics_gender.png").is_file()
+    assert not (model_dir / "backup").exists()
+    for index in range(2):  # the non-chief's scratch folders are gone
+        assert not list((tmp_path / f"tmp{index}").glob("agegender-worker-*"))
+    done = _python(f"""
+        import keras, agegender
+        model = keras.models.load_model({str(model_dir / "best_model_gender.keras")!r})
+        print(model.name)
+    """, cwd=tmp_path, with_src=True)
+    assert done.returncode == 0 and "mam_cnn_gender" in done.stdout, done.stderr[-2000:]
 
 
 def test_save_optimizer_flag_reaches_train(monkeypatch, capsys):
@@ -224,17 +330,18 @@ def test_save_optimizer_flag_reaches_train(monkeypatch, capsys):
 
 def test_live_plot_marks_the_best_checkpoints_epoch(tmp_path, monkeypatch):
     from agegender import figures
-    from agegender.training import BestCheckpoint, LivePlot
+    from agegender.callbacks import BestCheckpoint, LivePlot, RunRecord
 
     drawn = []
     monkeypatch.setattr(figures, "training_curves",
                         lambda log, path, title="", *, best_epoch=None: drawn.append(best_epoch))
     pd.DataFrame({"epoch": [0, 1, 2], "accuracy": [.5, .6, .7], "loss": [3, 2, 1]}).to_csv(
         tmp_path / "log.csv", index=False)
-    best = BestCheckpoint(tmp_path / "b.keras", tmp_path / "b.h5", tmp_path / "b.json")
+    record = RunRecord(run_id="r", settings={})
+    best = BestCheckpoint(tmp_path / "m", "gender", record)
     plot = LivePlot(tmp_path / "log.csv", tmp_path / "c.png", show=False, best=best)
     plot.on_epoch_end(0)
-    best.best_epoch = 2  # what BestCheckpoint.on_epoch_end sets when it saves
+    record.best_epoch = 2  # what BestCheckpoint.on_epoch_end sets when it publishes
     plot.on_epoch_end(2)
     assert drawn == [None, 2]
 

@@ -199,13 +199,38 @@ def model_features(model) -> FeatureParams:
     return FeatureParams(**features) if features else FeatureParams(image_size=image_size)
 
 
+def without_optimizer(model):
+    """A twin of ``model`` with the same weights and no optimizer (or ``model`` itself when
+    it has none).
+
+    A ``.keras`` file stores whatever optimizer the model carries (Keras ignores
+    ``include_optimizer`` there), and Adam's two moments double the weights (a 64-px age
+    model: 35 MB without, 106 MB with); only resuming needs them, and it has its own backup.
+    """
+    import keras  # noqa: PLC0415
+
+    if getattr(model, "optimizer", None) is None:
+        return model
+    twin = keras.Model.from_config(model.get_config())
+    twin.set_weights(model.get_weights())
+    return twin
+
+
+def save_h5(model, path: str | os.PathLike, *, include_optimizer: bool = False) -> None:
+    """Writes ``model`` as a legacy ``.h5`` file (not atomic: the caller decides where)."""
+    with warnings.catch_warnings():
+        # The .h5 copy is asked for on purpose (the original project's format).
+        warnings.filterwarnings("ignore", message=".*HDF5 file.*legacy")
+        logging.getLogger("absl").setLevel(logging.ERROR)
+        model.save(path, include_optimizer=include_optimizer)
+
+
 def save_model_files(model, keras_path: str | os.PathLike, h5_path: str | os.PathLike, *,
                      include_optimizer: bool = False) -> None:
     """Writes ``model`` as ``.keras`` and as ``.h5``, each atomically.
 
-    Without the optimizer state by default: Adam's two moments double the weights (a 64-px
-    age model: 35 MB without, 106 MB with), and only resuming needs them, which has its own
-    ``BackupAndRestore`` copy. The saved files predict the same either way.
+    Without the optimizer state by default (see ``without_optimizer``); the saved files
+    predict the same either way.
 
     Args:
         model: a ``keras.Model``.
@@ -213,21 +238,11 @@ def save_model_files(model, keras_path: str | os.PathLike, h5_path: str | os.Pat
         h5_path: ``.../best_model_<task>.h5``.
         include_optimizer: also store the optimizer state (to continue training from it).
     """
-    import keras  # noqa: PLC0415
-
-    saved = model
-    if not include_optimizer and getattr(model, "optimizer", None) is not None:
-        # A .keras file stores whatever optimizer the model carries (Keras ignores
-        # include_optimizer there), so save an uncompiled twin with the same weights.
-        saved = keras.Model.from_config(model.get_config())
-        saved.set_weights(model.get_weights())
+    saved = model if include_optimizer else without_optimizer(model)
     with atomic.replacing(keras_path) as tmp:
         saved.save(tmp)
-    with atomic.replacing(h5_path) as tmp, warnings.catch_warnings():
-        # The .h5 copy is asked for on purpose (the original project's format).
-        warnings.filterwarnings("ignore", message=".*HDF5 file.*legacy")
-        logging.getLogger("absl").setLevel(logging.ERROR)
-        saved.save(tmp, include_optimizer=include_optimizer)
+    with atomic.replacing(h5_path) as tmp:
+        save_h5(saved, tmp, include_optimizer=include_optimizer)
 
 
 def model_identity(path: str | os.PathLike) -> dict:

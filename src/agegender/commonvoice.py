@@ -432,8 +432,9 @@ def _label_files(root: Path, dataset_type: str, split_by_speaker: bool) -> list[
     return [base / f"{split_dirname(split)}.csv" for split in SPLITS]
 
 
-def _layout_mismatch(root: Path, dataset_type: str, missing: Path) -> DatasetError:
-    """``missing: file not found`` plus what the folder looks like and the flag to use."""
+def _layout_mismatch(root: Path, dataset_type: str, missing: list[Path]) -> DatasetError:
+    """``missing[0]: file not found (nor the others)`` plus what the folder looks like and
+    the flag to use."""
     guess = guess_layout(root)
     if guess is None:
         hint = ("no known layout there (raw: cv-valid-train.csv, clean: "
@@ -443,7 +444,9 @@ def _layout_mismatch(root: Path, dataset_type: str, missing: Path) -> DatasetErr
     else:
         hint = (f"{root} looks like the {guess} layout: run python src/preprocess_dataset.py "
                 f"--dataset_dir={root} --dataset_type={guess}")
-    return DatasetError(f"{missing}: file not found for --dataset_type={dataset_type}; {hint}")
+    others = f" (nor {', '.join(path.name for path in missing[1:])})" if missing[1:] else ""
+    return DatasetError(f"{missing[0]}: file not found{others} for "
+                        f"--dataset_type={dataset_type}; {hint}")
 
 
 def read_clips(dataset_dir: str | os.PathLike, dataset_type: str, *,
@@ -483,7 +486,7 @@ def read_clips(dataset_dir: str | os.PathLike, dataset_type: str, *,
         raise DatasetError(f"{root}: dataset folder not found")
     files = _label_files(root, dataset_type, split_by_speaker)
     if not any(file.is_file() for file in files):
-        raise _layout_mismatch(root, dataset_type, files[0])
+        raise _layout_mismatch(root, dataset_type, files)
     return readers[dataset_type](root, split_by_speaker=split_by_speaker, seed=seed,
                                  follow_symlinks=follow_symlinks)
 

@@ -144,7 +144,9 @@ class TrainParams:
         class_weight: ``none`` or ``balanced`` (inverse class frequency).
         early_stopping_patience: epochs without val_accuracy gain before stopping; 0 = off.
         strategy: ``auto``, ``mirrored``, ``multiworker`` or ``default``.
-        mixed_precision: float16 compute (GPUs).
+        mixed_precision: reduced-precision compute: float16 on GPUs, bfloat16 on CPUs.
+        deterministic: bit-identical runs for one seed on one machine (op determinism and an
+            ordered input pipeline); slower, so off by default.
     """
 
     batch_size: int = 128
@@ -155,6 +157,7 @@ class TrainParams:
     early_stopping_patience: int = 0
     strategy: str = "auto"
     mixed_precision: bool = False
+    deterministic: bool = False
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:

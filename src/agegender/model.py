@@ -51,7 +51,9 @@ def build_model(params: ModelParams, *, features: dict | None = None):
 
 def compile_model(model, learning_rate: float):
     """Compiles ``model`` for training as the trainer does: Adam, sparse categorical
-    cross-entropy on the probabilities, accuracy.
+    cross-entropy on the probabilities, accuracy, and the cross-entropy again as a metric
+    (``crossentropy``/``val_crossentropy``): Keras adds the L2 penalty to ``loss``, so the
+    fit itself is only seen there (best-epoch tie-breaks, curves).
 
     Call it inside the distribution strategy's scope, as the model was built.
 
@@ -65,7 +67,9 @@ def compile_model(model, learning_rate: float):
     import keras  # noqa: PLC0415
 
     model.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                  loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
+                  loss=keras.losses.SparseCategoricalCrossentropy(),
+                  metrics=["accuracy",
+                           keras.metrics.SparseCategoricalCrossentropy(name="crossentropy")])
     return model
 
 

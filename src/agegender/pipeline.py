@@ -58,7 +58,8 @@ def labelled_count(index: dict, task: str) -> int:
 
 def make_dataset(dataset_dir: str | os.PathLike, split: str, task: str, *, batch_size: int,
                  training: bool, seed: int = 42, with_keys: bool = False,
-                 image_size: int | None = None, cache: bool = False):
+                 image_size: int | None = None, cache: bool = False,
+                 deterministic: bool = False):
     """Builds the (image, label) dataset of a split for a task.
 
     Args:
@@ -71,6 +72,12 @@ def make_dataset(dataset_dir: str | os.PathLike, split: str, task: str, *, batch
         with_keys: yield ``(image, label, key, speaker_id)`` instead, for evaluation.
         image_size: expected side; a mismatch with the shards raises ParameterError.
         cache: keep decoded images in memory after the first epoch (small corpora).
+        deterministic: the same element order on every run with the same ``seed`` (ordered
+            interleave and map); the default lets parallel reads deliver out of order, faster.
+
+    Training batches drop the remainder: a last batch of a few examples would get the full
+    BatchNorm momentum weight (30 % at 0.7) in the moving statistics. Other splits keep
+    every example, and so does a training split smaller than one batch.
 
     Returns:
         ``tf.data.Dataset`` of image float32 [batch, H, W, 3] in 0-255 and label int32
@@ -107,7 +114,7 @@ def make_dataset(dataset_dir: str | os.PathLike, split: str, task: str, *, batch
     if training and len(files) > 1:
         dataset = tf.data.Dataset.from_tensor_slices(files).shuffle(len(files), seed=seed)
         dataset = dataset.interleave(tf.data.TFRecordDataset, cycle_length=min(8, len(files)),
-                                     num_parallel_calls=autotune, deterministic=False)
+                                     num_parallel_calls=autotune, deterministic=deterministic)
     else:
         dataset = tf.data.TFRecordDataset(files, num_parallel_reads=min(8, len(files)))
     count = labelled_count(index, task)
@@ -122,11 +129,15 @@ def make_dataset(dataset_dir: str | os.PathLike, split: str, task: str, *, batch
     else:
         if training:
             dataset = dataset.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
-        dataset = dataset.map(parse, num_parallel_calls=autotune, deterministic=not training)
+        dataset = dataset.map(parse, num_parallel_calls=autotune,
+                              deterministic=deterministic or not training)
         dataset = dataset.filter(labelled)
     # The index knows the count: Keras then shows real progress bars and epoch ends.
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(count))
-    dataset = dataset.batch(batch_size).map(to_float, num_parallel_calls=autotune)
+    # A split smaller than one batch (tiny test corpora) keeps its one partial batch.
+    drop_remainder = training and count >= batch_size
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    dataset = dataset.map(to_float, num_parallel_calls=autotune)
     dataset = dataset.prefetch(autotune)
     return dataset, index
 

@@ -1,18 +1,30 @@
-"""Training: distribution strategy, callbacks and the fit loop."""
+"""Training: distribution strategy, resume or fresh start, and the fit loop.
+
+The callbacks are in ``agegender.callbacks``, the on-disk run state in ``agegender.runstate``.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import keras
 import numpy as np
-import pandas as pd
 
-from agegender import atomic, figures, labels
-from agegender.checkpoints import save_model_files
+from agegender import labels, runstate
+from agegender.callbacks import (  # noqa: F401  (BestCheckpoint, LivePlot: re-exported)
+    BestCheckpoint,
+    CsvLog,
+    EpochBackup,
+    LivePlot,
+    RunRecord,
+    TensorBoardScalars,
+    display_available,
+)
 from agegender.config import DEFAULT_BN_MOMENTUM, ModelParams, TrainParams
 from agegender.errors import OutputError, ParameterError
 
@@ -32,11 +44,14 @@ def choose_strategy(name: str = "auto"):
     import tensorflow as tf  # noqa: PLC0415
 
     cluster = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}").get("cluster")
-    gpus = tf.config.list_logical_devices("GPU")
+    # Physical, not logical, devices: listing logical ones starts the TF runtime, after which
+    # MultiWorkerMirroredStrategy fails ("Collective ops must be configured at program
+    # startup"). Call this before anything else touches TensorFlow.
+    gpus = tf.config.list_physical_devices("GPU")
     if name == "auto":
         name = "multiworker" if cluster else "mirrored" if len(gpus) > 1 else "default"
     if name == "mirrored":
-        devices = gpus or tf.config.list_logical_devices("CPU")
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
         return tf.distribute.MirroredStrategy(devices=[device.name for device in devices])
     if name == "multiworker":
         if not cluster:
@@ -53,114 +68,6 @@ def balanced_class_weight(codes: np.ndarray, num_classes: int) -> dict[int, floa
     total = counts.sum()
     return {c: (total / (num_classes * counts[c]) if counts[c] else 1.0)
             for c in range(num_classes)}
-
-
-class BestCheckpoint(keras.callbacks.Callback):
-    """Keeps the best model by a monitored metric, as both ``.keras`` and ``.h5``.
-
-    A tie on the metric (common on a small dev split, where accuracy moves in big steps) goes
-    to the epoch with the lower ``tie_breaker`` loss, usually the better-trained later one.
-
-    Files are written atomically. The best value and epoch go to a JSON beside them, so a
-    resumed run (``resume=True``) keeps comparing against the real best, not from scratch.
-
-    Args:
-        keras_path: ``.../best_model_<task>.keras``.
-        h5_path: ``.../best_model_<task>.h5``.
-        state_path: ``.../best_model_<task>.json``.
-        monitor: metric to maximise.
-        resume: read the previous best from ``state_path``.
-        extra_state: stored in the JSON too (task, class names, features...).
-        save_optimizer: also store the optimizer state in the files (3x their size).
-    """
-
-    def __init__(self, keras_path: Path, h5_path: Path, state_path: Path, *,
-                 monitor: str = "val_accuracy", tie_breaker: str = "val_loss",
-                 resume: bool = False, extra_state: dict | None = None,
-                 save_optimizer: bool = False):
-        super().__init__()
-        self.save_optimizer = save_optimizer
-        self.keras_path, self.h5_path, self.state_path = keras_path, h5_path, state_path
-        self.monitor, self.tie_breaker = monitor, tie_breaker
-        self.best_tie = np.inf
-        self.extra_state = extra_state or {}
-        self.best = -np.inf
-        self.best_epoch = None
-        if resume and state_path.is_file():
-            state = json.loads(state_path.read_text())
-            self.best = state.get(monitor, -np.inf)
-            self.best_tie = state.get(tie_breaker, np.inf)
-            self.best_epoch = state.get("epoch")
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs = logs or {}
-        value = logs.get(self.monitor)
-        tie = logs.get(self.tie_breaker, np.inf)
-        if value is None or not (value > self.best or (value == self.best
-                                                       and tie < self.best_tie)):
-            return
-        log.info("epoch %d: %s improved from %.4f to %.4f, saving %s", epoch + 1, self.monitor,
-                 self.best, value, self.keras_path)
-        self.best, self.best_tie, self.best_epoch = float(value), float(tie), epoch + 1
-        save_model_files(self.model, self.keras_path, self.h5_path,
-                         include_optimizer=self.save_optimizer)
-        state = {**self.extra_state, **{k: float(v) for k, v in logs.items()},
-                 "epoch": self.best_epoch}
-        atomic.write_text(self.state_path, json.dumps(state, indent=2))
-
-
-def display_available() -> bool:
-    """True when a window can be shown (an X11/Wayland display is set)."""
-    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-
-
-class LivePlot(keras.callbacks.Callback):
-    """Accuracy and loss curves, redrawn every epoch.
-
-    Always rewrites the PNG; also shows a window when ``show`` and a display exists. Without
-    a display (servers, CI) it never blocks or fails. Reads the CSV log, so epochs from
-    before a resume are on the curve too; list it after the CSVLogger.
-
-    Args:
-        csv_path: the CSVLogger file.
-        png_path: PNG to rewrite each epoch.
-        show: try to open a window.
-        title: figure title.
-        best: a ``BestCheckpoint`` listed before this; its ``best_epoch`` is marked.
-    """
-
-    def __init__(self, csv_path: Path, png_path: Path, *, show: bool, title: str = "",
-                 best: BestCheckpoint | None = None):
-        super().__init__()
-        self.best = best
-        self.csv_path, self.png_path, self.title = csv_path, png_path, title
-        self.show = show and display_available()
-        self._window = None
-
-    def on_epoch_end(self, epoch, logs=None):
-        try:
-            history = pd.read_csv(self.csv_path)
-        except (FileNotFoundError, pd.errors.EmptyDataError):
-            return
-        best_epoch = self.best.best_epoch if self.best is not None else None
-        figures.training_curves(history, self.png_path, self.title, best_epoch=best_epoch)
-        if self.show:
-            self._draw_window(history, best_epoch)
-
-    def _draw_window(self, history: pd.DataFrame, best_epoch: int | None = None) -> None:
-        try:
-            import matplotlib.pyplot as plt  # noqa: PLC0415
-
-            if self._window is None:
-                plt.ion()
-                self._window = plt.figure(figsize=(11, 4))
-            figures.draw_training_curves(self._window, history, self.title,
-                                         best_epoch=best_epoch)
-            self._window.canvas.draw_idle()
-            plt.pause(0.001)
-        except Exception as err:  # noqa: BLE001 - a broken GUI must never stop training
-            log.warning("live plot window disabled (%s); still writing %s", err, self.png_path)
-            self.show = False
 
 
 def _writable_dir(path: Path, flag: str) -> Path:
@@ -186,7 +93,33 @@ def output_paths(task: str, models_dir: str | os.PathLike,
         "backup": model_dir / "backup",
         "csv": result_dir / f"train_logs_{task}.csv",
         "plot": result_dir / f"training_metrics_{task}.png",
+        "tensorboard": result_dir / "tensorboard",
     }
+
+
+def _is_chief(strategy) -> bool:
+    """True on the one worker that writes (every strategy but MultiWorkerMirrored: always)."""
+    return bool(getattr(strategy.extended, "should_checkpoint", True))
+
+
+def _mixed_precision_policy() -> str:
+    """float16 where GPUs have fast float16 units; bfloat16 on CPUs (no loss scaling needed)."""
+    import tensorflow as tf  # noqa: PLC0415
+
+    return "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"
+
+
+def _set_determinism(enabled: bool) -> None:
+    import tensorflow as tf  # noqa: PLC0415
+
+    if enabled:
+        tf.config.experimental.enable_op_determinism()
+    else:
+        # Undo an earlier deterministic run in this process (tests, notebooks).
+        from tensorflow.python.framework import config as tf_config  # noqa: PLC0415
+
+        if hasattr(tf_config, "disable_op_determinism"):
+            tf_config.disable_op_determinism()
 
 
 def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParams,
@@ -194,11 +127,20 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
           models_dir: str | os.PathLike = "models", results_dir: str | os.PathLike = "results",
           show_summary: bool = False, show_live_plot: bool = False,
           verbose: int | str = "auto", extra_callbacks: list | None = None,
-          save_optimizer: bool = False) -> dict:
+          overwrite: bool = False, tensorboard: bool = False,
+          dense_units: int = ModelParams.dense_units, save_optimizer: bool = False) -> dict:
     """Trains the MAM-CNN on ``DIR/TFRecord`` train, validating on dev.
 
-    Resumes automatically after an interruption (``BackupAndRestore`` in
-    ``models/<task>/backup``): finished epochs are kept.
+    Resumes automatically after an interruption: each finished epoch is a backup generation
+    in ``models/<task>/backup/`` (model, optimizer state, best so far, log rows), so a kill
+    costs at most the epoch in progress. A backup made with other settings stops the run
+    (``ParameterError`` naming the flags) unless ``overwrite``. See ``agegender.runstate`` for
+    the on-disk layout and why it is safe at every instant.
+
+    With ``MultiWorkerMirroredStrategy`` every worker runs this; only the chief writes (the
+    others write into temporary folders, removed at the end) and each worker reads its own
+    part of every batch (``AutoShardPolicy.DATA``). Resuming there needs ``models_dir`` on a
+    file system all workers see.
 
     Args:
         dataset_dir: dataset folder holding ``TFRecord/`` (train and dev splits).
@@ -208,75 +150,234 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
         l2: L2 factor on conv and dense kernels.
         bn_momentum: BatchNorm momentum (see ``ModelParams``).
         models_dir: checkpoints go to ``models_dir/<task>/``.
-        results_dir: CSV log and curves go to ``results_dir/<task>/``.
+        results_dir: CSV log, curves and TensorBoard logs go to ``results_dir/<task>/``.
         show_summary: print the model summary.
         show_live_plot: also show the curves in a window when a display exists.
         verbose: Keras ``fit`` verbosity.
-        extra_callbacks: appended to the project's callbacks (TensorBoard, ...).
+        extra_callbacks: appended to the project's callbacks.
+        overwrite: discard an existing backup and start a new run.
+        tensorboard: also write TensorBoard scalars to ``results_dir/<task>/tensorboard/``.
+        dense_units: width of the hidden dense layer.
         save_optimizer: keep the optimizer state in the best checkpoints (only needed to
             continue training from them; resuming uses the backup).
 
     Returns:
-        Paths written, the best validation accuracy and epoch, and the replica count.
+        Paths written, the best validation accuracy and epoch, the run id and the replica
+        count.
+
+    Raises:
+        ParameterError: settings differ from the backup's.
     """
+    import tensorflow as tf  # noqa: PLC0415
+
+    from agegender.evaluation import check_dev_split  # noqa: PLC0415
     from agegender.model import build_model, compile_model  # noqa: PLC0415
-    from agegender.pipeline import make_dataset, split_index, split_labels  # noqa: PLC0415
+    from agegender.pipeline import (  # noqa: PLC0415
+        labelled_count,
+        make_dataset,
+        split_index,
+        split_labels,
+    )
 
     names = labels.class_names(task)
     train_index = split_index(dataset_dir, "train", task, image_size)
-    split_index(dataset_dir, "dev", task, image_size)
-    paths = output_paths(task, models_dir, results_dir)
-    from agegender.evaluation import check_dev_split  # noqa: PLC0415
-
-    check_dev_split(dataset_dir, task, results_dir)  # warns when dev is too thin to trust
-    resuming = paths["backup"].is_dir() and any(paths["backup"].iterdir())
-    if resuming:
-        log.info("resuming the interrupted run from %s", paths["backup"])
-
-    keras.utils.set_random_seed(train_params.seed)
-    if train_params.mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_float16")
-    strategy = choose_strategy(train_params.strategy)
-    log.info("strategy %s over %d replica(s)", type(strategy).__name__,
-             strategy.num_replicas_in_sync)
+    dev_index = split_index(dataset_dir, "dev", task, image_size)
+    train_count = labelled_count(train_index, task)
+    if train_count < train_params.batch_size:
+        log.warning("--batch_size=%d is larger than the %d training examples: one partial "
+                    "batch an epoch", train_params.batch_size, train_count)
     features = train_index.get("features")
-    with strategy.scope():
-        model = build_model(ModelParams(image_size=image_size, num_classes=len(names),
-                                        task=task, class_names=names, l2=l2,
-                                        bn_momentum=bn_momentum), features=features)
-        compile_model(model, train_params.learning_rate)
-    if show_summary:
-        model.summary()
+    settings = runstate.RunSettings(
+        task=task, features=features, image_size=image_size, l2=l2, bn_momentum=bn_momentum,
+        dense_units=dense_units, batch_size=train_params.batch_size,
+        learning_rate=train_params.learning_rate, class_weight=train_params.class_weight,
+        seed=train_params.seed, deterministic=train_params.deterministic,
+        strategy=train_params.strategy, mixed_precision=train_params.mixed_precision,
+        dataset=runstate.dataset_fingerprint(train_index, dev_index))
 
-    # Decoded images are 12 KB each at 64 px: cache corpora that fit in ~2 GB.
-    cache = train_index["num_examples"] * int(np.prod(train_index["image_shape"])) < 2**31
-    train_data, _ = make_dataset(dataset_dir, "train", task, batch_size=train_params.batch_size,
-                                 training=True, seed=train_params.seed, cache=cache)
-    dev_data, _ = make_dataset(dataset_dir, "dev", task, batch_size=train_params.batch_size,
-                               training=False, cache=cache)
-    class_weight = None
-    if train_params.class_weight == "balanced":
-        class_weight = balanced_class_weight(split_labels(dataset_dir, "train", task),
-                                             len(names))
-        log.info("class weights: %s", {names[c]: round(w, 3) for c, w in class_weight.items()})
+    strategy = choose_strategy(train_params.strategy)  # first: see choose_strategy
+    keras.utils.set_random_seed(train_params.seed)
+    _set_determinism(train_params.deterministic)
+    chief = _is_chief(strategy)
+    log.info("strategy %s over %d replica(s)%s", type(strategy).__name__,
+             strategy.num_replicas_in_sync, "" if chief else " (not the chief: writes nothing)")
+    real_paths = output_paths(task, models_dir, results_dir) if chief else None
+    scratch = None if chief else Path(tempfile.mkdtemp(prefix="agegender-worker-"))
+    paths = real_paths or output_paths(task, scratch / "models", scratch / "results")
+    if chief:
+        # .tmp-* beside the CSV, plot and links are what a kill left of an atomic write.
+        for folder in (paths["keras"].parent, paths["csv"].parent):
+            runstate.remove_leftovers(folder)
+    backup_dir = Path(models_dir) / task / "backup"  # read by every worker, written by the chief
+    check_dev_split(dataset_dir, task, paths["csv"].parent.parent)  # warns when dev is thin
 
-    state = {"task": task, "class_names": list(names), "image_size": image_size,
-             "features": features, "bn_momentum": bn_momentum}
-    best = BestCheckpoint(paths["keras"], paths["h5"], paths["state"], resume=resuming,
-                          extra_state=state, save_optimizer=save_optimizer)
-    callbacks = [
-        keras.callbacks.BackupAndRestore(str(paths["backup"])),
-        best,
-        keras.callbacks.CSVLogger(str(paths["csv"]), append=resuming),
-        LivePlot(paths["csv"], paths["plot"], show=show_live_plot, title=f"MAM-CNN, {task}",
-                 best=best),
-    ]
-    callbacks += list(extra_callbacks or [])
-    if train_params.early_stopping_patience:
-        callbacks.append(keras.callbacks.EarlyStopping(
-            monitor="val_accuracy", mode="max", patience=train_params.early_stopping_patience))
-    model.fit(train_data, validation_data=dev_data, epochs=train_params.num_epochs,
-              class_weight=class_weight, callbacks=callbacks, verbose=verbose, shuffle=False)
-    return {**{k: str(v) for k, v in paths.items() if k != "backup"},
+    previous_policy = keras.mixed_precision.global_policy()
+    if train_params.mixed_precision:
+        keras.mixed_precision.set_global_policy(_mixed_precision_policy())
+    try:
+        def build():
+            with strategy.scope():
+                model = build_model(ModelParams(image_size=image_size, num_classes=len(names),
+                                                task=task, class_names=names, l2=l2,
+                                                bn_momentum=bn_momentum, dense_units=dense_units),
+                                    features=features)
+                compile_model(model, train_params.learning_rate)
+            return model
+
+        model = build()
+        record, model = _resume_or_start(model, build, settings, backup_dir, strategy,
+                                         overwrite=overwrite, chief=chief)
+        model_dir = paths["keras"].parent
+        if not record.fresh:
+            _adopt_orphan_best(record, model_dir)
+        if show_summary:
+            model.summary()
+
+        # Decoded images are 12 KB each at 64 px: cache corpora that fit in ~2 GB.
+        cache = train_count * int(np.prod(train_index["image_shape"])) < 2**31
+        train_data, _ = make_dataset(dataset_dir, "train", task,
+                                     batch_size=train_params.batch_size, training=True,
+                                     seed=train_params.seed, cache=cache,
+                                     deterministic=train_params.deterministic)
+        dev_data, _ = make_dataset(dataset_dir, "dev", task, batch_size=train_params.batch_size,
+                                   training=False, cache=cache,
+                                   deterministic=train_params.deterministic)
+        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            # DATA: every worker reads all shards and keeps its part of each batch; FILE
+            # sharding would give workers unequal step counts with few shards.
+            options = tf.data.Options()
+            options.experimental_distribute.auto_shard_policy = (
+                tf.data.experimental.AutoShardPolicy.DATA)
+            train_data, dev_data = train_data.with_options(options), dev_data.with_options(options)
+            _prebuild_for_multiworker(model, strategy, train_data)
+        steps = max(1, train_count // train_params.batch_size)
+        log.info("worker %s: %d steps an epoch, %d examples a replica a step",
+                 _worker_name(strategy), steps,
+                 train_params.batch_size // strategy.num_replicas_in_sync)
+        class_weight = None
+        if train_params.class_weight == "balanced":
+            class_weight = balanced_class_weight(split_labels(dataset_dir, "train", task),
+                                                 len(names))
+            log.info("class weights: %s", {names[c]: round(w, 3)
+                                           for c, w in class_weight.items()})
+
+        info = {"task": task, "class_names": list(names), "image_size": image_size,
+                "features": features, "bn_momentum": bn_momentum}
+        best = BestCheckpoint(model_dir, task, record, extra_info=info,
+                              save_optimizer=save_optimizer)
+        callbacks = [best, EpochBackup(paths["backup"], record),
+                     CsvLog(paths["csv"], record),
+                     LivePlot(paths["csv"], paths["plot"], show=show_live_plot and chief,
+                              title=f"MAM-CNN, {task}", best=best)]
+        if tensorboard and chief:
+            callbacks.append(TensorBoardScalars(paths["tensorboard"]))
+        callbacks += list(extra_callbacks or [])
+        if train_params.early_stopping_patience:
+            callbacks.append(keras.callbacks.EarlyStopping(
+                monitor="val_accuracy", mode="max",
+                patience=train_params.early_stopping_patience))
+        model.fit(train_data, validation_data=dev_data, epochs=train_params.num_epochs,
+                  initial_epoch=record.next_epoch, class_weight=class_weight,
+                  callbacks=callbacks, verbose=verbose, shuffle=False)
+        if chief:
+            # Finished: the next run with these flags is a new run, not a resume.
+            runstate.discard_backup(paths["backup"])
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    result_paths = real_paths or output_paths(task, models_dir, results_dir)
+    return {**{k: str(v) for k, v in result_paths.items() if k not in ("backup", "tensorboard")},
+            **({"tensorboard": str(result_paths["tensorboard"])} if tensorboard else {}),
             "best_val_accuracy": best.best, "best_epoch": best.best_epoch,
-            "replicas": strategy.num_replicas_in_sync}
+            "run_id": record.run_id, "replicas": strategy.num_replicas_in_sync}
+
+
+def _prebuild_for_multiworker(model, strategy, train_data) -> None:
+    """Works around Keras 3 ``fit`` failing under MultiWorkerMirroredStrategy.
+
+    ``fit`` first "symbolically builds" the model from a batch it averages across replicas
+    with ``strategy.reduce``, which MultiWorkerMirroredStrategy cannot do on a nested
+    (image, label) batch ("Attempt to convert a value (PerReplica...) to a Tensor";
+    keras-team/keras#20585, tensorflow/tensorflow#72388). Only the shapes matter there, so the
+    model is built here from one local batch, on every worker in the same order, and that step
+    of ``fit`` is skipped.
+    """
+    from keras.src.backend.tensorflow import trainer as tf_trainer  # noqa: PLC0415
+
+    images, codes = next(iter(train_data.take(1)))
+    with strategy.scope():
+        model._symbolic_build(data_batch=(images, codes))  # noqa: SLF001
+    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None  # noqa: SLF001
+
+    # Second bug, same cause: the step's logs are averaged with ``reduce("MEAN", axis=0)``,
+    # which fails on scalar metrics. Scalars are averaged with axis=None instead.
+    original = getattr(tf_trainer.reduce_per_replica, "__wrapped__", tf_trainer.reduce_per_replica)
+
+    def reduce_per_replica(values, strategy_, reduction):
+        if reduction in ("auto", "mean") and isinstance(
+                strategy_, tf_trainer.tf.distribute.MultiWorkerMirroredStrategy):
+            def mean(value):
+                if not isinstance(value, tf_trainer.tf.distribute.DistributedValues):
+                    return value
+                local = strategy_.experimental_local_results(value)[0]
+                return strategy_.reduce("MEAN", value, axis=None if local.shape.rank == 0 else 0)
+            return tf_trainer.tree.map_structure(mean, values)
+        return original(values, strategy_, reduction)
+
+    reduce_per_replica.__wrapped__ = original
+    tf_trainer.reduce_per_replica = reduce_per_replica
+
+
+def _worker_name(strategy) -> str:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not getattr(resolver, "task_type", None):
+        return "0"
+    return f"{resolver.task_type}:{resolver.task_id}"
+
+
+def _resume_or_start(model, build, settings: runstate.RunSettings, backup_dir: Path, strategy,
+                     *, overwrite: bool, chief: bool):
+    """Restores the newest usable backup generation into ``model``, or starts a new run.
+
+    Returns:
+        ``(record, model)``: the model is rebuilt when a damaged generation was partly loaded
+        and no older one was usable.
+    """
+    if overwrite:
+        if chief and backup_dir.exists():
+            log.info("--overwrite: discarding the backup in %s", backup_dir)
+            runstate.discard_backup(backup_dir)
+        return RunRecord(run_id=runstate.new_run_id(), settings=settings.to_dict()), model
+    tried = []
+
+    def check(state: dict) -> None:
+        runstate.check_same_run(runstate.RunSettings.from_dict(state["settings"]), settings,
+                                backup_dir)
+
+    def load(path: Path) -> None:
+        tried.append(path)
+        with strategy.scope():
+            model.optimizer.build(model.trainable_variables)
+            model.load_weights(path)
+
+    state = runstate.load_generation(backup_dir, load, check=check, clean=chief)
+    if state is None:
+        return (RunRecord(run_id=runstate.new_run_id(), settings=settings.to_dict()),
+                build() if tried else model)
+    record = RunRecord.from_state(state)
+    log.info("resuming run %s after epoch %d from %s (optimizer step %d)", record.run_id,
+             record.next_epoch, backup_dir, int(model.optimizer.iterations))
+    return record, model
+
+
+def _adopt_orphan_best(record: RunRecord, model_dir: Path) -> None:
+    """A kill after publishing a best model but before its backup leaves a best of this run
+    from an epoch the backup does not know; it is a real model of this run, so it stays the
+    best to beat (the redone epoch replaces it only by beating it)."""
+    current = runstate.current_best(model_dir)
+    if not current or current.get("run_id") != record.run_id:
+        return
+    score, tie = float(current.get("score", -np.inf)), float(current.get("tie", np.inf))
+    if score > record.best or (score == record.best and tie < record.best_tie):
+        record.best, record.best_tie, record.best_epoch = score, tie, current.get("epoch")
