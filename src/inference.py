@@ -31,7 +31,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="bfloat16: ~2x faster model on CPUs with bf16 instructions, "
                              "labels may rarely differ (default: float32)")
     parser.add_argument("--output", default=None,
-                        help="write every class probability per file to a .csv or .json")
+                        help="write every class probability per file to a .csv or .json "
+                             "(missing folders on its path are created)")
+    cli.add_bool_flag(parser, "no_verify", default=False,
+                      help="load the model even when it does not match its .sha256 sidecar")
     cli.add_bool_flag(parser, "verbose", default=False, help="debug logging")
     return parser.parse_args(argv)
 
@@ -63,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.output and not args.output.endswith((".csv", ".json")):
             raise ParameterError(f"--output={args.output}: expected a .csv or .json file name")
         detector = AgeGenderDetector(args.model_path, args.cls_task, batch_size=args.batch_size,
-                                     precision=args.precision)
+                                     precision=args.precision, verify=not args.no_verify)
         files = expand_audio_paths(args.audio_file)
         results = detector.predict(files)
         for result in results:

@@ -47,6 +47,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                       help="redraw the training curves each epoch (window if a display exists, "
                            "PNG always)")
     cli.add_bool_flag(parser, "mixed_precision", default=False, help="float16 compute (GPUs)")
+    cli.add_bool_flag(parser, "skip_corrupt", default=False,
+                      help="leave out corrupt shard records (counted and named at the end) "
+                           "instead of stopping at the first")
     cli.add_bool_flag(parser, "verbose", default=False, help="debug logging")
     return parser.parse_args(argv)
 
@@ -57,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def work() -> None:
         from agegender.checkpoints import export_saved_model  # noqa: PLC0415
+        from agegender.pipeline import corrupt_summary  # noqa: PLC0415
         from agegender.training import train  # noqa: PLC0415
 
         params = TrainParams(batch_size=args.batch_size, learning_rate=args.learning_rate,
@@ -67,12 +71,16 @@ def main(argv: list[str] | None = None) -> int:
         result = train(args.dataset_dir, args.cls_task, train_params=params,
                        image_size=args.image_size, l2=args.l2, bn_momentum=args.bn_momentum,
                        models_dir=args.models_dir, results_dir=args.results_dir,
-                       show_summary=args.show_summary, show_live_plot=args.show_live_plot)
+                       show_summary=args.show_summary, show_live_plot=args.show_live_plot,
+                       skip_corrupt=args.skip_corrupt)
         print(f"best val_accuracy {result['best_val_accuracy']:.4f} at epoch "
               f"{result['best_epoch']}")
         print(f"  checkpoints: {result['keras']}  {result['h5']}")
         print(f"  training log: {result['csv']}")
         print(f"  training curves: {result['plot']}")
+        skipped = corrupt_summary(result.get("corrupt", {}))
+        if skipped:
+            print(f"  WARNING: {skipped}")
         if args.export_dir:
             print(f"  SavedModel: {export_saved_model(result['keras'], args.export_dir)}")
 

@@ -39,9 +39,18 @@ def manifest_path(dataset_dir: str | os.PathLike, split: str) -> Path:
     return Path(dataset_dir) / "Manifest" / f"{split_dirname(split)}.csv"
 
 
+_PNG_NAME_MAX = 240  # bytes: the name and its atomic temporary sibling fit 255
+
+
 def png_path(dataset_dir: str | os.PathLike, split: str, key: str) -> Path:
-    """``DIR/Spectrograms/cv-valid-{split}/<key>.png``."""
-    return Path(dataset_dir) / "Spectrograms" / split_dirname(split) / f"{key}.png"
+    """``DIR/Spectrograms/cv-valid-{split}/<key>.png``; a key too long for a file name
+    (over 236 UTF-8 bytes) is cut and given 8 hex digits of its SHA-1, stably."""
+    name = f"{key}.png"
+    if len(name.encode("utf-8")) > _PNG_NAME_MAX:
+        tag = hashlib.sha1(key.encode("utf-8")).hexdigest()[:8]
+        cut = key.encode("utf-8")[:_PNG_NAME_MAX - 13].decode("utf-8", errors="ignore")
+        name = f"{cut}-{tag}.png"
+    return Path(dataset_dir) / "Spectrograms" / split_dirname(split) / name
 
 
 def run_clean(dataset_dir: str | os.PathLike, params: PreprocessParams,
@@ -138,7 +147,10 @@ def _spectrogram_job(job: tuple[str, str, FeatureParams]) -> tuple[str, str]:
         image = clip_image(audio, features)
     except AudioError as err:
         return target, str(err).removeprefix(f"{audio}: ")
-    atomic.write_bytes(target, png_bytes(image))
+    try:
+        atomic.write_bytes(target, png_bytes(image))
+    except OSError as err:  # one clip's output must never end the run (a full disk does)
+        return target, f"cannot write its spectrogram {target}: {err.strerror or err}"
     return target, ""
 
 
@@ -169,6 +181,7 @@ def run_spectrograms(dataset_dir: str | os.PathLike, features: FeatureParams,
         return problems
     for split in SPLITS:
         (root / "Spectrograms" / split_dirname(split)).mkdir(parents=True, exist_ok=True)
+        atomic.remove_leftovers(root / "Spectrograms" / split_dirname(split))  # of a kill
     workers = min(params.workers, len(jobs))
     bar = tqdm(total=len(jobs), desc="spectrograms", unit="clip")
     if workers > 1:

@@ -184,7 +184,8 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
           image_size: int = 64, l2: float = 0.01, bn_momentum: float = DEFAULT_BN_MOMENTUM,
           models_dir: str | os.PathLike = "models", results_dir: str | os.PathLike = "results",
           show_summary: bool = False, show_live_plot: bool = False,
-          verbose: int | str = "auto", extra_callbacks: list | None = None) -> dict:
+          verbose: int | str = "auto", extra_callbacks: list | None = None,
+          skip_corrupt: bool = False) -> dict:
     """Trains the MAM-CNN on ``DIR/TFRecord`` train, validating on dev.
 
     Resumes automatically after an interruption (``BackupAndRestore`` in
@@ -203,6 +204,8 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
         show_live_plot: also show the curves in a window when a display exists.
         verbose: Keras ``fit`` verbosity.
         extra_callbacks: appended to the project's callbacks (TensorBoard, ...).
+        skip_corrupt: leave corrupt shard records out (counted in ``corrupt``) instead of
+            stopping with a DatasetError naming the first.
 
     Returns:
         Paths written, the best validation accuracy and epoch, and the replica count.
@@ -238,10 +241,13 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
 
     # Decoded images are 12 KB each at 64 px: cache corpora that fit in ~2 GB.
     cache = train_index["num_examples"] * int(np.prod(train_index["image_shape"])) < 2**31
-    train_data, _ = make_dataset(dataset_dir, "train", task, batch_size=train_params.batch_size,
-                                 training=True, seed=train_params.seed, cache=cache)
-    dev_data, _ = make_dataset(dataset_dir, "dev", task, batch_size=train_params.batch_size,
-                               training=False, cache=cache)
+    train_data, train_read = make_dataset(dataset_dir, "train", task,
+                                          batch_size=train_params.batch_size, training=True,
+                                          seed=train_params.seed, cache=cache,
+                                          skip_corrupt=skip_corrupt)
+    dev_data, dev_read = make_dataset(dataset_dir, "dev", task,
+                                      batch_size=train_params.batch_size, training=False,
+                                      cache=cache, skip_corrupt=skip_corrupt)
     class_weight = None
     if train_params.class_weight == "balanced":
         class_weight = balanced_class_weight(split_labels(dataset_dir, "train", task),
@@ -266,4 +272,5 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
     best = callbacks[1]
     return {**{k: str(v) for k, v in paths.items() if k != "backup"},
             "best_val_accuracy": best.best, "best_epoch": best.best_epoch,
-            "replicas": strategy.num_replicas_in_sync}
+            "replicas": strategy.num_replicas_in_sync,
+            "corrupt": {"train": train_read["corrupt"], "dev": dev_read["corrupt"]}}
