@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "src" / "preprocess_dataset.py"
 FEATURES = FeatureParams()
 SPLITS = ("train", "dev", "test")
-OUTPUT_DIRS = ("Manifest", "Spectrograms", "TFRecord")
+OUTPUT_DIRS = ("Manifest", "Spectrograms", "TFRecord", "Audio")  # Audio: the clean layout (links)
 
 # Clips added to the train split of the template corpus, all labelled female-fifties.
 SKIPPED = {  # dropped by the spectrogram stage: key -> start of the reported reason
