@@ -51,11 +51,11 @@ def load_model(path: str | os.PathLike, *, verify: bool = True):
     if path.suffix not in (".keras", ".h5"):
         raise ModelError(f"--model_path={path}: expected a .keras or .h5 file or a SavedModel "
                          "folder")
+    if verify:
+        verify_checksum(path)
     problem = model_file_problem(path)
     if problem:
         raise ModelError(f"--model_path={path}: {problem}")
-    if verify:
-        verify_checksum(path)
     try:
         return keras.models.load_model(path, compile=False, safe_mode=True)
     except _LOAD_ERRORS as err:  # what Keras and h5py raise on a damaged or foreign file

@@ -567,10 +567,10 @@ def check_model_features(model, index: dict, dataset_dir: str | os.PathLike,
         return
     defaults = dataclasses.asdict(FeatureParams())
     ours = dataclasses.asdict(model.features)
-    differ = [f"{name} {ours.get(name, defaults.get(name))!r} vs {stored.get(name,
-                                                                         defaults.get(name))!r}"
-              for name in sorted(set(ours) | set(stored))
-              if ours.get(name, defaults.get(name)) != stored.get(name, defaults.get(name))]
+    pairs = {name: (ours.get(name, defaults.get(name)), stored.get(name, defaults.get(name)))
+             for name in sorted(set(ours) | set(stored))}
+    differ = [f"{name} {mine!r} vs {theirs!r}" for name, (mine, theirs) in pairs.items()
+              if mine != theirs]
     if differ:
         raise ModelError(f"--model_path={model.path} was trained on other features than the "
                          f"{split} shards of {dataset_dir} (model vs shards: "

@@ -111,10 +111,14 @@ def scan_split(dataset_dir: str | os.PathLike, split: str, index: dict | None = 
             "bad_shards": bad}
 
 
-def corrupt_summary(scans: dict[str, dict]) -> str:
-    """One line: corrupt records skipped per split and their shards ("" when none)."""
-    parts = [f"{split}: {scan['skipped']} record(s) in {', '.join(scan['bad_shards'])}"
-             for split, scan in scans.items() if scan["bad_shards"]]
+def corrupt_summary(corrupt: dict[str, dict]) -> str:
+    """One line: corrupt records skipped per split and their shards ("" when none).
+
+    Args:
+        corrupt: ``{split: index["corrupt"]}`` as ``make_dataset`` returns it.
+    """
+    parts = [f"{split}: {info['records']} record(s) in {', '.join(info['shards'])}"
+             for split, info in corrupt.items() if info and info.get("shards")]
     return ("skipped corrupt records (--skip_corrupt): " + "; ".join(parts)) if parts else ""
 
 
