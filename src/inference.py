@@ -12,7 +12,7 @@ import json
 import sys
 
 from agegender import atomic, cli
-from agegender.errors import ParameterError
+from agegender.errors import OutputError, ParameterError
 from agegender.labels import TASKS
 
 
@@ -78,7 +78,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{result['file']}: {result['label']} (p={result['probability']:.3f})"
                   + (f"  [{shown}]" if args.top_k > 1 else ""))
         if args.output:
-            write_output(args.output, results, detector.class_names)
+            try:
+                write_output(args.output, results, detector.class_names)
+            except OSError as err:
+                raise OutputError(f"--output={args.output}: cannot be written "
+                                  f"({err.strerror or err})") from err
             print(f"predictions written to {args.output}")
         predicted = sum(1 for r in results if not r["error"])
         print(f"{predicted} of {len(results)} files predicted ({detector.task})")

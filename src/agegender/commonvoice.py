@@ -458,6 +458,9 @@ def read_clips(dataset_dir: str | os.PathLike, dataset_type: str, *,
         raise ParameterError(f"--dataset_type={dataset_type!r} is not one of "
                              f"{', '.join(readers)}")
     if not root.is_dir():
+        if root.exists():
+            raise DatasetError(f"{root}: is a file, not a dataset folder (--dataset_dir names "
+                               "the folder holding the tables)")
         raise DatasetError(f"{root}: dataset folder not found")
     return readers[dataset_type](root, split_by_speaker=split_by_speaker, seed=seed,
                                  follow_symlinks=follow_symlinks)
