@@ -440,6 +440,9 @@ def pitch_threshold_from_clips(audio_paths: Sequence[str], gender_codes: np.ndar
     from agegender import pitch  # noqa: PLC0415
 
     codes = np.asarray(gender_codes, dtype=int)
+    labelled = codes >= 0  # clips kept for age only carry gender code -1
+    audio_paths = [path for path, keep in zip(audio_paths, labelled, strict=True) if keep]
+    codes = codes[labelled]
     if len(codes) == 0:
         return _fallback_threshold(f"no {what} clips")
     pick = np.random.default_rng(seed).permutation(len(codes))[:max_clips]
