@@ -12,7 +12,7 @@ import json
 import sys
 
 from agegender import atomic, cli
-from agegender.errors import ParameterError
+from agegender.errors import OutputError, ParameterError
 from agegender.labels import TASKS
 
 
@@ -31,7 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="bfloat16: ~2x faster model on CPUs with bf16 instructions, "
                              "labels may rarely differ (default: float32)")
     parser.add_argument("--output", default=None,
-                        help="write every class probability per file to a .csv or .json")
+                        help="write every class probability per file to a .csv or .json "
+                             "(missing folders on its path are created)")
+    cli.add_bool_flag(parser, "no_verify", default=False,
+                      help="load the model even when it does not match its .sha256 sidecar")
     cli.add_bool_flag(parser, "verbose", default=False, help="debug logging")
     return parser
 
@@ -78,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.output and not args.output.endswith((".csv", ".json")):
             raise ParameterError(f"--output={args.output}: expected a .csv or .json file name")
         detector = AgeGenderDetector(args.model_path, args.cls_task, batch_size=args.batch_size,
-                                     precision=args.precision)
+                                     precision=args.precision, verify=not args.no_verify)
         identity = {**model_identity(args.model_path), "task": detector.task}
         files = expand_audio_paths(args.audio_file)
         results = detector.predict(files)
@@ -91,7 +94,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{result['file']}: {result['label']} (p={result['probability']:.3f})"
                   + (f"  [{shown}]" if args.top_k > 1 else ""))
         if args.output:
-            write_output(args.output, results, detector.class_names, model=identity)
+            try:
+                write_output(args.output, results, detector.class_names, model=identity)
+            except OSError as err:
+                raise OutputError(f"--output={args.output}: cannot be written "
+                                  f"({err.strerror or err})") from err
             print(f"predictions written to {args.output} (model named in "
                   f"{args.output}.model.json)")
         predicted = sum(1 for r in results if not r["error"])

@@ -35,6 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch_size", type=int, default=128, help="examples per model call")
     parser.add_argument("--results_dir", default="results",
                         help="reports go to RESULTS_DIR/<task>/")
+    cli.add_bool_flag(parser, "skip_corrupt", default=False,
+                      help="leave out corrupt shard records (counted and named at the end) "
+                           "instead of stopping at the first")
+    cli.add_bool_flag(parser, "no_verify", default=False,
+                      help="load the model even when it does not match its .sha256 sidecar")
     cli.add_bool_flag(parser, "verbose", default=False, help="debug logging")
     return parser
 
@@ -56,10 +61,14 @@ def main(argv: list[str] | None = None) -> int:
 
             result = evaluate(args.dataset_dir, args.model_path, args.cls_task,
                               split=args.split, results_dir=args.results_dir,
-                              batch_size=args.batch_size)
+                              batch_size=args.batch_size, skip_corrupt=args.skip_corrupt,
+                              verify=not args.no_verify)
         print(result["text"])
         for name, path in result["paths"].items():
             print(f"  {name}: {path}")
+        skipped = corrupt_summary({args.split: result["corrupt"]})
+        if skipped:
+            print(f"  WARNING: {skipped}")
 
     return cli.run_cli(work, verbose=args.verbose)
 

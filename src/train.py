@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="discard the backup of an interrupted run and start a new one")
     cli.add_bool_flag(parser, "tensorboard", default=False,
                       help="also write TensorBoard scalars to RESULTS_DIR/TASK/tensorboard/")
+    cli.add_bool_flag(parser, "skip_corrupt", default=False,
+                      help="leave out corrupt shard records (counted and named at the end) "
+                           "instead of stopping at the first")
     cli.add_bool_flag(parser, "verbose", default=False, help="debug logging")
     return parser
 
@@ -76,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def work() -> None:
         from agegender.checkpoints import export_saved_model  # noqa: PLC0415
+        from agegender.pipeline import corrupt_summary  # noqa: PLC0415
         from agegender.training import train  # noqa: PLC0415
 
         params = TrainParams(batch_size=args.batch_size, learning_rate=args.learning_rate,
@@ -89,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
                        models_dir=args.models_dir, results_dir=args.results_dir,
                        show_summary=args.show_summary, show_live_plot=args.show_live_plot,
                        save_optimizer=args.save_optimizer, overwrite=args.overwrite,
-                       tensorboard=args.tensorboard)
+                       tensorboard=args.tensorboard,
+                       skip_corrupt=args.skip_corrupt)
         print(f"best val_accuracy {result['best_val_accuracy']:.4f} at epoch "
               f"{result['best_epoch']}")
         print(f"  checkpoints: {result['keras']}  {result['h5']}")
@@ -97,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  training curves: {result['plot']}")
         if "tensorboard" in result:
             print(f"  TensorBoard: {result['tensorboard']}")
+        skipped = corrupt_summary(result.get("corrupt", {}))
+        if skipped:
+            print(f"  WARNING: {skipped}")
         if args.export_dir:
             print(f"  SavedModel: {export_saved_model(result['keras'], args.export_dir)}")
 

@@ -12,7 +12,9 @@ import json
 import logging
 import os
 import shutil
+import struct
 import warnings
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,26 +25,124 @@ from agegender.config import FeatureParams
 from agegender.errors import ModelError, OutputError, ParameterError
 
 
-def load_model(path: str | os.PathLike):
+def load_model(path: str | os.PathLike, *, verify: bool = True):
     """Loads a ``.keras`` or ``.h5`` model with Keras safe mode on.
 
+    Args:
+        path: the model file.
+        verify: when a ``<file>.sha256`` sidecar exists (``save_model_files`` writes one),
+            refuse a file whose SHA-256 it does not list (``verify_checksum``).
+
     Raises:
-        ModelError: missing file, unsupported suffix, or a file Keras cannot load.
+        ModelError: missing file, a folder, unsupported suffix, checksum mismatch, or a file
+            Keras cannot load (what is wrong with it in words: empty, not a Keras file,
+            corrupt zip, truncated HDF5, ...).
     """
     import keras  # noqa: PLC0415
 
     import agegender.layers  # noqa: F401,PLC0415  (registers the custom layers)
 
     path = Path(path)
+    if path.is_dir():
+        raise ModelError(f"--model_path={path}: a folder, and not a SavedModel (no "
+                         "saved_model.pb); expected a .keras or .h5 file or a SavedModel folder")
     if not path.is_file():
         raise ModelError(f"--model_path={path}: file not found")
     if path.suffix not in (".keras", ".h5"):
         raise ModelError(f"--model_path={path}: expected a .keras or .h5 file or a SavedModel "
                          "folder")
+    if verify:
+        verify_checksum(path)
+    problem = model_file_problem(path)
+    if problem:
+        raise ModelError(f"--model_path={path}: {problem}")
     try:
         return keras.models.load_model(path, compile=False, safe_mode=True)
-    except (ValueError, OSError, TypeError, KeyError) as err:
-        raise ModelError(f"--model_path={path}: cannot be loaded ({err})") from err
+    except _LOAD_ERRORS as err:  # what Keras and h5py raise on a damaged or foreign file
+        reason = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+        raise ModelError(f"--model_path={path}: cannot be loaded: {_kind_of_damage(path)} "
+                         f"({type(err).__name__}: {reason})") from err
+
+
+_LOAD_ERRORS = (zipfile.BadZipFile, OSError, ValueError, KeyError, IndexError, TypeError,
+                AttributeError, EOFError, RuntimeError, struct.error)
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def model_file_problem(path: str | os.PathLike) -> str:
+    """What is plainly wrong with a ``.keras``/``.h5`` file before Keras sees it, or "".
+
+    Empty file; a ``.keras`` that is not a zip archive or whose members fail their CRC-32
+    (``zipfile.testzip``); a ``.h5`` without the HDF5 signature.
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size == 0:
+            return "empty file (0 bytes)"
+        if path.suffix == ".keras":
+            if not zipfile.is_zipfile(path):
+                return ("not a Keras file: not a zip archive (truncated, or another format "
+                        "saved under a .keras name)")
+            with zipfile.ZipFile(path) as archive:
+                bad = archive.testzip()
+            if bad is not None:
+                return (f"corrupt zip: member {bad!r} fails its CRC-32 (the file was damaged "
+                        "after it was written)")
+        elif path.suffix == ".h5":
+            with open(path, "rb") as handle:
+                if handle.read(8) != _HDF5_SIGNATURE:
+                    return "not an HDF5 file (no HDF5 signature)"
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError) as err:
+        return f"corrupt zip ({err})"
+    except OSError as err:
+        return f"cannot be read ({err.strerror or err})"
+    return ""
+
+
+def _kind_of_damage(path: Path) -> str:
+    if path.suffix == ".h5":
+        return "truncated or corrupt HDF5 file, or not a Keras model"
+    return "corrupt or not a Keras model file"
+
+
+def verify_checksum(path: str | os.PathLike) -> None:
+    """Checks a model file against its recorded SHA-256, when one is recorded
+    (``recorded_checksums``).
+
+    Raises:
+        ModelError: the file's SHA-256 is not the recorded one.
+    """
+    expected, where = recorded_checksums(path)
+    if expected is None:
+        return
+    actual = atomic.sha256_file(path)
+    if actual not in expected:
+        raise ModelError(f"--model_path={path}: checksum mismatch, the file is corrupt or was "
+                         f"changed after training (expected {expected[0]}, got {actual}, "
+                         f"recorded in {where}); --no_verify loads it anyway")
+
+
+def recorded_checksums(path: str | os.PathLike) -> tuple[list[str] | None, Path | None]:
+    """The SHA-256 digests recorded for a model file, and where.
+
+    The ``<file>.sha256`` sidecar of ``save_model_files``; else, for a best model written by
+    training, the ``sha256`` entry of the ``best_model_<task>.json`` beside it (published in
+    one folder with the model, so it always describes these bytes).
+
+    Returns:
+        (digests, the file they come from), or (None, None) when nothing is recorded.
+    """
+    path = Path(path)
+    sidecar = atomic.read_checksums(path)
+    if sidecar is not None:
+        return sidecar, atomic.checksum_path(path)
+    state = path.with_suffix(".json")
+    try:
+        digest = json.loads(state.read_text()).get("sha256", {}).get(path.suffix.lstrip("."))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        return None, None
+    return ([digest.lower()], state) if isinstance(digest, str) else (None, None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,7 +210,7 @@ def bfloat16_copy(model):
 
 
 def open_model(path: str | os.PathLike, task: str | None = None, *,
-               precision: str = "float32") -> LoadedModel:
+               precision: str = "float32", verify: bool = True) -> LoadedModel:
     """Opens a ``.keras``/``.h5`` file or a SavedModel folder and checks it against ``task``.
 
     Args:
@@ -118,6 +218,7 @@ def open_model(path: str | os.PathLike, task: str | None = None, *,
         task: expected task; None reads it from the model.
         precision: ``float32`` (exact) or ``bfloat16`` (faster batches on CPUs with bf16
             instructions; ``.keras``/``.h5`` models of this project only).
+        verify: check the file against its ``.sha256`` sidecar (see ``load_model``).
 
     Raises:
         ModelError: the model cannot be loaded, or its task/output size does not match.
@@ -132,7 +233,7 @@ def open_model(path: str | os.PathLike, task: str | None = None, *,
         return _open_saved_model(path, task)
     from agegender.model import model_labels  # noqa: PLC0415
 
-    model = load_model(path)
+    model = load_model(path, verify=verify)
     try:
         stored_task, names, features = model_labels(model)
     except ModelError:
@@ -158,16 +259,26 @@ def _open_saved_model(path: Path, task: str | None) -> LoadedModel:
 
     meta_path = path / "agegender.json"
     if not (path / "saved_model.pb").is_file():
-        raise ModelError(f"--model_path={path}: folder holds no saved_model.pb")
-    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+        raise ModelError(f"--model_path={path}: folder holds no saved_model.pb (not a "
+                         "SavedModel; expected a .keras or .h5 file or a SavedModel folder)")
+    if not (path / "variables").is_dir():
+        raise ModelError(f"--model_path={path}: SavedModel without its variables/ folder "
+                         "(incomplete copy?)")
+    try:
+        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    except (ValueError, OSError) as err:
+        raise ModelError(f"{meta_path}: not valid JSON ({err})") from err
     try:
         loaded = tf.saved_model.load(str(path))
-    except (OSError, ValueError) as err:
-        raise ModelError(f"--model_path={path}: cannot be loaded ({err})") from err
-    serve = loaded.signatures.get("serve") or loaded.signatures["serving_default"]
-    _, spec = serve.structured_input_signature
-    (input_spec,) = spec.values()
-    (output_spec,) = serve.structured_outputs.values()
+        serve = loaded.signatures.get("serve") or loaded.signatures["serving_default"]
+        _, spec = serve.structured_input_signature
+        (input_spec,) = spec.values()
+        (output_spec,) = serve.structured_outputs.values()
+    except (*_LOAD_ERRORS, tf.errors.OpError) as err:  # a damaged or foreign SavedModel
+        reason = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+        raise ModelError(f"--model_path={path}: cannot be loaded: corrupt or incomplete "
+                         f"SavedModel (truncated variables?) ({type(err).__name__}: "
+                         f"{reason})") from err
     outputs = int(output_spec.shape[-1])
     task, names = _checked_labels(path, meta.get("task"), meta.get("class_names"), outputs, task)
     features = meta.get("features")
@@ -227,7 +338,8 @@ def save_h5(model, path: str | os.PathLike, *, include_optimizer: bool = False) 
 
 def save_model_files(model, keras_path: str | os.PathLike, h5_path: str | os.PathLike, *,
                      include_optimizer: bool = False) -> None:
-    """Writes ``model`` as ``.keras`` and as ``.h5``, each atomically.
+    """Writes ``model`` as ``.keras`` and as ``.h5``, each atomically, each with a
+    ``<file>.sha256`` sidecar that ``load_model`` verifies.
 
     Without the optimizer state by default (see ``without_optimizer``); the saved files
     predict the same either way.
@@ -239,9 +351,9 @@ def save_model_files(model, keras_path: str | os.PathLike, h5_path: str | os.Pat
         include_optimizer: also store the optimizer state (to continue training from it).
     """
     saved = model if include_optimizer else without_optimizer(model)
-    with atomic.replacing(keras_path) as tmp:
+    with atomic.replacing_checksummed(keras_path) as tmp:
         saved.save(tmp)
-    with atomic.replacing(h5_path) as tmp:
+    with atomic.replacing_checksummed(h5_path) as tmp:
         save_h5(saved, tmp, include_optimizer=include_optimizer)
 
 
@@ -256,18 +368,12 @@ def model_identity(path: str | os.PathLike) -> dict:
         ``size`` (bytes; the folder's files summed), and ``epoch``: the best epoch from
         ``best_model_<task>.json`` beside the file (same stem), None when there is none.
     """
-    import hashlib  # noqa: PLC0415
-
     path = Path(path)
     if path.is_dir():
         hashed = path / "saved_model.pb"
         size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
     else:
         hashed, size = path, path.stat().st_size
-    digest = hashlib.sha256()
-    with open(hashed, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
     epoch = None
     state = path.with_suffix(".json") if path.is_file() else None
     if state is not None and state.is_file():
@@ -275,7 +381,7 @@ def model_identity(path: str | os.PathLike) -> dict:
             epoch = json.loads(state.read_text()).get("epoch")
         except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
             epoch = None
-    return {"path": str(path.resolve()), "sha256": digest.hexdigest(), "epoch": epoch,
+    return {"path": str(path.resolve()), "sha256": atomic.sha256_file(hashed), "epoch": epoch,
             "size": int(size)}
 
 

@@ -98,4 +98,21 @@ def run_cli(work: Callable[[], int | None], *, verbose: bool = False) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except OSError as err:  # a file-system failure the package did not foresee: one line too
+        print(f"error: {os_error_line(err)}", file=sys.stderr)
+        return 2
     return 0 if status is None else int(status)
+
+
+def os_error_line(err: OSError) -> str:
+    """An ``OSError`` as one line naming the path and what went wrong (a full disk says to
+    free space and re-run)."""
+    import errno  # noqa: PLC0415
+
+    where = err.filename if err.filename is not None else "a file"
+    if err.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        return (f"{where}: disk full ({err.strerror}); free some space and run the same "
+                "command again (it resumes)")
+    what = err.strerror or str(err) or type(err).__name__
+    also = f" -> {err.filename2}" if getattr(err, "filename2", None) else ""
+    return f"{where}{also}: {what}"

@@ -82,12 +82,25 @@ def _read_table(path: Path, required: tuple[str, ...], *, tsv: bool) -> pd.DataF
             table = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as err:
         raise DatasetError(f"{path}: cannot be parsed ({str(err).splitlines()[0]})") from err
+    duplicated = duplicate_columns(table.columns)
+    if duplicated:
+        raise DatasetError(f"{path}: column {duplicated[0]!r} appears more than once; "
+                           "keep one (which one is meant cannot be guessed)")
     missing = [column for column in required if column not in table.columns]
     if missing:
         raise DatasetError(
             f"{path}: missing required column {missing[0]!r} (found: {', '.join(table.columns)})"
         )
     return table
+
+
+def duplicate_columns(columns) -> list[str]:
+    """Column names a table header repeats (pandas reads a repeat of ``age`` as ``age.1``)."""
+    names = [str(column) for column in columns]
+    present = set(names)
+    return sorted({name.rsplit(".", 1)[0] for name in names
+                   if "." in name and name.rsplit(".", 1)[1].isdigit()
+                   and name.rsplit(".", 1)[0] in present})
 
 
 def _within(root: str, path: str) -> bool:
@@ -110,6 +123,19 @@ def _resolve(root: Path, cell: str, bases: list[Path] | tuple[Path, ...], *,
     cell = cell.strip().replace("\\", "/")
     if not cell:
         return "", "empty path"
+    if "\0" in cell:
+        return cell.replace("\0", "\\0"), "bad path: contains a NUL byte"
+    try:
+        return _resolve_cell(root, root_abs, root_real, cell, bases,
+                             follow_symlinks=follow_symlinks)
+    except (OSError, ValueError) as err:  # a name too long for the file system, ...
+        return cell, f"bad path: {getattr(err, 'strerror', None) or err}"
+
+
+def _resolve_cell(root: Path, root_abs: str, root_real: str, cell: str,
+                  bases: list[Path] | tuple[Path, ...], *,
+                  follow_symlinks: bool) -> tuple[str, str]:
+    """``_resolve`` of a non-empty cell; may raise OSError/ValueError for a bad path."""
     if cell.startswith("/") or os.path.isabs(cell) or (len(cell) > 1 and cell[1] == ":"):
         return cell, OUTSIDE
     # Lexical location first: normpath folds ".." without following any symlink.
@@ -136,7 +162,8 @@ def _clip_rows(table: pd.DataFrame, *, split: str | pd.Series, root: Path, sourc
     a missing gender/age column read as empty cells)."""
     resolved = [_resolve(root, cell, bases, follow_symlinks=follow_symlinks)
                 for cell in table[path_column]]
-    keys = [Path(cell.strip().replace("\\", "/")).stem for cell in table[path_column]]
+    keys = [Path(cell.strip().replace("\\", "/").replace("\0", "\\0")).stem
+            for cell in table[path_column]]
     empty = pd.Series([""] * len(table), index=table.index, dtype=object)
     speaker_column = _speaker_column(table)
     speakers = table[speaker_column].str.strip() if speaker_column else empty
@@ -483,6 +510,9 @@ def read_clips(dataset_dir: str | os.PathLike, dataset_type: str, *,
         raise ParameterError(f"--dataset_type={dataset_type!r} is not one of "
                              f"{', '.join(readers)}")
     if not root.is_dir():
+        if root.exists():
+            raise DatasetError(f"{root}: is a file, not a dataset folder (--dataset_dir names "
+                               "the folder holding the tables)")
         raise DatasetError(f"{root}: dataset folder not found")
     files = _label_files(root, dataset_type, split_by_speaker)
     if not any(file.is_file() for file in files):

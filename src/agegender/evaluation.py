@@ -531,8 +531,13 @@ def _gender_f0(audio_paths: list[str] | None, root, cache) -> np.ndarray | None:
 
 def evaluate(dataset_dir: str | os.PathLike, model_path: str | os.PathLike, task: str | None,
              *, split: str = "test", results_dir: str | os.PathLike = "results",
-             batch_size: int = 128, n_resamples: int = N_RESAMPLES) -> dict:
+             batch_size: int = 128, n_resamples: int = N_RESAMPLES,
+             skip_corrupt: bool = False, verify: bool = True) -> dict:
     """Evaluates a model on a split's TFRecords and writes the reports (``write_report``).
+
+    The model's stored feature settings must equal the shards' (``check_model_features``).
+    ``skip_corrupt`` leaves corrupt records out (``result["corrupt"]`` says which) instead of
+    stopping; ``verify`` checks the model file against its ``.sha256`` sidecar.
 
     For gender, the clips' audio (found through ``DIR/Manifest``) gives the pitch baseline,
     its threshold fitted on train+dev (``pitch_threshold_from_splits``).
@@ -547,10 +552,14 @@ def evaluate(dataset_dir: str | os.PathLike, model_path: str | os.PathLike, task
     from agegender.checkpoints import open_model  # noqa: PLC0415
     from agegender.pipeline import make_dataset  # noqa: PLC0415
 
-    model = open_model(model_path, task)
+    model = open_model(model_path, task, verify=verify)
     task, names = model.task, list(model.class_names)
-    data, _ = make_dataset(dataset_dir, split, task, batch_size=batch_size, training=False,
-                           with_keys=True, image_size=model.features.image_size)
+    from agegender.pipeline import split_index  # noqa: PLC0415
+
+    check_model_features(model, split_index(dataset_dir, split, task), dataset_dir, split)
+    data, index = make_dataset(dataset_dir, split, task, batch_size=batch_size, training=False,
+                               with_keys=True, image_size=model.features.image_size,
+                               skip_corrupt=skip_corrupt)
     keys, speakers, truth, probabilities = [], [], [], []
     # disable=None: a bar only on a terminal, where it is redrawn in place. In a pipe or log
     # file every redraw stays, and tqdm draws the last state twice (last update, then close),
@@ -570,10 +579,44 @@ def evaluate(dataset_dir: str | os.PathLike, model_path: str | os.PathLike, task
     if task == "gender":
         f0 = _gender_f0(audio_paths, dataset_dir, pitch.cache_path(dataset_dir))
         threshold = pitch_threshold_from_splits(dataset_dir) if f0 is not None else None
-    return _report(y_true, probabilities, names, task=task, split=split,
-                   model_path=str(model_path), results_dir=results_dir, keys=keys,
-                   speakers=speakers, audio_paths=audio_paths, f0_hz=f0, threshold=threshold,
-                   n_resamples=n_resamples)
+    result = _report(y_true, probabilities, names, task=task, split=split,
+                     model_path=str(model_path), results_dir=results_dir, keys=keys,
+                     speakers=speakers, audio_paths=audio_paths, f0_hz=f0, threshold=threshold,
+                     n_resamples=n_resamples)
+    return {**result, "corrupt": index.get("corrupt", {"records": 0, "shards": []})}
+
+
+def check_model_features(model, index: dict, dataset_dir: str | os.PathLike,
+                         split: str) -> None:
+    """Refuses a model whose stored feature settings differ from the shards' (a model trained
+    on mel images must not be scored on spectrogram shards).
+
+    Args:
+        model: a ``checkpoints.LoadedModel``.
+        index: the split's shard index (its ``features``; older indexes without it pass).
+
+    Raises:
+        ModelError: one line naming every setting that differs, with both values.
+    """
+    import dataclasses  # noqa: PLC0415
+
+    from agegender.config import FeatureParams  # noqa: PLC0415
+    from agegender.errors import ModelError  # noqa: PLC0415
+
+    stored = index.get("features")
+    if not stored:
+        return
+    defaults = dataclasses.asdict(FeatureParams())
+    ours = dataclasses.asdict(model.features)
+    pairs = {name: (ours.get(name, defaults.get(name)), stored.get(name, defaults.get(name)))
+             for name in sorted(set(ours) | set(stored))}
+    differ = [f"{name} {mine!r} vs {theirs!r}" for name, (mine, theirs) in pairs.items()
+              if mine != theirs]
+    if differ:
+        raise ModelError(f"--model_path={model.path} was trained on other features than the "
+                         f"{split} shards of {dataset_dir} (model vs shards: "
+                         f"{'; '.join(differ)}); preprocess the data with the model's "
+                         "settings or use a model trained on these shards")
 
 
 def _report(y_true, probabilities, names, *, task, split, model_path, results_dir, keys,

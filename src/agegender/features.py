@@ -32,17 +32,18 @@ def load_clip(path: str | os.PathLike, params: FeatureParams) -> np.ndarray:
         Waveform, shape [samples], float32 in [-1, 1].
 
     Raises:
-        AudioError: missing, empty, corrupt or non-audio file, or a header without a usable
-            sample rate or channel count; the message names the file and the reason.
+        AudioError: missing, empty, unreadable, corrupt or non-audio file, not a regular
+            file (FIFO, device: never opened), a header without a usable sample rate or
+            channel count, NaN/inf samples, digital silence, or fewer samples than one STFT
+            window after resampling; the message names the file and the reason.
     """
     import soundfile as sf  # noqa: PLC0415 - keeps `import agegender` light
     import soxr  # noqa: PLC0415
 
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise AudioError(f"{path}: file not found")
-    if os.path.getsize(path) == 0:
-        raise AudioError(f"{path}: empty file (0 bytes)")
+    problem = file_problem(path)
+    if problem:
+        raise AudioError(f"{path}: {problem}")
     try:
         with sf.SoundFile(path) as audio:
             native_rate = audio.samplerate
@@ -54,19 +55,74 @@ def load_clip(path: str | os.PathLike, params: FeatureParams) -> np.ndarray:
             frames = int(np.ceil(params.max_duration_s * native_rate))
             data = audio.read(frames=frames, dtype="float32", always_2d=True)  # [samples, ch]
     except sf.LibsndfileError as err:
-        raise AudioError(
-            f"{path}: corrupt or not an audio file (libsndfile: {err.error_string})"
-        ) from err
+        raise AudioError(f"{path}: {_libsndfile_reason(err)}") from err
+    except OSError as err:  # read errors of the file system (EIO, EACCES, ...)
+        raise AudioError(f"{path}: cannot be read ({err.strerror or err})") from err
     except (RuntimeError, ValueError) as err:  # decoder errors other than LibsndfileError
         raise AudioError(f"{path}: corrupt or not an audio file ({err})") from err
     if data.shape[0] == 0:
         raise AudioError(f"{path}: no audio samples")
     waveform = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1)  # [samples]
-    if not np.isfinite(waveform).all():
-        waveform = np.nan_to_num(waveform, nan=0.0, posinf=0.0, neginf=0.0)
+    problem = waveform_problem(waveform)
+    if problem:
+        raise AudioError(f"{path}: {problem}")
     if native_rate != params.sample_rate:
         waveform = soxr.resample(waveform, native_rate, params.sample_rate, quality="HQ")
+    if waveform.shape[0] < params.n_fft:
+        raise AudioError(
+            f"{path}: too short: {waveform.shape[0]} samples at {params.sample_rate} Hz "
+            f"(read {data.shape[0]} at {native_rate} Hz), fewer than one STFT window "
+            f"({params.n_fft} samples)")
     return np.ascontiguousarray(waveform[: params.max_samples], dtype=np.float32)
+
+
+def file_problem(path: str | os.PathLike) -> str:
+    """Why ``path`` cannot be an audio file without opening it ("" when it may be one).
+
+    Only ``stat`` is used, so a FIFO is never opened (opening one would block).
+    """
+    import stat  # noqa: PLC0415
+
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return "file not found"
+    except (OSError, ValueError) as err:  # ENAMETOOLONG, ELOOP, EACCES on a folder, NUL byte
+        return f"bad path ({getattr(err, 'strerror', None) or err})"
+    if stat.S_ISDIR(info.st_mode):
+        return "a folder, not an audio file"
+    if not stat.S_ISREG(info.st_mode):
+        kind = ("a FIFO" if stat.S_ISFIFO(info.st_mode) else
+                "a character device" if stat.S_ISCHR(info.st_mode) else
+                "a block device" if stat.S_ISBLK(info.st_mode) else
+                "a socket" if stat.S_ISSOCK(info.st_mode) else "a special file")
+        return f"not a regular file ({kind})"
+    if info.st_size == 0:
+        return "empty file (0 bytes)"
+    if not os.access(path, os.R_OK):
+        return "cannot be read (permission denied)"
+    return ""
+
+
+def _libsndfile_reason(err) -> str:
+    """A libsndfile failure in words; its 'possibly a pipe?' text means it found no format."""
+    text = str(getattr(err, "error_string", "") or err)
+    if "not a regular file" in text or "unknown format" in text.lower() or (
+            "Format not recognised" in text):
+        return "corrupt or not an audio file: libsndfile cannot decode it (unknown or damaged format)"
+    return f"corrupt or not an audio file (libsndfile: {text})"
+
+
+def waveform_problem(waveform: np.ndarray) -> str:
+    """Why a decoded waveform holds no voice to analyse ("" when it may): not finite
+    (NaN/inf samples, a broken float file) or digitally silent (every sample exactly 0: no
+    voice, and its image would be one flat colour)."""
+    if not np.isfinite(waveform).all():
+        bad = int(np.size(waveform) - np.isfinite(waveform).sum())
+        return f"not finite: {bad} of {np.size(waveform)} samples are NaN or infinite"
+    if not np.any(waveform):
+        return "silent: every sample is 0 (no voice to analyse)"
+    return ""
 
 
 def stft_magnitude(waveform: np.ndarray, n_fft: int, hop_length: int) -> np.ndarray:

@@ -29,19 +29,47 @@ AUDIO_SUFFIXES = (".mp3", ".wav", ".flac", ".ogg", ".oga", ".opus", ".aiff", ".a
 def expand_audio_paths(items: Iterable[str]) -> list[str]:
     """Expands files, globs and folders (searched recursively) into audio file paths.
 
-    A name that matches nothing is kept, so that it is reported as missing.
+    A name that matches nothing, a glob without a match and a folder without audio files are
+    kept as they are, so that each is reported (``input_problem`` says why).
     """
     paths: list[str] = []
     for item in items:
         if os.path.isdir(item):
             found = sorted(str(p) for p in Path(item).rglob("*")
                            if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
-            paths += found
-        elif glob.has_magic(item):
-            paths += sorted(p for p in glob.glob(item, recursive=True) if os.path.isfile(p))
+            paths += found or [item]
+        elif glob.has_magic(item) and not os.path.lexists(item):
+            found = sorted(p for p in glob.glob(item, recursive=True) if os.path.isfile(p))
+            paths += found or [item]
         else:
             paths.append(item)
     return list(dict.fromkeys(paths))
+
+
+def input_problem(item: str) -> str:
+    """Why an item left by ``expand_audio_paths`` is not a file to predict ("" if it may be):
+    an empty folder or a glob matching nothing."""
+    if os.path.isdir(item):
+        return (f"{item}: folder holds no audio files "
+                f"({', '.join(AUDIO_SUFFIXES)}, searched recursively)")
+    if glob.has_magic(item) and not os.path.lexists(item):
+        return f"{item}: no audio files match this pattern"
+    return ""
+
+
+def _check_detector_args(batch_size, num_threads, precision) -> None:
+    """ParameterError naming the argument and its value, before the model is loaded."""
+    from agegender.checkpoints import PRECISIONS  # noqa: PLC0415
+    from agegender.errors import ParameterError  # noqa: PLC0415
+
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ParameterError(f"batch_size={batch_size!r} must be an integer >= 1")
+    if num_threads is not None and (isinstance(num_threads, bool)
+                                    or not isinstance(num_threads, int) or num_threads < 1):
+        raise ParameterError(f"num_threads={num_threads!r} must be an integer >= 1 (or None: "
+                             "all cores)")
+    if precision not in PRECISIONS:
+        raise ParameterError(f"precision={precision!r} is not one of {', '.join(PRECISIONS)}")
 
 
 class AgeGenderDetector:
@@ -56,12 +84,18 @@ class AgeGenderDetector:
         batch_size: clips per model call.
         num_threads: feature threads (default: all cores).
         precision: ``float32`` or ``bfloat16`` (see ``open_model``).
+        verify: check the model file against its ``.sha256`` sidecar (see ``load_model``).
+
+    Raises:
+        ParameterError: batch_size or num_threads below 1, unknown precision.
+        ModelError: the model cannot be loaded or does not fit ``task``.
     """
 
     def __init__(self, model_path: str | os.PathLike, task: str | None = None, *,
                  batch_size: int = 64, num_threads: int | None = None,
-                 precision: str = "float32"):
-        self.model = open_model(model_path, task, precision=precision)
+                 precision: str = "float32", verify: bool = True):
+        _check_detector_args(batch_size, num_threads, precision)
+        self.model = open_model(model_path, task, precision=precision, verify=verify)
         self.batch_size = batch_size
         self.num_threads = num_threads or os.cpu_count() or 1
 
@@ -78,6 +112,9 @@ class AgeGenderDetector:
     def _image(self, path: str) -> np.ndarray | AudioError:
         from agegender.features import clip_image  # noqa: PLC0415
 
+        problem = input_problem(path)
+        if problem:
+            return AudioError(problem)
         try:
             return clip_image(path, self.model.features)
         except AudioError as err:

@@ -14,7 +14,7 @@ from pathlib import Path
 from agegender import labels
 from agegender.config import split_dirname
 from agegender.errors import DatasetError, ParameterError
-from agegender.tfrecords import feature_spec, read_index
+from agegender.tfrecords import feature_spec, read_index, read_records, scan_shard
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +56,76 @@ def labelled_count(index: dict, task: str) -> int:
                                                                 index["num_examples"]))
 
 
+def scan_split(dataset_dir: str | os.PathLike, split: str, index: dict | None = None, *,
+               skip_corrupt: bool = False, log_skipped: bool = True) -> dict:
+    """Pre-scans a split's shards (``tfrecords.scan_shard``: framing, CRCs, PNGs) so that a
+    corrupt shard is named, not met as a ``DataLossError`` in the middle of an epoch.
+
+    Args:
+        dataset_dir: dataset folder.
+        split: the split.
+        index: its index (read when None).
+        skip_corrupt: go on without the corrupt records (logged with their shards) instead
+            of stopping.
+        log_skipped: log the skipped records (a WARNING).
+
+    Returns:
+        ``clean_files`` (shards without a problem), ``extra`` (record bytes of the good
+        records of the other shards), ``good`` (label codes and speaker of every readable
+        record, in stored order), ``skipped`` (records lost) and ``bad_shards``.
+
+    Raises:
+        DatasetError: a corrupt record when not ``skip_corrupt``, naming shard and record.
+    """
+    index = index if index is not None else read_index(split_folder(dataset_dir, split))
+    folder = split_folder(dataset_dir, split)
+    counts = index.get("shard_counts") or [None] * len(index["shards"])
+    clean, extra, good, problems, bad, skipped = [], [], [], [], [], 0
+    for name, expected in zip(index["shards"], counts, strict=True):
+        path = folder / name
+        try:
+            scan = scan_shard(path, expected=expected, image_shape=index.get("image_shape"))
+        except OSError as err:
+            raise DatasetError(f"{path}: cannot be read ({err.strerror or err})") from err
+        good += [(codes, speaker) for *_, codes, speaker in scan.good]
+        if not scan.problems:
+            clean.append(str(path))
+            continue
+        problems += scan.problems
+        bad.append(str(path))
+        skipped += scan.skipped
+        extra += read_records(path, [(offset, length) for offset, length, *_ in scan.good])
+    if problems and not skip_corrupt:
+        more = (f" ({len(problems) - 1} more problem(s) in {len(bad)} shard(s))"
+                if len(problems) > 1 else "")
+        raise DatasetError(f"{problems[0]}{more}; re-run src/preprocess_dataset.py "
+                           "--stage=tfrecords --overwrite to rewrite the shards, or pass "
+                           "--skip_corrupt to go on without the corrupt records")
+    if problems and log_skipped:
+        log.warning("%s split: skipping %d corrupt record(s) in %d shard(s): %s", split,
+                    skipped, len(bad), "; ".join(str(p) for p in problems[:5])
+                    + (f"; ... ({len(problems) - 5} more)" if len(problems) > 5 else ""))
+    if not good:
+        raise DatasetError(f"{folder}: no readable example in the {split} split")
+    return {"clean_files": clean, "extra": extra, "good": good, "skipped": skipped,
+            "bad_shards": bad}
+
+
+def corrupt_summary(corrupt: dict[str, dict]) -> str:
+    """One line: corrupt records skipped per split and their shards ("" when none).
+
+    Args:
+        corrupt: ``{split: index["corrupt"]}`` as ``make_dataset`` returns it.
+    """
+    parts = [f"{split}: {info['records']} record(s) in {', '.join(info['shards'])}"
+             for split, info in corrupt.items() if info and info.get("shards")]
+    return ("skipped corrupt records (--skip_corrupt): " + "; ".join(parts)) if parts else ""
+
+
 def make_dataset(dataset_dir: str | os.PathLike, split: str, task: str, *, batch_size: int,
                  training: bool, seed: int = 42, with_keys: bool = False,
                  image_size: int | None = None, cache: bool = False,
-                 deterministic: bool = False):
+                 deterministic: bool = False, skip_corrupt: bool = False):
     """Builds the (image, label) dataset of a split for a task.
 
     Args:
@@ -74,6 +140,8 @@ def make_dataset(dataset_dir: str | os.PathLike, split: str, task: str, *, batch
         cache: keep decoded images in memory after the first epoch (small corpora).
         deterministic: the same element order on every run with the same ``seed`` (ordered
             interleave and map); the default lets parallel reads deliver out of order, faster.
+        skip_corrupt: leave out corrupt records (``scan_split``) instead of stopping with
+            a DatasetError naming the first; ``index["corrupt"]`` tells what was skipped.
 
     Training batches drop the remainder: a last batch of a few examples would get the full
     BatchNorm momentum weight (30 % at 0.7) in the moving statistics. Other splits keep
@@ -86,10 +154,13 @@ def make_dataset(dataset_dir: str | os.PathLike, split: str, task: str, *, batch
     """
     import tensorflow as tf  # noqa: PLC0415
 
+    if batch_size < 1:
+        raise ParameterError(f"--batch_size={batch_size} must be >= 1")
     index = split_index(dataset_dir, split, task, image_size)
     height, width, channels = index["image_shape"]
-    folder = split_folder(dataset_dir, split)
-    files = [str(folder / name) for name in index["shards"]]
+    scan = scan_split(dataset_dir, split, index, skip_corrupt=skip_corrupt)
+    files = scan["clean_files"]
+    index = {**index, "corrupt": {"records": scan["skipped"], "shards": scan["bad_shards"]}}
     spec = feature_spec()
     label_key = f"label/{task}"
 
@@ -115,9 +186,12 @@ def make_dataset(dataset_dir: str | os.PathLike, split: str, task: str, *, batch
         dataset = tf.data.Dataset.from_tensor_slices(files).shuffle(len(files), seed=seed)
         dataset = dataset.interleave(tf.data.TFRecordDataset, cycle_length=min(8, len(files)),
                                      num_parallel_calls=autotune, deterministic=deterministic)
-    else:
+    elif files:
         dataset = tf.data.TFRecordDataset(files, num_parallel_reads=min(8, len(files)))
+    dataset = _with_records(dataset if files else None, scan["extra"])
     count = labelled_count(index, task)
+    if scan["bad_shards"]:
+        count = sum(1 for codes, _ in scan["good"] if codes.get(task, -1) >= 0)
     log.info("%s split, task %s: %d examples (%d without a %s label left out)", split, task,
              count, index["num_examples"] - count, task)
     buffer = min(index["num_examples"], 10_000)
@@ -142,39 +216,36 @@ def make_dataset(dataset_dir: str | os.PathLike, split: str, task: str, *, batch
     return dataset, index
 
 
-def split_labels(dataset_dir: str | os.PathLike, split: str, task: str):
-    """The label codes of a split's examples labelled for ``task``, in stored order; shape
-    [labelled examples], int32 numpy."""
-    import numpy as np  # noqa: PLC0415
+def _with_records(dataset, records: list[bytes]):
+    """``dataset`` (or nothing) followed by in-memory serialised records (the good records
+    of corrupt shards, under ``--skip_corrupt``)."""
     import tensorflow as tf  # noqa: PLC0415
 
-    index = split_index(dataset_dir, split, task)
-    folder = split_folder(dataset_dir, split)
-    spec = {f"label/{task}": feature_spec()[f"label/{task}"]}
-    records = tf.data.TFRecordDataset([str(folder / name) for name in index["shards"]])
-    parsed = records.batch(1024).map(lambda r: tf.io.parse_example(r, spec)[f"label/{task}"])
-    codes = np.concatenate([batch.numpy() for batch in parsed] or [np.zeros(0)]).astype(np.int32)
-    return codes[codes >= 0]
+    if not records:
+        return dataset
+    extra = tf.data.Dataset.from_tensor_slices(tf.constant(records, dtype=tf.string))
+    return extra if dataset is None else dataset.concatenate(extra)
+
+
+def split_labels(dataset_dir: str | os.PathLike, split: str, task: str):
+    """The label codes of a split's examples labelled for ``task``, in stored order; shape
+    [labelled examples], int32 numpy. Read without TensorFlow by the shard pre-scan;
+    corrupt records are left out (``make_dataset`` decides whether they stop a run)."""
+    return split_labels_and_speakers(dataset_dir, split, task)[0]
 
 
 def split_labels_and_speakers(dataset_dir: str | os.PathLike, split: str, task: str):
     """Label codes and speaker ids of a split's examples labelled for ``task``, in stored
-    order, without decoding images.
+    order, without decoding images (corrupt records left out, see ``split_labels``).
 
     Returns:
         (int32 numpy [examples], list of str [examples], "" where the speaker is unknown).
     """
     import numpy as np  # noqa: PLC0415
-    import tensorflow as tf  # noqa: PLC0415
 
     index = split_index(dataset_dir, split, task)
-    folder = split_folder(dataset_dir, split)
-    spec = {name: feature_spec()[name] for name in (f"label/{task}", "clip/speaker_id")}
-    records = tf.data.TFRecordDataset([str(folder / name) for name in index["shards"]])
-    codes, speakers = [], []
-    for batch in records.batch(1024).map(lambda r: tf.io.parse_example(r, spec)):
-        codes.append(batch[f"label/{task}"].numpy())
-        speakers += [s.decode() for s in batch["clip/speaker_id"].numpy()]
-    codes = np.concatenate(codes or [np.zeros(0)]).astype(np.int32)
+    scan = scan_split(dataset_dir, split, index, skip_corrupt=True, log_skipped=False)
+    pairs = [(codes.get(task, -1), speaker) for codes, speaker in scan["good"]]
+    codes = np.asarray([code for code, _ in pairs], dtype=np.int32)
     labelled = codes >= 0  # examples without this task's label (code -1) take no part
-    return codes[labelled], [s for s, keep in zip(speakers, labelled, strict=True) if keep]
+    return codes[labelled], [s for (_, s), keep in zip(pairs, labelled, strict=True) if keep]

@@ -39,9 +39,18 @@ def manifest_path(dataset_dir: str | os.PathLike, split: str) -> Path:
     return Path(dataset_dir) / "Manifest" / f"{split_dirname(split)}.csv"
 
 
+_PNG_NAME_MAX = 240  # bytes: the name and its atomic temporary sibling fit 255
+
+
 def png_path(dataset_dir: str | os.PathLike, split: str, key: str) -> Path:
-    """``DIR/Spectrograms/cv-valid-{split}/<key>.png``."""
-    return Path(dataset_dir) / "Spectrograms" / split_dirname(split) / f"{key}.png"
+    """``DIR/Spectrograms/cv-valid-{split}/<key>.png``; a key too long for a file name
+    (over 236 UTF-8 bytes) is cut and given 8 hex digits of its SHA-1, stably."""
+    name = f"{key}.png"
+    if len(name.encode("utf-8")) > _PNG_NAME_MAX:
+        tag = hashlib.sha1(key.encode("utf-8")).hexdigest()[:8]
+        cut = key.encode("utf-8")[:_PNG_NAME_MAX - 13].decode("utf-8", errors="ignore")
+        name = f"{cut}-{tag}.png"
+    return Path(dataset_dir) / "Spectrograms" / split_dirname(split) / name
 
 
 def run_clean(dataset_dir: str | os.PathLike, params: PreprocessParams,
@@ -60,6 +69,10 @@ def run_clean(dataset_dir: str | os.PathLike, params: PreprocessParams,
     for split in SPLITS:
         table = kept.loc[kept["split"] == split, columns]
         atomic.write_text(manifest_path(dataset_dir, split), table.to_csv(index=False))
+    if params.dataset_type == "raw":  # the original README's next step reads Audio/
+        from agegender.clean_layout import write_clean_layout  # noqa: PLC0415
+
+        kept.attrs["layout_warnings"] = write_clean_layout(dataset_dir, kept)
     counts = commonvoice.group_counts(clips, kept)
     results = Path(results_dir)
     atomic.write_text(results / "dataset_summary.csv", counts.to_csv(index=False))
@@ -138,7 +151,10 @@ def _spectrogram_job(job: tuple[str, str, FeatureParams]) -> tuple[str, str]:
         image = clip_image(audio, features)
     except AudioError as err:
         return target, str(err).removeprefix(f"{audio}: ")
-    atomic.write_bytes(target, png_bytes(image))
+    try:
+        atomic.write_bytes(target, png_bytes(image))
+    except OSError as err:  # one clip's output must never end the run (a full disk does)
+        return target, f"cannot write its spectrogram {target}: {err.strerror or err}"
     return target, ""
 
 
@@ -169,17 +185,20 @@ def run_spectrograms(dataset_dir: str | os.PathLike, features: FeatureParams,
         return problems
     for split in SPLITS:
         (root / "Spectrograms" / split_dirname(split)).mkdir(parents=True, exist_ok=True)
+        atomic.remove_leftovers(root / "Spectrograms" / split_dirname(split))  # of a kill
     workers = min(params.workers, len(jobs))
     bar = tqdm(total=len(jobs), desc="spectrograms", unit="clip")
-    if workers > 1:
-        # fork keeps workers cheap to start; they run only numpy/librosa/PIL code, and it is
-        # safe because preprocessing never imports TensorFlow (tests/test_imports.py checks).
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            results = pool.imap_unordered(_spectrogram_job, jobs, chunksize=8)
-            problems = _collect(results, owners, bar)
-    else:
-        problems = _collect(map(_spectrogram_job, jobs), owners, bar)
-    bar.close()
+    try:  # the bar ends its line even when a full disk ends the stage
+        if workers > 1:
+            # fork keeps workers cheap to start; they run only numpy/librosa/PIL code, and it
+            # is safe because preprocessing never imports TensorFlow (tests/test_imports.py).
+            with multiprocessing.get_context("fork").Pool(workers) as pool:
+                results = pool.imap_unordered(_spectrogram_job, jobs, chunksize=8)
+                problems = _collect(results, owners, bar)
+        else:
+            problems = _collect(map(_spectrogram_job, jobs), owners, bar)
+    finally:
+        bar.close()
     log.info("spectrograms: %d written, %d skipped as bad clips", len(jobs) - len(problems),
              len(problems))
     return problems
@@ -278,6 +297,7 @@ def preprocess(dataset_dir: str | os.PathLike, *, params: PreprocessParams,
                                      "age": int((kept["age_code"] < 0).sum())}
         warnings += [f"{table}, that split is empty"
                      for table in kept.attrs.get("missing_tables", [])]
+        warnings += kept.attrs.get("layout_warnings", [])
         if "tfrecords" not in stages:  # else the tfrecords stage judges the final splits
             warnings += split_report(dataset_dir, {
                 split: commonvoice.task_counts(kept[kept["split"] == split])

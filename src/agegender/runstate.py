@@ -37,6 +37,7 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
+from agegender import atomic
 from agegender.errors import ParameterError
 
 log = logging.getLogger(__name__)
@@ -158,15 +159,6 @@ def dataset_fingerprint(train_index: dict, dev_index: dict) -> str:
 def new_run_id() -> str:
     """A short random id naming one run (its best-model folders carry it)."""
     return uuid.uuid4().hex[:8]
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _tmp_name(name: str) -> str:
@@ -394,7 +386,7 @@ def publish_best(model_dir: Path, task: str, *, run_id: str, epoch: int,
         save_keras(tmp / files["keras"])
         save_h5(tmp / files["h5"])
         content = {**info, "run_id": run_id, "epoch": epoch,
-                   "sha256": {suffix: sha256_file(tmp / files[suffix]) for suffix in ("keras", "h5")}}
+                   "sha256": {suffix: atomic.sha256_file(tmp / files[suffix]) for suffix in ("keras", "h5")}}
         (tmp / files["json"]).write_text(json.dumps(content, indent=2), encoding="utf-8")
 
     parent = best_dir(model_dir)

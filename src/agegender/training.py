@@ -128,7 +128,8 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
           show_summary: bool = False, show_live_plot: bool = False,
           verbose: int | str = "auto", extra_callbacks: list | None = None,
           overwrite: bool = False, tensorboard: bool = False,
-          dense_units: int = ModelParams.dense_units, save_optimizer: bool = False) -> dict:
+          dense_units: int = ModelParams.dense_units, save_optimizer: bool = False,
+          skip_corrupt: bool = False) -> dict:
     """Trains the MAM-CNN on ``DIR/TFRecord`` train, validating on dev.
 
     Resumes automatically after an interruption: each finished epoch is a backup generation
@@ -160,6 +161,8 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
         dense_units: width of the hidden dense layer.
         save_optimizer: keep the optimizer state in the best checkpoints (only needed to
             continue training from them; resuming uses the backup).
+        skip_corrupt: leave corrupt shard records out (counted in ``corrupt``) instead of
+            stopping with a DatasetError naming the first.
 
     Returns:
         Paths written, the best validation accuracy and epoch, the run id and the replica
@@ -235,13 +238,15 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
 
         # Decoded images are 12 KB each at 64 px: cache corpora that fit in ~2 GB.
         cache = train_count * int(np.prod(train_index["image_shape"])) < 2**31
-        train_data, _ = make_dataset(dataset_dir, "train", task,
-                                     batch_size=train_params.batch_size, training=True,
-                                     seed=train_params.seed, cache=cache,
-                                     deterministic=train_params.deterministic)
-        dev_data, _ = make_dataset(dataset_dir, "dev", task, batch_size=train_params.batch_size,
-                                   training=False, cache=cache,
-                                   deterministic=train_params.deterministic)
+        train_data, train_read = make_dataset(dataset_dir, "train", task,
+                                              batch_size=train_params.batch_size, training=True,
+                                              seed=train_params.seed, cache=cache,
+                                              deterministic=train_params.deterministic,
+                                              skip_corrupt=skip_corrupt)
+        dev_data, dev_read = make_dataset(dataset_dir, "dev", task,
+                                          batch_size=train_params.batch_size, training=False,
+                                          cache=cache, deterministic=train_params.deterministic,
+                                          skip_corrupt=skip_corrupt)
         if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
             # DATA: every worker reads all shards and keeps its part of each batch; FILE
             # sharding would give workers unequal step counts with few shards.
@@ -290,7 +295,8 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
     return {**{k: str(v) for k, v in result_paths.items() if k not in ("backup", "tensorboard")},
             **({"tensorboard": str(result_paths["tensorboard"])} if tensorboard else {}),
             "best_val_accuracy": best.best, "best_epoch": best.best_epoch,
-            "run_id": record.run_id, "replicas": strategy.num_replicas_in_sync}
+            "run_id": record.run_id, "replicas": strategy.num_replicas_in_sync,
+            "corrupt": {"train": train_read["corrupt"], "dev": dev_read["corrupt"]}}
 
 
 def _prebuild_for_multiworker(model, strategy, train_data) -> None:
