@@ -522,7 +522,7 @@ def test_manifest_missing_columns(tmp_path: Path, rows: list[dict], match: str) 
 
 
 def test_manifest_missing_or_twice(tmp_path: Path) -> None:
-    with pytest.raises(DatasetError, match="manifest.csv or manifest.tsv"):
+    with pytest.raises(DatasetError, match=r"manifest.csv: file not found \(nor manifest.tsv\)"):
         read_clips(tmp_path, "manifest")
     write_manifest(tmp_path, [{"path": "a.wav", "gender": "male"}])
     write_manifest(tmp_path, [{"path": "a.wav", "gender": "male"}], name="manifest.tsv")
