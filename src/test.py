@@ -66,7 +66,9 @@ def main(argv: list[str] | None = None) -> int:
         print(result["text"])
         for name, path in result["paths"].items():
             print(f"  {name}: {path}")
-        skipped = corrupt_summary({args.split: result["corrupt"]})
+        from agegender.pipeline import corrupt_summary  # noqa: PLC0415
+
+        skipped = corrupt_summary({args.split: result.get("corrupt", {})})
         if skipped:
             print(f"  WARNING: {skipped}")
 
