@@ -13,7 +13,8 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: quiet C++ logs
 
 from agegender import cli
-from agegender.config import DATASET_TYPES, FEATURE_TYPES, FeatureParams, PreprocessParams
+from agegender.config import (DATASET_TYPES, FEATURE_PRESETS, FEATURE_TYPES, FeatureParams,
+                              PreprocessParams)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -26,8 +27,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--stage", default="all",
                         choices=("all", "clean", "spectrograms", "tfrecords"),
                         help="run one stage only (default: all three)")
-    parser.add_argument("--feature_type", default="spectrogram", choices=FEATURE_TYPES)
-    parser.add_argument("--image_size", type=int, default=64, help="image side in pixels")
+    parser.add_argument("--feature_preset", default="paper", choices=tuple(FEATURE_PRESETS),
+                        help="paper: the paper's 16 kHz 64×64 spectrograms (default); voice: "
+                             "300-3400 Hz at 8 kHz, harmonics resolved, silence trimmed, 2.56-s "
+                             "crops at 25 columns a second, 128×64 (README: Feature presets)")
+    parser.add_argument("--feature_type", default=None, choices=FEATURE_TYPES,
+                        help="default: the preset's (spectrogram)")
+    parser.add_argument("--image_size", type=int, default=None,
+                        help="image height (and width, for square presets) in pixels "
+                             "(default: the preset's; paper 64)")
     parser.add_argument("--num_workers", type=int, default=0,
                         help="spectrogram processes (default 0: all cores)")
     parser.add_argument("--shard_size", type=int, default=1000, help="examples per shard")
@@ -52,7 +60,10 @@ def main(argv: list[str] | None = None) -> int:
                                   split_by_speaker=args.split_by_speaker,
                                   shard_size=args.shard_size, num_workers=args.num_workers,
                                   overwrite=args.overwrite, seed=args.seed)
-        features = FeatureParams(feature_type=args.feature_type, image_size=args.image_size)
+        overrides = {name: value for name, value in (("feature_type", args.feature_type),
+                                                     ("image_size", args.image_size))
+                     if value is not None}
+        features = FeatureParams.preset(args.feature_preset, **overrides)
         stages = STAGES if args.stage == "all" else (args.stage,)
         summary = preprocess(args.dataset_dir, params=params, features=features,
                              results_dir=args.results_dir, stages=stages)

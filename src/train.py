@@ -33,8 +33,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "~3/4 male)")
     parser.add_argument("--early_stopping_patience", type=int, default=0,
                         help="stop after this many epochs without val_accuracy gain (0: off)")
-    parser.add_argument("--image_size", type=int, default=64,
-                        help="image side; must match the shards")
+    parser.add_argument("--image_size", type=int, default=None,
+                        help="image height; must match the shards (default: the shards' size)")
     parser.add_argument("--l2", type=float, default=0.01, help="L2 on conv and dense kernels")
     parser.add_argument("--bn_momentum", type=float, default=DEFAULT_BN_MOMENTUM,
                         help="BatchNorm momentum (Keras' 0.99 leaves the moving statistics "
@@ -49,6 +49,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                       help="redraw the training curves each epoch (window if a display exists, "
                            "PNG always)")
     cli.add_bool_flag(parser, "mixed_precision", default=False, help="float16 compute (GPUs)")
+    cli.add_bool_flag(parser, "augment", default=False,
+                      help="SpecAugment-style time and frequency masks on training batches")
     cli.add_bool_flag(parser, "verbose", default=False, help="debug logging")
     return parser.parse_args(argv)
 
@@ -64,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
                              num_epochs=args.num_epochs, seed=args.seed,
                              class_weight=args.class_weight,
                              early_stopping_patience=args.early_stopping_patience,
-                             strategy=args.strategy, mixed_precision=args.mixed_precision)
+                             strategy=args.strategy, mixed_precision=args.mixed_precision,
+                             augment=args.augment)
         result = train(args.dataset_dir, args.cls_task, train_params=params,
                        image_size=args.image_size, l2=args.l2, bn_momentum=args.bn_momentum,
                        models_dir=args.models_dir, results_dir=args.results_dir,

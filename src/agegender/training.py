@@ -192,7 +192,8 @@ def output_paths(task: str, models_dir: str | os.PathLike,
 
 
 def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParams,
-          image_size: int = 64, l2: float = 0.01, bn_momentum: float = DEFAULT_BN_MOMENTUM,
+          image_size: int | None = None, l2: float = 0.01,
+          bn_momentum: float = DEFAULT_BN_MOMENTUM,
           models_dir: str | os.PathLike = "models", results_dir: str | os.PathLike = "results",
           show_summary: bool = False, show_live_plot: bool = False,
           verbose: int | str = "auto", extra_callbacks: list | None = None) -> dict:
@@ -205,7 +206,7 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
         dataset_dir: dataset folder holding ``TFRecord/`` (train and dev splits).
         task: ``gender``, ``age`` or ``gender_age``.
         train_params: optimisation settings.
-        image_size: must match the shards.
+        image_size: image height; must match the shards (None: the shards' size).
         l2: L2 factor on conv and dense kernels.
         bn_momentum: BatchNorm momentum (see ``ModelParams``).
         models_dir: checkpoints go to ``models_dir/<task>/``.
@@ -224,6 +225,7 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
     names = labels.class_names(task)
     train_index = split_index(dataset_dir, "train", task, image_size)
     split_index(dataset_dir, "dev", task, image_size)
+    image_size, image_width = train_index["image_shape"][:2]
     paths = output_paths(task, models_dir, results_dir)
     resuming = paths["backup"].is_dir() and any(paths["backup"].iterdir())
     if resuming:
@@ -237,7 +239,8 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
              strategy.num_replicas_in_sync)
     features = train_index.get("features")
     with strategy.scope():
-        model = build_model(ModelParams(image_size=image_size, num_classes=len(names),
+        model = build_model(ModelParams(image_size=image_size, image_width=image_width,
+                                        num_classes=len(names),
                                         task=task, class_names=names, l2=l2,
                                         bn_momentum=bn_momentum), features=features)
         model.compile(optimizer=keras.optimizers.Adam(train_params.learning_rate),
@@ -249,7 +252,8 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
     # Decoded images are 12 KB each at 64 px: cache corpora that fit in ~2 GB.
     cache = train_index["num_examples"] * int(np.prod(train_index["image_shape"])) < 2**31
     train_data, _ = make_dataset(dataset_dir, "train", task, batch_size=train_params.batch_size,
-                                 training=True, seed=train_params.seed, cache=cache)
+                                 training=True, seed=train_params.seed, cache=cache,
+                                 augment=train_params.augment)
     dev_data, _ = make_dataset(dataset_dir, "dev", task, batch_size=train_params.batch_size,
                                training=False, cache=cache)
     class_weight = None
@@ -259,6 +263,7 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
         log.info("class weights: %s", {names[c]: round(w, 3) for c, w in class_weight.items()})
 
     state = {"task": task, "class_names": list(names), "image_size": image_size,
+             "image_width": image_width,
              "features": features, "bn_momentum": bn_momentum}
     callbacks = [
         keras.callbacks.BackupAndRestore(str(paths["backup"])),
