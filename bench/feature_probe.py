@@ -15,6 +15,7 @@ telephone line (``channel.telephone``: 8 kHz, 300-3400 Hz, μ-law or GSM 06.10),
 Usage:
     python bench/feature_probe.py [--epochs 10] [--variants paper,voice,voice+augment]
     python bench/feature_probe.py --channel
+    python bench/feature_probe.py --speed
 """
 
 from __future__ import annotations
@@ -183,13 +184,75 @@ def channel_check() -> None:
               f"{np.mean(diffs['tilt']):8.3f} {np.mean(diffs['gain']):8.4f} {speaker:12.3f}")
 
 
+def speed(runs: int = 20) -> None:
+    """CPU ms of ``clip_image`` on a 5-s 48 kHz MP3, paper vs voice interleaved; warm
+    detector latency (decode → features → model, crops included) for both presets."""
+    import tempfile  # noqa: PLC0415
+
+    import soundfile as sf  # noqa: PLC0415
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    import synth  # noqa: PLC0415
+
+    from agegender import AgeGenderDetector  # noqa: PLC0415
+    from agegender.config import ModelParams  # noqa: PLC0415
+    from agegender.features import clip_image  # noqa: PLC0415
+    from agegender.model import build_model  # noqa: PLC0415
+
+    tmp = Path(tempfile.mkdtemp())
+    clip = tmp / "clip.mp3"
+    sf.write(clip, synth.voice("female", "twenties", seed=1, seconds=5.0, rate=48_000),
+             48_000, format="MP3")
+    presets = {"paper": FeatureParams.preset("paper"), "voice": FeatureParams.preset("voice")}
+    times = {name: [] for name in presets}
+    for name, params in presets.items():
+        clip_image(clip, params)  # warm caches (window, LUT, imports)
+    for _ in range(runs):
+        for name, params in presets.items():
+            start = time.process_time()
+            clip_image(clip, params)
+            times[name].append(1000 * (time.process_time() - start))
+    paper, voice = (float(np.median(times[name])) for name in presets)
+    print(f"clip_image, CPU ms per 5-s 48 kHz MP3 (median of {runs}): paper {paper:.2f}, "
+          f"voice {voice:.2f}, voice/paper {voice / paper:.2f}")
+    for name, params in presets.items():
+        height, width, _ = params.image_shape
+        model = build_model(ModelParams(image_size=height, image_width=width, num_classes=2,
+                                        task="gender", class_names=GENDERS),
+                            features=dataclasses.asdict(params))
+        model.save(tmp / f"{name}.keras")
+    from agegender.features import clip_images  # noqa: PLC0415
+
+    for name, max_crops, precision in (("paper", 1, "float32"), ("voice", 1, "float32"),
+                                       ("voice", 3, "float32"), ("voice", 3, "bfloat16")):
+        params = presets[name]
+        detector = AgeGenderDetector(tmp / f"{name}.keras", num_threads=1,
+                                     max_crops=max_crops, precision=precision)
+        crops = len(clip_images(clip, params, max_crops))
+        for _ in range(3):
+            detector.predict([clip])
+        wall, cpu = [], []
+        for _ in range(runs):
+            start, start_cpu = time.perf_counter(), time.process_time()
+            detector.predict([clip])
+            wall.append(1000 * (time.perf_counter() - start))
+            cpu.append(1000 * (time.process_time() - start_cpu))
+        height, width, _ = params.image_shape
+        print(f"warm detector latency, {name}, {crops} crop(s) of {height}×{width}, "
+              f"{precision}: {np.median(wall):.1f} ms wall, {np.median(cpu):.1f} CPU ms")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--variants", default="paper,voice,voice+augment")
     parser.add_argument("--splits", default="A,B,C")
     parser.add_argument("--channel", action="store_true", help="run the channel check only")
+    parser.add_argument("--speed", action="store_true", help="time features and inference only")
     args = parser.parse_args()
+    if args.speed:
+        speed()
+        return
     if args.channel:
         channel_check()
         return
