@@ -49,6 +49,8 @@ VARIANTS = {
     "voice": (FeatureParams.preset("voice"), False),
     "voice+augment": (FeatureParams.preset("voice"), True),
     "voice+mean": (FeatureParams.preset("voice", freq_norm="mean"), False),
+    "voice+envelope": (FeatureParams.preset("voice", freq_norm="envelope"), False),
+    "voice+envelope+augment": (FeatureParams.preset("voice", freq_norm="envelope"), True),
 }
 GENDERS = ("male", "female")
 
@@ -122,7 +124,9 @@ def real_speech(epochs: int, variants: list[str], splits: list[str]) -> None:
                              "channel": speakers.loc[speaker, "channel"],
                              "right": float(np.mean(predicted[mine] == truth[mine]))})
             print(f"  {name} split {split}: UAR {uar[(name, split)]:.2f} "
-                  f"({epoch_s:.1f} s an epoch)", flush=True)
+                  f"({epoch_s:.1f} s an epoch); right: " + ", ".join(
+                      f"{row['speaker']} {row['right']:.2f}" for row in rows[-len(SPLITS[split]):]),
+                  flush=True)
     result = pd.DataFrame(rows)
     wide = result.pivot_table(index=["speaker", "gender", "channel", "split"],
                               columns="variant", values="right")[variants]
@@ -167,7 +171,7 @@ def channel_check() -> None:
           f"{'male-female':>12s}")
     import scipy.signal  # noqa: PLC0415
 
-    for name in ("paper", "voice", "voice+mean"):
+    for name in ("paper", "voice", "voice+mean", "voice+envelope"):
         params = VARIANTS[name][0]
         diffs = {"mulaw": [], "gsm": [], "tilt": [], "gain": []}
         for wave, rate in voices:

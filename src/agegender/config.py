@@ -21,7 +21,7 @@ DATASET_TYPES: tuple[str, ...] = ("raw", "clean", "cv")
 SPLITS: tuple[str, ...] = ("train", "dev", "test")
 STRATEGIES: tuple[str, ...] = ("auto", "mirrored", "multiworker", "default")
 CLASS_WEIGHTS: tuple[str, ...] = ("none", "balanced")
-FREQ_NORMS: tuple[str, ...] = ("none", "mean")
+FREQ_NORMS: tuple[str, ...] = ("none", "mean", "envelope")
 
 
 def split_dirname(split: str) -> str:
@@ -51,8 +51,11 @@ class FeatureParams:
         fmax_hz: highest frequency kept, Hz (0: up to ``sample_rate / 2``).
         vad_top_db: leading and trailing frames whose in-band energy is more than this many
             dB below the loudest frame are trimmed (energy VAD); 0 = keep everything.
-        freq_norm: ``none``, or ``mean``: each frequency row's mean over the clip's frames is
-            subtracted (cepstral-mean-like), removing a fixed channel response.
+        freq_norm: ``none``; ``mean``: each frequency row's mean over the clip's frames is
+            subtracted (cepstral-mean-like), removing a fixed channel response;
+            ``envelope``: each frame's spectral envelope (its dB spectrum smoothed over
+            ``features.ENVELOPE_HZ``) is subtracted, leaving the harmonics (pitch) and
+            removing any smooth channel response and the formants.
         fixed_time: False (paper): the whole clip is squeezed into the image width. True:
             one image column per STFT frame (a constant time scale); the clip is cropped or
             padded to ``image_width`` frames.

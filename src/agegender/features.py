@@ -109,6 +109,9 @@ def amplitude_db(magnitude: np.ndarray, top_db: float, amin: float = 1e-5) -> np
 
 # Frames kept either side of the speech an energy VAD finds: onsets and decays are quiet.
 VAD_MARGIN_S = 0.1
+# Width of the smoothing that estimates a frame's spectral envelope (``freq_norm="envelope"``):
+# two harmonics of a 200 Hz voice, so the harmonics themselves are not part of the envelope.
+ENVELOPE_HZ = 400.0
 
 
 def speech_span(magnitude: np.ndarray, top_db: float, *, margin: int = 0) -> slice:
@@ -158,7 +161,7 @@ def feature_matrix(waveform: np.ndarray, params: FeatureParams) -> np.ndarray:
         span = speech_span(band, params.vad_top_db, margin=margin)
         band, magnitude = band[:, span], magnitude[:, span]  # [.., speech frames]
     if params.feature_type == "spectrogram":
-        return normalise_rows(amplitude_db(band, params.top_db), params.freq_norm)
+        return normalise_rows(amplitude_db(band, params.top_db), params)
     import librosa  # noqa: PLC0415
 
     with warnings.catch_warnings():
@@ -170,17 +173,28 @@ def feature_matrix(waveform: np.ndarray, params: FeatureParams) -> np.ndarray:
         )  # [n_mels, frames]
     mel_db = librosa.power_to_db(mel, ref=np.max, top_db=params.top_db)
     if params.feature_type == "mel":
-        return normalise_rows(mel_db, params.freq_norm)
-    return librosa.feature.mfcc(S=normalise_rows(mel_db, params.freq_norm),
+        return normalise_rows(mel_db, params)
+    return librosa.feature.mfcc(S=normalise_rows(mel_db, params),
                                 n_mfcc=params.n_mfcc)  # [n_mfcc, frames]
 
 
-def normalise_rows(matrix: np.ndarray, freq_norm: str) -> np.ndarray:
-    """``none``: unchanged. ``mean``: each row (frequency) minus its mean over the frames,
-    which removes a fixed channel gain per frequency (the dB form of cepstral mean
-    normalisation). [rows, frames] → [rows, frames]."""
-    if freq_norm == "mean" and matrix.shape[1]:
+def normalise_rows(matrix: np.ndarray, params: FeatureParams) -> np.ndarray:
+    """Removes the channel from a dB matrix [rows, frames] → [rows, frames].
+
+    ``params.freq_norm``: ``none``: unchanged. ``mean``: each row (frequency) minus its mean
+    over the frames, which removes a fixed channel gain per frequency (the dB form of
+    cepstral mean normalisation). ``envelope``: each frame minus its spectrum smoothed over
+    ``ENVELOPE_HZ``, which keeps the harmonic fine structure (pitch) and removes every
+    smooth response: channel tilt, band edges, formants.
+    """
+    if params.freq_norm == "mean":
         return matrix - matrix.mean(axis=1, keepdims=True)
+    if params.freq_norm == "envelope":
+        import scipy.ndimage  # noqa: PLC0415
+
+        bins = max(3, round(ENVELOPE_HZ * params.n_fft / params.sample_rate))
+        envelope = scipy.ndimage.uniform_filter1d(matrix, bins, axis=0, mode="nearest")
+        return matrix - envelope
     return matrix
 
 
