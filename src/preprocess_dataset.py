@@ -29,8 +29,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="run one stage only (default: all three)")
     parser.add_argument("--feature_preset", default="paper", choices=tuple(FEATURE_PRESETS),
                         help="paper: the paper's 16 kHz 64×64 spectrograms (default); voice: "
-                             "300-3400 Hz at 8 kHz, harmonics resolved, silence trimmed, 2.56-s "
-                             "crops at 25 columns a second, 128×64 (README: Feature presets)")
+                             "300-3400 Hz at 8 kHz, harmonics resolved, spectral envelope removed, "
+                             "silence trimmed, 2.56-s crops at 25 columns a second, 128×64 "
+                             "(README: Feature presets)")
     parser.add_argument("--feature_type", default=None, choices=FEATURE_TYPES,
                         help="default: the preset's (spectrogram)")
     parser.add_argument("--image_size", type=int, default=None,

@@ -168,7 +168,7 @@ FEATURE_PRESETS: dict[str, dict] = {
         "fmax_hz": 3400.0,
         "top_db": 60.0,
         "vad_top_db": 40.0,
-        "freq_norm": "none",
+        "freq_norm": "envelope",   # drop every smooth channel response, keep the harmonics
         "fixed_time": True,
     },
 }
