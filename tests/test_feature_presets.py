@@ -170,7 +170,8 @@ def test_fixed_time_scale_crops_long_clips_and_pads_short_ones(tmp_path) -> None
     long = synth.voice("female", "twenties", seed=5, seconds=6.0, rate=8000)
     crops = spectrogram_images(long, VOICE, max_crops=3)
     assert crops.shape == (3, 128, 64, 3)
-    np.testing.assert_array_equal(spectrogram_images(long, VOICE)[0], spectrogram_image(long, VOICE))
+    np.testing.assert_array_equal(spectrogram_images(long, VOICE)[0],
+                                  spectrogram_image(long, VOICE))
     short = synth.voice("female", "twenties", seed=5, seconds=1.0, rate=8000)
     image = lut_index(spectrogram_image(short, VOICE))
     assert np.all(image[:, 40:] == 0)  # 1 s ≈ 30 columns of speech, then padding

@@ -154,8 +154,8 @@ class FeatureParams:
 
 # Named feature settings (``--feature_preset``); FeatureParams fields not named keep their
 # defaults. ``paper``: Tursunov et al. (2021), bit-identical to the defaults. ``voice``: one
-# telephone band for every channel, harmonics resolved, silence trimmed, a constant time
-# scale (README, "Feature presets", gives the measurements behind each value).
+# telephone band for every channel, harmonics resolved, spectral envelope removed, silence
+# trimmed, a constant time scale (README, "Feature presets", gives the measurements).
 FEATURE_PRESETS: dict[str, dict] = {
     "paper": {},
     "voice": {

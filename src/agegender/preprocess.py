@@ -202,7 +202,8 @@ def run_tfrecords(dataset_dir: str | os.PathLike, features: FeatureParams,
             row = rows[key]
             data = png_path(root, split, key).read_bytes()
             height, width, channels = features.image_shape
-            return Example(png=data, height=height, width=width, channels=channels, key=key, speaker_id=str(row.speaker_id),
+            return Example(png=data, height=height, width=width, channels=channels,
+                           key=key, speaker_id=str(row.speaker_id),
                            label_codes={task: int(getattr(row, f"{task}_code"))
                                         for task in labels.TASKS})
 
