@@ -46,11 +46,11 @@ SPLITS = {
 VARIANTS = {
     "paper": (FeatureParams.preset("paper"), False),
     "paper+augment": (FeatureParams.preset("paper"), True),
-    "voice": (FeatureParams.preset("voice"), False),
+    "voice": (FeatureParams.preset("voice"), False),  # freq_norm="envelope"
     "voice+augment": (FeatureParams.preset("voice"), True),
-    "voice+mean": (FeatureParams.preset("voice", freq_norm="mean"), False),
-    "voice+envelope": (FeatureParams.preset("voice", freq_norm="envelope"), False),
-    "voice+envelope+augment": (FeatureParams.preset("voice", freq_norm="envelope"), True),
+    "voice-none": (FeatureParams.preset("voice", freq_norm="none"), False),
+    "voice-none+augment": (FeatureParams.preset("voice", freq_norm="none"), True),
+    "voice-mean": (FeatureParams.preset("voice", freq_norm="mean"), False),
 }
 GENDERS = ("male", "female")
 
@@ -171,7 +171,7 @@ def channel_check() -> None:
           f"{'male-female':>12s}")
     import scipy.signal  # noqa: PLC0415
 
-    for name in ("paper", "voice", "voice+mean", "voice+envelope"):
+    for name in ("paper", "voice-none", "voice-mean", "voice"):
         params = VARIANTS[name][0]
         diffs = {"mulaw": [], "gsm": [], "tilt": [], "gain": []}
         for wave, rate in voices:
