@@ -10,7 +10,8 @@ import argparse
 import sys
 
 from agegender import cli
-from agegender.config import DATASET_TYPES, FEATURE_TYPES, FeatureParams, PreprocessParams
+from agegender.config import (DATASET_TYPES, FEATURE_PRESETS, FEATURE_TYPES, FeatureParams,
+                              PreprocessParams)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,9 +26,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--stage", default="all",
                         choices=("all", "clean", "spectrograms", "tfrecords"),
                         help="run one stage only (default: all three)")
-    parser.add_argument("--feature_type", default="spectrogram", choices=FEATURE_TYPES,
-                        help="image kind: dB spectrogram (the paper's), mel or MFCC")
-    parser.add_argument("--image_size", type=int, default=64, help="image side in pixels")
+    parser.add_argument("--feature_preset", default="paper", choices=tuple(FEATURE_PRESETS),
+                        help="paper: the paper's 16 kHz 64×64 spectrograms (default); voice: "
+                             "300-3400 Hz at 8 kHz, harmonics resolved, spectral envelope removed, "
+                             "silence trimmed, 2.56-s crops at 25 columns a second, 128×64 "
+                             "(README: Feature presets)")
+    parser.add_argument("--feature_type", default=None, choices=FEATURE_TYPES,
+                        help="default: the preset's (spectrogram)")
+    parser.add_argument("--image_size", type=int, default=None,
+                        help="image height (and width, for square presets) in pixels "
+                             "(default: the preset's; paper 64)")
     parser.add_argument("--num_workers", type=int, default=0,
                         help="spectrogram processes (default 0: all cores)")
     parser.add_argument("--shard_size", type=int, default=1000, help="examples per shard")
@@ -64,7 +72,10 @@ def main(argv: list[str] | None = None) -> int:
                                   follow_symlinks=args.follow_symlinks,
                                   shard_size=args.shard_size, num_workers=args.num_workers,
                                   overwrite=args.overwrite, seed=args.seed)
-        features = FeatureParams(feature_type=args.feature_type, image_size=args.image_size)
+        overrides = {name: value for name, value in (("feature_type", args.feature_type),
+                                                     ("image_size", args.image_size))
+                     if value is not None}
+        features = FeatureParams.preset(args.feature_preset, **overrides)
         stages = STAGES if args.stage == "all" else (args.stage,)
         summary = preprocess(args.dataset_dir, params=params, features=features,
                              results_dir=args.results_dir, stages=stages)

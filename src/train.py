@@ -31,8 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "~3/4 male)")
     parser.add_argument("--early_stopping_patience", type=int, default=0,
                         help="stop after this many epochs without val_accuracy gain (0: off)")
-    parser.add_argument("--image_size", type=int, default=64,
-                        help="image side; must match the shards")
+    parser.add_argument("--image_size", type=int, default=None,
+                        help="image height; must match the shards (default: the shards' size)")
     parser.add_argument("--l2", type=float, default=0.01, help="L2 on conv and dense kernels")
     parser.add_argument("--bn_momentum", type=float, default=DEFAULT_BN_MOMENTUM,
                         help="BatchNorm momentum (Keras' 0.99 leaves the moving statistics "
@@ -64,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     cli.add_bool_flag(parser, "skip_corrupt", default=False,
                       help="leave out corrupt shard records (counted and named at the end) "
                            "instead of stopping at the first")
+    cli.add_bool_flag(parser, "augment", default=False,
+                      help="SpecAugment-style time and frequency masks on training batches")
     cli.add_bool_flag(parser, "verbose", default=False, help="debug logging")
     return parser
 
@@ -87,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
                              class_weight=args.class_weight,
                              early_stopping_patience=args.early_stopping_patience,
                              strategy=args.strategy, mixed_precision=args.mixed_precision,
-                             deterministic=args.deterministic)
+                             deterministic=args.deterministic, augment=args.augment)
         result = train(args.dataset_dir, args.cls_task, train_params=params,
                        image_size=args.image_size, l2=args.l2, bn_momentum=args.bn_momentum,
                        models_dir=args.models_dir, results_dir=args.results_dir,

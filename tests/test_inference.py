@@ -15,7 +15,7 @@ import inference as inference_cli
 from agegender import AgeGenderDetector
 from agegender.config import FeatureParams
 from agegender.errors import ModelError, ParameterError
-from agegender.features import clip_image, read_png
+from agegender.features import clip_image, clip_images, read_png
 from agegender.inference import expand_audio_paths
 from agegender.preprocess import png_path
 
@@ -153,3 +153,58 @@ def test_cli_output_files_name_their_model(trained_gender, clips, tmp_path, caps
         assert sidecar["epoch"] == trained_gender["best_epoch"]
     printed = capsys.readouterr().out
     assert f"by best_model_gender.keras (sha256 {identity['sha256'][:12]}" in printed
+
+
+@pytest.fixture(scope="module")
+def voice_model(tmp_path_factory):
+    """An untrained gender model on small voice-preset images (32×16: the same code path as
+    the real 128×64, 16x fewer FLOPs); predictions are arbitrary but reproducible."""
+    import dataclasses
+
+    from agegender.config import ModelParams
+    from agegender.model import build_model
+
+    features = FeatureParams.preset("voice", image_size=32, image_width=16)
+    model = build_model(ModelParams(image_size=32, image_width=16, num_classes=2,
+                                    task="gender", class_names=("male", "female")),
+                        features=dataclasses.asdict(features))
+    path = tmp_path_factory.mktemp("voice_model") / "voice.keras"
+    model.save(path)
+    return path, features
+
+
+def test_detector_averages_the_crops_of_a_long_clip(voice_model, tmp_path):
+    path, features = voice_model
+    wave = np.concatenate([voice("female", "twenties", seed=1, seconds=1.0, rate=16_000),
+                           voice("male", "sixties", seed=2, seconds=1.0, rate=16_000)])
+    clip = tmp_path / "long.wav"
+    sf.write(clip, wave, 16_000)  # 2 s = 50 frames: 4 crops of 16 would cover it
+    detector = AgeGenderDetector(path, max_crops=3)
+    assert detector.model.features == features
+    crops = clip_images(clip, features, max_crops=3)
+    assert crops.shape == (3, 32, 16, 3)
+    per_crop = detector.model.predict(crops.astype(np.float32))  # [3, 2]
+    (result,) = detector.predict([clip])
+    expected = per_crop.mean(axis=0)
+    assert [result["probabilities"][name] for name in ("male", "female")] == pytest.approx(
+        expected.tolist(), abs=1e-6)
+    # One crop: the centre crop preprocessing stores.
+    (centre,) = AgeGenderDetector(path, max_crops=1).predict([clip])
+    stored = detector.model.predict(clip_image(clip, features)[np.newaxis].astype(np.float32))
+    assert centre["probabilities"]["female"] == pytest.approx(float(stored[0, 1]), abs=1e-6)
+    with pytest.raises(ParameterError, match="max_crops"):
+        AgeGenderDetector(path, max_crops=0)
+
+
+def test_old_models_without_the_new_feature_fields_load(voice_model, tmp_path):
+    """A model whose stored feature record predates the voice preset loads as the paper's."""
+    from agegender.config import ModelParams
+    from agegender.model import build_model
+
+    old = {"feature_type": "spectrogram", "sample_rate": 16000, "n_fft": 256, "hop_length": 128,
+           "image_size": 32, "n_mels": 64, "n_mfcc": 40, "top_db": 80.0, "max_duration_s": 15.0}
+    path = tmp_path / "old.keras"
+    build_model(ModelParams(image_size=32, num_classes=2, task="gender"),
+                features=old).save(path)
+    detector = AgeGenderDetector(path)
+    assert detector.model.features == FeatureParams(image_size=32)

@@ -19,6 +19,18 @@ def test_parameter_count_of_the_paper_configuration():
     assert model.output_shape == (None, 6)
 
 
+def test_parameter_count_of_the_voice_preset_input():
+    """The voice preset's 128×64 (height × width) input: FLB-2 ends at 2×1×384, so only the
+    dense layer grows (768 inputs instead of 384)."""
+    model = build_model(ModelParams(image_size=128, image_width=64, num_classes=2,
+                                    task="gender", class_names=GENDERS))
+    assert model.count_params() == 8_871_754
+    assert model.input_shape == (None, 128, 64, 3)
+    assert model.get_layer("flatten").output.shape == (None, 768)
+    x = np.random.default_rng(0).uniform(0, 255, (2, 128, 64, 3)).astype("float32")
+    assert model.predict(x, verbose=0).shape == (2, 2)
+
+
 def test_topology_and_names():
     model = build_model(ModelParams(image_size=64, num_classes=2, task="gender",
                                     class_names=GENDERS))

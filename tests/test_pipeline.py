@@ -311,3 +311,44 @@ def test_task_with_no_labelled_example_is_a_dataset_error(tmp_path: Path) -> Non
     with pytest.raises(DatasetError,
                        match="no example of the test split has a label for cls_task='age'"):
         make_dataset(tmp_path, "test", "age", batch_size=2, training=False)
+
+
+# -- SpecAugment ------------------------------------------------------------------------------
+
+def test_spec_augment_masks_whole_rows_and_columns_deterministically() -> None:
+    images = tf.constant(np.random.default_rng(0).uniform(0, 255, (6, 32, 16, 3)), tf.float32)
+    seed = tf.constant([7, 9], tf.int64)
+    first = pipeline.spec_augment(images, seed).numpy()
+    assert first.shape == (6, 32, 16, 3) and first.dtype == np.float32
+    np.testing.assert_array_equal(first, pipeline.spec_augment(images, seed).numpy())
+    assert not np.array_equal(first, pipeline.spec_augment(images, tf.constant([1, 2])).numpy())
+    changed = np.any(first != images.numpy(), axis=-1)  # [batch, H, W]
+    assert 0.02 < changed.mean() < 0.6
+    mean = images.numpy().mean(axis=(1, 2))  # [batch, 3]
+    for image, mask, fill in zip(first, changed, mean, strict=True):
+        np.testing.assert_allclose(image[mask], np.broadcast_to(fill, image[mask].shape),
+                                   rtol=1e-5)
+        # A mask is a whole row (frequency band) or a whole column (time span).
+        rows, columns = mask.all(axis=1), mask.all(axis=0)
+        np.testing.assert_array_equal(mask, rows[:, None] | columns[None, :])
+
+
+def test_augment_changes_training_batches_only(shard_root) -> None:
+    root, examples = shard_root
+    original = {example.key: read_png(example.png).astype(np.float32) for example in examples}
+    augmented = collect(make_dataset(root, "dev", "gender", batch_size=4, training=True,
+                                     seed=3, with_keys=True, augment=True)[0])
+    assert augmented.keys() == original.keys()
+    changed = 0
+    for key, (image, _, _) in augmented.items():
+        assert image.shape == original[key].shape
+        mask = np.any(image != original[key].astype(np.uint8), axis=-1)  # [H, W]
+        rows, columns = mask.all(axis=1), mask.all(axis=0)
+        np.testing.assert_array_equal(mask, rows[:, None] | columns[None, :])
+        changed += bool(mask.any())
+    assert changed >= len(original) // 2
+    # Evaluation data is never augmented, even when asked.
+    dev = collect(make_dataset(root, "dev", "gender", batch_size=4, training=False,
+                               with_keys=True, augment=True)[0])
+    for key, (image, _, _) in dev.items():
+        np.testing.assert_array_equal(image, original[key].astype(np.uint8))

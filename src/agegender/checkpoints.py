@@ -201,6 +201,7 @@ def bfloat16_copy(model):
     try:
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
         copy = build_model(ModelParams(image_size=int(model.input_shape[1]),
+                                       image_width=int(model.input_shape[2]),
                                        num_classes=len(names), task=task,
                                        class_names=tuple(names)), features=features)
     finally:
@@ -242,9 +243,9 @@ def open_model(path: str | os.PathLike, task: str | None = None, *,
     task, names = _checked_labels(path, stored_task, names, outputs, task)
     image_size = int(model.input_shape[1])
     params = FeatureParams(**features) if features else FeatureParams(image_size=image_size)
-    if params.image_size != image_size:
-        raise ModelError(f"--model_path={path}: stored image_size {params.image_size} differs "
-                         f"from its input size {image_size}")
+    if params.image_shape[:2] != tuple(model.input_shape[1:3]):
+        raise ModelError(f"--model_path={path}: stored image size {params.image_shape[:2]} "
+                         f"differs from its input size {tuple(model.input_shape[1:3])}")
     if precision == "bfloat16":
         if stored_task is None:
             raise ParameterError(f"precision='bfloat16' needs a model built by agegender; "

@@ -6,6 +6,7 @@ Derived values are properties, never stored twice (as in YAMNet's ``params.py``)
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 
 from agegender.errors import ParameterError
@@ -20,6 +21,7 @@ DATASET_TYPES: tuple[str, ...] = ("raw", "clean", "cv", "manifest")
 SPLITS: tuple[str, ...] = ("train", "dev", "test")
 STRATEGIES: tuple[str, ...] = ("auto", "mirrored", "multiworker", "default")
 CLASS_WEIGHTS: tuple[str, ...] = ("none", "balanced")
+FREQ_NORMS: tuple[str, ...] = ("none", "mean", "envelope")
 
 
 def split_dirname(split: str) -> str:
@@ -38,12 +40,28 @@ class FeatureParams:
         sample_rate: Hz every clip is resampled to.
         n_fft: STFT window and FFT length, samples.
         hop_length: STFT hop, samples.
-        image_size: side of the square output image, pixels.
+        image_size: image height, pixels (and its width unless ``image_width`` is set).
         n_mels: mel bands for ``mel`` (and the mel stage of ``mfcc``).
         n_mfcc: coefficients for ``mfcc``.
         top_db: dynamic range kept below the clip's peak, dB.
         max_duration_s: only the first this-many seconds are read, so a clip of minutes or
             hours cannot exhaust memory; Common Voice clips are 1-10 s.
+        image_width: image width, pixels; 0 = ``image_size`` (square).
+        fmin_hz: lowest frequency kept, Hz (0: from 0 Hz).
+        fmax_hz: highest frequency kept, Hz (0: up to ``sample_rate / 2``).
+        vad_top_db: leading and trailing frames whose in-band energy is more than this many
+            dB below the loudest frame are trimmed (energy VAD); 0 = keep everything.
+        freq_norm: ``none``; ``mean``: each frequency row's mean over the clip's frames is
+            subtracted (cepstral-mean-like), removing a fixed channel response;
+            ``envelope``: each frame's spectral envelope (its dB spectrum smoothed over
+            ``features.ENVELOPE_HZ``) is subtracted, leaving the harmonics (pitch) and
+            removing any smooth channel response and the formants.
+        fixed_time: False (paper): the whole clip is squeezed into the image width. True:
+            one image column per STFT frame (a constant time scale); the clip is cropped or
+            padded to ``image_width`` frames.
+
+    Every field added after the paper's nine defaults to the paper's behaviour, so feature
+    records stored without it (old shards and models) load unchanged.
     """
 
     feature_type: str = "spectrogram"
@@ -55,6 +73,12 @@ class FeatureParams:
     n_mfcc: int = 40
     top_db: float = 80.0
     max_duration_s: float = 15.0
+    image_width: int = 0
+    fmin_hz: float = 0.0
+    fmax_hz: float = 0.0
+    vad_top_db: float = 0.0
+    freq_norm: str = "none"
+    fixed_time: bool = False
 
     def __post_init__(self) -> None:
         if self.feature_type not in FEATURE_TYPES:
@@ -63,6 +87,17 @@ class FeatureParams:
             )
         if not 16 <= self.image_size <= 512:
             raise ParameterError(f"image_size={self.image_size} is outside 16..512")
+        if self.image_width and not 16 <= self.image_width <= 512:
+            raise ParameterError(f"image_width={self.image_width} is outside 16..512 (or 0)")
+        if not 0 <= self.fmin_hz < self.band_top_hz <= self.sample_rate / 2:
+            raise ParameterError(
+                f"fmin_hz={self.fmin_hz}, fmax_hz={self.fmax_hz}: need 0 <= fmin_hz < fmax_hz "
+                f"<= sample_rate / 2 = {self.sample_rate / 2}")
+        if self.vad_top_db < 0:
+            raise ParameterError(f"vad_top_db={self.vad_top_db} must be >= 0 (0: off)")
+        if self.freq_norm not in FREQ_NORMS:
+            raise ParameterError(
+                f"freq_norm={self.freq_norm!r} is not one of {', '.join(FREQ_NORMS)}")
         if self.hop_length <= 0 or self.n_fft <= 0 or self.hop_length > self.n_fft:
             raise ParameterError(
                 f"n_fft={self.n_fft}, hop_length={self.hop_length}: need 0 < hop_length <= n_fft"
@@ -75,19 +110,68 @@ class FeatureParams:
         """Longest waveform kept, samples at ``sample_rate``."""
         return int(self.max_duration_s * self.sample_rate)
 
+    @classmethod
+    def preset(cls, name: str, **overrides) -> FeatureParams:
+        """The parameters of a named preset (``FEATURE_PRESETS``), with ``overrides``."""
+        if name not in FEATURE_PRESETS:
+            raise ParameterError(
+                f"feature_preset={name!r} is not one of {', '.join(FEATURE_PRESETS)}")
+        return cls(**{**FEATURE_PRESETS[name], **overrides})
+
+    @property
+    def band_top_hz(self) -> float:
+        """Highest frequency kept, Hz."""
+        return self.fmax_hz or self.sample_rate / 2
+
+    @property
+    def band_bins(self) -> slice:
+        """STFT bins kept for ``spectrogram``: ``fmin_hz`` to ``fmax_hz`` inclusive."""
+        hz_per_bin = self.sample_rate / self.n_fft
+        low = int(math.ceil(self.fmin_hz / hz_per_bin - 1e-9))
+        high = int(math.floor(self.band_top_hz / hz_per_bin + 1e-9))
+        return slice(low, high + 1)
+
     @property
     def freq_bins(self) -> int:
         """Rows of the feature matrix before resizing."""
         if self.feature_type == "spectrogram":
-            return self.n_fft // 2 + 1
+            bins = self.band_bins
+            return bins.stop - bins.start
         if self.feature_type == "mel":
             return self.n_mels
         return self.n_mfcc
 
     @property
+    def frames_per_second(self) -> float:
+        """STFT frames (image columns when ``fixed_time``) a second."""
+        return self.sample_rate / self.hop_length
+
+    @property
     def image_shape(self) -> tuple[int, int, int]:
         """(height, width, channels) of the RGB image a clip becomes."""
-        return (self.image_size, self.image_size, 3)
+        return (self.image_size, self.image_width or self.image_size, 3)
+
+
+# Named feature settings (``--feature_preset``); FeatureParams fields not named keep their
+# defaults. ``paper``: Tursunov et al. (2021), bit-identical to the defaults. ``voice``: one
+# telephone band for every channel, harmonics resolved, spectral envelope removed, silence
+# trimmed, a constant time scale (README, "Feature presets", gives the measurements).
+FEATURE_PRESETS: dict[str, dict] = {
+    "paper": {},
+    "voice": {
+        "sample_rate": 8_000,       # every channel, telephone included, gives the same band
+        "n_fft": 512,               # 64 ms window, 15.6 Hz bins: harmonics of 80-400 Hz voices
+        "hop_length": 320,          # 40 ms: 25 columns a second, 64 columns = 2.56 s
+        "image_size": 128,          # 128 rows over 300-3400 Hz: 24 Hz a row
+        "image_width": 64,
+        "fmin_hz": 300.0,           # the telephone band, 300-3400 Hz
+        "fmax_hz": 3400.0,
+        "top_db": 60.0,
+        "vad_top_db": 40.0,
+        "freq_norm": "envelope",   # drop every smooth channel response, keep the harmonics
+        "fixed_time": True,
+    },
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,13 +179,14 @@ class ModelParams:
     """The MAM-CNN's hyper-parameters.
 
     Attributes:
-        image_size: side of the square RGB input, pixels.
+        image_size: height of the RGB input (and its width unless ``image_width`` is set).
         num_classes: softmax outputs.
         task: ``gender``, ``age`` or ``gender_age``; stored in the model.
         class_names: one per output, stored in the model.
         l2: L2 factor on conv and dense kernels.
         bn_momentum: BatchNormalization moving-average momentum (see DEFAULT_BN_MOMENTUM).
         dense_units: width of the hidden dense layer.
+        image_width: width of the RGB input, pixels; 0 = ``image_size`` (square).
     """
 
     image_size: int = 64
@@ -111,10 +196,13 @@ class ModelParams:
     l2: float = 0.01
     bn_momentum: float = DEFAULT_BN_MOMENTUM
     dense_units: int = 80
+    image_width: int = 0
 
     def __post_init__(self) -> None:
         if not 16 <= self.image_size <= 512:
             raise ParameterError(f"image_size={self.image_size} is outside 16..512")
+        if self.image_width and not 16 <= self.image_width <= 512:
+            raise ParameterError(f"image_width={self.image_width} is outside 16..512 (or 0)")
         if self.num_classes < 2:
             raise ParameterError(f"num_classes={self.num_classes} must be at least 2")
         if self.class_names and len(self.class_names) != self.num_classes:
@@ -129,7 +217,7 @@ class ModelParams:
     @property
     def input_shape(self) -> tuple[int, int, int]:
         """(height, width, channels) of the model input."""
-        return (self.image_size, self.image_size, 3)
+        return (self.image_size, self.image_width or self.image_size, 3)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,6 +235,8 @@ class TrainParams:
         mixed_precision: reduced-precision compute: float16 on GPUs, bfloat16 on CPUs.
         deterministic: bit-identical runs for one seed on one machine (op determinism and an
             ordered input pipeline); slower, so off by default.
+        augment: SpecAugment-style time and frequency masks on training batches
+            (``pipeline.spec_augment``).
     """
 
     batch_size: int = 128
@@ -158,6 +248,7 @@ class TrainParams:
     strategy: str = "auto"
     mixed_precision: bool = False
     deterministic: bool = False
+    augment: bool = False
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:

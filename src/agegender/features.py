@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 
 from agegender.config import FeatureParams
-from agegender.errors import AudioError
+from agegender.errors import AudioError, ParameterError
 
 
 def load_clip(path: str | os.PathLike, params: FeatureParams) -> np.ndarray:
@@ -163,8 +163,41 @@ def amplitude_db(magnitude: np.ndarray, top_db: float, amin: float = 1e-5) -> np
     return np.maximum(db, db.max(initial=0.0) - top_db)
 
 
+# Frames kept either side of the speech an energy VAD finds: onsets and decays are quiet.
+VAD_MARGIN_S = 0.1
+# Width of the smoothing that estimates a frame's spectral envelope (``freq_norm="envelope"``):
+# two harmonics of a 200 Hz voice, so the harmonics themselves are not part of the envelope.
+ENVELOPE_HZ = 400.0
+
+
+def speech_span(magnitude: np.ndarray, top_db: float, *, margin: int = 0) -> slice:
+    """The frames from the first to the last whose energy is within ``top_db`` of the
+    loudest frame (an energy VAD for leading and trailing silence), widened by ``margin``.
+
+    Args:
+        magnitude: [bins, frames] |STFT| (the bins the features keep, so the VAD hears the
+            same band as the model).
+        top_db: frames more than this many dB below the loudest are silence; 0 keeps all.
+        margin: frames kept either side of the speech.
+
+    Returns:
+        A slice of frames; every frame when ``top_db`` is 0 or the clip is silent.
+    """
+    frames = magnitude.shape[1]
+    energy = np.einsum("bf,bf->f", magnitude, magnitude)  # [frames]
+    peak = float(energy.max(initial=0.0))
+    if top_db <= 0 or peak <= 0:
+        return slice(0, frames)
+    loud = np.flatnonzero(energy >= peak * 10.0 ** (-top_db / 10.0))  # energy is power
+    return slice(max(0, int(loud[0]) - margin), min(frames, int(loud[-1]) + 1 + margin))
+
+
 def feature_matrix(waveform: np.ndarray, params: FeatureParams) -> np.ndarray:
     """Computes the dB feature matrix of a waveform.
+
+    STFT → the ``fmin_hz``-``fmax_hz`` band → leading/trailing silence trimmed
+    (``vad_top_db``) → dB below the peak → each row's mean removed (``freq_norm="mean"``).
+    With the paper's settings only the STFT and the dB step do anything.
 
     Args:
         waveform: shape [samples], at ``params.sample_rate``. Shorter than one FFT window is
@@ -178,20 +211,47 @@ def feature_matrix(waveform: np.ndarray, params: FeatureParams) -> np.ndarray:
     if waveform.ndim != 1:
         raise AudioError(f"waveform must be 1-D [samples], got shape {waveform.shape}")
     magnitude = stft_magnitude(waveform, params.n_fft, params.hop_length)  # [bins, frames]
+    band = magnitude[params.band_bins]  # [band bins, frames]; every bin for the paper
+    if params.vad_top_db:
+        margin = max(1, round(VAD_MARGIN_S * params.frames_per_second))
+        span = speech_span(band, params.vad_top_db, margin=margin)
+        band, magnitude = band[:, span], magnitude[:, span]  # [.., speech frames]
     if params.feature_type == "spectrogram":
-        return amplitude_db(magnitude, params.top_db)
+        return normalise_rows(amplitude_db(band, params.top_db), params)
     import librosa  # noqa: PLC0415
 
     with warnings.catch_warnings():
         # 256-point FFTs leave a few of the lowest mel filters empty; that is expected.
         warnings.filterwarnings("ignore", message="Empty filters detected")
         mel = librosa.feature.melspectrogram(
-            S=magnitude**2, sr=params.sample_rate, n_fft=params.n_fft, n_mels=params.n_mels
+            S=magnitude**2, sr=params.sample_rate, n_fft=params.n_fft, n_mels=params.n_mels,
+            fmin=params.fmin_hz, fmax=params.band_top_hz,
         )  # [n_mels, frames]
     mel_db = librosa.power_to_db(mel, ref=np.max, top_db=params.top_db)
     if params.feature_type == "mel":
-        return mel_db
-    return librosa.feature.mfcc(S=mel_db, n_mfcc=params.n_mfcc)  # [n_mfcc, frames]
+        return normalise_rows(mel_db, params)
+    return librosa.feature.mfcc(S=normalise_rows(mel_db, params),
+                                n_mfcc=params.n_mfcc)  # [n_mfcc, frames]
+
+
+def normalise_rows(matrix: np.ndarray, params: FeatureParams) -> np.ndarray:
+    """Removes the channel from a dB matrix [rows, frames] → [rows, frames].
+
+    ``params.freq_norm``: ``none``: unchanged. ``mean``: each row (frequency) minus its mean
+    over the frames, which removes a fixed channel gain per frequency (the dB form of
+    cepstral mean normalisation). ``envelope``: each frame minus its spectrum smoothed over
+    ``ENVELOPE_HZ``, which keeps the harmonic fine structure (pitch) and removes every
+    smooth response: channel tilt, band edges, formants.
+    """
+    if params.freq_norm == "mean":
+        return matrix - matrix.mean(axis=1, keepdims=True)
+    if params.freq_norm == "envelope":
+        import scipy.ndimage  # noqa: PLC0415
+
+        bins = max(3, round(ENVELOPE_HZ * params.n_fft / params.sample_rate))
+        envelope = scipy.ndimage.uniform_filter1d(matrix, bins, axis=0, mode="nearest")
+        return matrix - envelope
+    return matrix
 
 
 @functools.lru_cache(maxsize=1)
@@ -203,43 +263,109 @@ def _viridis_lut() -> np.ndarray:
     return np.round(rgba[:, :3] * 255.0).astype(np.uint8)
 
 
-def matrix_image(matrix: np.ndarray, image_size: int) -> np.ndarray:
-    """Renders a feature matrix as a square viridis RGB image.
-
-    The matrix is min-max scaled per clip (a constant matrix, e.g. silence, becomes all-zero
-    instead of dividing by zero), flipped so low frequencies are at the bottom, resized
-    (bilinear, anti-aliased), quantised to 0-255 and looked up in viridis. Resizing the
-    scalar before colouring is cheaper than resizing RGB and avoids blending colours.
-
-    Args:
-        matrix: [rows, frames] float.
-        image_size: output side, pixels.
-
-    Returns:
-        uint8 image [image_size, image_size, 3].
-    """
-    from PIL import Image  # noqa: PLC0415
-
+def scaled_matrix(matrix: np.ndarray) -> np.ndarray:
+    """Min-max scales a feature matrix per clip to [0, 1] (a constant matrix, e.g. silence,
+    becomes all-zero instead of dividing by zero) and flips it so row 0 is the highest
+    frequency, as a spectrogram is drawn. [rows, frames] → float32 [rows, frames]."""
     matrix = np.asarray(matrix, dtype=np.float32)
     low, high = float(matrix.min()), float(matrix.max())
     span = high - low
     scaled = (matrix - low) / span if span > 0 else np.zeros_like(matrix)  # [rows, frames]
-    scaled = scaled[::-1]  # row 0 = highest frequency, as a spectrogram is drawn
-    resized = Image.fromarray(np.ascontiguousarray(scaled), mode="F").resize(
-        (image_size, image_size), Image.Resampling.BILINEAR
+    return scaled[::-1]
+
+
+def render_image(scaled: np.ndarray, height: int, width: int) -> np.ndarray:
+    """[rows, frames] in [0, 1] → uint8 viridis RGB [height, width, 3], resized bilinearly
+    (anti-aliased) before colouring, which is cheaper than resizing RGB and blends no
+    colours."""
+    from PIL import Image  # noqa: PLC0415
+
+    resized = Image.fromarray(np.ascontiguousarray(scaled, dtype=np.float32), mode="F").resize(
+        (width, height), Image.Resampling.BILINEAR
     )
     index = np.clip(np.rint(np.asarray(resized) * 255.0), 0, 255).astype(np.uint8)
-    return _viridis_lut()[index]  # [size, size, 3]
+    return _viridis_lut()[index]  # [height, width, 3]
+
+
+def matrix_image(matrix: np.ndarray, image_size: int, width: int | None = None) -> np.ndarray:
+    """Renders a whole feature matrix as a viridis RGB image (the paper's squeeze).
+
+    The matrix is min-max scaled per clip, flipped so low frequencies are at the bottom,
+    resized to ``image_size`` rows and ``width`` (default ``image_size``) columns, quantised
+    to 0-255 and looked up in viridis.
+
+    Args:
+        matrix: [rows, frames] float.
+        image_size: output height, pixels.
+        width: output width, pixels; None = ``image_size``.
+
+    Returns:
+        uint8 image [image_size, width, 3].
+    """
+    return render_image(scaled_matrix(matrix), image_size, width or image_size)
+
+
+def crop_starts(frames: int, width: int, max_crops: int = 1) -> list[int]:
+    """First frames of the crops of ``width`` frames taken from a clip of ``frames``.
+
+    One crop (``max_crops=1``, what training stores) is the centre of the clip. More crops
+    (inference) are spread evenly from the first frame to the last, as many as it takes to
+    cover the clip, at most ``max_crops``. A clip no longer than ``width`` is one crop at 0
+    (padded).
+    """
+    if max_crops < 1:
+        raise ParameterError(f"max_crops={max_crops} must be >= 1")
+    if frames <= width:
+        return [0]
+    count = min(max_crops, -(-frames // width))
+    if count == 1:
+        return [(frames - width) // 2]
+    return [int(round(start)) for start in np.linspace(0, frames - width, count)]
+
+
+def matrix_images(matrix: np.ndarray, params: FeatureParams, max_crops: int = 1) -> np.ndarray:
+    """A feature matrix → uint8 RGB images [crops, height, width, 3].
+
+    The paper squeezes the whole clip into one image. With ``params.fixed_time`` every
+    column is one STFT frame: the clip is scaled once (so its crops share one scale), cut
+    into ``crop_starts`` crops of ``width`` frames, and a short clip is padded with the
+    lowest value (silence).
+    """
+    height, width, _ = params.image_shape
+    if not params.fixed_time:
+        return matrix_image(matrix, height, width)[np.newaxis]  # [1, H, W, 3]
+    scaled = scaled_matrix(matrix)  # [rows, frames]
+    images = []
+    for start in crop_starts(scaled.shape[1], width, max_crops):
+        crop = scaled[:, start:start + width]  # [rows, <= width]
+        crop = np.pad(crop, ((0, 0), (0, width - crop.shape[1])))  # [rows, width]
+        images.append(render_image(crop, height, width))
+    return np.stack(images)  # [crops, H, W, 3]
+
+
+def spectrogram_images(waveform: np.ndarray, params: FeatureParams,
+                       max_crops: int = 1) -> np.ndarray:
+    """Waveform → uint8 RGB images [crops, height, width, 3] (see ``matrix_images``)."""
+    return matrix_images(feature_matrix(waveform, params), params, max_crops)
 
 
 def spectrogram_image(waveform: np.ndarray, params: FeatureParams) -> np.ndarray:
-    """Waveform → uint8 RGB image [image_size, image_size, 3] of ``params.feature_type``."""
-    return matrix_image(feature_matrix(waveform, params), params.image_size)
+    """Waveform → uint8 RGB image [height, width, 3] of ``params.feature_type``: the whole
+    clip (paper) or its centre crop (``fixed_time``)."""
+    return spectrogram_images(waveform, params)[0]
+
+
+def clip_images(path: str | os.PathLike, params: FeatureParams, max_crops: int = 1) -> np.ndarray:
+    """Audio file → uint8 RGB images [crops, height, width, 3]; raises AudioError.
+
+    ``max_crops=1`` gives the one image preprocessing stores (``clip_image``); inference asks
+    for more crops of a long clip and averages their probabilities."""
+    return spectrogram_images(load_clip(path, params), params, max_crops)
 
 
 def clip_image(path: str | os.PathLike, params: FeatureParams) -> np.ndarray:
-    """Audio file → uint8 RGB image [image_size, image_size, 3]; raises AudioError."""
-    return spectrogram_image(load_clip(path, params), params)
+    """Audio file → uint8 RGB image [height, width, 3]; raises AudioError."""
+    return clip_images(path, params)[0]
 
 
 def png_bytes(image: np.ndarray) -> bytes:

@@ -84,6 +84,10 @@ class AgeGenderDetector:
         batch_size: clips per model call.
         num_threads: feature threads (default: all cores).
         precision: ``float32`` or ``bfloat16`` (see ``open_model``).
+        max_crops: for models whose features have a constant time scale (``voice``), a
+            clip longer than one image is cut into up to this many crops spread over it,
+            and the crops' probabilities are averaged. 1 = the centre crop only, the one
+            training stored. Paper models always see the whole clip in one image.
         verify: check the model file against its ``.sha256`` sidecar (see ``load_model``).
 
     Raises:
@@ -93,11 +97,14 @@ class AgeGenderDetector:
 
     def __init__(self, model_path: str | os.PathLike, task: str | None = None, *,
                  batch_size: int = 64, num_threads: int | None = None,
-                 precision: str = "float32", verify: bool = True):
+                 precision: str = "float32", verify: bool = True, max_crops: int = 3):
         _check_detector_args(batch_size, num_threads, precision)
+        if max_crops < 1:
+            raise ParameterError(f"max_crops={max_crops} must be >= 1")
         self.model = open_model(model_path, task, precision=precision, verify=verify)
         self.batch_size = batch_size
         self.num_threads = num_threads or os.cpu_count() or 1
+        self.max_crops = max_crops
 
     @property
     def task(self) -> str:
@@ -109,14 +116,15 @@ class AgeGenderDetector:
         """The model's class names, index = label code."""
         return self.model.class_names
 
-    def _image(self, path: str) -> np.ndarray | AudioError:
-        from agegender.features import clip_image  # noqa: PLC0415
+    def _images(self, path: str) -> np.ndarray | AudioError:
+        """A clip's crops, uint8 [crops, H, W, 3], or why it has none."""
+        from agegender.features import clip_images  # noqa: PLC0415
 
         problem = input_problem(path)
         if problem:
             return AudioError(problem)
         try:
-            return clip_image(path, self.model.features)
+            return clip_images(path, self.model.features, self.max_crops)
         except AudioError as err:
             return err
 
@@ -136,14 +144,25 @@ class AgeGenderDetector:
         with ThreadPoolExecutor(self.num_threads) as pool:
             for start in range(0, len(files), self.batch_size):
                 chunk = files[start:start + self.batch_size]
-                images = list(pool.map(self._image, chunk))
+                images = list(pool.map(self._images, chunk))
                 good = [i for i, image in enumerate(images) if isinstance(image, np.ndarray)]
-                probabilities = (self.model.predict(np.stack([images[i] for i in good])
-                                                    .astype(np.float32)) if good else [])
+                probabilities = self._crop_average([images[i] for i in good])
                 by_index = dict(zip(good, probabilities, strict=True))
                 for i, path in enumerate(chunk):
                     results.append(self._result(path, by_index.get(i), images[i]))
         return results
+
+    def _crop_average(self, crops: list[np.ndarray]) -> np.ndarray:
+        """Predicts every crop of every clip in one batch; each clip's probabilities are
+        the mean over its crops. [clips] of [crops, H, W, 3] → [clips, classes]."""
+        if not crops:
+            return np.zeros((0, len(self.class_names)), np.float32)
+        counts = [len(c) for c in crops]
+        probabilities = self.model.predict(np.concatenate(crops).astype(np.float32))
+        owner = np.repeat(np.arange(len(crops)), counts)  # [all crops] → clip
+        sums = np.zeros((len(crops), probabilities.shape[1]), np.float64)
+        np.add.at(sums, owner, probabilities)
+        return (sums / np.asarray(counts)[:, np.newaxis]).astype(np.float32)
 
     def _result(self, path: str, probabilities, image) -> dict:
         if probabilities is None:

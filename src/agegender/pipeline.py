@@ -122,10 +122,63 @@ def corrupt_summary(corrupt: dict[str, dict]) -> str:
     return ("skipped corrupt records (--skip_corrupt): " + "; ".join(parts)) if parts else ""
 
 
+# SpecAugment-style masks (Park et al. 2019, "LD" policy scaled to our small images): two
+# frequency masks of up to 15 % of the rows, two time masks of up to 15 % of the columns.
+FREQ_MASKS, MAX_FREQ_MASK = 2, 0.15
+TIME_MASKS, MAX_TIME_MASK = 2, 0.15
+
+
+def spec_augment(images, seed, *, freq_masks: int = FREQ_MASKS,
+                 max_freq_mask: float = MAX_FREQ_MASK, time_masks: int = TIME_MASKS,
+                 max_time_mask: float = MAX_TIME_MASK):
+    """Masks random bands of rows (frequency) and columns (time) of a batch of images.
+
+    Every mask is drawn per image: a width uniform in [0, max · side] and a uniform start.
+    Masked pixels take the image's own mean colour, the value SpecAugment's zero is on a
+    mean-normalised log spectrum: the mask hides information without painting a colour
+    (black is not a viridis colour) that the network could learn to look for, and the
+    batch statistics BatchNorm sees barely move.
+
+    Args:
+        images: float32 [batch, H, W, C].
+        seed: int32/int64 [2], a stateless seed: the same seed gives the same masks.
+        freq_masks, time_masks: masks of each kind per image.
+        max_freq_mask, max_time_mask: largest mask, as a fraction of H / W.
+
+    Returns:
+        float32 [batch, H, W, C], masked.
+    """
+    import tensorflow as tf  # noqa: PLC0415
+
+    shape = tf.shape(images)
+    batch, height, width = shape[0], shape[1], shape[2]
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 4)  # [4, 2]
+
+    def bands(count, side, fraction, width_seed, start_seed):
+        """[batch, side] bool: True inside any of ``count`` random bands per image."""
+        side_f = tf.cast(side, tf.float32)
+        size = tf.floor(tf.random.stateless_uniform((batch, count), width_seed)
+                        * (fraction * side_f + 1.0))  # [batch, count], 0..max
+        size = tf.minimum(size, side_f)
+        start = tf.floor(tf.random.stateless_uniform((batch, count), start_seed)
+                         * (side_f - size + 1.0))  # [batch, count]
+        position = tf.cast(tf.range(side), tf.float32)[tf.newaxis, tf.newaxis]  # [1, 1, side]
+        inside = ((position >= start[..., tf.newaxis])
+                  & (position < (start + size)[..., tf.newaxis]))  # [batch, count, side]
+        return tf.reduce_any(inside, axis=1)  # [batch, side]
+
+    rows = bands(freq_masks, height, max_freq_mask, seeds[0], seeds[1])  # [batch, H]
+    columns = bands(time_masks, width, max_time_mask, seeds[2], seeds[3])  # [batch, W]
+    masked = rows[:, :, tf.newaxis] | columns[:, tf.newaxis, :]  # [batch, H, W]
+    mean = tf.reduce_mean(images, axis=[1, 2], keepdims=True)  # [batch, 1, 1, C]
+    return tf.where(masked[..., tf.newaxis], mean, images)
+
+
 def make_dataset(dataset_dir: str | os.PathLike, split: str, task: str, *, batch_size: int,
                  training: bool, seed: int = 42, with_keys: bool = False,
                  image_size: int | None = None, cache: bool = False,
-                 deterministic: bool = False, skip_corrupt: bool = False):
+                 deterministic: bool = False, skip_corrupt: bool = False,
+                 augment: bool = False):
     """Builds the (image, label) dataset of a split for a task.
 
     Args:
@@ -140,6 +193,8 @@ def make_dataset(dataset_dir: str | os.PathLike, split: str, task: str, *, batch
         cache: keep decoded images in memory after the first epoch (small corpora).
         deterministic: the same element order on every run with the same ``seed`` (ordered
             interleave and map); the default lets parallel reads deliver out of order, faster.
+        augment: ``spec_augment`` each training batch (seeded, new masks every epoch);
+            ignored unless ``training``.
         skip_corrupt: leave out corrupt records (``scan_split``) instead of stopping with
             a DatasetError naming the first; ``index["corrupt"]`` tells what was skipped.
 
@@ -212,6 +267,12 @@ def make_dataset(dataset_dir: str | os.PathLike, split: str, task: str, *, batch
     drop_remainder = training and count >= batch_size
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
     dataset = dataset.map(to_float, num_parallel_calls=autotune)
+    if training and augment:
+        # One stateless seed pair a batch, from a seeded stream that changes every epoch.
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        dataset = tf.data.Dataset.zip((dataset, seeds)).map(
+            lambda batch, pair: (spec_augment(batch[0], pair), *batch[1:]),
+            num_parallel_calls=autotune)
     dataset = dataset.prefetch(autotune)
     return dataset, index
 

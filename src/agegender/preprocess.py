@@ -248,8 +248,9 @@ def run_tfrecords(dataset_dir: str | os.PathLike, features: FeatureParams,
         def make_example(key: str, split: str = split, rows: dict = rows) -> Example:
             row = rows[key]
             data = png_path(root, split, key).read_bytes()
-            return Example(png=data, height=features.image_size, width=features.image_size,
-                           channels=3, key=key, speaker_id=str(row.speaker_id),
+            height, width, channels = features.image_shape
+            return Example(png=data, height=height, width=width, channels=channels,
+                           key=key, speaker_id=str(row.speaker_id),
                            label_codes={task: int(getattr(row, f"{task}_code"))
                                         for task in labels.TASKS})
 

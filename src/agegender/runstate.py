@@ -58,6 +58,7 @@ _FLAG_NAMES = {
     "learning_rate": "--learning_rate", "class_weight": "--class_weight", "seed": "--seed",
     "deterministic": "--deterministic", "strategy": "--strategy",
     "mixed_precision": "--mixed_precision", "dataset": "dataset (train/dev shards)",
+    "image_width": "image width (preprocess flags)", "augment": "--augment",
 }
 
 
@@ -83,6 +84,8 @@ class RunSettings:
         strategy: the ``--strategy`` flag.
         mixed_precision: reduced-precision compute.
         dataset: ``dataset_fingerprint`` of the train and dev shards.
+        image_width: input width, pixels (None: square, as before non-square presets).
+        augment: SpecAugment masks on training batches.
     """
 
     task: str
@@ -99,6 +102,8 @@ class RunSettings:
     strategy: str
     mixed_precision: bool
     dataset: str
+    image_width: int | None = None
+    augment: bool = False
 
     def to_dict(self) -> dict:
         """JSON-ready fields."""

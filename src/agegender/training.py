@@ -123,7 +123,8 @@ def _set_determinism(enabled: bool) -> None:
 
 
 def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParams,
-          image_size: int = 64, l2: float = 0.01, bn_momentum: float = DEFAULT_BN_MOMENTUM,
+          image_size: int | None = None, l2: float = 0.01,
+          bn_momentum: float = DEFAULT_BN_MOMENTUM,
           models_dir: str | os.PathLike = "models", results_dir: str | os.PathLike = "results",
           show_summary: bool = False, show_live_plot: bool = False,
           verbose: int | str = "auto", extra_callbacks: list | None = None,
@@ -147,7 +148,7 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
         dataset_dir: dataset folder holding ``TFRecord/`` (train and dev splits).
         task: ``gender``, ``age`` or ``gender_age``.
         train_params: optimisation settings.
-        image_size: must match the shards.
+        image_size: image height; must match the shards (None: the shards' size).
         l2: L2 factor on conv and dense kernels.
         bn_momentum: BatchNorm momentum (see ``ModelParams``).
         models_dir: checkpoints go to ``models_dir/<task>/``.
@@ -185,13 +186,15 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
     names = labels.class_names(task)
     train_index = split_index(dataset_dir, "train", task, image_size)
     dev_index = split_index(dataset_dir, "dev", task, image_size)
+    image_size, image_width = train_index["image_shape"][:2]
     train_count = labelled_count(train_index, task)
     if train_count < train_params.batch_size:
         log.warning("--batch_size=%d is larger than the %d training examples: one partial "
                     "batch an epoch", train_params.batch_size, train_count)
     features = train_index.get("features")
     settings = runstate.RunSettings(
-        task=task, features=features, image_size=image_size, l2=l2, bn_momentum=bn_momentum,
+        task=task, features=features, image_size=image_size, image_width=image_width, l2=l2,
+        bn_momentum=bn_momentum, augment=train_params.augment,
         dense_units=dense_units, batch_size=train_params.batch_size,
         learning_rate=train_params.learning_rate, class_weight=train_params.class_weight,
         seed=train_params.seed, deterministic=train_params.deterministic,
@@ -220,8 +223,9 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
     try:
         def build():
             with strategy.scope():
-                model = build_model(ModelParams(image_size=image_size, num_classes=len(names),
-                                                task=task, class_names=names, l2=l2,
+                model = build_model(ModelParams(image_size=image_size, image_width=image_width,
+                                                num_classes=len(names), task=task,
+                                                class_names=names, l2=l2,
                                                 bn_momentum=bn_momentum, dense_units=dense_units),
                                     features=features)
                 compile_model(model, train_params.learning_rate)
@@ -242,7 +246,8 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
                                               batch_size=train_params.batch_size, training=True,
                                               seed=train_params.seed, cache=cache,
                                               deterministic=train_params.deterministic,
-                                              skip_corrupt=skip_corrupt)
+                                              skip_corrupt=skip_corrupt,
+                                              augment=train_params.augment)
         dev_data, dev_read = make_dataset(dataset_dir, "dev", task,
                                           batch_size=train_params.batch_size, training=False,
                                           cache=cache, deterministic=train_params.deterministic,
@@ -267,7 +272,7 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
                                            for c, w in class_weight.items()})
 
         info = {"task": task, "class_names": list(names), "image_size": image_size,
-                "features": features, "bn_momentum": bn_momentum}
+                "image_width": image_width, "features": features, "bn_momentum": bn_momentum}
         best = BestCheckpoint(model_dir, task, record, extra_info=info,
                               save_optimizer=save_optimizer)
         callbacks = [best, EpochBackup(paths["backup"], record),
