@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
                         choices=("all", "clean", "spectrograms", "tfrecords"),
                         help="run one stage only (default: all three)")
     parser.add_argument("--feature_preset", default="paper", choices=tuple(FEATURE_PRESETS),
-                        help="paper: the paper's 16 kHz 64×64 spectrograms (default); voice: "
+                        help="paper: the paper's 16 kHz 64×64 spectrograms; voice: "
                              "300-3400 Hz at 8 kHz, harmonics resolved, spectral envelope removed, "
                              "silence trimmed, 2.56-s crops at 25 columns a second, 128×64 "
                              "(README: Feature presets)")
