@@ -35,9 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch_size", type=int, default=128, help="examples per model call")
     parser.add_argument("--results_dir", default="results",
                         help="reports go to RESULTS_DIR/<task>/")
-    cli.add_bool_flag(parser, "skip_corrupt", default=False,
-                      help="leave out corrupt shard records (counted and named at the end) "
-                           "instead of stopping at the first")
+    cli.add_skip_corrupt_flag(parser)
     cli.add_bool_flag(parser, "no_verify", default=False,
                       help="load the model even when it does not match its .sha256 sidecar")
     cli.add_bool_flag(parser, "verbose", default=False, help="debug logging")

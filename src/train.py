@@ -61,9 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="discard the backup of an interrupted run and start a new one")
     cli.add_bool_flag(parser, "tensorboard", default=False,
                       help="also write TensorBoard scalars to RESULTS_DIR/TASK/tensorboard/")
-    cli.add_bool_flag(parser, "skip_corrupt", default=False,
-                      help="leave out corrupt shard records (counted and named at the end) "
-                           "instead of stopping at the first")
+    cli.add_skip_corrupt_flag(parser)
     cli.add_bool_flag(parser, "augment", default=False,
                       help="SpecAugment-style time and frequency masks on training batches")
     cli.add_bool_flag(parser, "verbose", default=False, help="debug logging")

@@ -73,6 +73,13 @@ def add_bool_flag(parser: argparse.ArgumentParser, name: str, *, default: bool, 
     )
 
 
+def add_skip_corrupt_flag(parser: argparse.ArgumentParser) -> None:
+    """``--skip_corrupt``, shared by the scripts that read shards (train, test)."""
+    add_bool_flag(parser, "skip_corrupt", default=False,
+                  help="leave out corrupt shard records (counted and named at the end) "
+                       "instead of stopping at the first")
+
+
 def setup_logging(verbose: bool = False) -> None:
     """Sends the package's log records to stderr, one line each."""
     logging.basicConfig(

@@ -1,6 +1,6 @@
 """Compares the F0 estimators on synthetic voiced 5-s clips (not a test; run by hand).
 
-    PYTHONPATH=src python tests/bench_pitch.py
+    python bench/pitch_estimators.py
 
 Voices: 11 harmonics of F0 = 80..300 Hz (20 Hz steps), ±3 % intonation, 30 % unvoiced gaps,
 white noise at 0.02. Prints the relative error of the median F0 and the time per clip.
@@ -8,11 +8,14 @@ white noise at 0.02. Prints the relative error of the median F0 and the time per
 
 from __future__ import annotations
 
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
-from agegender.pitch import median_f0
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from agegender.pitch import median_f0  # noqa: E402
 
 RATE = 16_000
 
