@@ -70,7 +70,9 @@ def in_memory_dataset(root: Path, args: argparse.Namespace):
     labels = np.concatenate(labels)  # [examples] int32
     dataset = tf.data.Dataset.from_tensor_slices((images, labels))
     dataset = dataset.shuffle(len(labels), seed=args.seed, reshuffle_each_iteration=True)
-    return dataset.batch(args.batch_size).prefetch(tf.data.AUTOTUNE), images.nbytes
+    # As training batches do (pipeline.make_dataset): the partial last batch is dropped.
+    dataset = dataset.batch(args.batch_size, drop_remainder=len(labels) >= args.batch_size)
+    return dataset.prefetch(tf.data.AUTOTUNE), images.nbytes
 
 
 def compiled_model(index: dict, args: argparse.Namespace):
