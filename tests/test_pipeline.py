@@ -338,7 +338,8 @@ def test_augment_changes_training_batches_only(shard_root) -> None:
     original = {example.key: read_png(example.png).astype(np.float32) for example in examples}
     augmented = collect(make_dataset(root, "dev", "gender", batch_size=4, training=True,
                                      seed=3, with_keys=True, augment=True)[0])
-    assert augmented.keys() == original.keys()
+    # Training drops the partial last batch (batches of 4).
+    assert set(augmented) <= set(original) and len(augmented) == len(original) // 4 * 4
     changed = 0
     for key, (image, _, _) in augmented.items():
         assert image.shape == original[key].shape

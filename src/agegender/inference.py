@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from agegender.checkpoints import open_model
-from agegender.errors import AudioError
+from agegender.errors import AudioError, ParameterError
 
 log = logging.getLogger(__name__)
 
