@@ -83,7 +83,8 @@ def install(point: str) -> list:
         if point == "csv" and str(path).endswith(".csv"):
             csv_calls.append(path)
             if len(csv_calls) == 3:  # train begin, epoch 0, epoch 1: die in epoch 1's write
-                tmp = Path(path).with_name(f".tmp-dead-{Path(path).name}")
+                # What a killed atomic.write_text leaves: its temporary sibling, half written.
+                tmp = Path(path).with_name(atomic.temp_name(Path(path).name))
                 tmp.write_text(text[: len(text) // 2])
                 die()
         return real_text(path, text)

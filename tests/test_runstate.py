@@ -166,7 +166,7 @@ def test_a_corrupt_generation_is_skipped_for_the_next_older(tmp_path):
         runstate.write_generation(backup, epoch, lambda p, e=epoch: p.write_text(str(e)),
                                   {"run_id": "r"})
     (backup / "epoch-0001" / runstate.BACKUP_MODEL_NAME).write_bytes(b"\0" * 96)
-    (backup / ".tmp-1234-epoch-0002").mkdir()
+    (backup / ".tmp-1234abcd-epoch-0002").mkdir()
 
     def load(path):
         if path.read_bytes().startswith(b"\0"):

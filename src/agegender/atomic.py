@@ -17,7 +17,7 @@ from pathlib import Path
 
 from agegender.errors import OutputError
 
-_TEMP_PREFIX = ".tmp-"  # + 8 hex digits + "-" + the target's name (shortened to fit)
+TEMP_PREFIX = ".tmp-"  # + 8 hex digits + "-" + the target's name (shortened to fit)
 PARTIAL_SUFFIX = ".partial"  # ends temporary names made with keep_suffix=False
 NAME_MAX = 255  # bytes in one file name on Linux/macOS file systems
 _KEPT_SUFFIX_MAX = 16  # longer "suffixes" (a dot deep in a long name) are not format names
@@ -40,7 +40,7 @@ def temp_name(target_name: str, *, keep_suffix: bool = True) -> str:
             from it); False ends the name with ``.partial`` instead, so a glob for the
             target's suffix (``*.tfrecord``) never matches a half-written file.
     """
-    prefix = f"{_TEMP_PREFIX}{uuid.uuid4().hex[:8]}-"
+    prefix = f"{TEMP_PREFIX}{uuid.uuid4().hex[:8]}-"
     suffix = Path(target_name).suffix if keep_suffix else ""
     if len(suffix.encode("utf-8")) > _KEPT_SUFFIX_MAX:
         suffix = ""
@@ -100,20 +100,27 @@ def leftovers(folder: str | os.PathLike) -> Iterator[tuple[Path, str]]:
     Yields:
         (temporary path, target file name).
     """
-    for path in Path(folder).glob(f"{_TEMP_PREFIX}????????-*"):
-        yield path, path.name[len(_TEMP_PREFIX) + 9:].removesuffix(PARTIAL_SUFFIX)
+    for path in Path(folder).glob(f"{TEMP_PREFIX}????????-*"):
+        yield path, path.name[len(TEMP_PREFIX) + 9:].removesuffix(PARTIAL_SUFFIX)
 
 
 def remove_leftovers(folder: str | os.PathLike, *, startswith: tuple[str, ...] = ("",)) -> int:
-    """Removes the ``leftovers`` of ``folder`` whose target name starts with one of
-    ``startswith``; returns how many. A missing folder has none."""
+    """Removes the ``leftovers`` of ``folder`` (files, symlinks, and folders of a killed
+    folder publication) whose target name starts with one of ``startswith``; returns how
+    many. A missing folder has none."""
     if not Path(folder).is_dir():
         return 0
     removed = 0
     for path, target in list(leftovers(folder)):
-        if target.startswith(startswith) and (path.is_file() or path.is_symlink()):
+        if not target.startswith(startswith):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            import shutil  # noqa: PLC0415
+
+            shutil.rmtree(path, ignore_errors=True)
+        else:
             path.unlink(missing_ok=True)
-            removed += 1
+        removed += 1
     return removed
 
 

@@ -42,7 +42,7 @@ from agegender.errors import ParameterError
 
 log = logging.getLogger(__name__)
 
-TMP_PREFIX = ".tmp-"
+TMP_PREFIX = atomic.TEMP_PREFIX
 GENERATION_PREFIX = "epoch-"
 STATE_NAME = "state.json"
 BACKUP_MODEL_NAME = "model.keras"
@@ -166,10 +166,6 @@ def new_run_id() -> str:
     return uuid.uuid4().hex[:8]
 
 
-def _tmp_name(name: str) -> str:
-    return f"{TMP_PREFIX}{uuid.uuid4().hex[:8]}-{name}"
-
-
 def _fsync_tree(folder: Path) -> None:
     """Flushes a fresh folder's files and the folder itself, so a rename published after this
     survives a power cut too (a kill -9 alone keeps the page cache anyway)."""
@@ -209,7 +205,7 @@ def publish_folder(parent: Path, name: str, fill: Callable[[Path], None]) -> Pat
         Whatever ``fill`` raises (the temporary folder is removed first).
     """
     parent.mkdir(parents=True, exist_ok=True)
-    tmp = parent / _tmp_name(name)
+    tmp = parent / atomic.temp_name(name)
     tmp.mkdir()
     try:
         fill(tmp)
@@ -231,7 +227,7 @@ def publish_folder(parent: Path, name: str, fill: Callable[[Path], None]) -> Pat
 def point_symlink(link: Path, target: str) -> None:
     """Makes ``link`` a symlink to ``target`` (relative text) in one atomic step: a temporary
     symlink renamed over ``link``."""
-    tmp = link.with_name(_tmp_name(link.name))
+    tmp = link.with_name(atomic.temp_name(link.name))
     os.symlink(target, tmp)
     try:
         os.replace(tmp, link)
@@ -239,15 +235,6 @@ def point_symlink(link: Path, target: str) -> None:
         if tmp.is_symlink():
             tmp.unlink()
     _fsync_dir(link.parent)
-
-
-def remove_leftovers(folder: Path, *, keep: set[str] = frozenset()) -> None:
-    """Removes ``.tmp-*`` leftovers of killed writes in ``folder`` (not recursively)."""
-    if not folder.is_dir():
-        return
-    for path in folder.iterdir():
-        if path.name.startswith(TMP_PREFIX) and path.name not in keep:
-            _remove(path)
 
 
 # --- backup generations -------------------------------------------------------------------
@@ -309,7 +296,7 @@ def load_generation(backup_dir: Path, load_model: Callable[[Path], None], *,
             one used (only the chief writes; other workers pass False).
     """
     if clean:
-        remove_leftovers(backup_dir)
+        atomic.remove_leftovers(backup_dir)
     for folder in generations(backup_dir):
         try:
             state = json.loads((folder / STATE_NAME).read_text(encoding="utf-8"))
@@ -428,7 +415,7 @@ def clean_best(model_dir: Path) -> None:
     """Removes best folders other than the current one, and ``.tmp-*`` leftovers (the best
     folder's and the user-facing links')."""
     parent = best_dir(model_dir)
-    remove_leftovers(model_dir)
+    atomic.remove_leftovers(model_dir)
     if not parent.is_dir():
         return
     current = os.readlink(parent / CURRENT) if (parent / CURRENT).is_symlink() else None

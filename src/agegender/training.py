@@ -15,7 +15,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from agegender import labels, runstate
+from agegender import atomic, labels, runstate
 from agegender.callbacks import (  # noqa: F401  (BestCheckpoint, LivePlot: re-exported)
     BestCheckpoint,
     CsvLog,
@@ -213,7 +213,7 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
     if chief:
         # .tmp-* beside the CSV, plot and links are what a kill left of an atomic write.
         for folder in (paths["keras"].parent, paths["csv"].parent):
-            runstate.remove_leftovers(folder)
+            atomic.remove_leftovers(folder)
     backup_dir = Path(models_dir) / task / "backup"  # read by every worker, written by the chief
     check_dev_split(dataset_dir, task, paths["csv"].parent.parent)  # warns when dev is thin
 
