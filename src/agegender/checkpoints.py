@@ -236,13 +236,12 @@ def open_model(path: str | os.PathLike, task: str | None = None, *,
 
     model = load_model(path, verify=verify)
     try:
-        stored_task, names, features = model_labels(model)
+        stored_task, names, _ = model_labels(model)
     except ModelError:
-        stored_task, names, features = None, None, None
+        stored_task, names = None, None
     outputs = int(model.output_shape[-1])
     task, names = _checked_labels(path, stored_task, names, outputs, task)
-    image_size = int(model.input_shape[1])
-    params = FeatureParams(**features) if features else FeatureParams(image_size=image_size)
+    params = model_features(model)
     if params.image_shape[:2] != tuple(model.input_shape[1:3]):
         raise ModelError(f"--model_path={path}: stored image size {params.image_shape[:2]} "
                          f"differs from its input size {tuple(model.input_shape[1:3])}")
