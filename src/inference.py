@@ -30,6 +30,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--precision", default="float32", choices=("float32", "bfloat16"),
                         help="bfloat16: ~2x faster model on CPUs with bf16 instructions, "
                              "labels may rarely differ (default: float32)")
+    parser.add_argument("--max_crops", type=int, default=3,
+                        help="for models with a constant time scale (voice preset): a long "
+                             "clip is cut into up to this many 2.56-s crops whose "
+                             "probabilities are averaged; 1 = the centre crop training stored; "
+                             "paper models always use the whole clip (default: 3)")
     parser.add_argument("--output", default=None,
                         help="write every class probability per file to a .csv or .json "
                              "(missing folders on its path are created)")
@@ -81,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.output and not args.output.endswith((".csv", ".json")):
             raise ParameterError(f"--output={args.output}: expected a .csv or .json file name")
         detector = AgeGenderDetector(args.model_path, args.cls_task, batch_size=args.batch_size,
-                                     precision=args.precision, verify=not args.no_verify)
+                                     precision=args.precision, verify=not args.no_verify,
+                                     max_crops=args.max_crops)
         identity = {**model_identity(args.model_path), "task": detector.task}
         files = expand_audio_paths(args.audio_file)
         results = detector.predict(files)

@@ -196,6 +196,28 @@ def test_detector_averages_the_crops_of_a_long_clip(voice_model, tmp_path):
         AgeGenderDetector(path, max_crops=0)
 
 
+def test_cli_max_crops_reaches_the_detector(voice_model, tmp_path, capsys):
+    path, _ = voice_model
+    wave = np.concatenate([voice("female", "twenties", seed=1, seconds=1.0, rate=16_000),
+                           voice("male", "sixties", seed=2, seconds=1.0, rate=16_000)])
+    clip = tmp_path / "long.wav"
+    sf.write(clip, wave, 16_000)
+    outputs = {}
+    for crops in (1, 3):
+        out = tmp_path / f"crops{crops}.csv"
+        assert inference_cli.main(["--model_path", str(path), "--audio_file", str(clip),
+                                   f"--max_crops={crops}", "--output", str(out)]) == 0
+        outputs[crops] = pd.read_csv(out)
+        (expected,) = AgeGenderDetector(path, max_crops=crops).predict([clip])
+        assert outputs[crops]["p_female"].iloc[0] == pytest.approx(
+            expected["probabilities"]["female"], abs=1e-6)
+    assert outputs[1]["p_female"].iloc[0] != pytest.approx(outputs[3]["p_female"].iloc[0],
+                                                          abs=1e-6)
+    assert inference_cli.main(["--model_path", str(path), "--audio_file", str(clip),
+                               "--max_crops=0"]) != 0
+    assert "max_crops=0 must be >= 1" in capsys.readouterr().err
+
+
 def test_old_models_without_the_new_feature_fields_load(voice_model, tmp_path):
     """A model whose stored feature record predates the voice preset loads as the paper's."""
     from agegender.config import ModelParams
