@@ -1,8 +1,10 @@
 """Audio → image features: the one function shared by preprocessing and inference.
 
-``clip_image`` is the only way a clip becomes model input, in the preprocessor (which stores
-the image as PNG) and in inference (which feeds it straight to the model), so train and serve
-cannot skew. PNG is lossless, so both paths give identical pixels.
+``load_clip`` → ``spectrogram_images`` is the only way a clip becomes model input, in the
+preprocessor (which stores the image as PNG) and in inference (which feeds it straight to the
+model), so train and serve cannot skew: ``clip_image``/``clip_images`` compose the two, and
+the preprocessor calls the two itself so that one decode also serves a clip's waveform
+copies (``--augment_copies``). PNG is lossless, so both paths give identical pixels.
 """
 
 from __future__ import annotations
