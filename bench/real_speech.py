@@ -438,16 +438,21 @@ def speaker_folds(speakers: Sequence[dict], k: int, *, seed: int) -> list[list[s
 
 
 def choose_dev(train: Sequence[dict], *, seed: int, per_gender: int = 1) -> list[str]:
-    """Up to ``per_gender`` training speakers of each gender held out for dev (seeded).
+    """Up to ``per_gender`` training speakers of each gender held out for dev.
 
+    Dev takes the speakers with the fewest clips (ties broken by a seeded shuffle), so
+    training keeps as many clips as it can: with 2 men left for training, one of them a
+    12-clip character, dev takes the character rather than leave training 12 male clips.
     A gender with a single training speaker keeps it for training.
     """
     rng = random.Random(seed)
     dev = []
     for gender in ("female", "male"):
-        names = sorted(r["speaker"] for r in train if r["gender"] == gender)
-        if len(names) > per_gender:
-            dev += rng.sample(names, per_gender)
+        rows = sorted((r for r in train if r["gender"] == gender), key=lambda r: r["speaker"])
+        if len(rows) > per_gender:
+            rng.shuffle(rows)
+            rows.sort(key=lambda r: int(r.get("clips", 0)))  # stable: the shuffle breaks ties
+            dev += [r["speaker"] for r in rows[:per_gender]]
     return sorted(dev)
 
 

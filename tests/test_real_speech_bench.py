@@ -103,6 +103,15 @@ def test_choose_dev_takes_one_per_gender_and_keeps_a_lone_speaker():
     assert len(real_speech.choose_dev(_speakers(2, 1), seed=0)) == 1
 
 
+def test_choose_dev_takes_the_speaker_with_the_fewest_clips():
+    train = [{**row, "clips": clips} for row, clips in zip(_speakers(2, 2), (60, 60, 60, 12),
+                                                            strict=True)]
+    for seed in range(5):  # the 12-clip man whatever the seed; a woman by the seed
+        assert "m1" in real_speech.choose_dev(train, seed=seed)
+    assert {d for seed in range(10) for d in real_speech.choose_dev(train, seed=seed)
+            if d.startswith("f")} == {"f0", "f1"}
+
+
 def _fake_fold(folder: Path, rows: list[tuple[str, str, str, float, str]]) -> Path:
     """A ``predictions_gender.csv`` as src/test.py writes it: (speaker, true, predicted,
     median F0, pitch baseline's label)."""
