@@ -456,6 +456,20 @@ def choose_dev(train: Sequence[dict], *, seed: int, per_gender: int = 1) -> list
     return sorted(dev)
 
 
+def fold_composition(table: Sequence[dict], test: Sequence[str], dev: Sequence[str]) -> str:
+    """One line: the training voices of a fold by gender and channel, and their clips; what
+    a fold's model could learn from (a fold that trains on one man cannot learn "male")."""
+    train = [r for r in table if r["speaker"] not in test and r["speaker"] not in dev]
+    parts = []
+    for gender in ("female", "male"):
+        rows = [r for r in train if r["gender"] == gender]
+        channels = sorted({r["channel"] for r in rows})
+        per_channel = ", ".join(f"{sum(r['channel'] == c for r in rows)} {c}" for c in channels)
+        parts.append(f"{len(rows)} {gender} voices ({per_channel or 'none'}; "
+                     f"{sum(int(r['clips']) for r in rows)} clips)")
+    return "trains on " + " and ".join(parts)
+
+
 def fold_tag(args: argparse.Namespace) -> str:
     """A folder-safe name for one comparison, from the flags passed through to the CLIs."""
     flags = " ".join([args.preprocess_args, args.train_args]).split()
@@ -641,17 +655,19 @@ def main(argv: list[str] | None = None) -> int:
         table = read_csv(cache / "dataset" / "speakers.csv")
         speakers = {r["speaker"]: r for r in table}
         folds = speaker_folds(table, args.folds, seed=args.seed)
-        clips = []
+        clips, notes = [], []
         for fold, test in enumerate(folds):
             train = [r for r in table if r["speaker"] not in test]
             dev = choose_dev(train, seed=args.seed + fold, per_gender=args.dev_per_gender)
-            print(f"fold {fold}: test {test}, dev {dev}")
+            notes.append(f"fold {fold}: test {', '.join(test)}; dev {', '.join(dev)}; "
+                         f"{fold_composition(table, test, dev)}")
+            print(notes[-1])
             folder = write_fold(cache, fold, test, dev, tag=tag)
             run_fold(folder, args)
             clips.append(fold_predictions(folder, fold))
         clips = pd.concat(clips, ignore_index=True)
         title = (f"real speech, gender, leave-speakers-out ({args.folds} folds, "
-                 f"{args.num_epochs} epochs): {tag}")
+                 f"{args.num_epochs} epochs): {tag}\n" + "\n".join(notes))
         print(report(speaker_rows(clips, speakers), summarize(clips, seed=args.seed),
                      args.out / tag, title=title))
     return 0

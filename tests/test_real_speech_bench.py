@@ -103,6 +103,15 @@ def test_choose_dev_takes_one_per_gender_and_keeps_a_lone_speaker():
     assert len(real_speech.choose_dev(_speakers(2, 1), seed=0)) == 1
 
 
+def test_fold_composition_counts_training_voices_by_gender_and_channel():
+    table = [{**row, "clips": "60"} for row in _speakers(3, 2)]
+    line = real_speech.fold_composition(table, test=["f0", "m0"], dev=["f1"])
+    assert line == ("trains on 1 female voices (1 wb; 60 clips) and "
+                    "1 male voices (1 8k; 60 clips)")
+    assert "0 male voices (none; 0 clips)" in real_speech.fold_composition(
+        table, test=["m0"], dev=["m1"])
+
+
 def test_choose_dev_takes_the_speaker_with_the_fewest_clips():
     train = [{**row, "clips": clips} for row, clips in zip(_speakers(2, 2), (60, 60, 60, 12),
                                                             strict=True)]

@@ -234,7 +234,7 @@ def run_spectrograms(dataset_dir: str | os.PathLike, features: FeatureParams,
     for split in SPLITS:
         copies = params.augment_copies if split == "train" else 0
         table = with_copies(read_manifest(root, split), copies)
-        for clip, rows in table.groupby(np.arange(len(table)) // (copies + 1), sort=False):
+        for _, rows in table.groupby(np.arange(len(table)) // (copies + 1), sort=False):
             targets = []
             for row in rows.itertuples(index=False):
                 target = png_path(root, split, row.key)
