@@ -172,6 +172,12 @@ def _read(path: Path) -> str:
     return path.read_text(encoding="utf-8", errors="replace")
 
 
+def is_asterisk_silence(path: Path) -> bool:
+    """Asterisk's ``silence/1.wav`` … ``silence/10.wav`` are N seconds of line noise, not
+    speech (they padded 10 of the 550 clips before 2026-11-26, 2 per voice)."""
+    return path.parent.name == "silence"
+
+
 def _asterisk_speaker(extracted: Path, speaker: str, package_dirs: Sequence[tuple[str, str]],
                       language: str, credit_pattern: str, actor: str,
                       extra: Callable[[Path], str] | None = None) -> Speaker:
@@ -182,7 +188,8 @@ def _asterisk_speaker(extracted: Path, speaker: str, package_dirs: Sequence[tupl
     for package, voice_dir in package_dirs:
         root = extracted / package
         genders.add(asterisk_voice_gender(voice_dir))
-        files += sorted((root / ASTERISK_SOUNDS / voice_dir).rglob("*.wav"))
+        files += sorted(path for path in (root / ASTERISK_SOUNDS / voice_dir).rglob("*.wav")
+                        if not is_asterisk_silence(path))
         copyright_path = ASTERISK_COPYRIGHT.format(package=package)
         line, quote = find_quote(_read(root / copyright_path), credit_pattern)
         evidence.append(f"{package}: {ASTERISK_SOUNDS}/{voice_dir} (Asterisk voice folder "

@@ -103,6 +103,13 @@ def test_choose_dev_takes_one_per_gender_and_keeps_a_lone_speaker():
     assert len(real_speech.choose_dev(_speakers(2, 1), seed=0)) == 1
 
 
+def test_asterisk_silence_files_are_not_clips():
+    voice = Path("usr/share/asterisk/sounds/en_US_f_Allison")
+    assert real_speech.is_asterisk_silence(voice / "silence" / "4.wav")
+    assert not real_speech.is_asterisk_silence(voice / "digits" / "4.wav")
+    assert not real_speech.is_asterisk_silence(voice / "silence-please.wav")
+
+
 def test_fold_composition_counts_training_voices_by_gender_and_channel():
     table = [{**row, "clips": "60"} for row in _speakers(3, 2)]
     line = real_speech.fold_composition(table, test=["f0", "m0"], dev=["f1"])
