@@ -172,6 +172,12 @@ def _read(path: Path) -> str:
     return path.read_text(encoding="utf-8", errors="replace")
 
 
+def is_asterisk_silence(path: Path) -> bool:
+    """Asterisk's ``silence/1.wav`` … ``silence/10.wav`` are N seconds of line noise, not
+    speech (they padded 10 of the 550 clips before 2026-11-26, 2 per voice)."""
+    return path.parent.name == "silence"
+
+
 def _asterisk_speaker(extracted: Path, speaker: str, package_dirs: Sequence[tuple[str, str]],
                       language: str, credit_pattern: str, actor: str,
                       extra: Callable[[Path], str] | None = None) -> Speaker:
@@ -182,7 +188,8 @@ def _asterisk_speaker(extracted: Path, speaker: str, package_dirs: Sequence[tupl
     for package, voice_dir in package_dirs:
         root = extracted / package
         genders.add(asterisk_voice_gender(voice_dir))
-        files += sorted((root / ASTERISK_SOUNDS / voice_dir).rglob("*.wav"))
+        files += sorted(path for path in (root / ASTERISK_SOUNDS / voice_dir).rglob("*.wav")
+                        if not is_asterisk_silence(path))
         copyright_path = ASTERISK_COPYRIGHT.format(package=package)
         line, quote = find_quote(_read(root / copyright_path), credit_pattern)
         evidence.append(f"{package}: {ASTERISK_SOUNDS}/{voice_dir} (Asterisk voice folder "
@@ -438,17 +445,36 @@ def speaker_folds(speakers: Sequence[dict], k: int, *, seed: int) -> list[list[s
 
 
 def choose_dev(train: Sequence[dict], *, seed: int, per_gender: int = 1) -> list[str]:
-    """Up to ``per_gender`` training speakers of each gender held out for dev (seeded).
+    """Up to ``per_gender`` training speakers of each gender held out for dev.
 
+    Dev takes the speakers with the fewest clips (ties broken by a seeded shuffle), so
+    training keeps as many clips as it can: with 2 men left for training, one of them a
+    12-clip character, dev takes the character rather than leave training 12 male clips.
     A gender with a single training speaker keeps it for training.
     """
     rng = random.Random(seed)
     dev = []
     for gender in ("female", "male"):
-        names = sorted(r["speaker"] for r in train if r["gender"] == gender)
-        if len(names) > per_gender:
-            dev += rng.sample(names, per_gender)
+        rows = sorted((r for r in train if r["gender"] == gender), key=lambda r: r["speaker"])
+        if len(rows) > per_gender:
+            rng.shuffle(rows)
+            rows.sort(key=lambda r: int(r.get("clips", 0)))  # stable: the shuffle breaks ties
+            dev += [r["speaker"] for r in rows[:per_gender]]
     return sorted(dev)
+
+
+def fold_composition(table: Sequence[dict], test: Sequence[str], dev: Sequence[str]) -> str:
+    """One line: the training voices of a fold by gender and channel, and their clips; what
+    a fold's model could learn from (a fold that trains on one man cannot learn "male")."""
+    train = [r for r in table if r["speaker"] not in test and r["speaker"] not in dev]
+    parts = []
+    for gender in ("female", "male"):
+        rows = [r for r in train if r["gender"] == gender]
+        channels = sorted({r["channel"] for r in rows})
+        per_channel = ", ".join(f"{sum(r['channel'] == c for r in rows)} {c}" for c in channels)
+        parts.append(f"{len(rows)} {gender} voices ({per_channel or 'none'}; "
+                     f"{sum(int(r['clips']) for r in rows)} clips)")
+    return "trains on " + " and ".join(parts)
 
 
 def fold_tag(args: argparse.Namespace) -> str:
@@ -636,17 +662,19 @@ def main(argv: list[str] | None = None) -> int:
         table = read_csv(cache / "dataset" / "speakers.csv")
         speakers = {r["speaker"]: r for r in table}
         folds = speaker_folds(table, args.folds, seed=args.seed)
-        clips = []
+        clips, notes = [], []
         for fold, test in enumerate(folds):
             train = [r for r in table if r["speaker"] not in test]
             dev = choose_dev(train, seed=args.seed + fold, per_gender=args.dev_per_gender)
-            print(f"fold {fold}: test {test}, dev {dev}")
+            notes.append(f"fold {fold}: test {', '.join(test)}; dev {', '.join(dev)}; "
+                         f"{fold_composition(table, test, dev)}")
+            print(notes[-1])
             folder = write_fold(cache, fold, test, dev, tag=tag)
             run_fold(folder, args)
             clips.append(fold_predictions(folder, fold))
         clips = pd.concat(clips, ignore_index=True)
         title = (f"real speech, gender, leave-speakers-out ({args.folds} folds, "
-                 f"{args.num_epochs} epochs): {tag}")
+                 f"{args.num_epochs} epochs): {tag}\n" + "\n".join(notes))
         print(report(speaker_rows(clips, speakers), summarize(clips, seed=args.seed),
                      args.out / tag, title=title))
     return 0

@@ -42,6 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=42,
                         help="seeds the train shuffle and the speaker split")
     parser.add_argument("--results_dir", default="results", help="where reports go")
+    parser.add_argument("--augment_copies", type=int, default=0,
+                        help="extra images of each training clip, each from a random waveform "
+                             "copy: a random 4-s segment, speed 0.9-1.1, a telephone line "
+                             "(p=0.5), white noise at 15-35 dB SNR (p=0.5); dev and test are "
+                             "never copied (default 0: none; README: Feature presets)")
     cli.add_bool_flag(parser, "split_by_speaker", default=False,
                       help="rebuild train/dev/test from all rows (cv: validated.tsv), disjoint "
                            "speakers, ~80/10/10 stratified by gender and age; needs a speaker, "
@@ -71,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
                                   split_by_speaker=args.split_by_speaker,
                                   follow_symlinks=args.follow_symlinks,
                                   shard_size=args.shard_size, num_workers=args.num_workers,
-                                  overwrite=args.overwrite, seed=args.seed)
+                                  overwrite=args.overwrite, seed=args.seed,
+                                  augment_copies=args.augment_copies)
         overrides = {name: value for name, value in (("feature_type", args.feature_type),
                                                      ("image_size", args.image_size))
                      if value is not None}

@@ -103,6 +103,31 @@ def test_choose_dev_takes_one_per_gender_and_keeps_a_lone_speaker():
     assert len(real_speech.choose_dev(_speakers(2, 1), seed=0)) == 1
 
 
+def test_asterisk_silence_files_are_not_clips():
+    voice = Path("usr/share/asterisk/sounds/en_US_f_Allison")
+    assert real_speech.is_asterisk_silence(voice / "silence" / "4.wav")
+    assert not real_speech.is_asterisk_silence(voice / "digits" / "4.wav")
+    assert not real_speech.is_asterisk_silence(voice / "silence-please.wav")
+
+
+def test_fold_composition_counts_training_voices_by_gender_and_channel():
+    table = [{**row, "clips": "60"} for row in _speakers(3, 2)]
+    line = real_speech.fold_composition(table, test=["f0", "m0"], dev=["f1"])
+    assert line == ("trains on 1 female voices (1 wb; 60 clips) and "
+                    "1 male voices (1 8k; 60 clips)")
+    assert "0 male voices (none; 0 clips)" in real_speech.fold_composition(
+        table, test=["m0"], dev=["m1"])
+
+
+def test_choose_dev_takes_the_speaker_with_the_fewest_clips():
+    train = [{**row, "clips": clips} for row, clips in zip(_speakers(2, 2), (60, 60, 60, 12),
+                                                            strict=True)]
+    for seed in range(5):  # the 12-clip man whatever the seed; a woman by the seed
+        assert "m1" in real_speech.choose_dev(train, seed=seed)
+    assert {d for seed in range(10) for d in real_speech.choose_dev(train, seed=seed)
+            if d.startswith("f")} == {"f0", "f1"}
+
+
 def _fake_fold(folder: Path, rows: list[tuple[str, str, str, float, str]]) -> Path:
     """A ``predictions_gender.csv`` as src/test.py writes it: (speaker, true, predicted,
     median F0, pitch baseline's label)."""

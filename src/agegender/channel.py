@@ -1,7 +1,9 @@
-"""Channel simulation: what a telephone line does to a voice.
+"""Channel simulation: what a telephone line does to a voice, and the waveform copies of
+training clips built on it.
 
-Used to check that a feature preset gives the same picture of a voice whatever the channel
-(tests, ``bench/feature_probe.py``).
+``telephone`` checks that a feature preset gives the same picture of a voice whatever the
+channel (tests, ``bench/feature_probe.py``); ``waveform_copy`` makes the extra training
+examples of ``--augment_copies`` (``preprocess.run_spectrograms``).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import io
 
 import numpy as np
 
+from agegender.config import CopyParams
 from agegender.errors import ParameterError
 
 CODECS: tuple[str, ...] = ("mulaw", "gsm", "none")
@@ -66,3 +69,46 @@ def telephone(waveform: np.ndarray, rate: int, *, codec: str = "mulaw",
     if codec == "gsm":
         return gsm(narrow)
     return narrow
+
+
+def waveform_copy(waveform: np.ndarray, rate: int, rng: np.random.Generator,
+                  params: CopyParams) -> np.ndarray:
+    """One random copy of a voice, as another recording of a similar speaker would sound.
+
+    In order: a random segment of at most ``params.segment_s`` seconds; a speed factor drawn
+    from ``params.speed`` (resampling, so pitch, formants and tempo move together); with
+    probability ``params.telephone_p`` a telephone line (μ-law or GSM, then back to ``rate``);
+    with probability ``params.noise_p`` white noise at an SNR drawn from ``params.snr_db``;
+    finally the peak is kept below full scale.
+
+    Args:
+        waveform: [samples] float in [-1, 1] at ``rate`` Hz.
+        rate: its sample rate, Hz.
+        rng: the source of every random choice (seed it for a reproducible copy).
+        params: the ranges.
+
+    Returns:
+        float32 [samples'] at ``rate`` Hz (its length changes with the segment and speed).
+    """
+    import soxr  # noqa: PLC0415
+
+    x = np.asarray(waveform, np.float32)
+    keep = int(params.segment_s * rate)
+    if keep and x.shape[0] > keep:
+        start = int(rng.integers(0, x.shape[0] - keep + 1))
+        x = x[start:start + keep]
+    speed = float(rng.uniform(*params.speed))
+    if speed != 1.0:
+        # Read as if recorded at rate*speed, brought back to rate: faster and higher by speed.
+        x = soxr.resample(x, rate * speed, rate)
+    if rng.random() < params.telephone_p:
+        line = telephone(x, rate, codec=str(rng.choice(("mulaw", "gsm"))))
+        x = soxr.resample(line, TELEPHONE_RATE, rate) if rate != TELEPHONE_RATE else line
+    if rng.random() < params.noise_p:
+        power = float(np.mean(np.square(x, dtype=np.float64)))
+        snr = float(rng.uniform(*params.snr_db))
+        x = x + rng.normal(0.0, np.sqrt(power / 10.0 ** (snr / 10.0)), x.shape[0])
+    peak = float(np.max(np.abs(x))) if x.size else 0.0
+    if peak > 0.99:  # a copy must stay a valid [-1, 1] waveform, like a decoded file
+        x = x * (0.99 / peak)
+    return np.ascontiguousarray(x, dtype=np.float32)

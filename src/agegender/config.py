@@ -270,6 +270,44 @@ class TrainParams:
 
 
 @dataclasses.dataclass(frozen=True)
+class CopyParams:
+    """How a waveform copy of a training clip differs from the clip (``--augment_copies``).
+
+    Each copy is a random segment, played faster or slower (pitch, formants and tempo move
+    together, as between two speakers of one sex), sent through a telephone line with some
+    probability and given white noise at a random SNR with some probability. The ranges keep
+    a voice inside its sex: ±10 % moves a 120 Hz man to 108-132 Hz and a 210 Hz woman to
+    189-231 Hz.
+
+    Attributes:
+        speed: (lowest, highest) speed factor, drawn uniformly.
+        telephone_p: probability of a telephone line (``channel.telephone``, μ-law or GSM).
+        noise_p: probability of white noise.
+        snr_db: (lowest, highest) signal-to-noise ratio of that noise, dB.
+        segment_s: longest stretch of the clip a copy keeps, seconds (a random one), so copies
+            of a long clip show other parts of it than the centre crop; 0 = the whole clip.
+    """
+
+    speed: tuple[float, float] = (0.9, 1.1)
+    telephone_p: float = 0.5
+    noise_p: float = 0.5
+    snr_db: tuple[float, float] = (15.0, 35.0)
+    segment_s: float = 4.0
+
+    def __post_init__(self) -> None:
+        low, high = self.speed
+        if not 0.5 <= low <= high <= 2.0:
+            raise ParameterError(f"speed={self.speed} must satisfy 0.5 <= low <= high <= 2")
+        for name in ("telephone_p", "noise_p"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ParameterError(f"{name}={getattr(self, name)} must lie in [0, 1]")
+        if self.snr_db[0] > self.snr_db[1]:
+            raise ParameterError(f"snr_db={self.snr_db}: low must not exceed high")
+        if self.segment_s < 0:
+            raise ParameterError(f"segment_s={self.segment_s} must be >= 0")
+
+
+@dataclasses.dataclass(frozen=True)
 class PreprocessParams:
     """How a dataset folder is turned into PNGs and TFRecord shards.
 
@@ -283,7 +321,10 @@ class PreprocessParams:
         shard_size: examples per TFRecord shard.
         num_workers: processes computing spectrograms; 0 = all cores.
         overwrite: redo PNGs and shards that already exist.
-        seed: for the speaker split and the train-shard shuffle.
+        seed: for the speaker split, the train-shard shuffle and the copies.
+        augment_copies: extra images of each training clip, each from a waveform copy made
+            as ``copy`` says (dev and test clips are never copied); 0 = none.
+        copy: how a copy differs from its clip.
     """
 
     dataset_type: str = "clean"
@@ -293,8 +334,12 @@ class PreprocessParams:
     num_workers: int = 0
     overwrite: bool = False
     seed: int = 42
+    augment_copies: int = 0
+    copy: CopyParams = dataclasses.field(default_factory=CopyParams)
 
     def __post_init__(self) -> None:
+        if self.augment_copies < 0:
+            raise ParameterError(f"augment_copies={self.augment_copies} must be >= 0")
         if self.dataset_type not in DATASET_TYPES:
             raise ParameterError(
                 f"dataset_type={self.dataset_type!r} is not one of {', '.join(DATASET_TYPES)}"

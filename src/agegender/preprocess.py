@@ -4,7 +4,8 @@ Outputs, all under the dataset folder except the reports:
 
 * ``Manifest/cv-valid-{split}.csv``: the clean clip table (the clean layout, as a manifest;
   the user's audio is never moved, deleted or rewritten).
-* ``Spectrograms/cv-valid-{split}/<key>.png`` and ``Spectrograms/features.json``.
+* ``Spectrograms/cv-valid-{split}/<key>.png`` and ``Spectrograms/features.json``; with
+  ``--augment_copies N`` also ``<key>~copy1.png`` … ``<key>~copyN.png`` for training clips.
 * ``TFRecord/cv-valid-{split}/spec_data_{i:03d}.tfrecord`` + ``shards.json``.
 * ``RESULTS/dataset_summary.csv`` + ``.png`` and ``RESULTS/preprocess_report.csv``.
 """
@@ -17,15 +18,16 @@ import json
 import logging
 import multiprocessing
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from agegender import atomic, commonvoice, figures, labels
-from agegender.config import SPLITS, FeatureParams, PreprocessParams, split_dirname
+from agegender.config import SPLITS, CopyParams, FeatureParams, PreprocessParams, split_dirname
 from agegender.errors import AudioError, DatasetError, ParameterError
-from agegender.features import clip_image, png_bytes
+from agegender.features import load_clip, png_bytes, spectrogram_image
 from agegender.tfrecords import Example, write_shards
 
 log = logging.getLogger(__name__)
@@ -120,6 +122,40 @@ def read_manifest(dataset_dir: str | os.PathLike, split: str) -> pd.DataFrame:
                        keep_default_na=False)
 
 
+COPY_MARK = "~copy"  # <key>~copy<k>: the k-th waveform copy of clip <key>
+
+
+def with_copies(manifest: pd.DataFrame, copies: int) -> pd.DataFrame:
+    """A split's manifest plus ``copies`` rows per clip for its waveform copies.
+
+    Copy ``k`` of clip ``key`` gets the key ``key~copy<k>`` and keeps every other column
+    (audio, speaker, labels); column ``copy`` is 0 for the clip itself, ``k`` for a copy.
+    Each clip is followed by its copies.
+
+    Args:
+        manifest: rows with a ``key`` column (``read_manifest``).
+        copies: copies per clip, >= 0.
+
+    Returns:
+        A new table of ``len(manifest) * (copies + 1)`` rows, index 0..n-1.
+    """
+    table = manifest.assign(copy=0)
+    if not copies or table.empty:
+        return table.reset_index(drop=True)
+    table = table.loc[table.index.repeat(copies + 1)].reset_index(drop=True)
+    table["copy"] = np.tile(np.arange(copies + 1), len(manifest))
+    marked = table["copy"] > 0
+    table.loc[marked, "key"] = (table.loc[marked, "key"] + COPY_MARK
+                                + table.loc[marked, "copy"].astype(str))
+    return table
+
+
+def copy_rng(seed: int, key: str, copy: int) -> np.random.Generator:
+    """The random source of one copy: fixed by (seed, clip key, copy index), so a resumed or
+    re-run preprocessing makes the same copy, whatever the order or the worker."""
+    return np.random.default_rng([seed, zlib.crc32(key.encode("utf-8")), copy])
+
+
 def _features_record(features: FeatureParams) -> dict:
     return dataclasses.asdict(features)
 
@@ -144,18 +180,41 @@ def _check_feature_record(dataset_dir: Path, features: FeatureParams, *, overwri
         atomic.write_text(record_path, json.dumps(wanted, indent=2))
 
 
-def _spectrogram_job(job: tuple[str, str, FeatureParams]) -> tuple[str, str]:
-    """Worker: one clip → one PNG. Returns (png path, problem or "")."""
-    audio, target, features = job
+def _spectrogram_job(job: tuple[str, str, list[tuple[str, int]], FeatureParams, CopyParams,
+                                 int]) -> tuple[int, int, list[tuple[str, str]]]:
+    """Worker: one clip → its PNG and its copies' PNGs (the audio is decoded once).
+
+    Args:
+        job: (audio path, clip key, [(png path, copy index 0 = the clip)], features, copy
+            ranges, seed).
+
+    Returns:
+        (images tried, images written, [(png path, problem)]); a clip that cannot be read is
+        one problem, named by its first target, whatever the number of its copies.
+    """
+    audio, key, targets, features, copy_params, seed = job
     try:
-        image = clip_image(audio, features)
+        waveform = load_clip(audio, features)  # what clip_image does, kept for the copies
     except AudioError as err:
-        return target, str(err).removeprefix(f"{audio}: ")
-    try:
-        atomic.write_bytes(target, png_bytes(image))
-    except OSError as err:  # one clip's output must never end the run (a full disk does)
-        return target, f"cannot write its spectrogram {target}: {err.strerror or err}"
-    return target, ""
+        return len(targets), 0, [(targets[0][0], str(err).removeprefix(f"{audio}: "))]
+    problems = []
+    for target, copy in targets:
+        try:
+            if copy:
+                from agegender.channel import waveform_copy  # noqa: PLC0415
+
+                copied = waveform_copy(waveform, features.sample_rate,
+                                       copy_rng(seed, key, copy), copy_params)
+                image = spectrogram_image(copied, features)
+            else:
+                image = spectrogram_image(waveform, features)
+            atomic.write_bytes(target, png_bytes(image))
+        except AudioError as err:
+            problems.append((target, str(err)))
+        except OSError as err:  # one clip's output must never end the run (a full disk does)
+            problems.append((target, f"cannot write its spectrogram {target}: "
+                                     f"{err.strerror or err}"))
+    return len(targets), len(targets) - len(problems), problems
 
 
 def run_spectrograms(dataset_dir: str | os.PathLike, features: FeatureParams,
@@ -173,12 +232,20 @@ def run_spectrograms(dataset_dir: str | os.PathLike, features: FeatureParams,
     _check_feature_record(root, features, overwrite=params.overwrite, write=True)
     jobs, owners = [], {}
     for split in SPLITS:
-        for row in read_manifest(root, split).itertuples(index=False):
-            target = png_path(root, split, row.key)
-            if target.is_file() and not params.overwrite:
-                continue
-            jobs.append((str(root / row.audio_path), str(target), features))
-            owners[str(target)] = (split, row.key, row.audio_path)
+        copies = params.augment_copies if split == "train" else 0
+        table = with_copies(read_manifest(root, split), copies)
+        for _, rows in table.groupby(np.arange(len(table)) // (copies + 1), sort=False):
+            targets = []
+            for row in rows.itertuples(index=False):
+                target = png_path(root, split, row.key)
+                if target.is_file() and not params.overwrite:
+                    continue
+                targets.append((str(target), int(row.copy)))
+                owners[str(target)] = (split, row.key, row.audio_path)
+            if targets:
+                first = rows.iloc[0]
+                jobs.append((str(root / first["audio_path"]), str(first["key"]), targets,
+                             features, params.copy, params.seed))
     problems = []
     if not jobs:
         log.info("spectrograms: every PNG already exists (use --overwrite to remake)")
@@ -187,32 +254,35 @@ def run_spectrograms(dataset_dir: str | os.PathLike, features: FeatureParams,
         (root / "Spectrograms" / split_dirname(split)).mkdir(parents=True, exist_ok=True)
         atomic.remove_leftovers(root / "Spectrograms" / split_dirname(split))  # of a kill
     workers = min(params.workers, len(jobs))
-    bar = tqdm(total=len(jobs), desc="spectrograms", unit="clip")
+    images = sum(len(job[2]) for job in jobs)
+    bar = tqdm(total=images, desc="spectrograms", unit="image")
     try:  # the bar ends its line even when a full disk ends the stage
         if workers > 1:
             # fork keeps workers cheap to start; they run only numpy/librosa/PIL code, and it
             # is safe because preprocessing never imports TensorFlow (tests/test_imports.py).
             with multiprocessing.get_context("fork").Pool(workers) as pool:
                 results = pool.imap_unordered(_spectrogram_job, jobs, chunksize=8)
-                problems = _collect(results, owners, bar)
+                problems, written = _collect(results, owners, bar)
         else:
-            problems = _collect(map(_spectrogram_job, jobs), owners, bar)
+            problems, written = _collect(map(_spectrogram_job, jobs), owners, bar)
     finally:
         bar.close()
-    log.info("spectrograms: %d written, %d skipped as bad clips", len(jobs) - len(problems),
+    log.info("spectrograms: %d images written, %d skipped as bad clips", written,
              len(problems))
     return problems
 
 
-def _collect(results, owners: dict, bar) -> list[dict]:
-    problems = []
-    for target, problem in results:
-        bar.update(1)
-        if problem:
+def _collect(results, owners: dict, bar) -> tuple[list[dict], int]:
+    """The workers' results → (problems as report rows, images written)."""
+    problems, total = [], 0
+    for tried, written, failed in results:
+        bar.update(tried)
+        total += written
+        for target, problem in failed:
             split, key, audio = owners[target]
             problems.append({"stage": "spectrograms", "split": split, "key": key,
                              "path": audio, "reason": problem})
-    return problems
+    return problems, total
 
 
 def run_tfrecords(dataset_dir: str | os.PathLike, features: FeatureParams,
@@ -229,14 +299,15 @@ def run_tfrecords(dataset_dir: str | os.PathLike, features: FeatureParams,
     _check_feature_record(root, features, overwrite=False, write=False)
     indexes = {}
     for split in SPLITS:
-        manifest = read_manifest(root, split)
+        copies = params.augment_copies if split == "train" else 0
+        manifest = with_copies(read_manifest(root, split), copies)
         present = [png_path(root, split, key).is_file() for key in manifest["key"]]
         skipped = len(manifest) - sum(present)
         # A boolean Series: an empty list would select no columns instead of no rows.
         manifest = manifest[pd.Series(present, index=manifest.index, dtype="bool")]
         manifest = manifest.reset_index(drop=True)
         if skipped:
-            log.info("tfrecords: %s: %d clips have no PNG (bad clips) and are left out",
+            log.info("tfrecords: %s: %d images have no PNG (bad clips) and are left out",
                      split, skipped)
         order = np.arange(len(manifest))
         if split == "train":
@@ -255,14 +326,16 @@ def run_tfrecords(dataset_dir: str | os.PathLike, features: FeatureParams,
                                         for task in labels.TASKS})
 
         # The rows' digest makes a relabelled clip change the plan, so its shard is rewritten.
-        rows_digest = hashlib.sha256(
-            manifest.iloc[order].to_csv(index=False).encode("utf-8")).hexdigest()
+        # (Without the copy column, which the keys repeat: no copies, the same digest as ever.)
+        rows_digest = hashlib.sha256(manifest.iloc[order].drop(columns="copy").to_csv(
+            index=False).encode("utf-8")).hexdigest()
         counts = commonvoice.task_counts(manifest)
         # Only tasks with a labelled example: a reader refuses the others by name.
         metadata = {"image_shape": list(features.image_shape),
                     "tasks": [task for task in labels.TASKS if counts[task]["examples"]],
                     "task_counts": counts, "features": _features_record(features),
-                    "split": split, "rows_digest": rows_digest}
+                    "split": split, "rows_digest": rows_digest, "augment_copies": copies,
+                    "copy": dataclasses.asdict(params.copy) if copies else None}
         with tqdm(total=len(keys), desc=f"tfrecords {split}", unit="clip") as bar:
             indexes[split] = write_shards(
                 root / "TFRecord" / split_dirname(split), keys, make_example,
