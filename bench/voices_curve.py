@@ -67,12 +67,22 @@ def nested_speakers(table: pd.DataFrame, sizes: Sequence[int], *, seed: int) -> 
     return out
 
 
+def audio_file(demo_dir: Path, path: str) -> Path:
+    """Where a CSV ``filename`` lies: the Kaggle layout nests the audio one level deeper
+    (``cv-valid-train/cv-valid-train/x.mp3``) than the CSVs name it."""
+    nested = demo_dir / Path(path).parts[0] / path
+    return nested if nested.is_file() else demo_dir / path
+
+
 def write_size(demo_dir: Path, table: pd.DataFrame, speakers: Sequence[str], folder: Path) -> None:
     """A manifest folder: the chosen training speakers' clips, every dev and test clip
     (audio hard-linked from the demo corpus)."""
     rows = table[(table["split"] != "train") | table["speaker"].isin(speakers)]
     for path in rows["path"]:
-        real_speech.link(demo_dir / path, folder / path)
+        source = audio_file(demo_dir, path)
+        if not source.is_file():
+            raise SystemExit(f"{demo_dir}: no audio file for clips.csv row {path!r}")
+        real_speech.link(source, folder / path)
     real_speech.write_csv(folder / "manifest.csv", COLUMNS, rows.to_dict("records"))
 
 

@@ -56,3 +56,12 @@ def test_nested_speakers_are_balanced_and_nested(tmp_path):
     assert set(sets[2]) <= set(sets[4]) <= set(sets[10])
     with pytest.raises(SystemExit, match="12 needs 6 training speakers"):
         voices_curve.nested_speakers(table, [12], seed=3)
+
+
+def test_audio_file_finds_the_nested_kaggle_layout(tmp_path):
+    nested = tmp_path / "cv-valid-dev" / "cv-valid-dev" / "a.mp3"
+    nested.parent.mkdir(parents=True)
+    nested.write_bytes(b"x")
+    assert voices_curve.audio_file(tmp_path, "cv-valid-dev/a.mp3") == nested
+    assert voices_curve.audio_file(tmp_path, "cv-valid-dev/b.mp3") == (
+        tmp_path / "cv-valid-dev" / "b.mp3")
