@@ -334,8 +334,9 @@ def run_tfrecords(dataset_dir: str | os.PathLike, features: FeatureParams,
         metadata = {"image_shape": list(features.image_shape),
                     "tasks": [task for task in labels.TASKS if counts[task]["examples"]],
                     "task_counts": counts, "features": _features_record(features),
-                    "split": split, "rows_digest": rows_digest, "augment_copies": copies,
-                    "copy": dataclasses.asdict(params.copy) if copies else None}
+                    "split": split, "rows_digest": rows_digest}
+        if copies:  # absent otherwise, so shards made before copies existed stay valid
+            metadata |= {"augment_copies": copies, "copy": dataclasses.asdict(params.copy)}
         with tqdm(total=len(keys), desc=f"tfrecords {split}", unit="clip") as bar:
             indexes[split] = write_shards(
                 root / "TFRecord" / split_dirname(split), keys, make_example,
