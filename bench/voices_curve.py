@@ -104,6 +104,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
+    work, demo = args.work_dir.resolve(), args.demo_dir.resolve()
+    if work == demo or demo in work.parents or work in demo.parents:
+        # The per-size folders replace files at their paths: never inside the corpus.
+        raise SystemExit(f"--work_dir={args.work_dir} must lie outside --demo_dir={args.demo_dir}")
     table = speaker_table(args.demo_dir)
     sizes = [int(size) for size in args.sizes.split(",")]
     rows = []

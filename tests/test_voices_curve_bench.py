@@ -65,3 +65,12 @@ def test_audio_file_finds_the_nested_kaggle_layout(tmp_path):
     assert voices_curve.audio_file(tmp_path, "cv-valid-dev/a.mp3") == nested
     assert voices_curve.audio_file(tmp_path, "cv-valid-dev/b.mp3") == (
         tmp_path / "cv-valid-dev" / "b.mp3")
+
+
+@pytest.mark.parametrize("work", ["demo", "demo/curve", "."])
+def test_work_dir_inside_or_around_the_corpus_is_refused(tmp_path, work):
+    demo = _demo(tmp_path / "demo")
+    before = sorted(p.name for p in demo.iterdir())
+    with pytest.raises(SystemExit, match="must lie outside --demo_dir"):
+        voices_curve.main(["--demo_dir", str(demo), "--work_dir", str(tmp_path / work)])
+    assert sorted(p.name for p in demo.iterdir()) == before
