@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from agegender import atomic, commonvoice, figures, labels
+from agegender.channel import waveform_copy
 from agegender.config import SPLITS, CopyParams, FeatureParams, PreprocessParams, split_dirname
 from agegender.errors import AudioError, DatasetError, ParameterError
 from agegender.features import load_clip, png_bytes, spectrogram_image
@@ -125,6 +126,11 @@ def read_manifest(dataset_dir: str | os.PathLike, split: str) -> pd.DataFrame:
 COPY_MARK = "~copy"  # <key>~copy<k>: the k-th waveform copy of clip <key>
 
 
+def copy_key(key: str, copy: int) -> str:
+    """The key of copy ``copy`` of clip ``key`` (copy 0 is the clip itself)."""
+    return f"{key}{COPY_MARK}{copy}" if copy else key
+
+
 def with_copies(manifest: pd.DataFrame, copies: int) -> pd.DataFrame:
     """A split's manifest plus ``copies`` rows per clip for its waveform copies.
 
@@ -144,9 +150,8 @@ def with_copies(manifest: pd.DataFrame, copies: int) -> pd.DataFrame:
         return table.reset_index(drop=True)
     table = table.loc[table.index.repeat(copies + 1)].reset_index(drop=True)
     table["copy"] = np.tile(np.arange(copies + 1), len(manifest))
-    marked = table["copy"] > 0
-    table.loc[marked, "key"] = (table.loc[marked, "key"] + COPY_MARK
-                                + table.loc[marked, "copy"].astype(str))
+    table["key"] = [copy_key(key, copy) for key, copy in zip(table["key"], table["copy"],
+                                                              strict=True)]
     return table
 
 
@@ -201,8 +206,6 @@ def _spectrogram_job(job: tuple[str, str, list[tuple[str, int]], FeatureParams, 
     for target, copy in targets:
         try:
             if copy:
-                from agegender.channel import waveform_copy  # noqa: PLC0415
-
                 copied = waveform_copy(waveform, features.sample_rate,
                                        copy_rng(seed, key, copy), copy_params)
                 image = spectrogram_image(copied, features)
@@ -233,19 +236,18 @@ def run_spectrograms(dataset_dir: str | os.PathLike, features: FeatureParams,
     jobs, owners = [], {}
     for split in SPLITS:
         copies = params.augment_copies if split == "train" else 0
-        table = with_copies(read_manifest(root, split), copies)
-        for _, rows in table.groupby(np.arange(len(table)) // (copies + 1), sort=False):
-            targets = []
-            for row in rows.itertuples(index=False):
-                target = png_path(root, split, row.key)
+        for row in read_manifest(root, split).itertuples(index=False):
+            targets = []  # the clip's own PNG and its copies' that are still to make
+            for copy in range(copies + 1):
+                key = copy_key(row.key, copy)
+                target = png_path(root, split, key)
                 if target.is_file() and not params.overwrite:
                     continue
-                targets.append((str(target), int(row.copy)))
-                owners[str(target)] = (split, row.key, row.audio_path)
+                targets.append((str(target), copy))
+                owners[str(target)] = (split, key, row.audio_path)
             if targets:
-                first = rows.iloc[0]
-                jobs.append((str(root / first["audio_path"]), str(first["key"]), targets,
-                             features, params.copy, params.seed))
+                jobs.append((str(root / row.audio_path), row.key, targets, features,
+                             params.copy, params.seed))
     problems = []
     if not jobs:
         log.info("spectrograms: every PNG already exists (use --overwrite to remake)")
