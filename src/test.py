@@ -33,6 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--split", default="test", choices=("dev", "test"),
                         help="split to evaluate on")
     parser.add_argument("--batch_size", type=int, default=128, help="examples per model call")
+    parser.add_argument("--max_crops", type=int, default=3,
+                        help="as inference.py: for models with a constant time scale (voice "
+                             "preset) each clip's probabilities are the mean over up to this "
+                             "many crops, taken from its audio, so the report scores what "
+                             "inference ships; 1 = the centre crop the shards hold; the report "
+                             "says which (default: 3, inference's default)")
     parser.add_argument("--results_dir", default="results",
                         help="reports go to RESULTS_DIR/<task>/")
     cli.add_skip_corrupt_flag(parser)
@@ -60,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             result = evaluate(args.dataset_dir, args.model_path, args.cls_task,
                               split=args.split, results_dir=args.results_dir,
                               batch_size=args.batch_size, skip_corrupt=args.skip_corrupt,
-                              verify=not args.no_verify)
+                              verify=not args.no_verify, max_crops=args.max_crops)
         print(result["text"])
         for name, path in result["paths"].items():
             print(f"  {name}: {path}")
@@ -95,7 +101,8 @@ def _evaluate_manifest(args: argparse.Namespace) -> dict:
     return evaluate_clips(args.model_path, clips, task=args.cls_task, root=root,
                           results_dir=args.results_dir, split=args.split,
                           fit_clips=fit if len(fit) else None,
-                          pitch_cache=pitch.cache_path(root), batch_size=args.batch_size)
+                          pitch_cache=pitch.cache_path(root), batch_size=args.batch_size,
+                          max_crops=args.max_crops)
 
 
 if __name__ == "__main__":

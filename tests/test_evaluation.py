@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 from pathlib import Path
@@ -156,10 +157,11 @@ def test_bootstrap_interval_holds_the_estimate_and_narrows_with_more_speakers():
 
 
 def test_bootstrap_resamples_speakers_not_clips():
-    # 10 speakers × 20 clips; a speaker is either always right or always wrong.
-    y_true = np.tile([0, 1], 100)
+    # 10 speakers × 20 clips, 5 of each class; a speaker is either always right or always
+    # wrong (3 of 5 right in each class).
+    y_true = (np.arange(10).repeat(20) >= 5).astype(int)
     speakers = np.arange(10).repeat(20).astype(str)
-    right = np.isin(np.arange(10).repeat(20), [0, 1, 2, 3, 4, 5])  # 6 of 10 speakers
+    right = np.isin(np.arange(10).repeat(20), [0, 1, 2, 5, 6, 7])
     y_pred = np.where(right, y_true, 1 - y_true)
     by_speaker = bootstrap_ci(y_true, y_pred, speakers, seed=0)
     by_clip = bootstrap_ci(y_true, y_pred, [""] * 200, seed=0)
@@ -253,7 +255,7 @@ def test_gender_report_without_audio_says_the_pitch_baseline_is_missing(tmp_path
                      keys=["a", "b"], speakers=["s1", "s2"], audio_paths=["", ""],
                      f0_hz=np.array([np.nan, np.nan]),
                      threshold={"hz": 165.0, "source": "fixed", "unvoiced_code": 0},
-                     n_resamples=20)
+                     n_resamples=20, scoring=None)
     assert result["pitch"] is None
     assert "pitch baseline: not available (no audio for these clips)" in result["text"]
     assert "median_f0_hz" not in pd.read_csv(result["paths"]["predictions"]).columns
@@ -339,3 +341,51 @@ def test_confusion_matrix_title_names_the_model(trained_gender, tmp_path, monkey
     (title,) = titles
     assert f"best_model_gender.keras (sha256 {identity['sha256'][:12]}, epoch " \
            f"{identity['epoch']})" in title
+
+
+def test_report_probabilities_are_the_detectors_crop_averages(tmp_path):
+    """A ``voice`` model and clips longer than one crop: ``evaluate_clips`` (test.py
+    --manifest) reports exactly what ``AgeGenderDetector`` returns, for 3 crops and for 1."""
+    import dataclasses
+
+    import soundfile as sf
+    from synth import voice
+
+    from agegender import AgeGenderDetector
+    from agegender.config import FeatureParams, ModelParams
+    from agegender.model import build_model
+
+    import keras
+
+    keras.utils.set_random_seed(0)
+    features = FeatureParams.preset("voice", image_size=32, image_width=16)
+    model = build_model(ModelParams(image_size=32, image_width=16, num_classes=2, task="gender",
+                                    class_names=("male", "female")),
+                        features=dataclasses.asdict(features))
+    # Untrained outputs sit at 0.5: large random output weights make crops disagree.
+    kernel, bias = model.get_layer("probabilities").get_weights()
+    model.get_layer("probabilities").set_weights(
+        [np.random.default_rng(0).normal(0, 30, kernel.shape).astype("float32"), bias])
+    model_path = tmp_path / "voice.keras"
+    model.save(model_path)
+    rows = ["audio_path,gender,speaker_id"]
+    for i in range(4):
+        # 2 s = 50 columns at 25 a second: several crops of 16 columns.
+        wave = np.concatenate([voice("female", "twenties", seed=10 + i, seconds=1.0),
+                               voice("male", "sixties", seed=20 + i, seconds=1.0)])
+        sf.write(tmp_path / f"c{i}.wav", wave, 16_000)
+        rows.append(f"c{i}.wav,{('male', 'female')[i % 2]},s{i}")
+    clips = pd.read_csv(io.StringIO("\n".join(rows)))
+    for crops in (3, 1):
+        result = evaluate_clips(model_path, clips, root=tmp_path, max_crops=crops,
+                                results_dir=tmp_path / f"r{crops}", pitch_threshold=165.0,
+                                n_resamples=20)
+        reported = pd.read_csv(result["paths"]["predictions"])
+        expected = AgeGenderDetector(model_path, max_crops=crops).predict(
+            [str(tmp_path / f"c{i}.wav") for i in range(4)])
+        np.testing.assert_allclose(reported["p_female"],
+                                   [r["probabilities"]["female"] for r in expected], atol=2e-6)
+        assert f"max_crops={crops}" in result["text"]
+    three = pd.read_csv(tmp_path / "r3/gender/predictions_gender.csv")["p_female"]
+    one = pd.read_csv(tmp_path / "r1/gender/predictions_gender.csv")["p_female"]
+    assert np.abs(three - one).max() > 1e-5  # the crops changed the answer (CSV keeps 1e-6)

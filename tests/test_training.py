@@ -44,8 +44,9 @@ def test_two_epochs_write_both_checkpoints_the_log_and_the_plot(trained_gender):
         assert Path(trained_gender[key]).is_file(), key
     log = pd.read_csv(trained_gender["csv"])
     assert list(log["epoch"]) == [0, 1]
-    assert {"accuracy", "loss", "val_accuracy", "val_loss"} <= set(log.columns)
-    assert trained_gender["best_val_accuracy"] == pytest.approx(log["val_accuracy"].max())
+    assert {"accuracy", "loss", "val_accuracy", "val_loss", "val_uar"} <= set(log.columns)
+    assert trained_gender["monitor"] == "val_uar"
+    assert trained_gender["best_score"] == pytest.approx(log["val_uar"].max())
     assert Path(trained_gender["plot"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     state = json.loads(Path(trained_gender["state"]).read_text())
     assert state["task"] == "gender" and state["class_names"] == ["male", "female"]
@@ -321,7 +322,8 @@ def test_save_optimizer_flag_reaches_train(monkeypatch, capsys):
 
     def fake_train(*args, **kwargs):
         seen.update(kwargs)
-        return {"best_val_accuracy": 1.0, "best_epoch": 1, "keras": "k", "h5": "h",
+        return {"monitor": "val_uar", "best_score": 1.0, "best_epoch": 1, "keras": "k",
+                "h5": "h",
                 "csv": "c", "plot": "p"}
 
     monkeypatch.setattr(training, "train", fake_train)

@@ -54,6 +54,7 @@ class _RegisterLayersAfterKeras:
 
         def exec_module(module):
             exec_keras(module)
+            import agegender.keras_metrics  # noqa: F401,PLC0415  (registers the metric)
             import agegender.layers  # noqa: F401,PLC0415  (registers the custom layers)
 
         loader.exec_module = exec_module
@@ -61,6 +62,7 @@ class _RegisterLayersAfterKeras:
 
 
 if "keras" in sys.modules:
+    from agegender import keras_metrics as _metrics  # noqa: F401  (registers the metric)
     from agegender import layers as _layers  # noqa: F401  (registers the custom layers)
 elif not any(isinstance(finder, _RegisterLayersAfterKeras) for finder in sys.meta_path):
     sys.meta_path.insert(0, _RegisterLayersAfterKeras())

@@ -88,7 +88,8 @@ class BestCheckpoint(keras.callbacks.Callback):
         model_dir: ``models/<task>``.
         task: names the files.
         record: the run's record (its best fields are updated here).
-        monitor: metric to maximise.
+        monitor: metric to maximise: ``val_uar`` (dev balanced accuracy; dev accuracy on
+            imbalanced classes would keep an epoch that calls everyone the majority class).
         tie_breaker: metric to minimise among ties.
         extra_info: stored in the JSON too (task, class names, features...).
         save_optimizer: also store the optimizer state in the files (3x their size; only
@@ -96,7 +97,7 @@ class BestCheckpoint(keras.callbacks.Callback):
     """
 
     def __init__(self, model_dir: Path, task: str, record: RunRecord, *,
-                 monitor: str = "val_accuracy", tie_breaker: str = "val_crossentropy",
+                 monitor: str = "val_uar", tie_breaker: str = "val_crossentropy",
                  extra_info: dict | None = None, save_optimizer: bool = False):
         super().__init__()
         self.save_optimizer = save_optimizer

@@ -21,6 +21,9 @@ DATASET_TYPES: tuple[str, ...] = ("raw", "clean", "cv", "manifest")
 SPLITS: tuple[str, ...] = ("train", "dev", "test")
 STRATEGIES: tuple[str, ...] = ("auto", "mirrored", "multiworker", "default")
 CLASS_WEIGHTS: tuple[str, ...] = ("none", "balanced")
+# What picks the best epoch (and stops early): dev UAR by default, since dev accuracy on
+# imbalanced data rewards calling everyone the majority class; val_accuracy is the old rule.
+MONITORS: tuple[str, ...] = ("val_uar", "val_accuracy")
 FREQ_NORMS: tuple[str, ...] = ("none", "mean", "envelope")
 
 
@@ -230,7 +233,11 @@ class TrainParams:
         num_epochs: passes over the training split.
         seed: for shuffling and weight initialisation.
         class_weight: ``none`` or ``balanced`` (inverse class frequency).
-        early_stopping_patience: epochs without val_accuracy gain before stopping; 0 = off.
+        early_stopping_patience: epochs without a gain in ``monitor`` before stopping;
+            0 = off.
+        monitor: the dev metric that picks the best epoch and stops early: ``val_uar``
+            (balanced accuracy over the task's classes) or ``val_accuracy``; ties go to the
+            lower dev cross-entropy.
         strategy: ``auto``, ``mirrored``, ``multiworker`` or ``default``.
         mixed_precision: reduced-precision compute: float16 on GPUs, bfloat16 on CPUs.
         deterministic: bit-identical runs for one seed on one machine (op determinism and an
@@ -249,8 +256,11 @@ class TrainParams:
     mixed_precision: bool = False
     deterministic: bool = False
     augment: bool = False
+    monitor: str = "val_uar"
 
     def __post_init__(self) -> None:
+        if self.monitor not in MONITORS:
+            raise ParameterError(f"monitor={self.monitor!r} is not one of {', '.join(MONITORS)}")
         if self.batch_size < 1:
             raise ParameterError(f"batch_size={self.batch_size} must be >= 1")
         if self.learning_rate <= 0:

@@ -5,8 +5,10 @@ median F0 of each clip), so the shard-based ``evaluate`` and the audio-based
 ``evaluate_clips`` write the same report:
 
 * clip-level accuracy, UAR, macro-F1, majority-class baseline, confusion matrix;
-* 95 % bootstrap intervals over speakers (clips resampled with their speaker, because clips
-  of one speaker are not independent), over clips only when speaker ids are unknown;
+* 95 % bootstrap intervals over speakers, stratified by true class (``metrics.bootstrap_ci``:
+  clips resampled with their speaker, because clips of one speaker are not independent, and
+  speakers within their class, so every resample has every class), over clips only when
+  speaker ids are unknown;
 * one row per (speaker, true class): clips, accuracy, mean p(true class), majority-vote and
   mean-probability labels; speaker-level accuracy by both votes; speakers per class;
 * for gender, the "median F0 above a threshold → female" baseline with the same numbers.
@@ -24,124 +26,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from agegender import atomic, figures
-from agegender.errors import DatasetError, ParameterError
+from agegender import atomic, figures, labels
+from agegender.errors import DatasetError
+from agegender.metrics import N_RESAMPLES, bootstrap_ci, classification_metrics  # noqa: F401
 
 log = logging.getLogger(__name__)
 
-N_RESAMPLES = 1000  # bootstrap resamples: enough for stable 2.5/97.5 percentiles
 LOG_SPEAKER_ROWS = 20  # worst speakers shown in the text log; the CSV has all
 UNKNOWN_SPEAKER = "(unknown)"
 PITCH_FIT_CLIPS = 2000  # train+dev clips the pitch threshold is fitted on, at most
 MIN_DEV_SPEAKERS, MIN_DEV_CLIPS = 3, 10  # per class, below which dev is called thin
-
-
-def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray,
-                           class_names: list[str] | tuple[str, ...]) -> dict:
-    """Accuracy, balanced accuracy (UAR), macro-F1, majority baseline, report, confusion.
-
-    Args:
-        y_true: true codes, shape [n].
-        y_pred: predicted codes, shape [n].
-        class_names: name of each code.
-
-    Returns:
-        dict with ``accuracy``, ``balanced_accuracy``, ``macro_f1``, ``majority_baseline``
-        (accuracy of always predicting the split's most frequent class), ``report`` (text)
-        and ``confusion`` ([classes, classes] counts, rows = true class).
-    """
-    from sklearn import metrics  # noqa: PLC0415
-
-    codes = list(range(len(class_names)))
-    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-    present = sorted(set(y_true.tolist()))
-    return {
-        "n": int(len(y_true)),
-        "accuracy": float(metrics.accuracy_score(y_true, y_pred)),
-        # Recall averaged over the classes present in the split (UAR).
-        "balanced_accuracy": float(np.mean([np.mean(y_pred[y_true == c] == c)
-                                            for c in present])),
-        "macro_f1": float(metrics.f1_score(y_true, y_pred, labels=present, average="macro",
-                                           zero_division=0)),
-        "majority_baseline": float(np.bincount(y_true, minlength=len(codes)).max()
-                                   / max(1, len(y_true))),
-        "report": metrics.classification_report(y_true, y_pred, labels=codes,
-                                                target_names=list(class_names),
-                                                zero_division=0, digits=4),
-        "confusion": metrics.confusion_matrix(y_true, y_pred, labels=codes),
-    }
-
-
-
-def _units(speakers: Sequence[str]) -> tuple[np.ndarray, str]:
-    """Bootstrap unit of each clip: its speaker, or the clip itself when the id is empty.
-
-    Returns:
-        (int unit index [clips], description of the unit for the report).
-    """
-    speakers = np.asarray([str(s) for s in speakers], dtype=object)
-    unknown = speakers == ""
-    # A clip without speaker id is its own unit: it cannot be tied to any other clip.
-    names = np.where(unknown, [f"\0clip{i}" for i in range(len(speakers))], speakers)
-    _, units = np.unique(names, return_inverse=True)
-    if not unknown.any():
-        return units, "speakers"
-    if unknown.all():
-        return units, "clips (speaker ids unknown)"
-    return units, f"speakers ({int(unknown.sum())} clips without speaker id count as one each)"
-
-
-def bootstrap_ci(y_true: np.ndarray, y_pred: np.ndarray, speakers: Sequence[str], *,
-                 n_resamples: int = N_RESAMPLES, level: float = 0.95, seed: int = 0) -> dict:
-    """Percentile bootstrap intervals of accuracy and UAR, resampling speakers.
-
-    Each resample draws as many speakers as the split has, with replacement, and pools all
-    their clips (a speaker drawn twice counts twice). Clips without a speaker id are drawn
-    on their own, so with no speaker ids at all this is the ordinary clip bootstrap.
-
-    Args:
-        y_true: true codes [clips].
-        y_pred: predicted codes [clips].
-        speakers: speaker id of each clip [clips], "" when unknown.
-        n_resamples: bootstrap resamples.
-        level: coverage of the interval.
-        seed: resampling seed (the same seed gives the same interval).
-
-    Returns:
-        ``accuracy`` and ``balanced_accuracy`` as (low, high), ``unit`` (what was resampled),
-        ``n_units``, ``n_resamples``, ``level``.
-    """
-    y_true, y_pred = np.asarray(y_true, dtype=int), np.asarray(y_pred, dtype=int)
-    if not len(y_true) == len(y_pred) == len(speakers):
-        raise ParameterError(f"y_true, y_pred, speakers differ in length: {len(y_true)}, "
-                             f"{len(y_pred)}, {len(speakers)}")
-    if n_resamples < 1 or not 0 < level < 1:
-        raise ParameterError(f"n_resamples={n_resamples}, level={level}: need >= 1 and in (0, 1)")
-    if len(y_true) == 0:
-        raise ParameterError("bootstrap_ci needs at least one clip")
-    units, unit_name = _units(speakers)
-    n_units, n_classes = int(units.max(initial=-1)) + 1, int(max(y_true.max(initial=0),
-                                                                 y_pred.max(initial=0))) + 1
-    clips = np.zeros((n_units, n_classes))  # [units, classes] clips of each true class
-    right = np.zeros((n_units, n_classes))  # [units, classes] of which correct
-    np.add.at(clips, (units, y_true), 1)
-    np.add.at(right, (units, y_true), y_pred == y_true)
-    rng = np.random.default_rng(seed)
-    accuracy, uar = [], []
-    for start in range(0, n_resamples, 100):  # chunks keep [resamples, units] small
-        size = min(100, n_resamples - start)
-        draws = rng.integers(0, n_units, size=(size, n_units))  # [size, units]
-        weight = np.zeros((size, n_units))
-        np.add.at(weight, (np.arange(size)[:, None], draws), 1)  # times each unit drawn
-        total, correct = weight @ clips, weight @ right  # [size, classes]
-        accuracy.append(correct.sum(1) / total.sum(1))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            recall = np.where(total > 0, correct / total, np.nan)
-        uar.append(np.nanmean(recall, axis=1))  # classes present in the resample
-    tails = 100 * np.array([(1 - level) / 2, (1 + level) / 2])
-    return {"accuracy": tuple(np.percentile(np.concatenate(accuracy), tails).tolist()),
-            "balanced_accuracy": tuple(np.percentile(np.concatenate(uar), tails).tolist()),
-            "unit": unit_name, "n_units": n_units, "n_resamples": n_resamples, "level": level}
 
 
 def _vote(codes: np.ndarray, probabilities: np.ndarray) -> int:
@@ -276,7 +170,27 @@ def analyse(y_true: np.ndarray, probabilities: np.ndarray, class_names: Sequence
     result["speakers"] = speaker_table(y_true, probabilities, speakers, class_names,
                                        pitch_pred=pitch_pred, f0_hz=f0_hz)
     result["speaker_level"] = speaker_level_metrics(result["speakers"])
+    result["parts"] = gender_age_part_metrics(y_true, y_pred) \
+        if tuple(class_names) == labels.GENDER_AGES else None
     return result
+
+
+def gender_age_part_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
+    """Gender and age accuracy/UAR of ``gender_age`` predictions, each part read through
+    ``labels.gender_age_parts`` (never ``code // 6``: the two tasks order gender apart).
+
+    Args:
+        y_true: true ``gender_age`` codes [clips].
+        y_pred: predicted ``gender_age`` codes [clips].
+
+    Returns:
+        ``{"gender": {...}, "age": {...}}`` of ``classification_metrics``.
+    """
+    parts = np.array([labels.gender_age_parts(int(c)) for c in range(len(labels.GENDER_AGES))])
+    y_true, y_pred = np.asarray(y_true, dtype=int), np.asarray(y_pred, dtype=int)
+    return {name: classification_metrics(parts[y_true, k], parts[y_pred, k], names)
+            for k, (name, names) in enumerate((("gender", labels.GENDERS),
+                                               ("age", labels.AGES)))}
 
 
 def _ci(interval: tuple[float, float]) -> str:
@@ -314,17 +228,25 @@ def format_report(result: dict, class_names: Sequence[str], *, task: str, split:
     lines = [
         f"task: {task}   split: {split}   clips: {result['n']}",
         *model_lines,
+        *([f"probabilities: {result['scoring']}"] if result.get("scoring") else []),
         f"accuracy:               {result['accuracy']:.4f}",
         f"balanced accuracy (UAR): {result['balanced_accuracy']:.4f}",
         f"macro F1:               {result['macro_f1']:.4f}",
         f"majority-class baseline: {result['majority_baseline']:.4f}",
         "",
+        *([f"classes absent from this split and never predicted (left out of macro-F1 and "
+            f"the report): {', '.join(result['absent'])}"] if result.get("absent") else []),
         "classification report:",
         result["report"],
         "confusion matrix (rows: true, columns: predicted):",
         matrix.to_string(),
         "",
     ]
+    if result.get("parts"):
+        lines += ["read as its two parts (labels.gender_age_parts):"]
+        lines += [f"  {name}: accuracy {part['accuracy']:.4f}, UAR "
+                  f"{part['balanced_accuracy']:.4f}" for name, part in result["parts"].items()]
+        lines += [""]
     if "ci" in result:
         lines += _speaker_lines(result, class_names)
         if task == "gender" and result["pitch"] is None:
@@ -338,7 +260,9 @@ def _speaker_lines(result: dict, class_names: Sequence[str]) -> list[str]:
                           for name, n in result["speakers_per_class"].items())
     lines = [f"speakers per class: {per_class}",
              f"{ci['level']:.0%} confidence intervals: percentile bootstrap over {ci['unit']}, "
-             f"{ci['n_units']} units, {ci['n_resamples']} resamples (seed fixed)"]
+             f"{ci['n_units']} units, resampled within each true class (stratified: every "
+             f"resample has every class; UAR over the same classes), {ci['n_resamples']} "
+             "resamples (seed fixed)"]
     rows = {"accuracy": [f"{result['accuracy']:.4f} {_ci(ci['accuracy'])}"],
             "UAR": [f"{result['balanced_accuracy']:.4f} {_ci(ci['balanced_accuracy'])}"],
             "speaker accuracy (majority vote)": [f"{level['majority_accuracy']:.4f}"],
@@ -532,8 +456,16 @@ def _gender_f0(audio_paths: list[str] | None, root, cache) -> np.ndarray | None:
 def evaluate(dataset_dir: str | os.PathLike, model_path: str | os.PathLike, task: str | None,
              *, split: str = "test", results_dir: str | os.PathLike = "results",
              batch_size: int = 128, n_resamples: int = N_RESAMPLES,
-             skip_corrupt: bool = False, verify: bool = True) -> dict:
+             skip_corrupt: bool = False, verify: bool = True,
+             max_crops: int | None = None) -> dict:
     """Evaluates a model on a split's TFRecords and writes the reports (``write_report``).
+
+    The report scores what inference ships: for a model with a constant time scale
+    (``voice``) and ``max_crops`` > 1, each clip's probabilities are the mean over the crops
+    ``AgeGenderDetector(max_crops=...)`` takes, computed from the clip's audio (found through
+    ``DIR/Manifest``); a clip whose audio cannot be read keeps its shard image's
+    probabilities (counted in the log and the report). Otherwise the shard image is the
+    very image the detector makes (one per clip). ``max_crops`` None: the detector's default.
 
     The model's stored feature settings must equal the shards' (``check_model_features``).
     ``skip_corrupt`` leaves corrupt records out (``result["corrupt"]`` says which) instead of
@@ -575,6 +507,8 @@ def evaluate(dataset_dir: str | os.PathLike, model_path: str | os.PathLike, task
     y_true = np.concatenate(truth)
     log.info("evaluated %d %s clips in %.1f s", len(y_true), split, time.monotonic() - started)
     audio_paths = manifest_audio_paths(dataset_dir, split, keys)
+    probabilities, scoring = _as_detector_scores(model, probabilities, audio_paths, dataset_dir,
+                                                 max_crops=max_crops, batch_size=batch_size)
     f0 = threshold = None
     if task == "gender":
         f0 = _gender_f0(audio_paths, dataset_dir, pitch.cache_path(dataset_dir))
@@ -582,8 +516,49 @@ def evaluate(dataset_dir: str | os.PathLike, model_path: str | os.PathLike, task
     result = _report(y_true, probabilities, names, task=task, split=split,
                      model_path=str(model_path), results_dir=results_dir, keys=keys,
                      speakers=speakers, audio_paths=audio_paths, f0_hz=f0, threshold=threshold,
-                     n_resamples=n_resamples)
+                     n_resamples=n_resamples, scoring=scoring)
     return {**result, "corrupt": index.get("corrupt", {"records": 0, "shards": []})}
+
+
+def _as_detector_scores(model, shard_probabilities: np.ndarray, audio_paths: list[str] | None,
+                        root: str | os.PathLike, *, max_crops: int | None,
+                        batch_size: int) -> tuple[np.ndarray, str]:
+    """The detector's probabilities for the clips, where they differ from the shard image's.
+
+    Returns:
+        (probabilities [clips, classes], how they were made, in words).
+    """
+    from agegender.inference import DEFAULT_MAX_CROPS, AgeGenderDetector  # noqa: PLC0415
+
+    detector = AgeGenderDetector.from_model(
+        model, batch_size=min(batch_size, 64),
+        max_crops=DEFAULT_MAX_CROPS if max_crops is None else max_crops)
+    scoring = detector.scoring()
+    if not (model.features.fixed_time and detector.max_crops > 1):
+        return shard_probabilities, f"{scoring}; from the shard images"
+    if audio_paths is None:
+        log.warning("no manifest: the %d clips are scored on their shard image (one crop), "
+                    "not on %d crops as inference does", len(shard_probabilities),
+                    detector.max_crops)
+        return shard_probabilities, "the centre crop of each clip (shard images; no manifest " \
+                                    "to find the audio for more crops)"
+    files = [str(Path(root) / path) if path else "" for path in audio_paths]
+    results = detector.predict([f for f in files if f])
+    by_file = iter(results)
+    names = list(model.class_names)
+    probabilities = np.array(shard_probabilities, dtype=np.float64)
+    kept = 0
+    for i, file in enumerate(files):
+        result = next(by_file) if file else None
+        if result is not None and result["error"] is None:
+            probabilities[i] = [result["probabilities"][name] for name in names]
+            kept += 1
+    if kept < len(files):
+        log.warning("%d of %d clips' audio could not be read: scored on their shard image "
+                    "(one crop)", len(files) - kept, len(files))
+    return probabilities, (f"{scoring}; from the audio"
+                           + (f" ({len(files) - kept} clips without readable audio: their "
+                              "shard image)" if kept < len(files) else ""))
 
 
 def check_model_features(model, index: dict, dataset_dir: str | os.PathLike,
@@ -620,7 +595,7 @@ def check_model_features(model, index: dict, dataset_dir: str | os.PathLike,
 
 
 def _report(y_true, probabilities, names, *, task, split, model_path, results_dir, keys,
-            speakers, audio_paths, f0_hz, threshold, n_resamples) -> dict:
+            speakers, audio_paths, f0_hz, threshold, n_resamples, scoring) -> dict:
     """``analyse`` + ``write_report``: the one path both evaluations end in."""
     if f0_hz is not None and not np.isfinite(f0_hz).any():
         # Every clip unvoiced means no audio was found, not a baseline worth reporting.
@@ -628,6 +603,7 @@ def _report(y_true, probabilities, names, *, task, split, model_path, results_di
         f0_hz = threshold = None
     result = analyse(y_true, probabilities, names, speakers=speakers, f0_hz=f0_hz,
                      pitch_threshold=threshold, n_resamples=n_resamples)
+    result["scoring"] = scoring
     written = write_report(result, names, task=task, split=split, model_path=model_path,
                            results_dir=results_dir, keys=keys, speakers=speakers,
                            audio_paths=audio_paths, f0_hz=f0_hz, probabilities=probabilities)
@@ -639,11 +615,12 @@ def evaluate_clips(model_path: str | os.PathLike, clips: pd.DataFrame, *,
                    results_dir: str | os.PathLike = "results", split: str = "clips",
                    pitch_threshold: float | None = None, fit_clips: pd.DataFrame | None = None,
                    pitch_cache: str | os.PathLike | None = None, batch_size: int = 64,
-                   n_resamples: int = N_RESAMPLES) -> dict:
+                   n_resamples: int = N_RESAMPLES, max_crops: int | None = None) -> dict:
     """Evaluates a model on audio files listed in a table; the same report as ``evaluate``.
 
-    Images are computed with ``features.clip_image`` and the model's stored FeatureParams,
-    as ``AgeGenderDetector`` does. Clips that cannot be decoded are left out (logged).
+    The probabilities are ``AgeGenderDetector.predict``'s, with the same ``max_crops`` (None:
+    the detector's default), so the report scores exactly what inference ships. Clips that
+    cannot be decoded are left out (logged).
 
     Args:
         model_path: the model.
@@ -660,6 +637,7 @@ def evaluate_clips(model_path: str | os.PathLike, clips: pd.DataFrame, *,
         pitch_cache: F0 cache CSV (e.g. ``pitch.cache_path(root)``); None: no cache.
         batch_size: images per model call.
         n_resamples: bootstrap resamples.
+        max_crops: crops averaged per clip (``AgeGenderDetector``); None: its default.
 
     Raises:
         ModelError: the model does not fit ``task``.
@@ -667,10 +645,12 @@ def evaluate_clips(model_path: str | os.PathLike, clips: pd.DataFrame, *,
     """
     from agegender import pitch  # noqa: PLC0415
     from agegender.checkpoints import open_model  # noqa: PLC0415
-    from agegender.errors import AudioError  # noqa: PLC0415
-    from agegender.features import clip_image  # noqa: PLC0415
+    from agegender.inference import DEFAULT_MAX_CROPS, AgeGenderDetector  # noqa: PLC0415
 
     model = open_model(model_path, task)
+    detector = AgeGenderDetector.from_model(
+        model, batch_size=batch_size,
+        max_crops=DEFAULT_MAX_CROPS if max_crops is None else max_crops)
     task, names = model.task, list(model.class_names)
     codes = _label_codes(clips, task, names)
     if (codes < 0).any():  # task-aware tables: rows without this task's label take no part
@@ -686,19 +666,13 @@ def evaluate_clips(model_path: str | os.PathLike, clips: pd.DataFrame, *,
                 if "speaker_id" in clips.columns else [""] * len(clips))
     keys = (clips["key"].astype(str).tolist() if "key" in clips.columns
             else [Path(p).stem for p in paths])
-    kept, images, probabilities = [], [], []
-    for i, file in enumerate(files):
-        try:
-            images.append(clip_image(file, model.features))
-        except AudioError as err:
-            log.warning("left out: %s", err)
+    kept, probabilities = [], []
+    for i, result in enumerate(detector.predict(files)):
+        if result["error"] is not None:
+            log.warning("left out: %s", result["error"])
             continue
         kept.append(i)
-        if len(images) == batch_size:
-            probabilities.append(model.predict(np.stack(images).astype(np.float32)))
-            images = []
-    if images:
-        probabilities.append(model.predict(np.stack(images).astype(np.float32)))
+        probabilities.append([result["probabilities"][name] for name in names])
     if not kept:
         raise DatasetError(f"none of the {len(clips)} clips could be decoded")
     f0 = threshold = None
@@ -713,11 +687,11 @@ def evaluate_clips(model_path: str | os.PathLike, clips: pd.DataFrame, *,
                 root=base, cache=pitch_cache, what="fit")
         else:
             threshold = _fallback_threshold("no clips to fit it on were given")
-    return _report(codes[kept], np.concatenate(probabilities), names, task=task, split=split,
+    return _report(codes[kept], np.asarray(probabilities), names, task=task, split=split,
                    model_path=str(model_path), results_dir=results_dir,
                    keys=[keys[i] for i in kept], speakers=[speakers[i] for i in kept],
                    audio_paths=[paths[i] for i in kept], f0_hz=f0, threshold=threshold,
-                   n_resamples=n_resamples)
+                   n_resamples=n_resamples, scoring=f"{detector.scoring()}; from the audio")
 
 
 def _label_codes(clips: pd.DataFrame, task: str, names: list[str]) -> np.ndarray:

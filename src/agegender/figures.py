@@ -73,7 +73,7 @@ def training_curves(log: pd.DataFrame, path: str | os.PathLike, title: str = "",
 
     Args:
         log: Keras CSVLogger table (columns epoch, accuracy, loss, val_accuracy, val_loss,
-            and when logged crossentropy, val_crossentropy).
+            and when logged uar, val_uar, crossentropy, val_crossentropy).
         path: PNG to write.
         title: figure title.
         best_epoch: the saved best epoch (1-based), marked on every panel; None: no mark.
@@ -94,7 +94,8 @@ def draw_training_curves(figure, log: pd.DataFrame, title: str = "", *,
                          best_epoch: int | None = None) -> None:
     """Draws the training-curve panels onto ``figure`` (also used by the live window).
 
-    Panels: accuracy; the cross-entropy when the log has ``crossentropy``/
+    Panels: accuracy and, when logged, UAR (``uar``/``val_uar``; the star marks the saved
+    epoch's dev UAR); the cross-entropy when the log has ``crossentropy``/
     ``val_crossentropy`` (what the model gets wrong); the total loss Keras minimises, which
     adds the L2 penalty of the weights and is mostly that penalty early on. Without
     cross-entropy columns the total loss is the second panel. A dotted vertical line marks
@@ -116,17 +117,24 @@ def draw_training_curves(figure, log: pd.DataFrame, title: str = "", *,
         if f"val_{metric}" in log:
             axes.plot(epochs, log[f"val_{metric}"], "s" + style,
                       label=f"validation {label.split(' =')[0]}")
+        marked = f"val_{metric}"
+        if metric == "accuracy" and "val_uar" in log:
+            # UAR shares the accuracy panel: it is what picks the best epoch by default.
+            if "uar" in log:
+                axes.plot(epochs, log["uar"], "^:", label="train UAR")
+            axes.plot(epochs, log["val_uar"], "v-", label="validation UAR")
+            marked = "val_uar"
         if best_epoch is not None:
             axes.axvline(best_epoch, color="#2ca02c", linestyle=":", linewidth=1.5,
                          label=f"saved best (epoch {best_epoch})")
-            shown = log.loc[log["epoch"] + 1 == best_epoch, f"val_{metric}"] \
-                if f"val_{metric}" in log else []
+            shown = log.loc[log["epoch"] + 1 == best_epoch, marked] if marked in log else []
             if len(shown):
                 axes.plot([best_epoch], [float(shown.iloc[-1])], "*", color="#2ca02c",
                           markersize=14)
         axes.set_xlabel("epoch")
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-        axes.set_ylabel(label, fontsize=9 if metric == "loss" else 10)
+        axes.set_ylabel("accuracy / UAR" if marked == "val_uar" else label,
+                        fontsize=9 if metric == "loss" else 10)
         if metric == "loss":
             axes.set_title("total loss (what is minimised)", fontsize=10)
         elif metric == "crossentropy":

@@ -23,6 +23,8 @@ from agegender.errors import AudioError, ParameterError
 
 log = logging.getLogger(__name__)
 
+# Crops averaged per clip by default (voice models); test.py scores the same (--max_crops).
+DEFAULT_MAX_CROPS = 3
 AUDIO_SUFFIXES = (".mp3", ".wav", ".flac", ".ogg", ".oga", ".opus", ".aiff", ".aif", ".au")
 
 
@@ -97,14 +99,42 @@ class AgeGenderDetector:
 
     def __init__(self, model_path: str | os.PathLike, task: str | None = None, *,
                  batch_size: int = 64, num_threads: int | None = None,
-                 precision: str = "float32", verify: bool = True, max_crops: int = 3):
+                 precision: str = "float32", verify: bool = True,
+                 max_crops: int = DEFAULT_MAX_CROPS):
         _check_detector_args(batch_size, num_threads, precision)
         if max_crops < 1:
             raise ParameterError(f"max_crops={max_crops} must be >= 1")
-        self.model = open_model(model_path, task, precision=precision, verify=verify)
+        self._setup(open_model(model_path, task, precision=precision, verify=verify),
+                    batch_size=batch_size, num_threads=num_threads, max_crops=max_crops)
+
+    def _setup(self, model, *, batch_size: int, num_threads: int | None,
+               max_crops: int) -> None:
+        self.model = model
         self.batch_size = batch_size
         self.num_threads = num_threads or os.cpu_count() or 1
         self.max_crops = max_crops
+
+    @classmethod
+    def from_model(cls, model, *, batch_size: int = 64, num_threads: int | None = None,
+                   max_crops: int = DEFAULT_MAX_CROPS) -> AgeGenderDetector:
+        """A detector around an already opened ``checkpoints.LoadedModel`` (the test step
+        uses it so that it scores exactly what inference ships, without loading twice)."""
+        _check_detector_args(batch_size, num_threads, "float32")
+        if max_crops < 1:
+            raise ParameterError(f"max_crops={max_crops} must be >= 1")
+        detector = cls.__new__(cls)
+        detector._setup(model, batch_size=batch_size, num_threads=num_threads,
+                        max_crops=max_crops)
+        return detector
+
+    def scoring(self) -> str:
+        """How a clip's probabilities are made, in words (the test report prints it)."""
+        if self.model.features.fixed_time and self.max_crops > 1:
+            return (f"mean over up to {self.max_crops} crops per clip, spread over the clip "
+                    f"(max_crops={self.max_crops}, as AgeGenderDetector)")
+        if self.model.features.fixed_time:
+            return "the centre crop of each clip (max_crops=1, as AgeGenderDetector)"
+        return "one image of the whole clip (as AgeGenderDetector)"
 
     @property
     def task(self) -> str:

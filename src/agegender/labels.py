@@ -5,6 +5,9 @@ The codes are those of the original project so its checkpoints stay comparable:
 * gender: male 0, female 1
 * age: teens 0, twenties 1, thirties 2, fourties 3, fifties 4, sixties 5
 * gender_age: female-teens 0 ... female-sixties 5, male-teens 6 ... male-sixties 11
+
+So ``gender`` puts male first and ``gender_age`` female first: ``code // 6`` is *not* the
+gender code. ``gender_age_parts`` and ``gender_age_code`` are the one place that converts.
 """
 
 from __future__ import annotations
@@ -81,6 +84,32 @@ def normalise_age(value: object) -> str | None:
     return AGES[max(0, int(years) // 10 - 1)]
 
 
+def gender_age_code(gender_code: int, age_code: int) -> int:
+    """The ``gender_age`` code of a (``gender`` code, ``age`` code) pair.
+
+    Example:
+        >>> gender_age_code(0, 1)  # male, twenties
+        7
+    """
+    if gender_code not in range(len(GENDERS)) or age_code not in range(len(AGES)):
+        raise ParameterError(f"gender_code={gender_code!r}, age_code={age_code!r}: need "
+                             f"0..{len(GENDERS) - 1} and 0..{len(AGES) - 1}")
+    return GENDER_AGES.index(f"{GENDERS[gender_code]}-{AGES[age_code]}")
+
+
+def gender_age_parts(code: int) -> tuple[int, int]:
+    """The (``gender`` code, ``age`` code) of a ``gender_age`` code.
+
+    Example:
+        >>> gender_age_parts(0)  # female-teens: female is gender code 1
+        (1, 0)
+    """
+    if code not in range(len(GENDER_AGES)):
+        raise ParameterError(f"gender_age code {code!r} is outside 0..{len(GENDER_AGES) - 1}")
+    gender, age = GENDER_AGES[code].split("-")
+    return GENDERS.index(gender), AGES.index(age)
+
+
 def encode(gender: str, age: str) -> dict[str, int]:
     """Returns the three label codes of a clean (gender, age) pair.
 
@@ -91,5 +120,5 @@ def encode(gender: str, age: str) -> dict[str, int]:
     return {
         "gender": GENDERS.index(gender),
         "age": AGES.index(age),
-        "gender_age": GENDER_AGES.index(f"{gender}-{age}"),
+        "gender_age": gender_age_code(GENDERS.index(gender), AGES.index(age)),
     }

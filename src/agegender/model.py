@@ -52,7 +52,8 @@ def build_model(params: ModelParams, *, features: dict | None = None):
 
 def compile_model(model, learning_rate: float):
     """Compiles ``model`` for training as the trainer does: Adam, sparse categorical
-    cross-entropy on the probabilities, accuracy, and the cross-entropy again as a metric
+    cross-entropy on the probabilities, accuracy, UAR (``uar``/``val_uar``, what the best
+    epoch is chosen on), and the cross-entropy again as a metric
     (``crossentropy``/``val_crossentropy``): Keras adds the L2 penalty to ``loss``, so the
     fit itself is only seen there (best-epoch tie-breaks, curves).
 
@@ -67,9 +68,12 @@ def compile_model(model, learning_rate: float):
     """
     import keras  # noqa: PLC0415
 
+    from agegender.keras_metrics import UnweightedAverageRecall  # noqa: PLC0415
+
     model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                   loss=keras.losses.SparseCategoricalCrossentropy(),
                   metrics=["accuracy",
+                           UnweightedAverageRecall(int(model.output_shape[-1]), name="uar"),
                            keras.metrics.SparseCategoricalCrossentropy(name="crossentropy")])
     return model
 

@@ -59,6 +59,7 @@ _FLAG_NAMES = {
     "deterministic": "--deterministic", "strategy": "--strategy",
     "mixed_precision": "--mixed_precision", "dataset": "dataset (train/dev shards)",
     "image_width": "image width (preprocess flags)", "augment": "--augment",
+    "monitor": "--monitor",
 }
 
 
@@ -86,6 +87,7 @@ class RunSettings:
         dataset: ``dataset_fingerprint`` of the train and dev shards.
         image_width: input width, pixels (None: square, as before non-square presets).
         augment: SpecAugment masks on training batches.
+        monitor: the dev metric that picks the best epoch (``TrainParams.monitor``).
     """
 
     task: str
@@ -104,6 +106,7 @@ class RunSettings:
     dataset: str
     image_width: int | None = None
     augment: bool = False
+    monitor: str = "val_uar"
 
     def to_dict(self) -> dict:
         """JSON-ready fields."""

@@ -166,8 +166,8 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
             stopping with a DatasetError naming the first.
 
     Returns:
-        Paths written, the best validation accuracy and epoch, the run id and the replica
-        count.
+        Paths written, ``monitor`` (the dev metric that picked the best epoch), its best
+        value ``best_score`` and ``best_epoch``, the run id and the replica count.
 
     Raises:
         ParameterError: settings differ from the backup's.
@@ -199,7 +199,8 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
         learning_rate=train_params.learning_rate, class_weight=train_params.class_weight,
         seed=train_params.seed, deterministic=train_params.deterministic,
         strategy=train_params.strategy, mixed_precision=train_params.mixed_precision,
-        dataset=runstate.dataset_fingerprint(train_index, dev_index))
+        dataset=runstate.dataset_fingerprint(train_index, dev_index),
+        monitor=train_params.monitor)
 
     strategy = choose_strategy(train_params.strategy)  # first: see choose_strategy
     keras.utils.set_random_seed(train_params.seed)
@@ -274,7 +275,7 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
         info = {"task": task, "class_names": list(names), "image_size": image_size,
                 "image_width": image_width, "features": features, "bn_momentum": bn_momentum}
         best = BestCheckpoint(model_dir, task, record, extra_info=info,
-                              save_optimizer=save_optimizer)
+                              monitor=train_params.monitor, save_optimizer=save_optimizer)
         callbacks = [best, EpochBackup(paths["backup"], record),
                      CsvLog(paths["csv"], record),
                      LivePlot(paths["csv"], paths["plot"], show=show_live_plot and chief,
@@ -284,7 +285,7 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
         callbacks += list(extra_callbacks or [])
         if train_params.early_stopping_patience:
             callbacks.append(keras.callbacks.EarlyStopping(
-                monitor="val_accuracy", mode="max",
+                monitor=train_params.monitor, mode="max",
                 patience=train_params.early_stopping_patience))
         model.fit(train_data, validation_data=dev_data, epochs=train_params.num_epochs,
                   initial_epoch=record.next_epoch, class_weight=class_weight,
@@ -299,7 +300,8 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
     result_paths = real_paths or output_paths(task, models_dir, results_dir)
     return {**{k: str(v) for k, v in result_paths.items() if k not in ("backup", "tensorboard")},
             **({"tensorboard": str(result_paths["tensorboard"])} if tensorboard else {}),
-            "best_val_accuracy": best.best, "best_epoch": best.best_epoch,
+            "monitor": train_params.monitor, "best_score": best.best,
+            "best_epoch": best.best_epoch,
             "run_id": record.run_id, "replicas": strategy.num_replicas_in_sync,
             "corrupt": {"train": train_read["corrupt"], "dev": dev_read["corrupt"]}}
 
