@@ -70,12 +70,6 @@ def _run(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
                           env=env, capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.parametrize("script", SCRIPTS)
-def test_every_script_has_help(script, tmp_path):
-    done = _run(script, "--help", cwd=tmp_path)
-    assert done.returncode == 0 and "usage:" in done.stdout
-
-
 def test_known_errors_are_one_line_without_traceback(tiny_dataset, tmp_path):
     cases = [
         ("train.py", ["--dataset_dir", str(tmp_path), "--cls_task=gender"], "no TFRecord shards"),
@@ -139,21 +133,3 @@ def test_help_shows_the_original_flags_defaults():
         assert f"(default: {shown})" in blocks[option], blocks[option]
     inference_blocks = _option_blocks(inference_cli.build_parser().format_help())
     assert "(default: 1)" in inference_blocks["--top_k"]
-
-
-def test_train_help_is_instant_and_imports_no_tensorflow(tmp_path):
-    import resource
-
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    done = _run("train.py", "--help", cwd=tmp_path)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    assert done.returncode == 0 and "--batch_size" in done.stdout
-    assert cpu < 1.0, f"train.py --help took {cpu:.2f} s of CPU"  # ~0.15 s measured
-    probe = ("import sys, train\n"
-             "try:\n    train.parse_args(['--help'])\nexcept SystemExit:\n    pass\n"
-             "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    loaded = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=120)
-    assert loaded.stdout.strip().splitlines()[-1] == "[]", loaded.stdout + loaded.stderr

@@ -66,6 +66,7 @@ def test_script_help_imports_no_tensorflow(script, tmp_path):
             assert done.code == 0, done.code
         print(sorted(m for m in ("tensorflow", "keras") if m in sys.modules))
     """, cwd=tmp_path)
+    assert "usage:" in out  # the help was printed
     assert out.strip().splitlines()[-1] == "[]"
 
 
