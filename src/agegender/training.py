@@ -5,6 +5,7 @@ The callbacks are in ``agegender.callbacks``, the on-disk run state in ``agegend
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -15,7 +16,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from agegender import atomic, labels, runstate
+from agegender import atomic, compat, labels, runstate
 from agegender.callbacks import (  # noqa: F401  (BestCheckpoint, LivePlot: re-exported)
     BestCheckpoint,
     CsvLog,
@@ -116,10 +117,9 @@ def _set_determinism(enabled: bool) -> None:
         tf.config.experimental.enable_op_determinism()
     else:
         # Undo an earlier deterministic run in this process (tests, notebooks).
-        from tensorflow.python.framework import config as tf_config  # noqa: PLC0415
+        from agegender.compat import disable_op_determinism  # noqa: PLC0415
 
-        if hasattr(tf_config, "disable_op_determinism"):
-            tf_config.disable_op_determinism()
+        disable_op_determinism()
 
 
 def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParams,
@@ -260,7 +260,6 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
             options.experimental_distribute.auto_shard_policy = (
                 tf.data.experimental.AutoShardPolicy.DATA)
             train_data, dev_data = train_data.with_options(options), dev_data.with_options(options)
-            _prebuild_for_multiworker(model, strategy, train_data)
         steps = max(1, train_count // train_params.batch_size)
         log.info("worker %s: %d steps an epoch, %d examples a replica a step",
                  _worker_name(strategy), steps,
@@ -287,9 +286,13 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
             callbacks.append(keras.callbacks.EarlyStopping(
                 monitor=train_params.monitor, mode="max",
                 patience=train_params.early_stopping_patience))
-        model.fit(train_data, validation_data=dev_data, epochs=train_params.num_epochs,
-                  initial_epoch=record.next_epoch, class_weight=class_weight,
-                  callbacks=callbacks, verbose=verbose, shuffle=False)
+        patched = (compat.multiworker_fit(model, strategy, train_data)
+                   if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+                   else contextlib.nullcontext())
+        with patched:
+            model.fit(train_data, validation_data=dev_data, epochs=train_params.num_epochs,
+                      initial_epoch=record.next_epoch, class_weight=class_weight,
+                      callbacks=callbacks, verbose=verbose, shuffle=False)
         if chief:
             # Finished: the next run with these flags is a new run, not a resume.
             runstate.discard_backup(paths["backup"])
@@ -304,42 +307,6 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
             "best_epoch": best.best_epoch,
             "run_id": record.run_id, "replicas": strategy.num_replicas_in_sync,
             "corrupt": {"train": train_read["corrupt"], "dev": dev_read["corrupt"]}}
-
-
-def _prebuild_for_multiworker(model, strategy, train_data) -> None:
-    """Works around Keras 3 ``fit`` failing under MultiWorkerMirroredStrategy.
-
-    ``fit`` first "symbolically builds" the model from a batch it averages across replicas
-    with ``strategy.reduce``, which MultiWorkerMirroredStrategy cannot do on a nested
-    (image, label) batch ("Attempt to convert a value (PerReplica...) to a Tensor";
-    keras-team/keras#20585, tensorflow/tensorflow#72388). Only the shapes matter there, so the
-    model is built here from one local batch, on every worker in the same order, and that step
-    of ``fit`` is skipped.
-    """
-    from keras.src.backend.tensorflow import trainer as tf_trainer  # noqa: PLC0415
-
-    images, codes = next(iter(train_data.take(1)))
-    with strategy.scope():
-        model._symbolic_build(data_batch=(images, codes))  # noqa: SLF001
-    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None  # noqa: SLF001
-
-    # Second bug, same cause: the step's logs are averaged with ``reduce("MEAN", axis=0)``,
-    # which fails on scalar metrics. Scalars are averaged with axis=None instead.
-    original = getattr(tf_trainer.reduce_per_replica, "__wrapped__", tf_trainer.reduce_per_replica)
-
-    def reduce_per_replica(values, strategy_, reduction):
-        if reduction in ("auto", "mean") and isinstance(
-                strategy_, tf_trainer.tf.distribute.MultiWorkerMirroredStrategy):
-            def mean(value):
-                if not isinstance(value, tf_trainer.tf.distribute.DistributedValues):
-                    return value
-                local = strategy_.experimental_local_results(value)[0]
-                return strategy_.reduce("MEAN", value, axis=None if local.shape.rank == 0 else 0)
-            return tf_trainer.tree.map_structure(mean, values)
-        return original(values, strategy_, reduction)
-
-    reduce_per_replica.__wrapped__ = original
-    tf_trainer.reduce_per_replica = reduce_per_replica
 
 
 def _worker_name(strategy) -> str:
