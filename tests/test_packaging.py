@@ -39,3 +39,27 @@ def test_ci_runs_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text()
     assert [line for line in ci.splitlines() if line and not line.startswith(("#", "set ", "cd "))
             ] == [test_command]
+
+
+def _pyproject() -> dict:
+    import tomllib
+
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+
+def test_the_package_needs_ranges_and_the_lock_pins_inside_them():
+    from packaging.requirements import Requirement
+
+    project = _pyproject()
+    pins = {Requirement(line).name: next(iter(Requirement(line).specifier)).version
+            for line in _requirements()}
+    runtime = [Requirement(text) for text in project["dependencies"]]
+    tests = [Requirement(text) for text in project["optional-dependencies"]["test"]]
+    for requirement in runtime + tests:
+        assert requirement.name in pins, requirement
+        assert requirement.specifier.contains(pins[requirement.name]), (requirement,
+                                                                          pins[requirement.name])
+        assert "==" not in str(requirement.specifier), requirement  # a range, not a pin
+    # Test tools are not runtime dependencies, and the lock holds nothing unexplained.
+    assert not {r.name for r in runtime} & {"pytest", "nbclient", "ipykernel", "nbformat"}
+    assert set(pins) == {r.name for r in runtime + tests}
