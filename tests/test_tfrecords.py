@@ -295,3 +295,35 @@ def test_plan_digest_depends_on_keys_order_and_metadata() -> None:
     assert digest != tfrecords.plan_digest(["b", "a"], {"x": 1})
     assert digest != tfrecords.plan_digest(["a", "b"], {"x": 2})
     assert digest != tfrecords.plan_digest(["ab"], {"x": 1})
+
+
+@pytest.mark.parametrize("preset", ["paper", "voice"])
+@pytest.mark.parametrize("feature_type", ["spectrogram", "mel", "mfcc"])
+def test_tensorflow_reads_the_tf_free_writer_for_every_feature_preset(
+        tmp_path: Path, preset: str, feature_type: str) -> None:
+    """The shards are written without TensorFlow: TensorFlow's own reader must parse every
+    preset's images back to the arrays and shape the index records."""
+    from agegender.config import FeatureParams
+    from agegender.features import png_bytes, spectrogram_image
+
+    params = FeatureParams.preset(preset, feature_type=feature_type)
+    images = [spectrogram_image(synth.voice(gender, "thirties", seed=i, seconds=3.0,
+                                            rate=params.sample_rate), params)
+              for i, gender in enumerate(("male", "female", "male"))]
+    built = [Example(png=png_bytes(image), height=image.shape[0], width=image.shape[1],
+                     channels=3, key=f"k{i}", speaker_id=f"s{i}",
+                     label_codes={"gender": i % 2})
+             for i, image in enumerate(images)]
+    metadata = {"image_shape": list(params.image_shape), "tasks": ["gender"]}
+    write_shards(tmp_path, keys_of(built), Maker(built), shard_size=2, metadata=metadata)
+    names = read_index(tmp_path)["shards"]
+    records = [record for name in names for record in tf.data.TFRecordDataset(
+        str(tmp_path / name))]
+    assert len(records) == 3
+    for record, image in zip(records, images, strict=True):
+        parsed = tf.io.parse_single_example(record, feature_spec())
+        decoded = tf.io.decode_png(parsed["image/png"], channels=3).numpy()
+        assert decoded.shape == tuple(params.image_shape)
+        assert (decoded == image).all()
+        assert [int(parsed[f"image/{k}"]) for k in ("height", "width")] == list(
+            params.image_shape[:2])

@@ -205,7 +205,11 @@ class TensorBoardScalars(keras.callbacks.Callback):
     ``log_dir/validation`` (``val_`` metrics), the layout of ``keras.callbacks.TensorBoard``.
 
     Uses ``tf.summary.write`` with the scalar plugin's metadata, which needs no ``tensorboard``
-    package (Keras' callback imports it, and training must not depend on a viewer).
+    package. Why not the library route: TensorFlow 2.21 does not depend on ``tensorboard``,
+    and without it ``tf.summary.scalar`` raises ``TBNotInstalledError`` ("TensorBoard is not
+    installed, missing implementation for tf.summary.scalar"; checked 2026-11-30), which
+    ``keras.callbacks.TensorBoard`` calls too; training must not depend on the viewer, which
+    is the ``tensorboard`` extra (``pip install -e '.[tensorboard]'``).
 
     Args:
         log_dir: ``results/<task>/tensorboard``.

@@ -8,6 +8,11 @@ A split folder holds ``spec_data_{i:03d}.tfrecord`` shards and ``shards.json``, 
 readers go by. The index is written first with ``complete: false`` (the plan), shards are
 written to a temporary name and renamed, and the index is rewritten ``complete: true`` last:
 a re-run with the same plan keeps every shard already finished.
+
+The writer frames records by hand (length, masked CRC32C, data) instead of calling
+``tf.io.TFRecordWriter``, so preprocessing never imports TensorFlow (about 3.5 s a process
+to import); tests read every feature preset's shards back with
+``tf.data.TFRecordDataset`` to keep the two byte-identical in what they mean.
 """
 
 from __future__ import annotations
