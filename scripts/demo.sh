@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything, then runs the whole pipeline on the synthetic demo corpus:
 # make corpus → preprocess (raw layout) → train gender and age → test → infer.
-# About 6 minutes on 2 CPU cores. Re-running reuses the corpus, PNGs and shards.
+# About 400 CPU-seconds: 5.5-12 minutes on 2 cores, by load. Re-running reuses the corpus, PNGs and shards.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/install.sh
