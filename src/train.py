@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
                        show_summary=args.show_summary, show_live_plot=args.show_live_plot,
                        save_optimizer=args.save_optimizer, overwrite=args.overwrite,
                        tensorboard=args.tensorboard,
-                       skip_corrupt=args.skip_corrupt)
+                       skip_corrupt=args.skip_corrupt, verbose=cli.keras_verbosity())
         print(f"best val_accuracy {result['best_val_accuracy']:.4f} at epoch "
               f"{result['best_epoch']}")
         print(f"  checkpoints: {result['keras']}  {result['h5']}")

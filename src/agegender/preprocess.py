@@ -269,7 +269,7 @@ def run_spectrograms(dataset_dir: str | os.PathLike, features: FeatureParams,
         atomic.remove_leftovers(root / "Spectrograms" / split_dirname(split))  # of a kill
     workers = min(params.workers, len(jobs))
     images = sum(len(job[2]) for job in jobs)
-    bar = tqdm(total=images, desc="spectrograms", unit="image")
+    bar = tqdm(total=images, desc="spectrograms", unit="image", disable=None)  # terminal only
     try:  # the bar ends its line even when a full disk ends the stage
         if workers > 1:
             # fork keeps workers cheap to start; they run only numpy/librosa/PIL code, and it
@@ -351,7 +351,7 @@ def run_tfrecords(dataset_dir: str | os.PathLike, features: FeatureParams,
                     "split": split, "rows_digest": rows_digest}
         if copies:  # absent otherwise, so shards made before copies existed stay valid
             metadata |= {"augment_copies": copies, "copy": dataclasses.asdict(params.copy)}
-        with tqdm(total=len(keys), desc=f"tfrecords {split}", unit="clip") as bar:
+        with tqdm(total=len(keys), desc=f"tfrecords {split}", unit="clip", disable=None) as bar:
             indexes[split] = write_shards(
                 root / "TFRecord" / split_dirname(split), keys, make_example,
                 shard_size=params.shard_size, metadata=metadata, overwrite=params.overwrite,

@@ -2,7 +2,7 @@
 
 Layout (Kaggle Common Voice v1)::
 
-    OUT/cv-valid-train.csv                              filename,text,up_votes,...,duration,client_id
+    OUT/cv-valid-train.csv                              filename,text,...,duration,client_id
     OUT/cv-valid-train/cv-valid-train/sample-000000.mp3  mono MP3, 48 kHz
     OUT/speakers.csv    one row per synthetic speaker with every voice parameter
     OUT/clips.csv       filename, split, speaker_id, sentence
@@ -350,7 +350,8 @@ def make_demo_dataset(
             install_variant(voice, espeak_root)
         jobs = [(p, str(out_dir), params.sample_rate, str(espeak_root)) for p in todo]
         bar = tqdm(
-            total=len(jobs), desc="demo clips", unit="clip", mininterval=1.0, disable=not progress
+            total=len(jobs), desc="demo clips", unit="clip", mininterval=1.0,
+            disable=None if progress else True,  # None: on a terminal only, not in a log
         )
         with bar:
             for _ in _run_jobs(jobs, num_workers):
