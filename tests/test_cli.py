@@ -16,6 +16,7 @@ import inference as inference_cli
 import preprocess_dataset
 import test as test_cli
 import train as train_cli
+from agegender import cli
 from agegender.cli import parse_bool
 
 SCRIPTS = ["preprocess_dataset.py", "train.py", "test.py", "inference.py",
@@ -157,3 +158,17 @@ def test_train_help_is_instant_and_imports_no_tensorflow(tmp_path):
     loaded = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env,
                             capture_output=True, text=True, timeout=120)
     assert loaded.stdout.strip().splitlines()[-1] == "[]", loaded.stdout + loaded.stderr
+
+
+def test_keras_progress_is_plain_unless_stdout_is_a_terminal():
+    import io  # noqa: PLC0415
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    assert cli.keras_verbosity(io.StringIO()) == 2  # a pipe or log file: one line an epoch
+    assert cli.keras_verbosity(Terminal()) == 1  # a terminal: the bar, redrawn in place
+    closed = io.StringIO()
+    closed.close()
+    assert cli.keras_verbosity(closed) == 2
