@@ -46,7 +46,7 @@ _fork_hook = False  # the fork handler is registered with the first capture file
 
 def _flush_python_streams() -> None:
     for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(AttributeError, OSError, ValueError):  # None, or closed
             stream.flush()
 
 
