@@ -506,6 +506,11 @@ def write_fold(cache_dir: Path, fold: int, test: Sequence[str], dev: Sequence[st
 # The report's predictors: the CNN, the product's pitch baseline (threshold fitted on the
 # fold's train+dev clips by src/test.py) and the fixed rule of the issue (165 Hz, no training).
 PREDICTORS = (("cnn", "CNN"), ("pitch_fitted", "pitch (fitted)"), ("pitch_165", "pitch 165 Hz"))
+# What each pitch rule calls a clip without F0, as the code does it (evaluation's fitted
+# threshold: the training majority; pitch.threshold_predictions' default: male).
+UNVOICED_NOTE = ("Clips without F0 (unvoiced or unreadable): pitch (fitted) calls them the "
+                 "fold's training majority class (src/test.py's log names it), pitch 165 Hz "
+                 "calls them male.")
 
 
 def fold_predictions(folder: Path, fold: int) -> pd.DataFrame:
@@ -587,8 +592,9 @@ def report(rows: Sequence[dict], summary: Sequence[dict], out: Path, *,
     pd.DataFrame(rows).to_csv(out / "per_speaker.csv", index=False)
     pd.DataFrame(summary).to_csv(out / "summary.csv", index=False)
     (out / "report.md").write_text(f"{title}\n\n{markdown(head, body)}\n\n"
-                                   f"{markdown(sum_head, sum_body)}\n", encoding="utf-8")
-    return f"{title}\n{plain(head, body)}\n\n{plain(sum_head, sum_body)}"
+                                   f"{markdown(sum_head, sum_body)}\n\n{UNVOICED_NOTE}\n",
+                                   encoding="utf-8")
+    return f"{title}\n{plain(head, body)}\n\n{plain(sum_head, sum_body)}\n{UNVOICED_NOTE}"
 
 
 # ---------------------------------------------------------------------------------------------

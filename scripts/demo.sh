@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything, then runs the whole pipeline on the synthetic demo corpus:
 # make corpus → preprocess (raw layout) → train gender and age → test → infer.
-# About 6 minutes on 2 CPU cores. Re-running reuses the corpus, PNGs and shards.
+# About 400 CPU-seconds: 5.5-12 minutes on 2 cores, by load. Re-running reuses the corpus, PNGs and shards.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/install.sh
@@ -38,7 +38,7 @@ cat <<TXT
 === done. Where things went:
   corpus (synthetic, raw layout):  $DEMO/  (speakers.csv lists each voice)
   spectrograms / shards:           $DEMO/Spectrograms/  $DEMO/TFRecord/
-  dataset summary + bad clips:     results/dataset_summary.csv .png  results/preprocess_report.csv
+  dataset summary + bad clips:     results/$(basename "$DEMO")/dataset_summary.csv .png  preprocess_report.csv
   checkpoints:                     models/{gender,age}/best_model_*.keras and .h5
   training logs and curves:        results/{gender,age}/train_logs_*.csv  training_metrics_*.png
   test reports:                    results/{gender,age}/test_log_*.txt  confusion_matrix_*.png  predictions_*.csv

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from agegender import atomic, cli
@@ -73,6 +74,27 @@ def write_output(path: str, results: list[dict], class_names: tuple[str, ...], *
     atomic.write_text(path, pd.DataFrame(rows).to_csv(index=False))
 
 
+def predict_with_progress(detector, files: list[str], items: list[str],
+                          batch_size: int) -> list[dict]:
+    """``detector.predict(files)`` a batch at a time, saying first how many files the
+    folders among ``items`` (searched recursively) gave, with a progress bar on a terminal."""
+    from tqdm import tqdm  # noqa: PLC0415
+
+    folders = [item for item in items if os.path.isdir(item)]
+    if folders:
+        print(f"{len(files)} file(s) to predict (folders searched recursively: "
+              f"{', '.join(folders)})", file=sys.stderr, flush=True)
+    results: list[dict] = []
+    step = max(1, batch_size)
+    # disable=None: a bar on a terminal only; in a redirected log every redraw would stay.
+    with tqdm(total=len(files), desc="predicting", unit="file", disable=None) as bar:
+        for start in range(0, len(files), step):
+            chunk = files[start:start + step]
+            results += detector.predict(chunk)
+            bar.update(len(chunk))
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     """Predicts; exit status 0 if at least one file was predicted, 1 if none, 2 on errors."""
     args = parse_args(argv)
@@ -90,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
                                      max_crops=args.max_crops)
         identity = {**model_identity(args.model_path), "task": detector.task}
         files = expand_audio_paths(args.audio_file)
-        results = detector.predict(files)
+        results = predict_with_progress(detector, files, args.audio_file, args.batch_size)
         for result in results:
             if result["error"]:
                 print(f"error: {result['error']}", file=sys.stderr)

@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
                        show_summary=args.show_summary, show_live_plot=args.show_live_plot,
                        save_optimizer=args.save_optimizer, overwrite=args.overwrite,
                        tensorboard=args.tensorboard,
-                       skip_corrupt=args.skip_corrupt)
+                       skip_corrupt=args.skip_corrupt, verbose=cli.keras_verbosity())
         print(f"best {result['monitor']} {result['best_score']:.4f} at epoch "
               f"{result['best_epoch']}")
         print(f"  checkpoints: {result['keras']}  {result['h5']}")

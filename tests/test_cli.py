@@ -16,6 +16,7 @@ import inference as inference_cli
 import preprocess_dataset
 import test as test_cli
 import train as train_cli
+from agegender import cli
 from agegender.cli import parse_bool
 
 SCRIPTS = ["preprocess_dataset.py", "train.py", "test.py", "inference.py",
@@ -133,3 +134,17 @@ def test_help_shows_the_original_flags_defaults():
         assert f"(default: {shown})" in blocks[option], blocks[option]
     inference_blocks = _option_blocks(inference_cli.build_parser().format_help())
     assert "(default: 1)" in inference_blocks["--top_k"]
+
+
+def test_keras_progress_is_plain_unless_stdout_is_a_terminal():
+    import io  # noqa: PLC0415
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    assert cli.keras_verbosity(io.StringIO()) == 2  # a pipe or log file: one line an epoch
+    assert cli.keras_verbosity(Terminal()) == 1  # a terminal: the bar, redrawn in place
+    closed = io.StringIO()
+    closed.close()
+    assert cli.keras_verbosity(closed) == 2

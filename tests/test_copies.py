@@ -186,7 +186,7 @@ def test_copies_keep_speaker_and_labels_and_differ_in_pixels(with_two_copies) ->
 
 
 def test_a_bad_clip_is_reported_once_not_per_copy(with_two_copies) -> None:
-    report = pd.read_csv(with_two_copies["results"] / "preprocess_report.csv")
+    report = pd.read_csv(with_two_copies["summary"]["report"])
     bad = report[report["stage"] == "spectrograms"]
     assert list(bad["key"]) == ["sample-000000"]
     assert with_two_copies["summary"]["bad_clips"] == 1

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.skipif(
 
 # Smallest corpus the rules allow: 3 speakers per gender x age group, one in each split.
 SMALL = demo.DemoParams(num_speakers=36, sentences_per_speaker=1, seed=7)
-HEADER = "filename,text,up_votes,down_votes,age,gender,accent,duration"
+HEADER = "filename,text,up_votes,down_votes,age,gender,accent,duration,client_id"
 CSV_NAMES = [demo.corpus_csv_name(s) for s in demo.SPLITS] + ["speakers.csv", "clips.csv"]
 
 
@@ -136,6 +136,22 @@ def test_speakers_disjoint_and_clips_traceable(corpus):
         assert row.sentence in demo.SENTENCES
     # Every voice parameter is recorded.
     assert {f.name for f in dataclasses.fields(demo.VoiceParams)} <= set(speakers.columns)
+    # The corpus tables name each clip's speaker as Common Voice does (client_id).
+    assert corpus_rows.set_index("filename").client_id.to_dict() == \
+        clips.set_index("filename").speaker_id.to_dict()
+
+
+def test_raw_reader_takes_the_demo_speakers(corpus):
+    """Was: the raw reader found no speaker column, so the demo's test report had none."""
+    from agegender.commonvoice import read_clips
+
+    out, _ = corpus
+    read = read_clips(out, "raw")
+    clips = read_csv(out / "clips.csv")
+    truth = {(split, Path(name).stem): speaker
+             for split, name, speaker in zip(clips.split, clips.filename, clips.speaker_id)}
+    assert len(read) == len(truth)
+    assert {(row.split, row.key): row.speaker_id for row in read.itertuples()} == truth
 
 
 def test_same_seed_gives_identical_files(corpus, tmp_path):

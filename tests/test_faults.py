@@ -135,7 +135,7 @@ def test_clip_with_a_245_character_name_is_preprocessed(raw: Path, tmp_path: Pat
                                       16_000)})
     summary = run_preprocess(raw, tmp_path / "results")
     assert summary["bad_clips"] == 0 and summary["examples"]["train"] == 13
-    assert (tmp_path / "results" / "preprocess_report.csv").is_file()
+    assert Path(summary["report"]).is_file()
     pngs = list((raw / "Spectrograms" / "cv-valid-train").glob("v*.png"))
     assert len(pngs) == 1 and len(pngs[0].name.encode()) <= 240
 
@@ -152,7 +152,7 @@ def test_a_clip_whose_output_cannot_be_written_is_skipped_and_reported(
 
     monkeypatch.setattr(preprocess.atomic, "write_bytes", failing)
     summary = run_preprocess(raw, tmp_path / "results")
-    report = pd.read_csv(tmp_path / "results" / "preprocess_report.csv")
+    report = pd.read_csv(summary["report"])
     assert summary["bad_clips"] == 3  # sample-000003 of each split
     assert set(report["key"]) == {"sample-000003"}
     assert report["reason"].str.contains("File name too long").all()
@@ -183,7 +183,7 @@ def test_unusable_signals_are_skipped_counted_and_reported(raw: Path, tmp_path: 
                           "silent.wav": (np.zeros(4800, np.float32), 16_000)})
     summary = run_preprocess(raw, tmp_path / "results")
     assert summary["bad_clips"] == 3 and summary["examples"]["train"] == 12
-    report = pd.read_csv(tmp_path / "results" / "preprocess_report.csv", dtype=str,
+    report = pd.read_csv(summary["report"], dtype=str,
                          keep_default_na=False).set_index("key")
     assert report.loc["one", "reason"].startswith("too short")
     assert report.loc["nan", "reason"].startswith("not finite")
@@ -197,7 +197,7 @@ def test_nul_byte_in_a_csv_path_rejects_the_row(raw: Path, tmp_path: Path) -> No
                                    gender="female")])
     summary = run_preprocess(raw, tmp_path / "results", )
     assert summary["dropped_by_reason"] == {"bad path": 1}
-    report = pd.read_csv(tmp_path / "results" / "preprocess_report.csv")
+    report = pd.read_csv(summary["report"])
     assert report["reason"].str.contains("NUL byte").sum() == 1
 
 

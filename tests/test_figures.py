@@ -77,3 +77,22 @@ def test_class_distribution_has_titles_axis_labels_and_named_missing_bars(tmp_pa
     assert dev.get_xlabel().startswith("gender-age group")
     ticks = [t.get_text() for t in train.get_xticklabels()]
     assert ticks == ["female-teens", "male-? (age missing)", "?-? (gender and age missing)"]
+
+
+@pytest.mark.parametrize("class_names", [["male", "female"],
+                                         ["teens", "twenties", "thirties", "fourties",
+                                          "fifties", "sixties"]])
+def test_per_speaker_draws_and_labels_chance_as_one_over_the_classes(tmp_path, monkeypatch,
+                                                                     class_names):
+    """Was: a 0.5 line for every task (age's chance is 1/6), with no label."""
+    saved = []
+    monkeypatch.setattr(figures, "save_png", lambda figure, path: saved.append(figure))
+    table = pd.DataFrame({"speaker_id": ["a", "b"], "true": class_names[:2],
+                          "accuracy": [0.25, 1.0], "clips": [4, 3]})
+    chance = figures.per_speaker(table, class_names, tmp_path / "s.png")
+    assert chance == pytest.approx(1 / len(class_names))
+    axes = saved[0].axes[0]
+    dashed = [line for line in axes.get_lines() if line.get_linestyle() == "--"]
+    assert [tuple(line.get_ydata()) for line in dashed] == [(chance, chance)]
+    labels = [text.get_text() for text in axes.get_legend().get_texts()]
+    assert f"chance (1/{len(class_names)} = {chance:.2f})" in labels

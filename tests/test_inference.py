@@ -117,6 +117,23 @@ def test_cli_matches_the_api_and_writes_outputs(trained_gender, clips, tmp_path,
                                    "error"]
 
 
+def test_cli_says_how_many_files_a_folder_gave_and_predicts_them_in_batches(
+        trained_gender, clips, capsys):
+    """Was: a folder was searched recursively with nothing said until the end."""
+    api = AgeGenderDetector(trained_gender["keras"]).predict(expand_audio_paths([str(clips)]))
+    assert inference_cli.main(["--model_path", trained_gender["keras"], "--audio_file",
+                               str(clips), "--batch_size=2"]) == 0
+    printed = capsys.readouterr()
+    assert printed.err.splitlines()[0] == (
+        f"6 file(s) to predict (folders searched recursively: {clips})")
+    assert "\r" not in printed.err  # no progress-bar redraws when stderr is not a terminal
+    for result in api:
+        line = (f"{result['file']}: {result['label']} (p={result['probability']:.3f})"
+                if result["label"] else f"error: {result['error']}")
+        assert line in printed.out + printed.err
+    assert "4 of 6 files predicted (gender)" in printed.out
+
+
 def test_cli_exit_codes(trained_gender, clips, capsys):
     assert inference_cli.main(["--model_path", trained_gender["keras"], "--audio_file",
                                str(clips / "empty.wav")]) == 1

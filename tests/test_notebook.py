@@ -14,14 +14,36 @@ import pytest
 from conftest import ROOT
 
 NOTEBOOK = ROOT / "notebooks" / "walkthrough.ipynb"
-# Repository folders the notebook writes to by default; a run configured elsewhere must leave
-# them alone.
-REPO_OUTPUT_DIRS = ("data", "models", "results")
+# What the notebook writes by default (corpus, model, reports); a run configured elsewhere
+# must leave these alone. Only these: the rest of data/, models/ and results/ is the user's,
+# who may change it while the tests run.
+NOTEBOOK_DEFAULT_OUTPUTS = ("data/DemoVoice", "models/gender", "results/gender",
+                            "results/DemoVoice", "results/dataset_summary.png")
 CLIP_NAME = re.compile(r"cv-valid-test/sample-\d{6}\.mp3")
 
 
-def _files_under(folders: tuple[str, ...]) -> set[str]:
-    return {str(p.relative_to(ROOT)) for folder in folders for p in (ROOT / folder).rglob("*")}
+def _files_under(root: Path, paths: tuple[str, ...] = NOTEBOOK_DEFAULT_OUTPUTS) -> set[str]:
+    """Every existing path among ``paths`` and below them, relative to ``root``."""
+    found = set()
+    for path in (root / name for name in paths):
+        if path.exists() or path.is_symlink():
+            found.add(str(path.relative_to(root)))
+            if path.is_dir():
+                found |= {str(p.relative_to(root)) for p in path.rglob("*")}
+    return found
+
+
+def test_snapshot_sees_the_notebooks_outputs_not_the_users_other_folders(tmp_path):
+    (tmp_path / "data" / "DemoVoice").mkdir(parents=True)
+    before = _files_under(tmp_path)
+    (tmp_path / "data" / "MyVoices").mkdir()  # the user's own work, beside the tests
+    (tmp_path / "results" / "age").mkdir(parents=True)
+    assert _files_under(tmp_path) == before
+    for written in ("results/gender/test_log_gender.txt", "data/DemoVoice/TFRecord/x",
+                    "results/DemoVoice/dataset_summary.png", "models/gender/best.keras"):
+        (tmp_path / written).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / written).write_text("x")
+        assert written in _files_under(tmp_path)
 
 
 def _ensure_python3_kernel() -> None:
@@ -80,7 +102,7 @@ def test_notebook_runs_on_a_tiny_demo_corpus(tmp_path, monkeypatch):
     monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
     _ensure_python3_kernel()
-    before = _files_under(REPO_OUTPUT_DIRS)
+    before = _files_under(ROOT)
 
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     NotebookClient(notebook, kernel_name="python3", timeout=600,
@@ -111,6 +133,6 @@ def test_notebook_runs_on_a_tiny_demo_corpus(tmp_path, monkeypatch):
     for name in ("train_logs_gender.csv", "confusion_matrix_gender.png",
                  "test_log_gender.txt"):
         assert (results / "gender" / name).is_file(), name
-    assert (results / "dataset_summary.png").is_file()
+    assert (results / corpus.name / "dataset_summary.png").is_file()
     assert (corpus / "TFRecord").is_dir()
-    assert _files_under(REPO_OUTPUT_DIRS) == before
+    assert _files_under(ROOT) == before

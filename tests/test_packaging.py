@@ -63,3 +63,19 @@ def test_the_package_needs_ranges_and_the_lock_pins_inside_them():
     # Test tools are not runtime dependencies, and the lock holds nothing unexplained.
     assert not {r.name for r in runtime} & {"pytest", "nbclient", "ipykernel", "nbformat"}
     assert set(pins) == {r.name for r in runtime + tests}
+
+
+def test_tensorboard_viewer_is_an_extra_matching_tensorflow_and_the_readme_says_how():
+    import tomllib  # noqa: PLC0415
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]
+    tensorflow = next(r.split("==")[1] for r in _requirements()
+                      if r.startswith("tensorflow-cpu=="))
+    (pin,) = extras["tensorboard"]
+    name, version = pin.split("==")
+    assert name == "tensorboard"
+    assert version.split(".")[:2] == tensorflow.split(".")[:2]  # TensorBoard follows TF
+    readme = (ROOT / "README.md").read_text()
+    assert "pip install -e '.[tensorboard]'" in readme
+    assert "tensorboard --logdir results/<task>/tensorboard" in readme

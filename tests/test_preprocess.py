@@ -131,7 +131,8 @@ def processed(template: Path, tmp_path_factory) -> dict:
     before = digests(root)
     summary = preprocess.preprocess(root, params=params(), features=FEATURES,
                                     results_dir=base / "results")
-    return {"root": root, "results": base / "results", "summary": summary, "before": before}
+    return {"root": root, "results": preprocess.report_dir(base / "results", root),
+            "summary": summary, "before": before}
 
 
 @pytest.fixture
@@ -256,7 +257,7 @@ def test_second_run_redoes_nothing(processed_copy: Path, tmp_path: Path) -> None
     assert file_ids(processed_copy / "TFRecord", "*") == shards
     assert summary["examples"] == {"train": 12 + len(AWKWARD) + len(PARTIAL), "dev": 12,
                                    "test": 12}
-    report = pd.read_csv(tmp_path / "results" / "preprocess_report.csv")
+    report = pd.read_csv(summary["report"])
     assert set(report["key"]) == set(SKIPPED) | set(DROPPED)
 
 
@@ -299,7 +300,7 @@ def test_staged_runs_keep_the_report_of_earlier_stages(corpus: Path, tmp_path: P
     for stage in preprocess.STAGES:
         preprocess.preprocess(corpus, params=params(), features=FEATURES, results_dir=results,
                               stages=(stage,))
-    report = pd.read_csv(results / "preprocess_report.csv")
+    report = pd.read_csv(preprocess.report_dir(results, corpus) / "preprocess_report.csv")
     assert set(report["key"]) == set(SKIPPED) | set(DROPPED)
 
 
@@ -360,7 +361,7 @@ def test_two_workers_give_the_same_pngs(processed: dict, corpus: Path, tmp_path:
                                     results_dir=tmp_path / "results")
     assert summary["bad_clips"] == len(SKIPPED)
     assert digests(corpus / "Spectrograms") == digests(processed["root"] / "Spectrograms")
-    report = pd.read_csv(tmp_path / "results" / "preprocess_report.csv")
+    report = pd.read_csv(summary["report"])
     assert set(report.loc[report["stage"] == "spectrograms", "key"]) == set(SKIPPED)
 
 
@@ -389,7 +390,7 @@ def test_rows_outside_the_dataset_are_never_opened(tmp_path: Path, monkeypatch) 
     root_real = os.path.realpath(root)
     assert all(path.startswith(root_real + os.sep) for path in opened)
     assert summary["dropped_by_reason"] == {"path outside dataset": 4}
-    report = pd.read_csv(tmp_path / "results" / "preprocess_report.csv")
+    report = pd.read_csv(summary["report"])
     assert report["reason"].str.startswith("path outside dataset").sum() == 4
     assert "link" not in set(stored(root)["train"])
 
@@ -481,7 +482,7 @@ def test_script_runs_with_shell_quoted_arguments(template: Path, tmp_path: Path)
     assert "preprocessing done" in done.stdout
     assert "Traceback" not in done.stderr
     assert split_index(root, "train")["num_examples"] == 12 + len(AWKWARD) + len(PARTIAL)
-    assert (tmp_path / "my results" / "preprocess_report.csv").is_file()
+    assert (tmp_path / "my results" / "my corpus" / "preprocess_report.csv").is_file()
 
 
 def test_script_missing_column_exits_2_with_one_error_line(template: Path,
@@ -593,7 +594,7 @@ def test_follow_symlinks_flag(tmp_path: Path) -> None:
     refused = preprocess.preprocess(root, params=params(), features=FEATURES,
                                     results_dir=tmp_path / "r1", stages=("clean",))
     assert refused["kept"] == 12 and refused["dropped"] == 2
-    report = pd.read_csv(tmp_path / "r1" / "preprocess_report.csv")
+    report = pd.read_csv(refused["report"])
     assert report["reason"].str.contains("--follow_symlinks").sum() == 1
     args = preprocess_dataset.parse_args(["--dataset_dir=d", "--follow_symlinks"])
     assert args.follow_symlinks is True
@@ -602,3 +603,20 @@ def test_follow_symlinks_flag(tmp_path: Path) -> None:
     assert accepted["kept"] == 13 and accepted["dropped_by_reason"] == {
         "path outside dataset": 1}
     assert "linked" in stored(root)["test"]
+
+
+def test_each_dataset_keeps_its_own_reports(tmp_path: Path) -> None:
+    """Was: preprocessing a second dataset replaced the first one's summary and report."""
+    results = tmp_path / "results"
+    for name, groups in (("first", {"train": 1, "dev": 1, "test": 1}),
+                         ("second", {"train": 2, "dev": 1, "test": 1})):
+        root = synth.make_raw_corpus(tmp_path / name, per_group=groups, seconds=0.3)
+        summary = preprocess.preprocess(root, params=params(), features=FEATURES,
+                                        results_dir=results, stages=("clean",))
+        assert summary["report"] == str(results / name / "preprocess_report.csv")
+    for name, train_clips in (("first", 12), ("second", 24)):
+        counts = pd.read_csv(results / name / "dataset_summary.csv", keep_default_na=False)
+        assert counts.loc[counts["split"] == "train", "after"].sum() == train_clips, name
+        assert (results / name / "dataset_summary.png").is_file()
+        assert (results / name / "preprocess_report.csv").is_file()
+    assert preprocess.report_dir("results", "data/CommonVoice/") == Path("results/CommonVoice")

@@ -80,6 +80,17 @@ def add_skip_corrupt_flag(parser: argparse.ArgumentParser) -> None:
                        "instead of stopping at the first")
 
 
+def keras_verbosity(stream=None) -> int:
+    """Keras ``fit`` verbosity for a script: 1 (a progress bar redrawn in place) when
+    ``stream`` (default stdout) is a terminal, else 2 (one plain line per epoch), since in a
+    redirected log every redraw of the bar stays, ANSI codes and carriage returns included."""
+    stream = sys.stdout if stream is None else stream
+    try:
+        return 1 if stream.isatty() else 2
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return 2
+
+
 def setup_logging(verbose: bool = False) -> None:
     """Sends the package's log records to stderr, one line each."""
     logging.basicConfig(
@@ -97,6 +108,10 @@ def run_cli(work: Callable[[], int | None], *, verbose: bool = False) -> int:
         The process exit status: ``work()``'s own, 0 when it returns None.
     """
     setup_logging(verbose)
+    # TensorFlow's oneDNN notice ignores TF_CPP_MIN_LOG_LEVEL; see native_stderr.
+    from agegender.native_stderr import quiet_tensorflow_import  # noqa: PLC0415
+
+    quiet_tensorflow_import()
     try:
         status = work()
     except AgeGenderError as err:

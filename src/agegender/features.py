@@ -42,12 +42,15 @@ def load_clip(path: str | os.PathLike, params: FeatureParams) -> np.ndarray:
     import soundfile as sf  # noqa: PLC0415 - keeps `import agegender` light
     import soxr  # noqa: PLC0415
 
+    from agegender.native_stderr import filtered_stderr  # noqa: PLC0415
+
     path = os.fspath(path)
     problem = file_problem(path)
     if problem:
         raise AudioError(f"{path}: {problem}")
     try:
-        with sf.SoundFile(path) as audio:
+        # libmpg123 prints its own lines about a corrupt MP3; ours is the AudioError.
+        with filtered_stderr(), sf.SoundFile(path) as audio:
             native_rate = audio.samplerate
             if native_rate <= 0 or audio.channels <= 0:
                 raise AudioError(

@@ -185,21 +185,27 @@ CLASS_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b
 
 
 def per_speaker(table: pd.DataFrame, class_names: list[str], path: str | os.PathLike,
-                title: str = "") -> None:
+                title: str = "") -> float:
     """One bar per (speaker, true class): the model's accuracy on that speaker's clips.
 
     Bars are coloured by true class, in the table's order (worst first), with the speaker's
     clip count above; a hatched grey bar beside each shows the pitch baseline's accuracy
-    when the table has ``pitch_accuracy`` (gender).
+    when the table has ``pitch_accuracy`` (gender). A dashed line, labelled in the legend,
+    marks chance: 1 / number of classes (0.5 for gender, 1/6 for age).
 
     Args:
         table: ``evaluation.speaker_table`` rows.
         class_names: one per class (fixes the colours).
         path: PNG to write.
         title: figure title.
+
+    Returns:
+        The chance level drawn, 1 / ``len(class_names)``.
     """
+    from matplotlib.lines import Line2D  # noqa: PLC0415
     from matplotlib.patches import Patch  # noqa: PLC0415
 
+    chance = 1.0 / len(class_names)
     count = len(table)
     pitch = "pitch_accuracy" in table.columns
     figure = _figure(min(24.0, max(6.0, 0.35 * count + 2.0)), 4.5)
@@ -225,16 +231,19 @@ def per_speaker(table: pd.DataFrame, class_names: list[str], path: str | os.Path
     axes.set_ylabel("accuracy on the speaker's clips")
     axes.set_xlabel("speaker (worst first; number above = clips)" if count <= 60
                     else f"{count} speakers, worst first")
-    axes.axhline(0.5, color="#999999", linewidth=0.6, linestyle="--")
+    axes.axhline(chance, color="#999999", linewidth=0.6, linestyle="--")
     present = [name for name in class_names if name in set(table["true"])]
     handles = [Patch(color=CLASS_COLOURS[class_names.index(n) % len(CLASS_COLOURS)],
                      label=f"model, true {n}") for n in present]
     if pitch:
         handles.append(Patch(facecolor="#bbbbbb", hatch="//", edgecolor="#666666",
                              label="pitch baseline"))
+    handles.append(Line2D([], [], color="#999999", linewidth=0.6, linestyle="--",
+                          label=f"chance (1/{len(class_names)} = {chance:.2f})"))
     # Outside the axes: inside, it would hide the bars of the best speakers.
     axes.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     if title:
         axes.set_title(title, fontsize=10)
     figure.tight_layout()
     save_png(figure, path)
+    return chance

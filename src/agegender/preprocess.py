@@ -7,7 +7,8 @@ Outputs, all under the dataset folder except the reports:
 * ``Spectrograms/cv-valid-{split}/<key>.png`` and ``Spectrograms/features.json``; with
   ``--augment_copies N`` also ``<key>~copy1.png`` … ``<key>~copyN.png`` for training clips.
 * ``TFRecord/cv-valid-{split}/spec_data_{i:03d}.tfrecord`` + ``shards.json``.
-* ``RESULTS/dataset_summary.csv`` + ``.png`` and ``RESULTS/preprocess_report.csv``.
+* ``RESULTS/<dataset folder name>/dataset_summary.csv`` + ``.png`` and
+  ``RESULTS/<dataset folder name>/preprocess_report.csv`` (``report_dir``).
 """
 
 from __future__ import annotations
@@ -40,6 +41,17 @@ REPORT_COLUMNS = ("stage", "split", "key", "path", "reason")
 def manifest_path(dataset_dir: str | os.PathLike, split: str) -> Path:
     """``DIR/Manifest/cv-valid-{split}.csv``."""
     return Path(dataset_dir) / "Manifest" / f"{split_dirname(split)}.csv"
+
+
+def report_dir(results_dir: str | os.PathLike, dataset_dir: str | os.PathLike) -> Path:
+    """``RESULTS/<name of the dataset folder>/``: where one dataset's preprocessing reports go,
+    so preprocessing a second dataset leaves the first one's reports alone.
+
+    Example:
+        >>> report_dir("results", "data/CommonVoice/").as_posix()
+        'results/CommonVoice'
+    """
+    return Path(results_dir) / Path(os.path.abspath(dataset_dir)).name
 
 
 _PNG_NAME_MAX = 240  # bytes: the name and its atomic temporary sibling fit 255
@@ -257,7 +269,7 @@ def run_spectrograms(dataset_dir: str | os.PathLike, features: FeatureParams,
         atomic.remove_leftovers(root / "Spectrograms" / split_dirname(split))  # of a kill
     workers = min(params.workers, len(jobs))
     images = sum(len(job[2]) for job in jobs)
-    bar = tqdm(total=images, desc="spectrograms", unit="image")
+    bar = tqdm(total=images, desc="spectrograms", unit="image", disable=None)  # terminal only
     try:  # the bar ends its line even when a full disk ends the stage
         if workers > 1:
             # fork keeps workers cheap to start; they run only numpy/librosa/PIL code, and it
@@ -339,7 +351,7 @@ def run_tfrecords(dataset_dir: str | os.PathLike, features: FeatureParams,
                     "split": split, "rows_digest": rows_digest}
         if copies:  # absent otherwise, so shards made before copies existed stay valid
             metadata |= {"augment_copies": copies, "copy": dataclasses.asdict(params.copy)}
-        with tqdm(total=len(keys), desc=f"tfrecords {split}", unit="clip") as bar:
+        with tqdm(total=len(keys), desc=f"tfrecords {split}", unit="clip", disable=None) as bar:
             indexes[split] = write_shards(
                 root / "TFRecord" / split_dirname(split), keys, make_example,
                 shard_size=params.shard_size, metadata=metadata, overwrite=params.overwrite,
@@ -353,7 +365,8 @@ def run_tfrecords(dataset_dir: str | os.PathLike, features: FeatureParams,
 def preprocess(dataset_dir: str | os.PathLike, *, params: PreprocessParams,
                features: FeatureParams, results_dir: str | os.PathLike = "results",
                stages: tuple[str, ...] = STAGES) -> dict:
-    """Runs the chosen stages in order and writes ``preprocess_report.csv``.
+    """Runs the chosen stages in order and writes ``preprocess_report.csv`` (and, with the
+    clean stage, the dataset summary) into ``report_dir(results_dir, dataset_dir)``.
 
     Returns:
         Summary: rows kept/dropped by cleaning (and kept without a gender/age label), clips
@@ -363,6 +376,7 @@ def preprocess(dataset_dir: str | os.PathLike, *, params: PreprocessParams,
     unknown = [stage for stage in stages if stage not in STAGES]
     if unknown:
         raise ParameterError(f"--stage={unknown[0]!r} is not one of {', '.join(STAGES)}, all")
+    results_dir = report_dir(results_dir, dataset_dir)
     summary: dict = {}
     problems: list[dict] = []
     warnings: list[str] = []

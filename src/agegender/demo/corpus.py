@@ -2,7 +2,7 @@
 
 Layout (Kaggle Common Voice v1)::
 
-    OUT/cv-valid-train.csv                              filename,text,up_votes,...,duration
+    OUT/cv-valid-train.csv                              filename,text,...,duration,client_id
     OUT/cv-valid-train/cv-valid-train/sample-000000.mp3  mono MP3, 48 kHz
     OUT/speakers.csv    one row per synthetic speaker with every voice parameter
     OUT/clips.csv       filename, split, speaker_id, sentence
@@ -33,9 +33,12 @@ from agegender.errors import DatasetError, ParameterError
 
 logger = logging.getLogger(__name__)
 
-# The header of the Kaggle Common Voice v1 CSVs, in their order.
+# The header of the Kaggle Common Voice v1 CSVs, in their order, and the speaker as modern
+# Common Voice releases name it (``client_id``; the ``raw`` reader takes it), so that reports
+# on the demo can be per speaker.
 CORPUS_COLUMNS: tuple[str, ...] = (
     "filename", "text", "up_votes", "down_votes", "age", "gender", "accent", "duration",
+    "client_id",
 )
 CLIPS_COLUMNS: tuple[str, ...] = ("filename", "split", "speaker_id", "sentence")
 SPEAKERS_FILE = "speakers.csv"
@@ -167,7 +170,8 @@ def clips_table(plans: Sequence[ClipPlan]) -> pd.DataFrame:
 
 
 def corpus_table(plans: Sequence[ClipPlan]) -> pd.DataFrame:
-    """Returns one split's ``cv-valid-<split>.csv`` table, in the Kaggle column order."""
+    """Returns one split's ``cv-valid-<split>.csv`` table, in the Kaggle column order, then
+    ``client_id`` (the speaker id of ``speakers.csv``)."""
     return pd.DataFrame(
         [
             (
@@ -179,6 +183,7 @@ def corpus_table(plans: Sequence[ClipPlan]) -> pd.DataFrame:
                 p.voice.listed_gender,
                 p.voice.accent,
                 "",  # duration is empty in every real v1 row
+                p.voice.speaker_id,
             )
             for p in plans
         ],
@@ -345,7 +350,8 @@ def make_demo_dataset(
             install_variant(voice, espeak_root)
         jobs = [(p, str(out_dir), params.sample_rate, str(espeak_root)) for p in todo]
         bar = tqdm(
-            total=len(jobs), desc="demo clips", unit="clip", mininterval=1.0, disable=not progress
+            total=len(jobs), desc="demo clips", unit="clip", mininterval=1.0,
+            disable=None if progress else True,  # None: on a terminal only, not in a log
         )
         with bar:
             for _ in _run_jobs(jobs, num_workers):
