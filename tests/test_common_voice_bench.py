@@ -288,3 +288,50 @@ def test_cli_run_on_a_tiny_manifest_corpus(tmp_path):
     assert summary.loc[0, "clips"] == 4 and summary.loc[0, "speakers"] == 4
     assert {"model_uar", "pitch_uar", "majority_uar"} <= set(summary.columns)
     assert {p: p.stat().st_mtime_ns for p in source.rglob("*")} == before
+
+
+# --------------------------------------------------------------------------- the ina hook
+
+FAKE_INA = '''
+import numpy as np
+class _Network:  # patch outputs (female, male) read from the "audio" file's text
+    def predict(self, batch, **kwargs):
+        return np.array(batch, dtype=float)
+class _Gender:
+    def __init__(self):
+        self.nn = _Network()
+class Segmenter:
+    def __init__(self, detect_gender=True):
+        self.gender = _Gender()
+    def __call__(self, path):
+        values = open(path).read().split()
+        if values:  # no text: no speech, the gender network is never called
+            out = self.gender.nn.predict([[float(v), 1 - float(v)] for v in values])
+            out[:] = 0.5  # as ina does to non-finite patches, in place
+        return []
+'''
+
+
+def test_ina_hook_means_the_patch_probabilities(tmp_path, monkeypatch):
+    package = tmp_path / "fake" / "inaSpeechSegmenter"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(FAKE_INA)
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path / "fake"))
+    (tmp_path / "a.mp3").write_text("0.2 0.4 0.6")
+    (tmp_path / "b.mp3").write_text("")
+    files = [str(tmp_path / "a.mp3"), str(tmp_path / "b.mp3")]
+    cache = tmp_path / "ina.csv"
+    female, _ = cv.ina_female_probability(Path(sys.executable), files, cache)
+    assert female[files[0]] == pytest.approx(0.4)  # mean of 0.2, 0.4, 0.6
+    assert female[files[1]] is None
+    # cached: a second call runs nothing (this python does not exist)
+    again, cpu = cv.ina_female_probability(tmp_path / "no-python", files, cache)
+    assert again == female and cpu == 0.0
+
+
+def test_ina_hook_failure_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))  # no inaSpeechSegmenter there
+    (tmp_path / "a.mp3").write_text("0.2")
+    with pytest.raises(SystemExit, match="--ina_python .*ModuleNotFoundError"):
+        cv.ina_female_probability(Path(sys.executable), [str(tmp_path / "a.mp3")],
+                                  tmp_path / "ina.csv")
