@@ -278,43 +278,61 @@ class Recorder:  # keeps the gender CNN's raw patch outputs (female, male) of ea
         patches.append(np.array(out, copy=True))
         return out
 segmenter.gender.nn = Recorder()
-result = {}
-for path in files:
+for path in files:  # one line per clip, flushed: a stopped run keeps what it did
     patches.clear()
     segmenter(path)
-    if patches:
-        p = np.concatenate(patches)
-        result[path] = float(np.nanmean(p[:, 0]))
-    else:
-        result[path] = None
-print("RESULT " + json.dumps(result))
+    value = float(np.nanmean(np.concatenate(patches)[:, 0])) if patches else None
+    print("CLIP " + json.dumps([path, value]), flush=True)
 """
 
 
-def ina_female_probability(python: Path, files: Sequence[str],
-                           cache: Path) -> tuple[dict[str, float | None], float]:
+def ina_female_probability(python: Path, files: Sequence[str], cache: Path, *,
+                           timeout: float | None = None
+                           ) -> tuple[dict[str, float | None], float]:
     """inaSpeechSegmenter's mean p(female) per clip (None: it found no speech); CPU seconds.
 
-    Results are kept in ``cache`` (CSV path, p_female) so a second recipe costs nothing.
+    Results are kept in ``cache`` (CSV path, p_female), also those of a run stopped by
+    ``timeout`` (seconds), so a later call resumes and a second recipe costs nothing.
+
+    Returns:
+        ({file: p_female or None} for the files with a result, CPU seconds of this call).
+
+    Raises:
+        SystemExit: one line when ``python`` fails (not on a timeout).
     """
     known: dict[str, float | None] = {}
     if cache.is_file():
-        for row in pd.read_csv(cache, keep_default_na=False).itertuples(index=False):
+        for row in pd.read_csv(cache, keep_default_na=False, dtype=str).itertuples(index=False):
             known[row.path] = float(row.p_female) if row.p_female != "" else None
     missing = [f for f in files if f not in known]
     cpu = 0.0
     if missing:
-        _, cpu, done = measured(lambda: subprocess.run(
-            [str(python), "-c", INA_SCRIPT], input=json.dumps(missing), text=True,
-            capture_output=True))
-        lines = [x for x in done.stdout.splitlines() if x.startswith("RESULT ")]
-        if done.returncode or not lines:
-            tail = (done.stderr.strip().splitlines() or [""])[-1]
-            raise SystemExit(f"--ina_python {python}: failed (exit {done.returncode}): {tail}")
-        known.update(json.loads(lines[-1][len("RESULT "):]))
+        def call() -> tuple[int | None, str, str]:
+            try:
+                done = subprocess.run([str(python), "-c", INA_SCRIPT], input=json.dumps(missing),
+                                      text=True, capture_output=True, timeout=timeout)
+            except subprocess.TimeoutExpired as stopped:
+                out = stopped.stdout or ""
+                return None, out if isinstance(out, str) else out.decode(), ""
+            except OSError as error:
+                return 1, "", str(error)
+            return done.returncode, done.stdout, done.stderr
+
+        _, cpu, (code, stdout, stderr) = measured(call)
+        for line in stdout.splitlines():
+            if line.startswith("CLIP "):
+                path, value = json.loads(line[len("CLIP "):])
+                known[path] = value
+        cache.parent.mkdir(parents=True, exist_ok=True)
         pd.DataFrame({"path": list(known), "p_female": [
             "" if v is None else v for v in known.values()]}).to_csv(cache, index=False)
-    return {f: known[f] for f in files}, cpu
+        if code:
+            tail = (stderr.strip().splitlines() or [""])[-1]
+            raise SystemExit(f"--ina_python {python}: failed (exit {code}): {tail}")
+        if code is None:
+            LOG.warning("ina: stopped after %s s with %d of %d clips done; the next run resumes",
+                        timeout, sum(f in known for f in files), len(files))
+    return {f: known[f] for f in files if f in known}, cpu
 
 
 # --------------------------------------------------------------------------- clips and baselines
@@ -513,8 +531,10 @@ def summary_cells(row: dict) -> list[str]:
             return "–"
         return _fmt(row[f"{name}_uar"], row[f"{name}_uar_ci"] if ci else None)
 
+    partial = row.get("ina_done")
     ina = pair("ina") if row["task"] == "gender" and "ina_uar" in row else (
-        NOT_RUN if row["task"] == "gender" else "–")
+        (f"{NOT_RUN} ({partial})" if isinstance(partial, str) else NOT_RUN)
+        if row["task"] == "gender" else "–")
     age = row["task"] != "gender"
     return [row["recipe"], row["task"], str(row["clips"]), str(row["speakers"]),
             _fmt(row["model_uar"], row["model_uar_ci"]),
@@ -579,7 +599,7 @@ def write_report(out: Path, summary: Sequence[dict], groups: Sequence[dict], *,
 
 def evaluate_task(data: Path, source: Path, predictions: Path, task: str, recipe: str, *,
                   cpu: dict, ina_python: Path | None, work: Path,
-                  seed: int = 0) -> tuple[dict, list[dict]]:
+                  ina_timeout: float | None = None, seed: int = 0) -> tuple[dict, list[dict]]:
     """Scores one predictions CSV against every baseline: (summary row, breakdown rows)."""
     from agegender import pitch  # noqa: PLC0415
     from agegender.evaluation import pitch_threshold_from_splits  # noqa: PLC0415
@@ -596,19 +616,25 @@ def evaluate_task(data: Path, source: Path, predictions: Path, task: str, recipe
         clips["median_f0_hz"] = f0
         clips["pitch_gender"] = pitch.threshold_predictions(
             f0, threshold["hz"], unvoiced_code=threshold["unvoiced_code"])
-    ina = None
+    ina, partial = None, None
     if task == "gender" and ina_python is not None:
         files = [str((data / p).resolve()) for p in clips["audio_path"]]
         female, cpu["ina"] = ina_female_probability(ina_python, files,
-                                                    work / f"ina_{data.name}.csv")
+                                                    work / f"ina_{data.name}.csv",
+                                                    timeout=ina_timeout)
         gender_majority = majority_code(train["gender_code"].to_numpy())
-        ina = np.array([gender_majority if female[f] is None else int(female[f] > 0.5)
-                        for f in files])
-        LOG.info("ina: no speech found in %d of %d clips (called the train majority)",
-                 sum(v is None for v in female.values()), len(files))
+        if len(female) < len(files):  # a column on part of the clips would not compare
+            partial = f"{len(female)} of {len(files)} clips"
+        else:
+            ina = np.array([gender_majority if female[f] is None else int(female[f] > 0.5)
+                            for f in files])
+            LOG.info("ina: no speech found in %d of %d clips (called the train majority)",
+                     sum(v is None for v in female.values()), len(files))
     predicted = predictors(clips, task, majority=majority,
                            ages=age_by_gender(train) if task != "gender" else None, ina=ina)
     row = summary_row(clips, task, recipe, predicted, cpu, seed=seed)
+    if partial:
+        row["ina_done"] = partial
     groups = breakdown(clips, task, recipe, predicted, "language", largest_languages(clips))
     groups += breakdown(clips, task, recipe, predicted, "gender", labels.GENDERS)
     groups += breakdown(clips, task, recipe, predicted, "age", labels.AGES)
@@ -632,6 +658,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="TASK=PATH: score this model instead of training (repeatable)")
     parser.add_argument("--ina_python", type=Path, default=None,
                         help="python of a venv with inaSpeechSegmenter: adds the ina column")
+    parser.add_argument("--ina_timeout", type=float, default=None,
+                        help="stop ina after this many seconds (what it did is kept and the "
+                             "next run resumes; the column then says how far it got)")
     parser.add_argument("--work_dir", type=Path, default=DEFAULT_WORK)
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     args = parser.parse_args(argv)
@@ -669,7 +698,8 @@ def main(argv: list[str] | None = None) -> int:
             predictions, cpu["test"] = test(data, recipe, task, model, run)
             name = recipe.name if task not in args.model else f"{recipe.name} ({model.name})"
             row, rows = evaluate_task(data, source, predictions, task, name, cpu=cpu,
-                                      ina_python=args.ina_python, work=work, seed=args.seed)
+                                      ina_python=args.ina_python, work=work,
+                                      ina_timeout=args.ina_timeout, seed=args.seed)
             summary.append(row)
             groups += rows
     title = f"{source.name}, test split: {', '.join(args.tasks)}"

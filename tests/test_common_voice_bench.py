@@ -335,3 +335,27 @@ def test_ina_hook_failure_is_one_line(tmp_path, monkeypatch):
     with pytest.raises(SystemExit, match="--ina_python .*ModuleNotFoundError"):
         cv.ina_female_probability(Path(sys.executable), [str(tmp_path / "a.mp3")],
                                   tmp_path / "ina.csv")
+
+
+def test_ina_stopped_by_the_timeout_keeps_its_clips_and_the_column_says_so(tmp_path,
+                                                                          monkeypatch):
+    package = tmp_path / "fake" / "inaSpeechSegmenter"
+    package.mkdir(parents=True)
+    # the second clip hangs: the first one's line must survive the timeout
+    (package / "__init__.py").write_text(FAKE_INA.replace(
+        "values = open(path).read().split()",
+        "values = open(path).read().split()\n        import time\n"
+        "        if 'slow' in path: time.sleep(60)"))
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path / "fake"))
+    (tmp_path / "a.mp3").write_text("0.8")
+    (tmp_path / "slow.mp3").write_text("0.1")
+    files = [str(tmp_path / "a.mp3"), str(tmp_path / "slow.mp3")]
+    female, _ = cv.ina_female_probability(Path(sys.executable), files, tmp_path / "ina.csv",
+                                          timeout=20)
+    assert female == {files[0]: pytest.approx(0.8)}
+    assert "a.mp3" in (tmp_path / "ina.csv").read_text()
+    row = {"recipe": "r", "task": "gender", "clips": 2, "speakers": 2, "model_uar": 0.5,
+           "model_uar_ci": (0.4, 0.6), "model_accuracy": 0.5, "model_accuracy_ci": (0.4, 0.6),
+           "model_speaker_uar": 0.5, "majority_uar": 0.5, "ina_done": "1 of 2 clips"}
+    cells = cv.summary_cells(row)
+    assert cells[cv.SUMMARY_COLUMNS.index("ina UAR [95% CI]")] == "not run (1 of 2 clips)"
