@@ -34,7 +34,8 @@ through. Run by hand from the repository root::
     python bench/common_voice.py --dataset_dir ../shared/cv-sample --tasks gender,age \\
         --recipe 'voice:preset=voice,epochs=8,flags="--augment --class_weight=balanced"'
     python bench/common_voice.py --dataset_dir ../shared/cv-sample --tasks gender \\
-        --model gender=models/cvs/gender/best_model_gender.keras --ina_python /tmp/ina-venv/bin/python
+        --model gender=models/cvs/gender/best_model_gender.keras \\
+        --ina_python /tmp/ina-venv/bin/python
 
 Recipe syntax: ``NAME`` or ``NAME:key=value,key=value``; keys ``preset`` (paper|voice,
 default voice), ``epochs`` (default 8), ``flags`` (more ``train.py`` flags), ``prep`` (more
@@ -148,7 +149,7 @@ def parse_models(items: Sequence[str]) -> dict[str, Path]:
         if not sep or task not in labels.TASKS or not path:
             raise ValueError(f"--model {item!r}: expected TASK=PATH with TASK one of "
                              f"{', '.join(labels.TASKS)}")
-        models[task] = Path(path)
+        models[task] = Path(path).expanduser()
     return models
 
 
