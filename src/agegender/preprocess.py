@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from agegender import atomic, commonvoice, figures, labels
+from agegender import atomic, commonvoice, figures, labels, runlock
 from agegender.channel import waveform_copy
 from agegender.config import SPLITS, CopyParams, FeatureParams, PreprocessParams, split_dirname
 from agegender.errors import AudioError, DatasetError, ParameterError
@@ -350,9 +350,56 @@ def run_tfrecords(dataset_dir: str | os.PathLike, features: FeatureParams,
     return indexes
 
 
+OUTPUT_FOLDERS = ("Manifest", "Spectrograms", "TFRecord")  # what preprocessing writes in DIR
+RESULT_NAMES = ("preprocess_report", "dataset_summary")  # what it writes in RESULTS_DIR
+
+
+def sweep_leftovers(output_dir: str | os.PathLike, results_dir: str | os.PathLike) -> int:
+    """Removes the ``.tmp-*`` files a killed run left in every folder preprocessing writes:
+    ``Manifest/``, ``Spectrograms/**``, ``TFRecord/**`` and its own reports in ``results_dir``.
+
+    Only safe while the run holds the folder's ``RunLock`` (else it could remove the
+    temporary file another run is writing). ``Audio/`` is swept by the clean layout itself.
+
+    Returns:
+        How many leftovers were removed.
+    """
+    removed = atomic.remove_leftovers(results_dir, startswith=RESULT_NAMES)
+    for name in OUTPUT_FOLDERS:
+        for folder, subfolders, _ in os.walk(Path(output_dir) / name):
+            removed += atomic.remove_leftovers(folder)
+            subfolders[:] = [sub for sub in subfolders if not sub.startswith(atomic.TEMP_PREFIX)]
+    if removed:
+        log.info("removed %d temporary files left by an interrupted run", removed)
+    return removed
+
+
 def preprocess(dataset_dir: str | os.PathLike, *, params: PreprocessParams,
                features: FeatureParams, results_dir: str | os.PathLike = "results",
                stages: tuple[str, ...] = STAGES) -> dict:
+    """Runs the chosen stages in order and writes ``preprocess_report.csv``.
+
+    One run at a time per dataset: a second one stops at once (``runlock.RunLock``).
+
+    Returns:
+        See ``_run_stages``.
+
+    Raises:
+        OutputError: another preprocessing run holds the dataset's lock (names its PID).
+    """
+    if not Path(dataset_dir).is_dir():  # said by the clean stage; no lock folder made there
+        return _run_stages(dataset_dir, params=params, features=features,
+                           results_dir=results_dir, stages=stages)
+    with runlock.RunLock(dataset_dir, what="preprocessing",
+                         lock_path=Path(dataset_dir) / "Manifest" / runlock.LOCK_NAME):
+        sweep_leftovers(dataset_dir, results_dir)
+        return _run_stages(dataset_dir, params=params, features=features,
+                           results_dir=results_dir, stages=stages)
+
+
+def _run_stages(dataset_dir: str | os.PathLike, *, params: PreprocessParams,
+                features: FeatureParams, results_dir: str | os.PathLike = "results",
+                stages: tuple[str, ...] = STAGES) -> dict:
     """Runs the chosen stages in order and writes ``preprocess_report.csv``.
 
     Returns:

@@ -15,7 +15,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from agegender import atomic, labels, runstate
+from agegender import atomic, labels, runlock, runstate
 from agegender.callbacks import (  # noqa: F401  (BestCheckpoint, LivePlot: re-exported)
     BestCheckpoint,
     CsvLog,
@@ -208,6 +208,9 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
     log.info("strategy %s over %d replica(s)%s", type(strategy).__name__,
              strategy.num_replicas_in_sync, "" if chief else " (not the chief: writes nothing)")
     real_paths = output_paths(task, models_dir, results_dir) if chief else None
+    # One run per MODELS_DIR/<task> (a second one's sweep below would remove this one's
+    # temporary files); held until the end of this function, or of the process.
+    lock = runlock.RunLock(Path(models_dir) / task, what="training") if chief else None
     scratch = None if chief else Path(tempfile.mkdtemp(prefix="agegender-worker-"))
     paths = real_paths or output_paths(task, scratch / "models", scratch / "results")
     if chief:
@@ -294,6 +297,8 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
             runstate.discard_backup(paths["backup"])
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
+        if lock is not None:
+            lock.release()
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
     result_paths = real_paths or output_paths(task, models_dir, results_dir)
