@@ -12,11 +12,11 @@ Outputs, all under the dataset folder except the reports:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import logging
-import multiprocessing
 import os
 import zlib
 from pathlib import Path
@@ -30,6 +30,7 @@ from agegender.config import SPLITS, CopyParams, FeatureParams, PreprocessParams
 from agegender.errors import AudioError, DatasetError, ParameterError
 from agegender.features import load_clip, png_bytes, spectrogram_image
 from agegender.tfrecords import Example, write_shards
+from agegender.workers import imap_unordered
 
 log = logging.getLogger(__name__)
 
@@ -260,10 +261,11 @@ def run_spectrograms(dataset_dir: str | os.PathLike, features: FeatureParams,
     bar = tqdm(total=images, desc="spectrograms", unit="image")
     try:  # the bar ends its line even when a full disk ends the stage
         if workers > 1:
-            # fork keeps workers cheap to start; they run only numpy/librosa/PIL code, and it
-            # is safe because preprocessing never imports TensorFlow (tests/test_imports.py).
-            with multiprocessing.get_context("fork").Pool(workers) as pool:
-                results = pool.imap_unordered(_spectrogram_job, jobs, chunksize=8)
+            # Forked workers (numpy/librosa/PIL only: preprocessing never imports TensorFlow,
+            # tests/test_imports.py) whose death (an OOM kill) ends the stage with one line;
+            # multiprocessing.Pool would wait forever for the killed worker's job.
+            with contextlib.closing(imap_unordered(_spectrogram_job, jobs, workers,
+                                                   name="spectrogram worker")) as results:
                 problems, written = _collect(results, owners, bar)
         else:
             problems, written = _collect(map(_spectrogram_job, jobs), owners, bar)
