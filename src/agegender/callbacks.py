@@ -136,7 +136,8 @@ class BestCheckpoint(keras.callbacks.Callback):
         keep = self.save_optimizer
         saved = self.model if keep else checkpoints.without_optimizer(self.model)
         runstate.publish_best(self.model_dir, self.task, run_id=record.run_id,
-                              epoch=epoch + 1, save_keras=saved.save,
+                              epoch=epoch + 1,
+                              save_keras=lambda path: checkpoints.save_keras(saved, path),
                               save_h5=lambda path: checkpoints.save_h5(saved, path,
                                                                        include_optimizer=keep),
                               info=info, replace_plain_files=record.fresh)
