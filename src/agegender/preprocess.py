@@ -58,12 +58,19 @@ def png_path(dataset_dir: str | os.PathLike, split: str, key: str) -> Path:
 
 
 def run_clean(dataset_dir: str | os.PathLike, params: PreprocessParams,
-              results_dir: str | os.PathLike) -> tuple[pd.DataFrame, pd.DataFrame]:
+              results_dir: str | os.PathLike, *,
+              output_dir: str | os.PathLike | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Stage 1: reads the layout, drops what is unusable, writes manifests and the summary.
+
+    Args:
+        output_dir: where ``Manifest/`` (and a raw run's ``Audio/`` links) go; None: in
+            ``dataset_dir``. Elsewhere, the manifests name the audio by absolute path, so
+            the stages and scripts that read ``output_dir`` still find it.
 
     Returns:
         (kept, dropped) clip tables (see ``commonvoice.clean_clips``).
     """
+    out = Path(output_dir) if output_dir is not None else Path(dataset_dir)
     clips = commonvoice.read_clips(dataset_dir, params.dataset_type,
                                    split_by_speaker=params.split_by_speaker, seed=params.seed,
                                    follow_symlinks=params.follow_symlinks)
@@ -72,11 +79,14 @@ def run_clean(dataset_dir: str | os.PathLike, params: PreprocessParams,
     columns = ["key", "audio_path", "speaker_id", *commonvoice.CLEAN_COLUMNS]
     for split in SPLITS:
         table = kept.loc[kept["split"] == split, columns]
-        atomic.write_text(manifest_path(dataset_dir, split), table.to_csv(index=False))
+        if out != Path(dataset_dir):
+            table = table.assign(audio_path=[os.path.abspath(Path(dataset_dir) / path)
+                                             for path in table["audio_path"]])
+        atomic.write_text(manifest_path(out, split), table.to_csv(index=False))
     if params.dataset_type == "raw":  # the original README's next step reads Audio/
         from agegender.clean_layout import write_clean_layout  # noqa: PLC0415
 
-        kept.attrs["layout_warnings"] = write_clean_layout(dataset_dir, kept)
+        kept.attrs["layout_warnings"] = write_clean_layout(dataset_dir, kept, output_dir=out)
     counts = commonvoice.group_counts(clips, kept)
     results = Path(results_dir)
     atomic.write_text(results / "dataset_summary.csv", counts.to_csv(index=False))
@@ -378,10 +388,14 @@ def sweep_leftovers(output_dir: str | os.PathLike, results_dir: str | os.PathLik
 
 def preprocess(dataset_dir: str | os.PathLike, *, params: PreprocessParams,
                features: FeatureParams, results_dir: str | os.PathLike = "results",
-               stages: tuple[str, ...] = STAGES) -> dict:
+               stages: tuple[str, ...] = STAGES,
+               output_dir: str | os.PathLike | None = None) -> dict:
     """Runs the chosen stages in order and writes ``preprocess_report.csv``.
 
-    One run at a time per dataset: a second one stops at once (``runlock.RunLock``).
+    ``Manifest/ Spectrograms/ TFRecord/`` go into ``output_dir`` (None: ``dataset_dir``, as
+    the original project), so a read-only or shared dataset needs no copy; ``train.py`` and
+    ``test.py`` then take ``output_dir`` as their ``--dataset_dir``. One run at a time per
+    output folder: a second one stops at once (``runlock.RunLock``).
 
     Returns:
         See ``_run_stages``.
@@ -389,19 +403,20 @@ def preprocess(dataset_dir: str | os.PathLike, *, params: PreprocessParams,
     Raises:
         OutputError: another preprocessing run holds the dataset's lock (names its PID).
     """
+    out = Path(output_dir) if output_dir is not None else Path(dataset_dir)
     if not Path(dataset_dir).is_dir():  # said by the clean stage; no lock folder made there
         return _run_stages(dataset_dir, params=params, features=features,
-                           results_dir=results_dir, stages=stages)
-    with runlock.RunLock(dataset_dir, what="preprocessing",
-                         lock_path=Path(dataset_dir) / "Manifest" / runlock.LOCK_NAME):
-        sweep_leftovers(dataset_dir, results_dir)
+                           results_dir=results_dir, stages=stages, out=out)
+    with runlock.RunLock(out, what="preprocessing",
+                         lock_path=out / "Manifest" / runlock.LOCK_NAME):
+        sweep_leftovers(out, results_dir)
         return _run_stages(dataset_dir, params=params, features=features,
-                           results_dir=results_dir, stages=stages)
+                           results_dir=results_dir, stages=stages, out=out)
 
 
 def _run_stages(dataset_dir: str | os.PathLike, *, params: PreprocessParams,
-                features: FeatureParams, results_dir: str | os.PathLike = "results",
-                stages: tuple[str, ...] = STAGES) -> dict:
+                features: FeatureParams, results_dir: str | os.PathLike, stages: tuple[str, ...],
+                out: Path) -> dict:
     """Runs the chosen stages in order and writes ``preprocess_report.csv``.
 
     Returns:
@@ -416,7 +431,7 @@ def _run_stages(dataset_dir: str | os.PathLike, *, params: PreprocessParams,
     problems: list[dict] = []
     warnings: list[str] = []
     if "clean" in stages:
-        kept, dropped = run_clean(dataset_dir, params, results_dir)
+        kept, dropped = run_clean(dataset_dir, params, results_dir, output_dir=out)
         summary["kept"], summary["dropped"] = len(kept), len(dropped)
         summary["dropped_by_reason"] = _reason_counts(dropped)
         summary["missing_labels"] = {"gender": int((kept["gender_code"] < 0).sum()),
@@ -432,11 +447,11 @@ def _run_stages(dataset_dir: str | os.PathLike, *, params: PreprocessParams,
                       "path": row.audio_path or f"{row.source_file}:{row.source_row}",
                       "reason": row.reason} for row in dropped.itertuples(index=False)]
     if "spectrograms" in stages:
-        bad = run_spectrograms(dataset_dir, features, params)
+        bad = run_spectrograms(out, features, params)
         summary["bad_clips"] = len(bad)
         problems += bad
     if "tfrecords" in stages:
-        indexes = run_tfrecords(dataset_dir, features, params)
+        indexes = run_tfrecords(out, features, params)
         summary["examples"] = {split: index["num_examples"] for split, index in indexes.items()}
         summary["labelled"] = {split: {task: count["examples"] for task, count in
                                        index["task_counts"].items()}
