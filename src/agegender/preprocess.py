@@ -1,6 +1,6 @@
 """The three preprocessing stages: clean → spectrograms → tfrecords.
 
-Outputs, all under the dataset folder except the reports:
+Outputs, all under the dataset folder (or ``--output_dir``) except the reports:
 
 * ``Manifest/cv-valid-{split}.csv``: the clean clip table (the clean layout, as a manifest;
   the user's audio is never moved, deleted or rewritten).
@@ -79,7 +79,7 @@ def run_clean(dataset_dir: str | os.PathLike, params: PreprocessParams,
     columns = ["key", "audio_path", "speaker_id", *commonvoice.CLEAN_COLUMNS]
     for split in SPLITS:
         table = kept.loc[kept["split"] == split, columns]
-        if out != Path(dataset_dir):
+        if os.path.realpath(out) != os.path.realpath(dataset_dir):
             table = table.assign(audio_path=[os.path.abspath(Path(dataset_dir) / path)
                                              for path in table["audio_path"]])
         atomic.write_text(manifest_path(out, split), table.to_csv(index=False))
@@ -407,11 +407,17 @@ def preprocess(dataset_dir: str | os.PathLike, *, params: PreprocessParams,
     if not Path(dataset_dir).is_dir():  # said by the clean stage; no lock folder made there
         return _run_stages(dataset_dir, params=params, features=features,
                            results_dir=results_dir, stages=stages, out=out)
+    fresh = not (out / "Manifest").exists()
     with runlock.RunLock(out, what="preprocessing",
-                         lock_path=out / "Manifest" / runlock.LOCK_NAME):
-        sweep_leftovers(out, results_dir)
-        return _run_stages(dataset_dir, params=params, features=features,
-                           results_dir=results_dir, stages=stages, out=out)
+                         lock_path=out / "Manifest" / runlock.LOCK_NAME) as lock:
+        try:
+            sweep_leftovers(out, results_dir)
+            return _run_stages(dataset_dir, params=params, features=features,
+                               results_dir=results_dir, stages=stages, out=out)
+        except BaseException:
+            if fresh:  # a first run that stopped before writing a manifest leaves no Manifest/
+                lock.remove_if_alone()
+            raise
 
 
 def _run_stages(dataset_dir: str | os.PathLike, *, params: PreprocessParams,

@@ -78,6 +78,16 @@ class RunLock:
             os.close(self._fd)  # closing the last descriptor releases the flock
             self._fd = None
 
+    def remove_if_alone(self) -> None:
+        """Removes the lock file and its folder when the folder holds nothing else (a run
+        that failed before writing anything leaves no trace); call while holding it."""
+        try:
+            if [p.name for p in self.path.parent.iterdir()] == [self.path.name]:
+                self.path.unlink()
+                self.path.parent.rmdir()
+        except OSError:
+            pass  # something appeared: the folder is in use, keep it
+
     def __enter__(self) -> RunLock:
         return self
 
