@@ -116,3 +116,21 @@ def test_preprocessing_a_missing_folder_creates_nothing(tmp_path: Path) -> None:
             dataset_type="raw"), features=FeatureParams(), results_dir=tmp_path / "r")
     assert not (tmp_path / "nowhere").exists()
     shutil.rmtree(tmp_path / "r", ignore_errors=True)
+
+
+def test_a_forked_child_of_a_killed_holder_does_not_keep_the_lock(tmp_path: Path) -> None:
+    """A preprocessing worker orphaned by a killed parent must not block every next run."""
+    code = ("import os, signal, time; from agegender import runlock; "
+            f"lock = runlock.RunLock({str(tmp_path)!r}, what='preprocessing'); "
+            "child = os.fork()\n"
+            "if child == 0:\n    time.sleep(60); os._exit(0)\n"
+            "print(child, flush=True); os.kill(os.getpid(), signal.SIGKILL)")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, timeout=120)
+    child = int(done.stdout.strip())
+    try:
+        os.kill(child, 0)  # still alive, holding its copy of the descriptor table
+        runlock.RunLock(tmp_path, what="preprocessing").release()
+    finally:
+        os.kill(child, 9)

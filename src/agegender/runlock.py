@@ -6,7 +6,8 @@ training ``MODELS_DIR/<task>`` (preprocessing keeps its lock file in ``Manifest/
 the dataset folder gains no new entry); a second run stops at once with one line naming the
 folder and the PID written into the lock file. The kernel drops the lock when the
 process ends, however it ends (a crash or ``kill -9`` included), so a stale lock file
-never blocks the next run.
+never blocks the next run; forked children (preprocessing workers) close their inherited
+copy, so one orphaned by a killed parent does not keep the lock either.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import errno
 import fcntl
 import logging
 import os
+import weakref
 from pathlib import Path
 
 from agegender.errors import OutputError
@@ -22,6 +24,22 @@ from agegender.errors import OutputError
 log = logging.getLogger(__name__)
 
 LOCK_NAME = ".lock"
+
+_HELD: weakref.WeakSet = weakref.WeakSet()  # this process's locks, for _forget_in_child
+_fork_hook = False
+
+
+def _forget_in_child() -> None:
+    """In a forked child (a preprocessing worker), closes the inherited lock descriptors:
+    an orphaned child must not keep its dead parent's lock held."""
+    for lock in list(_HELD):
+        if lock._fd is not None:
+            try:
+                os.close(lock._fd)
+            except OSError:
+                pass
+            lock._fd = None
+    _HELD.clear()
 
 
 class RunLock:
@@ -62,6 +80,11 @@ class RunLock:
                 f"(lock: {self.path})") from err
         os.ftruncate(self._fd, 0)
         os.write(self._fd, f"{os.getpid()}\n".encode())
+        global _fork_hook  # noqa: PLW0603  (registered once, on the first lock)
+        if not _fork_hook:
+            os.register_at_fork(after_in_child=_forget_in_child)
+            _fork_hook = True
+        _HELD.add(self)
         log.debug("locked %s", self.path)
 
     def _holder(self) -> str:

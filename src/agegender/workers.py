@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import queue
 import signal
 from collections.abc import Callable, Iterable, Iterator
@@ -26,11 +27,20 @@ class WorkerDied(AgeGenderError):
     """A worker process ended while jobs were outstanding (killed, or crashed)."""
 
 
-def _serve(function: Callable[[Any], Any], tasks, results) -> None:
-    """A worker: runs ``function`` on each ``(index, job)`` until ``None``."""
+def _serve(function: Callable[[Any], Any], tasks, results, parent: int) -> None:
+    """A worker: runs ``function`` on each ``(index, job)`` until ``None``, or until its
+    parent ``parent`` (a PID) is gone (killed: nobody would read the results)."""
     # Ctrl-C reaches the whole process group; the parent alone handles it and stops us.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    while (item := tasks.get()) is not None:
+    while True:
+        try:
+            item = tasks.get(timeout=POLL_S)
+        except queue.Empty:
+            if os.getppid() != parent:
+                return
+            continue
+        if item is None:
+            return
         index, job = item
         try:
             results.put((index, True, function(job)))
@@ -72,7 +82,7 @@ def imap_unordered(function: Callable[[Any], Any], jobs: Iterable[Any], processe
     """
     context = multiprocessing.get_context("fork")  # cheap; preprocessing never imports TF
     tasks, results = context.Queue(), context.Queue()
-    workers = [context.Process(target=_serve, args=(function, tasks, results), daemon=True,
+    workers = [context.Process(target=_serve, args=(function, tasks, results, os.getpid()), daemon=True,
                                name=f"{name}-{i}") for i in range(processes)]
     for worker in workers:
         worker.start()
