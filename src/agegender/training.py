@@ -208,11 +208,11 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
     log.info("strategy %s over %d replica(s)%s", type(strategy).__name__,
              strategy.num_replicas_in_sync, "" if chief else " (not the chief: writes nothing)")
     real_paths = output_paths(task, models_dir, results_dir) if chief else None
-    # One run per MODELS_DIR/<task> (a second one's sweep below would remove this one's
-    # temporary files); held until the end of this function, or of the process.
-    lock = runlock.RunLock(Path(models_dir) / task, what="training") if chief else None
     scratch = None if chief else Path(tempfile.mkdtemp(prefix="agegender-worker-"))
     paths = real_paths or output_paths(task, scratch / "models", scratch / "results")
+    # One run per MODELS_DIR/<task> (a second one's sweep would remove this one's temporary
+    # files); taken before anything is written, released by the finally below.
+    lock = runlock.RunLock(Path(models_dir) / task, what="training") if chief else None
     if chief:
         # .tmp-* beside the CSV, plot and links are what a kill left of an atomic write.
         for folder in (paths["keras"].parent, paths["csv"].parent):

@@ -82,8 +82,8 @@ def imap_unordered(function: Callable[[Any], Any], jobs: Iterable[Any], processe
     """
     context = multiprocessing.get_context("fork")  # cheap; preprocessing never imports TF
     tasks, results = context.Queue(), context.Queue()
-    workers = [context.Process(target=_serve, args=(function, tasks, results, os.getpid()), daemon=True,
-                               name=f"{name}-{i}") for i in range(processes)]
+    workers = [context.Process(target=_serve, args=(function, tasks, results, os.getpid()),
+                               daemon=True, name=f"{name}-{i}") for i in range(processes)]
     for worker in workers:
         worker.start()
     pending = 0
