@@ -42,6 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=42,
                         help="seeds the train shuffle and the speaker split")
     parser.add_argument("--results_dir", default="results", help="where reports go")
+    parser.add_argument("--output_dir", default=None,
+                        help="where Manifest/ Spectrograms/ TFRecord/ go (default: in "
+                             "--dataset_dir, as the original project); for a read-only or "
+                             "shared dataset; train.py and test.py then take this folder as "
+                             "their --dataset_dir")
     parser.add_argument("--augment_copies", type=int, default=0,
                         help="extra images of each training clip, each from a random waveform "
                              "copy: a random 4-s segment, speed 0.9-1.1, a telephone line "
@@ -84,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         features = FeatureParams.preset(args.feature_preset, **overrides)
         stages = STAGES if args.stage == "all" else (args.stage,)
         summary = preprocess(args.dataset_dir, params=params, features=features,
-                             results_dir=args.results_dir, stages=stages)
+                             results_dir=args.results_dir, stages=stages,
+                             output_dir=args.output_dir)
         warnings = summary.pop("warnings", [])
         print("preprocessing done:")
         for key, value in summary.items():

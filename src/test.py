@@ -20,7 +20,9 @@ def build_parser() -> argparse.ArgumentParser:
     """The script's flags; ``--help`` shows each default."""
     parser = cli.make_parser(__doc__.splitlines()[0])
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--dataset_dir", help="dataset folder holding TFRecord/")
+    source.add_argument("--dataset_dir",
+                        help="dataset folder holding TFRecord/ (preprocess_dataset.py's "
+                             "--output_dir when one was given)")
     source.add_argument("--manifest",
                         help="a labelled table (CSV/TSV: path, gender and/or age, optional "
                              "speaker and split; see README) evaluated straight from its "
@@ -101,8 +103,8 @@ def _evaluate_manifest(args: argparse.Namespace) -> dict:
     return evaluate_clips(args.model_path, clips, task=args.cls_task, root=root,
                           results_dir=args.results_dir, split=args.split,
                           fit_clips=fit if len(fit) else None,
-                          pitch_cache=pitch.cache_path(root), batch_size=args.batch_size,
-                          max_crops=args.max_crops)
+                          pitch_cache=pitch.results_cache_path(args.results_dir, root),
+                          batch_size=args.batch_size, max_crops=args.max_crops)
 
 
 if __name__ == "__main__":

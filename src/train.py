@@ -19,7 +19,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The script's flags; ``--help`` shows each default."""
     parser = cli.make_parser(__doc__.splitlines()[0])
     parser.add_argument("--dataset_dir", required=True,
-                        help="dataset folder holding TFRecord/ (made by preprocess_dataset.py)")
+                        help="dataset folder holding TFRecord/ (made by preprocess_dataset.py; "
+                             "its --output_dir when one was given)")
     parser.add_argument("--cls_task", default="age", choices=TASKS, help="what to predict")
     parser.add_argument("--batch_size", type=int, default=128, help="examples per step")
     parser.add_argument("--learning_rate", type=float, default=1e-4, help="Adam's learning rate")

@@ -86,3 +86,86 @@ def test_model_features_are_the_ones_it_was_trained_with(trained_gender):
     features = model_features(model)
     assert features.image_size == TINY_IMAGE == model.input_shape[1]
     assert features.feature_type == "spectrogram"
+
+
+# -- issue 21, item 4: the checksum travels inside the model file ---------------------------
+
+
+def _lone_copies(tmp_path):
+    """A saved model's .keras and .h5 copied away from their sidecars and JSON."""
+    import keras
+
+    from agegender.config import ModelParams
+    from agegender.model import build_model
+
+    model = build_model(ModelParams(image_size=TINY_IMAGE, num_classes=2, task="gender",
+                                    class_names=labels.class_names("gender")))
+    keras.utils.set_random_seed(3)
+    save_model_files(model, tmp_path / "saved" / "m.keras", tmp_path / "saved" / "m.h5")
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    for name in ("m.keras", "m.h5"):
+        shutil.copy(tmp_path / "saved" / name, lone / name)
+    return lone / "m.keras", lone / "m.h5"
+
+
+def _change_one_weight(weights: h5py.File) -> None:
+    """Adds 1 to the first element of the first weight dataset found."""
+    found = []
+    weights.visititems(lambda name, item: found.append(item) if isinstance(
+        item, h5py.Dataset) and item.size else None)
+    data = found[0][...]
+    data.flat[0] += 1.0
+    found[0][...] = data
+
+
+def test_lone_model_copies_verify_and_a_changed_weight_is_refused(tmp_path, caplog):
+    """Was: a bit-flipped .h5 copied away from its JSON loaded and predicted differently."""
+    import pytest
+
+    from agegender.checkpoints import WEIGHTS_DIGEST_MEMBER, open_model
+    from agegender.errors import ModelError
+
+    keras_path, h5_path = _lone_copies(tmp_path)
+    with caplog.at_level("WARNING"):
+        for path in (keras_path, h5_path):
+            assert open_model(path).task == "gender"  # untouched lone copies verify
+    assert "unverified" not in caplog.text
+
+    with h5py.File(h5_path, "a") as handle:  # one weight changed in place
+        _change_one_weight(handle)
+    with pytest.raises(ModelError, match=f"{h5_path}: its weights do not match the checksum "
+                                         "stored inside the file"):
+        open_model(h5_path)
+    assert open_model(h5_path, verify=False).task == "gender"
+
+    # A .keras rebuilt with one weight changed and valid CRCs (the zip check passes).
+    changed = tmp_path / "changed.keras"
+    with zipfile.ZipFile(keras_path) as source, zipfile.ZipFile(changed, "w") as target:
+        for member in source.namelist():
+            data = source.read(member)
+            if member == "model.weights.h5":
+                buffer = io.BytesIO(data)
+                with h5py.File(buffer, "a") as handle:
+                    _change_one_weight(handle)
+                data = buffer.getvalue()
+            target.writestr(member, data)
+        assert WEIGHTS_DIGEST_MEMBER in source.namelist()
+    with pytest.raises(ModelError, match=f"{changed}: its weights do not match"):
+        open_model(changed)
+
+
+def test_a_model_file_with_no_checksum_anywhere_says_unverified(tmp_path, caplog):
+    import keras
+
+    from agegender.checkpoints import open_model
+    from agegender.config import ModelParams
+    from agegender.model import build_model
+
+    model = build_model(ModelParams(image_size=TINY_IMAGE, num_classes=2, task="gender",
+                                    class_names=labels.class_names("gender")))
+    model.save(tmp_path / "plain.keras")  # Keras' own save: no digest inside, no sidecar
+    keras.backend.clear_session()
+    with caplog.at_level("WARNING"):
+        open_model(tmp_path / "plain.keras")
+    assert f"{tmp_path / 'plain.keras'}: unverified" in caplog.text

@@ -252,3 +252,67 @@ def test_old_models_without_the_new_feature_fields_load(voice_model, tmp_path):
                 features=old).save(path)
     detector = AgeGenderDetector(path)
     assert detector.model.features == FeatureParams(image_size=32)
+
+
+# -- issue 21, items 3 and 9: paths named once, the API expands as the CLI does -------------
+
+
+def _looped_folder(root, links: int):
+    """root/a/x.wav, root/a/b/y.wav and ``links`` links back up (a/loop0 -> .., ...)."""
+    import os
+
+    (root / "a" / "b").mkdir(parents=True)
+    sf.write(root / "a" / "x.wav", np.zeros(800, np.float32), 16_000)
+    sf.write(root / "a" / "b" / "y.wav", np.zeros(800, np.float32), 16_000)
+    for i in range(links):
+        os.symlink("..", root / "a" / f"loop{i}")
+    return root
+
+
+def test_glob_and_folder_through_a_symlink_loop_name_each_file_once(tmp_path):
+    """Was: a quoted '**/*.wav' through a loop predicted one file 41 times."""
+    root = _looped_folder(tmp_path, links=1)
+    expected = [str(root / "a" / "b" / "y.wav"), str(root / "a" / "x.wav")]
+    assert expand_audio_paths([str(root / "**" / "*.wav")]) == expected
+    assert expand_audio_paths([str(root)]) == expected
+    assert expand_audio_paths([str(root / "a" / "*.wav")]) == [str(root / "a" / "x.wav")]
+    # A link and its target named together, or twice: one file, named as first given.
+    assert expand_audio_paths([str(root / "a" / "loop0" / "a" / "x.wav"),
+                               str(root / "a" / "x.wav")]) == [
+        str(root / "a" / "loop0" / "a" / "x.wav")]
+
+
+def test_glob_through_two_loop_links_ends(tmp_path):
+    """Was: with two links back up, the glob never ended."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = _looped_folder(tmp_path, links=2)
+    code = ("import sys; from agegender.inference import expand_audio_paths; "
+            "print(len(expand_audio_paths([sys.argv[1]])))")
+    src = Path(__file__).resolve().parents[1] / "src"
+    done = subprocess.run([sys.executable, "-c", code, str(root / "**" / "*.wav")],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(src)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "2"
+
+
+def test_predict_takes_one_path_and_expands_folders_and_globs(trained_gender, clips):
+    """Was: predict('x.wav') predicted each character of the string; predict([folder]) said
+    the folder held no audio."""
+    detector = AgeGenderDetector(trained_gender["keras"])
+    (one,) = detector.predict(str(clips / "a.mp3"))
+    (same,) = detector.predict(clips / "a.mp3")
+    assert one["file"] == same["file"] == str(clips / "a.mp3")
+    assert one["error"] is None and one["label"] == same["label"]
+    in_folder = detector.predict([clips])
+    assert sorted(r["file"] for r in in_folder) == sorted(
+        str(clips / name) for name in [*GOOD, "empty.wav", "corrupt.mp3"])
+    assert {r["file"] for r in in_folder if r["error"] is None} == {
+        str(clips / name) for name in GOOD}
+    globbed = detector.predict(str(clips / "*.mp3"))
+    assert sorted(r["file"] for r in globbed) == [str(clips / "a.mp3"),
+                                                   str(clips / "corrupt.mp3")]

@@ -10,6 +10,7 @@ its score), and no ``.tmp-*`` is left anywhere.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -233,3 +234,38 @@ def test_best_checkpoint_breaks_ties_by_dev_crossentropy(tmp_path, caplog):
     assert "improved from -inf to 0.9000" in caplog.text
     assert "tie broken by lower dev cross-entropy (0.5000 → 0.4000)" in caplog.text
     assert math.isinf(RunRecord(run_id="x", settings={}).best)
+
+
+# -- issue 21, item 13: a full disk names what was being written ----------------------------
+
+
+def _disk_full(path) -> None:
+    raise OSError(errno.ENOSPC, "No space left on device")  # as h5py/zipfile: no file name
+
+
+def test_full_disk_in_a_backup_names_the_generation(tmp_path):
+    """Was: 'error: a file: disk full'."""
+    from agegender.errors import OutputError
+
+    with pytest.raises(OutputError, match=r"backup/epoch-0003: disk full while writing"):
+        runstate.write_generation(tmp_path / "backup", 3, _disk_full, {"rows": []})
+    assert list((tmp_path / "backup").iterdir()) == []  # no half generation
+
+
+def test_full_disk_while_training_names_the_file_and_leaves_no_empty_log(
+        tiny_dataset, tmp_path, monkeypatch, capsys):
+    """Was: 'error: a file: disk full' and a 0-byte train_logs_gender.csv."""
+    import train as train_cli
+    from agegender import checkpoints
+
+    monkeypatch.setattr(checkpoints, "save_h5", lambda model, path, **kw: _disk_full(path))
+    status = train_cli.main(["--dataset_dir", str(tiny_dataset), "--cls_task", "gender",
+                             "--models_dir", str(tmp_path / "m"), "--results_dir",
+                             str(tmp_path / "r"), "--num_epochs", "1", "--batch_size", "8",
+                             "--image_size", str(TINY_IMAGE)])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert status == 2 and len(lines) == 1, err
+    assert lines[0].startswith(f"error: {tmp_path / 'm' / 'gender' / 'best'}/")
+    assert "disk full while writing" in lines[0] and "a file" not in lines[0]
+    assert not (tmp_path / "r" / "gender" / "train_logs_gender.csv").exists()

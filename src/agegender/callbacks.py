@@ -137,7 +137,8 @@ class BestCheckpoint(keras.callbacks.Callback):
         keep = self.save_optimizer
         saved = self.model if keep else checkpoints.without_optimizer(self.model)
         runstate.publish_best(self.model_dir, self.task, run_id=record.run_id,
-                              epoch=epoch + 1, save_keras=saved.save,
+                              epoch=epoch + 1,
+                              save_keras=lambda path: checkpoints.save_keras(saved, path),
                               save_h5=lambda path: checkpoints.save_h5(saved, path,
                                                                        include_optimizer=keep),
                               info=info, replace_plain_files=record.fresh)
@@ -185,13 +186,14 @@ class CsvLog(keras.callbacks.Callback):
         self.csv_path, self.record = Path(csv_path), record
 
     def write(self) -> None:
-        """Rewrites the file from ``record.rows``."""
-        text = ""
-        if self.record.rows:
-            buffer = io.StringIO()
-            pd.DataFrame(self.record.rows).to_csv(buffer, index=False)
-            text = buffer.getvalue()
-        atomic.write_text(self.csv_path, text)
+        """Rewrites the file from ``record.rows``; with no rows yet (a fresh run) removes an
+        older run's file instead of leaving a 0-byte one, which no CSV reader accepts."""
+        if not self.record.rows:
+            self.csv_path.unlink(missing_ok=True)
+            return
+        buffer = io.StringIO()
+        pd.DataFrame(self.record.rows).to_csv(buffer, index=False)
+        atomic.write_text(self.csv_path, buffer.getvalue())
 
     def on_train_begin(self, logs=None):
         self.write()

@@ -8,6 +8,7 @@ TensorFlow are imported inside the functions: ``import agegender`` stays light.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -24,6 +25,8 @@ from agegender import atomic, labels
 from agegender.config import FeatureParams
 from agegender.errors import ModelError, OutputError, ParameterError
 
+log = logging.getLogger(__name__)
+
 
 def load_model(path: str | os.PathLike, *, verify: bool = True):
     """Loads a ``.keras`` or ``.h5`` model with Keras safe mode on.
@@ -31,7 +34,9 @@ def load_model(path: str | os.PathLike, *, verify: bool = True):
     Args:
         path: the model file.
         verify: when a ``<file>.sha256`` sidecar exists (``save_model_files`` writes one),
-            refuse a file whose SHA-256 it does not list (``verify_checksum``).
+            refuse a file whose SHA-256 it does not list (``verify_checksum``); and refuse a
+            model whose weights differ from the digest stored inside the file itself
+            (``verify_weights``), so a lone copy is checked too.
 
     Raises:
         ModelError: missing file, a folder, unsupported suffix, checksum mismatch, or a file
@@ -57,11 +62,14 @@ def load_model(path: str | os.PathLike, *, verify: bool = True):
     if problem:
         raise ModelError(f"--model_path={path}: {problem}")
     try:
-        return keras.models.load_model(path, compile=False, safe_mode=True)
+        model = keras.models.load_model(path, compile=False, safe_mode=True)
     except _LOAD_ERRORS as err:  # what Keras and h5py raise on a damaged or foreign file
         reason = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
         raise ModelError(f"--model_path={path}: cannot be loaded: {_kind_of_damage(path)} "
                          f"({type(err).__name__}: {reason})") from err
+    if verify:
+        verify_weights(path, model)
+    return model
 
 
 _LOAD_ERRORS = (zipfile.BadZipFile, OSError, ValueError, KeyError, IndexError, TypeError,
@@ -143,6 +151,85 @@ def recorded_checksums(path: str | os.PathLike) -> tuple[list[str] | None, Path 
     except (OSError, json.JSONDecodeError, UnicodeDecodeError, AttributeError):
         return None, None
     return ([digest.lower()], state) if isinstance(digest, str) else (None, None)
+
+
+WEIGHTS_DIGEST_MEMBER = "agegender_weights.json"  # extra member of a .keras zip
+WEIGHTS_DIGEST_ATTR = "agegender_weights_sha256"  # HDF5 attribute on a .h5 file's root
+
+
+def weights_digest(model) -> str:
+    """SHA-256 over a model's weight values, in ``get_weights()`` order (dtype, shape and
+    bytes of each), the same for a model loaded from its ``.keras`` or its ``.h5``."""
+    digest = hashlib.sha256()
+    for value in model.get_weights():
+        value = np.ascontiguousarray(value)
+        digest.update(f"{value.dtype.str}{value.shape};".encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()
+
+
+def embed_weights_digest(path: str | os.PathLike, digest: str) -> None:
+    """Stores ``digest`` inside a just-written model file: a ``.keras`` zip member, or an
+    attribute of the ``.h5`` root group. Keras ignores both when loading."""
+    path = Path(path)
+    if path.suffix == ".keras":
+        with zipfile.ZipFile(path, "a") as archive:
+            archive.writestr(WEIGHTS_DIGEST_MEMBER, json.dumps({"sha256": digest}))
+    else:
+        import h5py  # noqa: PLC0415
+
+        with h5py.File(path, "a") as handle:
+            handle.attrs[WEIGHTS_DIGEST_ATTR] = digest
+
+
+def stored_weights_digest(path: str | os.PathLike) -> str | None:
+    """The weights digest stored inside a ``.keras``/``.h5`` file, or None (an older file,
+    or one not written by ``save_keras``/``save_h5``)."""
+    path = Path(path)
+    try:
+        if path.suffix == ".keras":
+            with zipfile.ZipFile(path) as archive:
+                if WEIGHTS_DIGEST_MEMBER not in archive.namelist():
+                    return None
+                value = json.loads(archive.read(WEIGHTS_DIGEST_MEMBER)).get("sha256")
+        else:
+            import h5py  # noqa: PLC0415
+
+            with h5py.File(path, "r") as handle:
+                value = handle.attrs.get(WEIGHTS_DIGEST_ATTR)
+            value = value.decode() if isinstance(value, bytes) else value
+    except (OSError, ValueError, KeyError, AttributeError, zipfile.BadZipFile):
+        return None
+    return value.lower() if isinstance(value, str) else None
+
+
+def verify_weights(path: str | os.PathLike, model) -> None:
+    """Checks a loaded model's weights against the digest stored inside its file; logs a
+    WARNING "unverified" when neither the file nor a sidecar records any checksum.
+
+    Raises:
+        ModelError: the weights differ from the stored digest (names the file).
+    """
+    expected = stored_weights_digest(path)
+    if expected is None:
+        if recorded_checksums(path)[0] is None:
+            log.warning(
+                "%s: unverified: no checksum inside the file or beside it (a file saved "
+                "before checksums travelled with it, or not by agegender)", path)
+        return
+    actual = weights_digest(model)
+    if actual != expected:
+        raise ModelError(f"--model_path={path}: its weights do not match the checksum stored "
+                         f"inside the file (expected {expected[:16]}…, got {actual[:16]}…): "
+                         "the file is corrupt or was changed after training; --no_verify "
+                         "loads it anyway")
+
+
+def save_keras(model, path: str | os.PathLike) -> None:
+    """Writes ``model`` as ``.keras`` with its weights digest inside (not atomic: the caller
+    decides where)."""
+    model.save(path)
+    embed_weights_digest(path, weights_digest(model))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -328,12 +415,14 @@ def without_optimizer(model):
 
 
 def save_h5(model, path: str | os.PathLike, *, include_optimizer: bool = False) -> None:
-    """Writes ``model`` as a legacy ``.h5`` file (not atomic: the caller decides where)."""
+    """Writes ``model`` as a legacy ``.h5`` file with its weights digest inside (not atomic:
+    the caller decides where)."""
     with warnings.catch_warnings():
         # The .h5 copy is asked for on purpose (the original project's format).
         warnings.filterwarnings("ignore", message=".*HDF5 file.*legacy")
         logging.getLogger("absl").setLevel(logging.ERROR)
         model.save(path, include_optimizer=include_optimizer)
+    embed_weights_digest(path, weights_digest(model))
 
 
 def save_model_files(model, keras_path: str | os.PathLike, h5_path: str | os.PathLike, *,
@@ -352,7 +441,7 @@ def save_model_files(model, keras_path: str | os.PathLike, h5_path: str | os.Pat
     """
     saved = model if include_optimizer else without_optimizer(model)
     with atomic.replacing_checksummed(keras_path) as tmp:
-        saved.save(tmp)
+        save_keras(saved, tmp)
     with atomic.replacing_checksummed(h5_path) as tmp:
         save_h5(saved, tmp, include_optimizer=include_optimizer)
 

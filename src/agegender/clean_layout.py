@@ -70,15 +70,19 @@ def _source_rows(root: Path, rows: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(out).loc[rows.index]
 
 
-def write_clean_layout(dataset_dir: str | os.PathLike, kept: pd.DataFrame) -> list[str]:
+def write_clean_layout(dataset_dir: str | os.PathLike, kept: pd.DataFrame, *,
+                       output_dir: str | os.PathLike | None = None) -> list[str]:
     """Writes ``DIR/Audio/cv-valid-{split}.csv`` and links ``DIR/Audio/cv-valid-{split}/<file>``
     for the kept clips of a raw-layout run (``kept`` from ``commonvoice.clean_clips``).
+
+    ``output_dir`` (None: ``dataset_dir``) takes ``Audio/`` instead, linking to the clips in
+    ``dataset_dir`` (symlinks where hard links cannot cross file systems).
 
     Returns:
         One warning line per split left out because a file of the user is in the way.
     """
     root = Path(dataset_dir)
-    audio = root / "Audio"
+    audio = Path(output_dir if output_dir is not None else root) / "Audio"
     marker = audio / MARKER
     try:
         ours = set(json.loads(marker.read_text())["files"]) if marker.is_file() else set()

@@ -9,15 +9,18 @@ Example:
 
 from __future__ import annotations
 
-import glob
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 
+from agegender.audio_paths import (  # noqa: F401  (AUDIO_SUFFIXES: re-exported)
+    AUDIO_SUFFIXES,
+    expand_audio_paths,
+    input_problem,
+)
 from agegender.checkpoints import open_model
 from agegender.errors import AudioError, ParameterError
 
@@ -25,38 +28,6 @@ log = logging.getLogger(__name__)
 
 # Crops averaged per clip by default (voice models); test.py scores the same (--max_crops).
 DEFAULT_MAX_CROPS = 3
-AUDIO_SUFFIXES = (".mp3", ".wav", ".flac", ".ogg", ".oga", ".opus", ".aiff", ".aif", ".au")
-
-
-def expand_audio_paths(items: Iterable[str]) -> list[str]:
-    """Expands files, globs and folders (searched recursively) into audio file paths.
-
-    A name that matches nothing, a glob without a match and a folder without audio files are
-    kept as they are, so that each is reported (``input_problem`` says why).
-    """
-    paths: list[str] = []
-    for item in items:
-        if os.path.isdir(item):
-            found = sorted(str(p) for p in Path(item).rglob("*")
-                           if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
-            paths += found or [item]
-        elif glob.has_magic(item) and not os.path.lexists(item):
-            found = sorted(p for p in glob.glob(item, recursive=True) if os.path.isfile(p))
-            paths += found or [item]
-        else:
-            paths.append(item)
-    return list(dict.fromkeys(paths))
-
-
-def input_problem(item: str) -> str:
-    """Why an item left by ``expand_audio_paths`` is not a file to predict ("" if it may be):
-    an empty folder or a glob matching nothing."""
-    if os.path.isdir(item):
-        return (f"{item}: folder holds no audio files "
-                f"({', '.join(AUDIO_SUFFIXES)}, searched recursively)")
-    if glob.has_magic(item) and not os.path.lexists(item):
-        return f"{item}: no audio files match this pattern"
-    return ""
 
 
 def _check_detector_args(batch_size, num_threads, precision) -> None:
@@ -158,18 +129,23 @@ class AgeGenderDetector:
         except AudioError as err:
             return err
 
-    def predict(self, audio_files: Sequence[str | os.PathLike]) -> list[dict]:
+    def predict(self, audio_files: str | os.PathLike | Sequence[str | os.PathLike]
+                ) -> list[dict]:
         """Predicts each file's class.
 
         Args:
-            audio_files: audio paths (any format libsndfile reads, any rate, mono/stereo).
+            audio_files: one path, or a sequence of them: audio files (any format libsndfile
+                reads, any rate, mono/stereo), folders (searched recursively) and globs,
+                expanded as ``src/inference.py`` does (``expand_audio_paths``).
 
         Returns:
             One dict per file, in order: ``file``, ``label``, ``probability`` (of the label),
             ``probabilities`` ({class name: probability}) and ``error`` (None, or why the
             file could not be predicted, in which case the label is None).
         """
-        files = [os.fspath(f) for f in audio_files]
+        if isinstance(audio_files, (str, bytes, os.PathLike)):  # one path, not its letters
+            audio_files = [audio_files]
+        files = expand_audio_paths(os.fsdecode(f) for f in audio_files)
         results: list[dict] = []
         with ThreadPoolExecutor(self.num_threads) as pool:
             for start in range(0, len(files), self.batch_size):

@@ -12,8 +12,10 @@ frames) on synthetic 5-s voices, F0 80-300 Hz in 20 Hz steps, 11 harmonics, ±3 
 truth, both nan on white noise and silence; 8-18 ms vs 130-430 ms per clip on a shared
 2-core CPU (``python bench/pitch_estimators.py``). pyin is kept as ``method="pyin"`` for checking.
 
-Median F0 per clip is cached in ``DIR/Pitch/median_f0.csv`` keyed by audio path, file size
-and modification time, so re-running an evaluation decodes nothing twice. No TensorFlow here.
+Median F0 per clip is cached in ``DIR/Pitch/median_f0.csv`` (DIR: the preprocessing output
+folder) or ``RESULTS_DIR/cache/`` (``test.py --manifest``: never beside the user's audio),
+keyed by audio path, file size and modification time, so re-running an evaluation decodes
+nothing twice; a cache that cannot be written is skipped with a warning. No TensorFlow here.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import pandas as pd
 
 from agegender import atomic
 from agegender.config import FeatureParams
-from agegender.errors import AudioError, ParameterError
+from agegender.errors import AudioError, OutputError, ParameterError
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +136,16 @@ def cache_path(dataset_dir: str | os.PathLike) -> Path:
     return Path(dataset_dir) / "Pitch" / "median_f0.csv"
 
 
+def results_cache_path(results_dir: str | os.PathLike, audio_root: str | os.PathLike) -> Path:
+    """``RESULTS_DIR/cache/median_f0-<12 hex>.csv``: the F0 cache of the audio under
+    ``audio_root`` (named by a digest of its absolute path), kept where outputs go, so a
+    read-only audio folder is never written."""
+    import hashlib  # noqa: PLC0415
+
+    tag = hashlib.sha256(str(Path(audio_root).absolute()).encode("utf-8")).hexdigest()[:12]
+    return Path(results_dir) / "cache" / f"median_f0-{tag}.csv"
+
+
 def cached_median_f0(audio_paths: Sequence[str], *, root: str | os.PathLike | None = None,
                      cache: str | os.PathLike | None = None) -> np.ndarray:
     """Median F0 of many files, reusing and extending a CSV cache.
@@ -183,9 +195,19 @@ def cached_median_f0(audio_paths: Sequence[str], *, root: str | os.PathLike | No
                  time.perf_counter() - started)
         if cache is not None:
             rows = [(*key, value) for key, value in known.items()]
-            atomic.write_text(cache, pd.DataFrame(rows, columns=list(CACHE_COLUMNS))
-                              .to_csv(index=False))
+            _write_cache(cache, pd.DataFrame(rows, columns=list(CACHE_COLUMNS)))
     return values
+
+
+def _write_cache(cache: str | os.PathLike, table: pd.DataFrame) -> None:
+    """Writes the cache; a folder that cannot be written (read-only, full) costs only the
+    cache: a WARNING, and the values are still returned."""
+    try:
+        atomic.write_text(cache, table.to_csv(index=False))
+    except (OSError, OutputError) as err:
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else err
+        log.warning("pitch: cache %s cannot be written (%s); going on without caching",
+                    cache, reason)
 
 
 def threshold_predictions(f0_hz: np.ndarray, threshold_hz: float, *,

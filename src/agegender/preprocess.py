@@ -1,6 +1,6 @@
 """The three preprocessing stages: clean → spectrograms → tfrecords.
 
-Outputs, all under the dataset folder except the reports:
+Outputs, all under the dataset folder (or ``--output_dir``) except the reports:
 
 * ``Manifest/cv-valid-{split}.csv``: the clean clip table (the clean layout, as a manifest;
   the user's audio is never moved, deleted or rewritten).
@@ -13,11 +13,11 @@ Outputs, all under the dataset folder except the reports:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import logging
-import multiprocessing
 import os
 import zlib
 from pathlib import Path
@@ -25,12 +25,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from agegender import atomic, commonvoice, figures, labels
+from agegender import atomic, commonvoice, figures, labels, runlock
 from agegender.channel import waveform_copy
 from agegender.config import SPLITS, CopyParams, FeatureParams, PreprocessParams, split_dirname
 from agegender.errors import AudioError, DatasetError, ParameterError
 from agegender.features import load_clip, png_bytes, spectrogram_image
 from agegender.tfrecords import Example, write_shards
+from agegender.workers import imap_unordered
 
 log = logging.getLogger(__name__)
 
@@ -69,12 +70,19 @@ def png_path(dataset_dir: str | os.PathLike, split: str, key: str) -> Path:
 
 
 def run_clean(dataset_dir: str | os.PathLike, params: PreprocessParams,
-              results_dir: str | os.PathLike) -> tuple[pd.DataFrame, pd.DataFrame]:
+              results_dir: str | os.PathLike, *,
+              output_dir: str | os.PathLike | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Stage 1: reads the layout, drops what is unusable, writes manifests and the summary.
+
+    Args:
+        output_dir: where ``Manifest/`` (and a raw run's ``Audio/`` links) go; None: in
+            ``dataset_dir``. Elsewhere, the manifests name the audio by absolute path, so
+            the stages and scripts that read ``output_dir`` still find it.
 
     Returns:
         (kept, dropped) clip tables (see ``commonvoice.clean_clips``).
     """
+    out = Path(output_dir) if output_dir is not None else Path(dataset_dir)
     clips = commonvoice.read_clips(dataset_dir, params.dataset_type,
                                    split_by_speaker=params.split_by_speaker, seed=params.seed,
                                    follow_symlinks=params.follow_symlinks)
@@ -83,11 +91,14 @@ def run_clean(dataset_dir: str | os.PathLike, params: PreprocessParams,
     columns = ["key", "audio_path", "speaker_id", *commonvoice.CLEAN_COLUMNS]
     for split in SPLITS:
         table = kept.loc[kept["split"] == split, columns]
-        atomic.write_text(manifest_path(dataset_dir, split), table.to_csv(index=False))
+        if os.path.realpath(out) != os.path.realpath(dataset_dir):
+            table = table.assign(audio_path=[os.path.abspath(Path(dataset_dir) / path)
+                                             for path in table["audio_path"]])
+        atomic.write_text(manifest_path(out, split), table.to_csv(index=False))
     if params.dataset_type == "raw":  # the original README's next step reads Audio/
         from agegender.clean_layout import write_clean_layout  # noqa: PLC0415
 
-        kept.attrs["layout_warnings"] = write_clean_layout(dataset_dir, kept)
+        kept.attrs["layout_warnings"] = write_clean_layout(dataset_dir, kept, output_dir=out)
     counts = commonvoice.group_counts(clips, kept)
     results = Path(results_dir)
     atomic.write_text(results / "dataset_summary.csv", counts.to_csv(index=False))
@@ -272,10 +283,11 @@ def run_spectrograms(dataset_dir: str | os.PathLike, features: FeatureParams,
     bar = tqdm(total=images, desc="spectrograms", unit="image", disable=None)  # terminal only
     try:  # the bar ends its line even when a full disk ends the stage
         if workers > 1:
-            # fork keeps workers cheap to start; they run only numpy/librosa/PIL code, and it
-            # is safe because preprocessing never imports TensorFlow (tests/test_imports.py).
-            with multiprocessing.get_context("fork").Pool(workers) as pool:
-                results = pool.imap_unordered(_spectrogram_job, jobs, chunksize=8)
+            # Forked workers (numpy/librosa/PIL only: preprocessing never imports TensorFlow,
+            # tests/test_imports.py) whose death (an OOM kill) ends the stage with one line;
+            # multiprocessing.Pool would wait forever for the killed worker's job.
+            with contextlib.closing(imap_unordered(_spectrogram_job, jobs, workers,
+                                                   name="spectrogram worker")) as results:
                 problems, written = _collect(results, owners, bar)
         else:
             problems, written = _collect(map(_spectrogram_job, jobs), owners, bar)
@@ -362,11 +374,69 @@ def run_tfrecords(dataset_dir: str | os.PathLike, features: FeatureParams,
     return indexes
 
 
+OUTPUT_FOLDERS = ("Manifest", "Spectrograms", "TFRecord")  # what preprocessing writes in DIR
+RESULT_NAMES = ("preprocess_report", "dataset_summary")  # what it writes in RESULTS_DIR
+
+
+def sweep_leftovers(output_dir: str | os.PathLike, results_dir: str | os.PathLike) -> int:
+    """Removes the ``.tmp-*`` files a killed run left in every folder preprocessing writes:
+    ``Manifest/``, ``Spectrograms/**``, ``TFRecord/**`` and its own reports in ``results_dir``.
+
+    Only safe while the run holds the folder's ``RunLock`` (else it could remove the
+    temporary file another run is writing). ``Audio/`` is swept by the clean layout itself.
+
+    Returns:
+        How many leftovers were removed.
+    """
+    removed = atomic.remove_leftovers(results_dir, startswith=RESULT_NAMES)
+    for name in OUTPUT_FOLDERS:
+        for folder, subfolders, _ in os.walk(Path(output_dir) / name):
+            removed += atomic.remove_leftovers(folder)
+            subfolders[:] = [sub for sub in subfolders if not sub.startswith(atomic.TEMP_PREFIX)]
+    if removed:
+        log.info("removed %d temporary files left by an interrupted run", removed)
+    return removed
+
+
 def preprocess(dataset_dir: str | os.PathLike, *, params: PreprocessParams,
                features: FeatureParams, results_dir: str | os.PathLike = "results",
-               stages: tuple[str, ...] = STAGES) -> dict:
+               stages: tuple[str, ...] = STAGES,
+               output_dir: str | os.PathLike | None = None) -> dict:
     """Runs the chosen stages in order and writes ``preprocess_report.csv`` (and, with the
     clean stage, the dataset summary) into ``report_dir(results_dir, dataset_dir)``.
+
+    ``Manifest/ Spectrograms/ TFRecord/`` go into ``output_dir`` (None: ``dataset_dir``, as
+    the original project), so a read-only or shared dataset needs no copy; ``train.py`` and
+    ``test.py`` then take ``output_dir`` as their ``--dataset_dir``. One run at a time per
+    output folder: a second one stops at once (``runlock.RunLock``).
+
+    Returns:
+        See ``_run_stages``.
+
+    Raises:
+        OutputError: another preprocessing run holds the dataset's lock (names its PID).
+    """
+    out = Path(output_dir) if output_dir is not None else Path(dataset_dir)
+    if not Path(dataset_dir).is_dir():  # said by the clean stage; no lock folder made there
+        return _run_stages(dataset_dir, params=params, features=features,
+                           results_dir=results_dir, stages=stages, out=out)
+    fresh = not (out / "Manifest").exists()
+    with runlock.RunLock(out, what="preprocessing",
+                         lock_path=out / "Manifest" / runlock.LOCK_NAME) as lock:
+        try:
+            sweep_leftovers(out, report_dir(results_dir, dataset_dir))
+            return _run_stages(dataset_dir, params=params, features=features,
+                               results_dir=results_dir, stages=stages, out=out)
+        except BaseException:
+            if fresh:  # a first run that stopped before writing a manifest leaves no Manifest/
+                lock.remove_if_alone()
+            raise
+
+
+def _run_stages(dataset_dir: str | os.PathLike, *, params: PreprocessParams,
+                features: FeatureParams, results_dir: str | os.PathLike, stages: tuple[str, ...],
+                out: Path) -> dict:
+    """Runs the chosen stages in order and writes ``preprocess_report.csv``.
 
     Returns:
         Summary: rows kept/dropped by cleaning (and kept without a gender/age label), clips
@@ -381,7 +451,7 @@ def preprocess(dataset_dir: str | os.PathLike, *, params: PreprocessParams,
     problems: list[dict] = []
     warnings: list[str] = []
     if "clean" in stages:
-        kept, dropped = run_clean(dataset_dir, params, results_dir)
+        kept, dropped = run_clean(dataset_dir, params, results_dir, output_dir=out)
         summary["kept"], summary["dropped"] = len(kept), len(dropped)
         summary["dropped_by_reason"] = _reason_counts(dropped)
         summary["missing_labels"] = {"gender": int((kept["gender_code"] < 0).sum()),
@@ -397,11 +467,11 @@ def preprocess(dataset_dir: str | os.PathLike, *, params: PreprocessParams,
                       "path": row.audio_path or f"{row.source_file}:{row.source_row}",
                       "reason": row.reason} for row in dropped.itertuples(index=False)]
     if "spectrograms" in stages:
-        bad = run_spectrograms(dataset_dir, features, params)
+        bad = run_spectrograms(out, features, params)
         summary["bad_clips"] = len(bad)
         problems += bad
     if "tfrecords" in stages:
-        indexes = run_tfrecords(dataset_dir, features, params)
+        indexes = run_tfrecords(out, features, params)
         summary["examples"] = {split: index["num_examples"] for split, index in indexes.items()}
         summary["labelled"] = {split: {task: count["examples"] for task, count in
                                        index["task_counts"].items()}

@@ -205,14 +205,15 @@ def publish_folder(parent: Path, name: str, fill: Callable[[Path], None]) -> Pat
     exists already, ``name-2``, ``name-3``... is used (returned).
 
     Raises:
-        Whatever ``fill`` raises (the temporary folder is removed first).
+        OutputError: the disk (or quota) is full; names ``parent/name`` (a write error of
+            Keras or h5py names no file).
+        Whatever else ``fill`` raises (the temporary folder is removed first).
     """
     parent.mkdir(parents=True, exist_ok=True)
     tmp = parent / atomic.temp_name(name)
     tmp.mkdir()
     try:
-        fill(tmp)
-        _fsync_tree(tmp)
+        _fill_naming_a_full_disk(parent / name, fill, tmp)
         # A redone epoch (killed after publishing, before its backup) may find its own earlier
         # folder, which `best/current` may point at: never replace it, take the next free name.
         target, attempt = parent / name, 1
@@ -225,6 +226,18 @@ def publish_folder(parent: Path, name: str, fill: Callable[[Path], None]) -> Pat
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _fill_naming_a_full_disk(target: Path, fill: Callable[[Path], None], tmp: Path) -> None:
+    """``fill(tmp)`` and an fsync of it; a full disk becomes ``atomic.disk_full_error``
+    naming ``target``."""
+    try:
+        fill(tmp)
+        _fsync_tree(tmp)
+    except OSError as err:
+        if err.errno in atomic.DISK_FULL or "No space left on device" in str(err):
+            raise atomic.disk_full_error(target, err) from err
+        raise
 
 
 def point_symlink(link: Path, target: str) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from agegender import atomic, compat, labels, runstate
+from agegender import atomic, compat, labels, runlock, runstate
 from agegender.callbacks import (  # noqa: F401  (BestCheckpoint, LivePlot: re-exported)
     BestCheckpoint,
     CsvLog,
@@ -211,6 +211,9 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
     real_paths = output_paths(task, models_dir, results_dir) if chief else None
     scratch = None if chief else Path(tempfile.mkdtemp(prefix="agegender-worker-"))
     paths = real_paths or output_paths(task, scratch / "models", scratch / "results")
+    # One run per MODELS_DIR/<task> (a second one's sweep would remove this one's temporary
+    # files); taken before anything is written, released by the finally below.
+    lock = runlock.RunLock(Path(models_dir) / task, what="training") if chief else None
     if chief:
         # .tmp-* beside the CSV, plot and links are what a kill left of an atomic write.
         for folder in (paths["keras"].parent, paths["csv"].parent):
@@ -298,6 +301,8 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
             runstate.discard_backup(paths["backup"])
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
+        if lock is not None:
+            lock.release()
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
     result_paths = real_paths or output_paths(task, models_dir, results_dir)

@@ -1,0 +1,89 @@
+"""Issue 21, item 2: a killed spectrogram worker ends preprocessing with one line, and the
+next run resumes (it used to sleep forever at 72 %)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import synth
+
+from agegender import workers
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Runs preprocess_dataset.main with load_clip patched so that, when KILL_CLIP names a clip,
+# the worker decoding it kills itself as the OOM killer would (workers are forked, so the
+# patch reaches them).
+SCRIPT = """
+import os, signal, sys
+from agegender import preprocess
+real = preprocess.load_clip
+def load_clip(path, features):
+    if os.environ["KILL_CLIP"] and path.endswith(os.environ["KILL_CLIP"]):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(path, features)
+preprocess.load_clip = load_clip
+import preprocess_dataset
+sys.exit(preprocess_dataset.main(sys.argv[1:]))
+"""
+
+
+def run_preprocess(root: Path, kill_clip: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}", "KILL_CLIP": kill_clip}
+    return subprocess.run(
+        [sys.executable, "-c", SCRIPT, "--dataset_dir", str(root), "--dataset_type", "raw",
+         "--results_dir", str(root.parent / "results"), "--num_workers", "2",
+         "--image_size", "32", "--shard_size", "5"],
+        capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_killed_worker_stops_the_run_and_the_next_run_resumes(tmp_path: Path) -> None:
+    root = synth.make_raw_corpus(tmp_path / "corpus", per_group={"train": 1, "dev": 1,
+                                                                  "test": 1}, seconds=0.3)
+    killed = run_preprocess(root, "cv-valid-dev/sample-000003.wav")
+    errors = [line for line in killed.stderr.splitlines() if line.startswith("error: ")]
+    assert killed.returncode == 2, killed.stderr[-2000:]
+    assert "Traceback" not in killed.stderr
+    assert len(errors) == 1
+    assert "spectrogram worker process (PID " in errors[0]
+    assert "killed by signal SIGKILL" in errors[0]
+    assert "run the same command again" in errors[0]
+    made = {path: path.stat().st_mtime_ns for path in (root / "Spectrograms").rglob("*.png")}
+    assert 0 < len(made) < 36  # the other worker's images are on disk
+
+    again = run_preprocess(root, "")
+    assert again.returncode == 0, again.stderr[-2000:]
+    pngs = list((root / "Spectrograms").rglob("*.png"))
+    assert len(pngs) == 36
+    assert {path: path.stat().st_mtime_ns for path in made} == made  # kept, not remade
+
+
+def _square(x: int) -> int:
+    return x * x
+
+
+def _fail_on_three(x: int) -> int:
+    if x == 3:
+        raise ValueError("three")
+    return x
+
+
+def test_pool_returns_every_result_and_raises_a_jobs_error() -> None:
+    assert sorted(workers.imap_unordered(_square, range(20), 2)) == [x * x for x in range(20)]
+    with pytest.raises(ValueError, match="three"):
+        list(workers.imap_unordered(_fail_on_three, range(6), 2))
+
+
+@pytest.mark.parametrize(("exitcode", "needle"), [
+    (-9, "killed by signal SIGKILL (the kernel's out-of-memory killer"),
+    (-15, "killed by signal SIGTERM before"),
+    (3, "exited with status 3"),
+])
+def test_death_line_names_the_signal(exitcode: int, needle: str) -> None:
+    line = workers.death_line("spectrogram worker", 1234, exitcode)
+    assert line.startswith("spectrogram worker process (PID 1234) ")
+    assert needle in line
