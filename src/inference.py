@@ -38,6 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", default=None,
                         help="write every class probability per file to a .csv or .json "
                              "(missing folders on its path are created)")
+    parser.add_argument("--min_voiced", type=float, default=0.1,
+                        help="speech gate: a file with fewer voiced frames than this share "
+                             "gets 'no speech' instead of a label (0: no gate; default: "
+                             "%(default)s; README: Speech gate)")
     cli.add_bool_flag(parser, "no_verify", default=False,
                       help="load the model even when it does not match its .sha256 sidecar")
     cli.add_bool_flag(parser, "verbose", default=False, help="debug logging")
@@ -69,7 +73,8 @@ def write_output(path: str, results: list[dict], class_names: tuple[str, ...], *
 
     rows = [{"file": r["file"], "label": r["label"], "probability": r["probability"],
              **{f"p_{name}": r["probabilities"].get(name) for name in class_names},
-             "error": r["error"] or ""} for r in results]
+             "error": r["error"] or "", "speech": r.get("speech", True),
+             "voiced": r.get("voiced")} for r in results]
     atomic.write_text(path, pd.DataFrame(rows).to_csv(index=False))
 
 
@@ -87,11 +92,15 @@ def main(argv: list[str] | None = None) -> int:
             raise ParameterError(f"--output={args.output}: expected a .csv or .json file name")
         detector = AgeGenderDetector(args.model_path, args.cls_task, batch_size=args.batch_size,
                                      precision=args.precision, verify=not args.no_verify,
-                                     max_crops=args.max_crops)
+                                     max_crops=args.max_crops, min_voiced=args.min_voiced)
         identity = {**model_identity(args.model_path), "task": detector.task}
         files = expand_audio_paths(args.audio_file)
         results = detector.predict(files)
         for result in results:
+            if not result.get("speech", True):  # an answer, not a failure: stdout
+                print(f"{result['file']}: no speech ({result['voiced']:.0%} of frames voiced, "
+                      f"--min_voiced {args.min_voiced:g})")
+                continue
             if result["error"]:
                 print(f"error: {result['error']}", file=sys.stderr)
                 continue
@@ -108,7 +117,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"predictions written to {args.output} (model named in "
                   f"{args.output}.model.json)")
         predicted = sum(1 for r in results if not r["error"])
-        print(f"{predicted} of {len(results)} files predicted ({detector.task}) by "
+        silent = sum(1 for r in results if not r.get("speech", True))
+        print(f"{predicted} of {len(results)} files predicted ({detector.task}"
+              + (f"; {silent} without speech" if silent else "") + ") by "
               f"{describe_model(identity, short=True)}")
         return 0 if predicted else 1
 

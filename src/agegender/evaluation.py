@@ -639,7 +639,7 @@ def evaluate_clips(model_path: str | os.PathLike, clips: pd.DataFrame, *,
                    results_dir: str | os.PathLike = "results", split: str = "clips",
                    pitch_threshold: float | None = None, fit_clips: pd.DataFrame | None = None,
                    pitch_cache: str | os.PathLike | None = None, batch_size: int = 64,
-                   n_resamples: int = N_RESAMPLES) -> dict:
+                   n_resamples: int = N_RESAMPLES, min_voiced: float = 0.1) -> dict:
     """Evaluates a model on audio files listed in a table; the same report as ``evaluate``.
 
     Images are computed with ``features.clip_image`` and the model's stored FeatureParams,
@@ -660,6 +660,9 @@ def evaluate_clips(model_path: str | os.PathLike, clips: pd.DataFrame, *,
         pitch_cache: F0 cache CSV (e.g. ``pitch.cache_path(root)``); None: no cache.
         batch_size: images per model call.
         n_resamples: bootstrap resamples.
+        min_voiced: the speech gate (``agegender.speech``, as in preprocessing and
+            inference): clips with fewer voiced frames are left out and listed in the
+            result's ``no_speech`` ({key: voiced share}); 0 = no gate.
 
     Raises:
         ModelError: the model does not fit ``task``.
@@ -669,7 +672,9 @@ def evaluate_clips(model_path: str | os.PathLike, clips: pd.DataFrame, *,
     from agegender.checkpoints import open_model  # noqa: PLC0415
     from agegender.errors import AudioError  # noqa: PLC0415
     from agegender.features import clip_image  # noqa: PLC0415
+    from agegender.speech import NoSpeechError, check_min_voiced  # noqa: PLC0415
 
+    check_min_voiced(min_voiced)
     model = open_model(model_path, task)
     task, names = model.task, list(model.class_names)
     codes = _label_codes(clips, task, names)
@@ -686,10 +691,14 @@ def evaluate_clips(model_path: str | os.PathLike, clips: pd.DataFrame, *,
                 if "speaker_id" in clips.columns else [""] * len(clips))
     keys = (clips["key"].astype(str).tolist() if "key" in clips.columns
             else [Path(p).stem for p in paths])
-    kept, images, probabilities = [], [], []
+    kept, images, probabilities, no_speech = [], [], [], {}
     for i, file in enumerate(files):
         try:
-            images.append(clip_image(file, model.features))
+            images.append(clip_image(file, model.features, min_voiced=min_voiced))
+        except NoSpeechError as err:
+            no_speech[keys[i]] = err.voiced
+            log.warning("left out: %s", err)
+            continue
         except AudioError as err:
             log.warning("left out: %s", err)
             continue
@@ -713,11 +722,12 @@ def evaluate_clips(model_path: str | os.PathLike, clips: pd.DataFrame, *,
                 root=base, cache=pitch_cache, what="fit")
         else:
             threshold = _fallback_threshold("no clips to fit it on were given")
-    return _report(codes[kept], np.concatenate(probabilities), names, task=task, split=split,
-                   model_path=str(model_path), results_dir=results_dir,
-                   keys=[keys[i] for i in kept], speakers=[speakers[i] for i in kept],
-                   audio_paths=[paths[i] for i in kept], f0_hz=f0, threshold=threshold,
-                   n_resamples=n_resamples)
+    result = _report(codes[kept], np.concatenate(probabilities), names, task=task,
+                     split=split, model_path=str(model_path), results_dir=results_dir,
+                     keys=[keys[i] for i in kept], speakers=[speakers[i] for i in kept],
+                     audio_paths=[paths[i] for i in kept], f0_hz=f0, threshold=threshold,
+                     n_resamples=n_resamples)
+    return {**result, "no_speech": no_speech}
 
 
 def _label_codes(clips: pd.DataFrame, task: str, names: list[str]) -> np.ndarray:

@@ -89,6 +89,9 @@ class AgeGenderDetector:
             and the crops' probabilities are averaged. 1 = the centre crop only, the one
             training stored. Paper models always see the whole clip in one image.
         verify: check the model file against its ``.sha256`` sidecar (see ``load_model``).
+        min_voiced: the speech gate (``agegender.speech``): a file with fewer voiced frames
+            than this share gets no label but ``no speech``; 0 = no gate. Files shorter than
+            the preset's ``min_duration_s`` are refused as well when the gate is on.
 
     Raises:
         ParameterError: batch_size or num_threads below 1, unknown precision.
@@ -97,8 +100,12 @@ class AgeGenderDetector:
 
     def __init__(self, model_path: str | os.PathLike, task: str | None = None, *,
                  batch_size: int = 64, num_threads: int | None = None,
-                 precision: str = "float32", verify: bool = True, max_crops: int = 3):
+                 precision: str = "float32", verify: bool = True, max_crops: int = 3,
+                 min_voiced: float = 0.1):
+        from agegender.speech import check_min_voiced  # noqa: PLC0415
+
         _check_detector_args(batch_size, num_threads, precision)
+        self.min_voiced = check_min_voiced(min_voiced)
         if max_crops < 1:
             raise ParameterError(f"max_crops={max_crops} must be >= 1")
         self.model = open_model(model_path, task, precision=precision, verify=verify)
@@ -124,7 +131,8 @@ class AgeGenderDetector:
         if problem:
             return AudioError(problem)
         try:
-            return clip_images(path, self.model.features, self.max_crops)
+            return clip_images(path, self.model.features, self.max_crops,
+                               min_voiced=self.min_voiced)
         except AudioError as err:
             return err
 
@@ -136,8 +144,10 @@ class AgeGenderDetector:
 
         Returns:
             One dict per file, in order: ``file``, ``label``, ``probability`` (of the label),
-            ``probabilities`` ({class name: probability}) and ``error`` (None, or why the
-            file could not be predicted, in which case the label is None).
+            ``probabilities`` ({class name: probability}), ``error`` (None, or why the
+            file could not be predicted, in which case the label is None) and ``speech``
+            (False when the speech gate found no voice: ``voiced`` then holds the share of
+            voiced frames and ``error`` says "no speech: ..."; True otherwise).
         """
         files = [os.fspath(f) for f in audio_files]
         results: list[dict] = []
@@ -165,12 +175,16 @@ class AgeGenderDetector:
         return (sums / np.asarray(counts)[:, np.newaxis]).astype(np.float32)
 
     def _result(self, path: str, probabilities, image) -> dict:
+        from agegender.speech import NoSpeechError  # noqa: PLC0415
+
         if probabilities is None:
+            no_speech = isinstance(image, NoSpeechError)
             return {"file": path, "label": None, "probability": None, "probabilities": {},
-                    "error": str(image)}
+                    "error": str(image), "speech": not no_speech,
+                    "voiced": image.voiced if no_speech else None}
         best = int(np.argmax(probabilities))
         return {"file": path, "label": self.class_names[best],
                 "probability": float(probabilities[best]),
                 "probabilities": {name: float(p) for name, p in
                                   zip(self.class_names, probabilities, strict=True)},
-                "error": None}
+                "error": None, "speech": True, "voiced": None}
