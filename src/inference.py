@@ -38,6 +38,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", default=None,
                         help="write every class probability per file to a .csv or .json "
                              "(missing folders on its path are created)")
+    cli.add_bool_flag(parser, "timeline", default=False,
+                      help="label who speaks when over each whole file: segments (start, end, "
+                           "label, probability) with 'no speech' marked, written as CSV, JSON, "
+                           "RTTM, TextGrid and PNG to --timeline_dir (README: Timeline)")
+    parser.add_argument("--timeline_dir", default="timeline",
+                        help="--timeline: folder for <file stem>.{csv,json,rttm,TextGrid,png} "
+                             "(default: %(default)s)")
+    parser.add_argument("--hop_s", type=float, default=0.0,
+                        help="--timeline: seconds between model windows (default 0: half "
+                             "the model's window)")
     parser.add_argument("--min_voiced", type=float, default=0.1,
                         help="speech gate: a file with fewer voiced frames than this share "
                              "gets 'no speech' instead of a label (0: no gate; default: "
@@ -73,8 +83,7 @@ def write_output(path: str, results: list[dict], class_names: tuple[str, ...], *
 
     rows = [{"file": r["file"], "label": r["label"], "probability": r["probability"],
              **{f"p_{name}": r["probabilities"].get(name) for name in class_names},
-             "error": r["error"] or "", "speech": r.get("speech", True),
-             "voiced": r.get("voiced")} for r in results]
+             "error": r["error"] or ""} for r in results]
     atomic.write_text(path, pd.DataFrame(rows).to_csv(index=False))
 
 
@@ -95,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
                                      max_crops=args.max_crops, min_voiced=args.min_voiced)
         identity = {**model_identity(args.model_path), "task": detector.task}
         files = expand_audio_paths(args.audio_file)
+        if args.timeline:
+            from agegender.timeline_cli import run_timelines  # noqa: PLC0415
+
+            return run_timelines(detector, files, args, identity)
         results = detector.predict(files)
         for result in results:
             if not result.get("speech", True):  # an answer, not a failure: stdout

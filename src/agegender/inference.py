@@ -162,6 +162,25 @@ class AgeGenderDetector:
                     results.append(self._result(path, by_index.get(i), images[i]))
         return results
 
+    def timeline(self, path: str | os.PathLike, params=None) -> dict:
+        """Who speaks when in a recording of any length: segments covering it, each a class
+        of the model or ``no speech`` (see ``agegender.timeline``).
+
+        Args:
+            path: one audio file.
+            params: ``timeline.TimelineParams``; None = defaults.
+
+        Returns:
+            ``file``, ``duration`` (s), ``segments`` (``timeline.Segment``: start, end,
+            label, probability), ``voiced`` (share of voiced frames), ``windows``.
+
+        Raises:
+            AudioError: the file cannot be decoded.
+        """
+        from agegender import timeline  # noqa: PLC0415
+
+        return timeline.timeline(self.model, path, params, batch_size=self.batch_size)
+
     def _crop_average(self, crops: list[np.ndarray]) -> np.ndarray:
         """Predicts every crop of every clip in one batch; each clip's probabilities are
         the mean over its crops. [clips] of [crops, H, W, 3] → [clips, classes]."""
