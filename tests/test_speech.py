@@ -143,3 +143,73 @@ def test_clip_under_the_preset_minimum_is_refused(tmp_path, preset):
                                          rf"audio, the feature preset needs at least "
                                          rf"{params.min_duration_s * 1000:.0f} ms"):
         load_speech(path, params)
+
+
+def test_preprocessing_skips_and_reports_clips_without_speech(tmp_path):
+    import pandas as pd
+
+    from agegender.config import PreprocessParams
+    from agegender.preprocess import preprocess
+
+    root = synth.make_raw_corpus(tmp_path / "c", per_group={"train": 1})
+    table = pd.read_csv(root / "cv-valid-train.csv", dtype=str, keep_default_na=False)
+    audio = root / "cv-valid-train" / "cv-valid-train"
+    synth.write_audio(audio / "sample-000000.wav", non_speech()["dc"])
+    synth.write_audio(audio / "sample-000001.wav", non_speech()["white_noise"])
+    summary = preprocess(root, params=PreprocessParams(dataset_type="raw", num_workers=1),
+                         features=FeatureParams(image_size=32), results_dir=tmp_path / "r")
+    report = pd.read_csv(tmp_path / "r" / "preprocess_report.csv", keep_default_na=False)
+    bad = report[report["stage"] == "spectrograms"]
+    assert sorted(bad["key"].str[-6:]) == ["000000", "000001"]
+    assert bad["reason"].str.startswith("no speech: ").all()
+    assert summary["examples"]["train"] == len(table) - 2
+
+
+def test_min_voiced_zero_keeps_them(tmp_path):
+    from agegender.config import PreprocessParams
+    from agegender.preprocess import preprocess
+
+    root = synth.make_raw_corpus(tmp_path / "c", per_group={"train": 1})
+    synth.write_audio(root / "cv-valid-train" / "cv-valid-train" / "sample-000000.wav",
+                      non_speech()["dc"])
+    summary = preprocess(root, params=PreprocessParams(dataset_type="raw", num_workers=1,
+                                                       min_voiced=0.0),
+                         features=FeatureParams(image_size=32), results_dir=tmp_path / "r")
+    assert summary["bad_clips"] == 0
+
+
+def test_detector_and_cli_say_no_speech(trained_gender, tmp_path, capsys):
+    import inference as inference_cli
+
+    from agegender import AgeGenderDetector
+
+    noise = synth.write_audio(tmp_path / "noise.wav", non_speech()["white_noise"])
+    tone = synth.write_audio(tmp_path / "tone.wav", non_speech()["sine_150hz"])
+    voice = synth.write_audio(tmp_path / "voice.wav", synth.voice("male", "teens", seed=4))
+    results = AgeGenderDetector(trained_gender["keras"]).predict([noise, tone, voice])
+    assert [r["speech"] for r in results] == [False, False, True]
+    assert [r["label"] for r in results[:2]] == [None, None]
+    assert results[2]["label"] in ("male", "female")
+    assert results[0]["voiced"] < 0.05 and results[0]["error"].startswith(f"{noise}: no speech")
+    status = inference_cli.main([f"--model_path={trained_gender['keras']}",
+                                 "--audio_file", str(noise), str(voice)])
+    out = capsys.readouterr().out
+    assert status == 0
+    assert f"{noise}: no speech (0% of frames voiced, --min_voiced 0.1)" in out
+    assert "1 of 2 files predicted (gender; 1 without speech)" in out
+
+
+def test_evaluate_clips_leaves_out_no_speech(trained_gender, tmp_path):
+    import pandas as pd
+
+    from agegender.evaluation import evaluate_clips
+
+    rows = []
+    for i, gender in enumerate(["male", "female"] * 2):
+        path = synth.write_audio(tmp_path / f"v{i}.wav", synth.voice(gender, "teens", seed=i))
+        rows.append({"audio_path": str(path), "gender": gender, "speaker_id": f"s{i}"})
+    path = synth.write_audio(tmp_path / "noise.wav", non_speech()["white_noise"])
+    rows.append({"audio_path": str(path), "gender": "male", "speaker_id": "s9"})
+    result = evaluate_clips(trained_gender["keras"], pd.DataFrame(rows),
+                            results_dir=tmp_path / "r", n_resamples=20)
+    assert list(result["no_speech"]) == ["noise"]

@@ -148,10 +148,10 @@ class FeatureParams:
 
     @property
     def min_duration_s(self) -> float:
-        """Shortest clip accepted, seconds: the paper squeezes a clip into 64 columns, and
-        under 0.25 s (31 STFT frames) each frame is smeared over two or more; a ``fixed_time``
-        crop is 2.56 s, and under 0.5 s four fifths of it would be padding."""
-        return 0.5 if self.fixed_time else 0.25
+        """Shortest clip accepted, seconds. Paper: 0.15 s (19 STFT frames, about a
+        syllable; shorter clips are smeared over the 64 columns). ``fixed_time``: 0.5 s,
+        under which four fifths of a 2.56-s crop would be padding."""
+        return 0.5 if self.fixed_time else 0.15
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
