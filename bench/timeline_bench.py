@@ -57,7 +57,8 @@ segmenter = Segmenter(detect_gender=True)
 out = {}
 for path in files:
     out[path] = [[label, float(a), float(b)] for label, a, b in segmenter(path)]
-print("RESULT " + json.dumps(out))
+hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
+print("RESULT " + json.dumps({"segments": out, "rss_mib": int(hwm) / 1024}))
 """
 
 
@@ -221,12 +222,23 @@ def child(args) -> None:
             result["age"] = run_ours(files, args.age_model)
     else:
         result = {"gender": run_pitch(files)}
-    print("RESULT " + json.dumps({**result, "cpu_s": time.process_time() - start}))
+    print("RESULT " + json.dumps({**result, "cpu_s": time.process_time() - start,
+                                  "rss_mib": peak_rss_mib()}))
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory (VmHWM), MiB. (``ru_maxrss`` of a child also
+    counts the parent's memory, which the child's pre-exec copy held.)"""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def run_child(command: list[str], env: dict | None = None) -> tuple[dict | None, float, float,
                                                                     str]:
-    """Runs a child; (its RESULT json, CPU seconds user+sys, peak RSS MiB, stderr tail)."""
+    """Runs a child; (its RESULT json, CPU seconds user+sys, its own peak RSS MiB, stderr
+    tail)."""
     import tempfile  # noqa: PLC0415
 
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
@@ -243,7 +255,8 @@ def run_child(command: list[str], env: dict | None = None) -> tuple[dict | None,
     if process.returncode and result is None:
         print(f"{command[:3]} failed ({process.returncode}): {stderr[-1500:]}",
               file=sys.stderr)
-    return result, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, stderr[-1500:]
+    rss = result.get("rss_mib", float("nan")) if result else float("nan")
+    return result, usage.ru_utime + usage.ru_stime, rss, stderr[-1500:]
 
 
 # ---------------------------------------------------------------------------------- scores
@@ -431,7 +444,8 @@ def main(argv=None) -> int:
             stored = {"key": key, "result": result, "cpu": cpu, "rss": rss}
             saved.write_text(json.dumps(stored))
         result = stored["result"]
-        outputs[system] = (ina_segments(result) if system == "ina" and result else result)
+        outputs[system] = (ina_segments(result["segments"]) if system == "ina" and result
+                           else result)
         inner = result.get("cpu_s", stored["cpu"]) if result and system != "ina" else stored["cpu"]
         speed[system] = (audio_s / stored["cpu"], audio_s / inner, stored["rss"])
     header = ["recording", "min", "background"]

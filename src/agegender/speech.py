@@ -38,7 +38,7 @@ MIN_PERIODICITY = 0.6    # noise stays below 0.3, chords near 0.5, voiced speech
 MIN_DIP = 0.3            # the autocorrelation must fall this far before its period peak
 MAX_PEAK_SHARE = 0.85    # a sine puts all its energy in one peak
 STEADY_RANGE = 0.006     # F0 spread (max/min - 1) within which a pitch "holds"
-STEADY_RUN_S = 0.2       # a pitch held this long is a note, not a voice
+STEADY_RUN_S = 0.12      # a pitch held this long is a note, not a voice
 DEFAULT_MIN_VOICED = 0.1  # share of a clip's frames that must be voiced
 
 
