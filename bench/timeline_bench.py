@@ -196,7 +196,7 @@ def run_pitch(files: list[str], threshold_hz: float = 165.0) -> dict:
         voiced = speech.voiced_frames(voicing, reference_db=timeline.local_reference_db(
             voicing.rms_db))
         regions = timeline.speech_regions(voiced, params, duration)
-        windows = timeline.windows_in(regions, 2.56, 1.28, duration)
+        windows = timeline.windows_in(regions, 2.56, 2.56, duration)
         frame_s = speech.HOP / speech.GATE_RATE
         probabilities = np.full((len(windows), 2), np.nan, np.float32)
         for i, (a, b) in enumerate(windows):
