@@ -357,9 +357,12 @@ def _region_segments(begin, end, windows, window_starts, probabilities, class_na
     centres = begin + (np.arange(steps) + 0.5) * step  # [steps] seconds
     sums = np.zeros((steps, len(class_names)))
     counts = np.zeros(steps)
-    # Only windows that start before this region ends can cover it.
+    # Windows are sorted by start and no longer than the longest: only those starting
+    # within [begin - longest, end) can cover this region.
+    longest = max((w[1] - w[0] for w in windows), default=0.0)
+    first = int(np.searchsorted(window_starts, begin - longest))
     last = int(np.searchsorted(window_starts, end))
-    for index in range(last):
+    for index in range(first, last):
         start, stop = windows[index]
         if stop <= begin or not np.isfinite(probabilities[index]).all():
             continue
