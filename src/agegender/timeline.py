@@ -339,19 +339,20 @@ def label_segments(regions, windows, probabilities, class_names, duration: float
     segments: list[Segment] = []
     cursor = 0.0
     window_starts = np.array([w[0] for w in windows]) if windows else np.zeros(0)
+    longest = max((w[1] - w[0] for w in windows), default=0.0)
     for begin, end in regions:
         if begin > cursor:
             segments.append(Segment(cursor, begin, NO_SPEECH, None))
-        segments += _region_segments(begin, end, windows, window_starts, probabilities,
-                                     class_names, step, switch_penalty)
+        segments += _region_segments(begin, end, windows, window_starts, longest,
+                                     probabilities, class_names, step, switch_penalty)
         cursor = end
     if duration > cursor:
         segments.append(Segment(cursor, duration, NO_SPEECH, None))
     return segments
 
 
-def _region_segments(begin, end, windows, window_starts, probabilities, class_names, step,
-                     switch_penalty) -> list[Segment]:
+def _region_segments(begin, end, windows, window_starts, longest, probabilities, class_names,
+                     step, switch_penalty) -> list[Segment]:
     """Labels of one speech region: windows' mean probabilities per step, Viterbi, runs."""
     steps = max(1, int(math.ceil((end - begin) / step)))
     centres = begin + (np.arange(steps) + 0.5) * step  # [steps] seconds
@@ -359,7 +360,6 @@ def _region_segments(begin, end, windows, window_starts, probabilities, class_na
     counts = np.zeros(steps)
     # Windows are sorted by start and no longer than the longest: only those starting
     # within [begin - longest, end) can cover this region.
-    longest = max((w[1] - w[0] for w in windows), default=0.0)
     first = int(np.searchsorted(window_starts, begin - longest))
     last = int(np.searchsorted(window_starts, end))
     for index in range(first, last):
