@@ -39,6 +39,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", default=None,
                         help="write every class probability per file to a .csv or .json "
                              "(missing folders on its path are created)")
+    cli.add_bool_flag(parser, "timeline", default=False,
+                      help="label who speaks when over each whole file: segments (start, end, "
+                           "label, probability) with 'no speech' marked, written as CSV, JSON, "
+                           "RTTM, TextGrid and PNG to --timeline_dir (README: Timeline)")
+    parser.add_argument("--timeline_dir", default="timeline",
+                        help="--timeline: folder for <file stem>.{csv,json,rttm,TextGrid,png} "
+                             "(default: %(default)s)")
+    parser.add_argument("--hop_s", type=float, default=0.0,
+                        help="--timeline: seconds between model windows (default 0: the "
+                             "model's window, side by side; half of it: twice the model calls)")
+    parser.add_argument("--min_voiced", type=float, default=0.1,
+                        help="speech gate: a file with fewer voiced frames than this share "
+                             "gets 'no speech' instead of a label (0: no gate; default: "
+                             "%(default)s; README: Speech gate)")
     cli.add_bool_flag(parser, "no_verify", default=False,
                       help="load the model even when it does not match its .sha256 sidecar")
     cli.add_bool_flag(parser, "verbose", default=False, help="debug logging")
@@ -109,11 +123,19 @@ def main(argv: list[str] | None = None) -> int:
             raise ParameterError(f"--output={args.output}: expected a .csv or .json file name")
         detector = AgeGenderDetector(args.model_path, args.cls_task, batch_size=args.batch_size,
                                      precision=args.precision, verify=not args.no_verify,
-                                     max_crops=args.max_crops)
+                                     max_crops=args.max_crops, min_voiced=args.min_voiced)
         identity = {**model_identity(args.model_path), "task": detector.task}
         files = expand_audio_paths(args.audio_file)
+        if args.timeline:
+            from agegender.timeline_cli import run_timelines  # noqa: PLC0415
+
+            return run_timelines(detector, files, args, identity)
         results = predict_with_progress(detector, files, args.audio_file, args.batch_size)
         for result in results:
+            if not result.get("speech", True):  # an answer, not a failure: stdout
+                print(f"{result['file']}: no speech ({result['voiced']:.0%} of frames voiced, "
+                      f"--min_voiced {args.min_voiced:g})")
+                continue
             if result["error"]:
                 print(f"error: {result['error']}", file=sys.stderr)
                 continue
@@ -130,7 +152,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"predictions written to {args.output} (model named in "
                   f"{args.output}.model.json)")
         predicted = sum(1 for r in results if not r["error"])
-        print(f"{predicted} of {len(results)} files predicted ({detector.task}) by "
+        silent = sum(1 for r in results if not r.get("speech", True))
+        print(f"{predicted} of {len(results)} files predicted ({detector.task}"
+              + (f"; {silent} without speech" if silent else "") + ") by "
               f"{describe_model(identity, short=True)}")
         return 0 if predicted else 1
 

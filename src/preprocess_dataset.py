@@ -52,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "copy: a random 4-s segment, speed 0.9-1.1, a telephone line "
                              "(p=0.5), white noise at 15-35 dB SNR (p=0.5); dev and test are "
                              "never copied (default 0: none; README: Feature presets)")
+    parser.add_argument("--min_voiced", type=float, default=0.1,
+                        help="speech gate: a clip with fewer voiced frames than this share is "
+                             "skipped as 'no speech' and listed in the report (0: no gate; "
+                             "default: %(default)s; README: Speech gate)")
     cli.add_bool_flag(parser, "split_by_speaker", default=False,
                       help="rebuild train/dev/test from all rows (cv: validated.tsv), disjoint "
                            "speakers, ~80/10/10 stratified by gender and age; needs a speaker, "
@@ -82,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
                                   follow_symlinks=args.follow_symlinks,
                                   shard_size=args.shard_size, num_workers=args.num_workers,
                                   overwrite=args.overwrite, seed=args.seed,
-                                  augment_copies=args.augment_copies)
+                                  augment_copies=args.augment_copies,
+                                  min_voiced=args.min_voiced)
         overrides = {name: value for name, value in (("feature_type", args.feature_type),
                                                      ("image_size", args.image_size))
                      if value is not None}

@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "says which (default: 3, inference's default)")
     parser.add_argument("--results_dir", default="results",
                         help="reports go to RESULTS_DIR/<task>/")
+    parser.add_argument("--min_voiced", type=float, default=0.1,
+                        help="--manifest: clips with fewer voiced frames than this share are "
+                             "left out as 'no speech' (0: no gate; default: %(default)s)")
     cli.add_skip_corrupt_flag(parser)
     cli.add_bool_flag(parser, "no_verify", default=False,
                       help="load the model even when it does not match its .sha256 sidecar")
@@ -77,6 +80,12 @@ def main(argv: list[str] | None = None) -> int:
         skipped = corrupt_summary({args.split: result.get("corrupt", {})})
         if skipped:
             print(f"  WARNING: {skipped}")
+        silent = result.get("no_speech", {})
+        if silent:
+            shown = ", ".join(f"{key} ({share:.0%} voiced)" for key, share in
+                              list(silent.items())[:5])
+            print(f"  no speech: {len(silent)} clips left out (--min_voiced "
+                  f"{args.min_voiced:g}): {shown}" + (", ..." if len(silent) > 5 else ""))
 
     return cli.run_cli(work, verbose=args.verbose)
 
@@ -104,7 +113,8 @@ def _evaluate_manifest(args: argparse.Namespace) -> dict:
                           results_dir=args.results_dir, split=args.split,
                           fit_clips=fit if len(fit) else None,
                           pitch_cache=pitch.results_cache_path(args.results_dir, root),
-                          batch_size=args.batch_size, max_crops=args.max_crops)
+                          batch_size=args.batch_size, max_crops=args.max_crops,
+                          min_voiced=args.min_voiced)
 
 
 if __name__ == "__main__":

@@ -201,3 +201,27 @@ def random_examples(count: int, *, image_size: int = 16, seed: int = 0,
             key=f"clip-{i:03d}", speaker_id=f"speaker-{i % 3}",
             label_codes={task: i % codes[task] for task in tasks}))
     return examples
+
+
+def chords(*, seconds: float = 3.0, rate: int = 16_000) -> np.ndarray:
+    """Music without a voice, shape [samples]: four triads of harmonic tones (six partials),
+    each struck (10-ms attack) and decaying."""
+    triads = ((261.6, 329.6, 392.0), (220.0, 261.6, 329.6), (196.0, 246.9, 293.7),
+              (174.6, 220.0, 261.6))
+    length = int(seconds * rate) // len(triads)
+    t = np.arange(length) / rate
+    envelope = np.minimum(t / 0.01, 1.0) * np.exp(-t / 0.6)
+    parts = [0.1 * envelope * sum(np.sin(2 * np.pi * f * k * t) / k
+                                  for f in triad for k in range(1, 7)) for triad in triads]
+    return np.concatenate(parts).astype(np.float32)
+
+
+def espeak(path: Path, text: str = "The quick brown fox jumps over the lazy dog.", *,
+           voice_name: str = "en") -> Path:
+    """Speaks ``text`` with espeak-ng into a WAV at ``path`` (22.05 kHz); needs espeak-ng."""
+    import subprocess  # noqa: PLC0415
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["espeak-ng", "-v", voice_name, "-w", str(path), text], check=True,
+                   capture_output=True)
+    return path

@@ -150,6 +150,13 @@ class FeatureParams:
         return self.sample_rate / self.hop_length
 
     @property
+    def min_duration_s(self) -> float:
+        """Shortest clip accepted, seconds. Paper: 0.15 s (19 STFT frames, about a
+        syllable; shorter clips are smeared over the 64 columns). ``fixed_time``: 0.5 s,
+        under which four fifths of a 2.56-s crop would be padding."""
+        return 0.5 if self.fixed_time else 0.15
+
+    @property
     def image_shape(self) -> tuple[int, int, int]:
         """(height, width, channels) of the RGB image a clip becomes."""
         return (self.image_size, self.image_width or self.image_size, 3)
@@ -335,6 +342,8 @@ class PreprocessParams:
         augment_copies: extra images of each training clip, each from a waveform copy made
             as ``copy`` says (dev and test clips are never copied); 0 = none.
         copy: how a copy differs from its clip.
+        min_voiced: the speech gate (``agegender.speech``): a clip with fewer voiced frames
+            than this share is skipped as "no speech"; 0 = no gate.
     """
 
     dataset_type: str = "clean"
@@ -346,8 +355,12 @@ class PreprocessParams:
     seed: int = 42
     augment_copies: int = 0
     copy: CopyParams = dataclasses.field(default_factory=CopyParams)
+    min_voiced: float = 0.1
 
     def __post_init__(self) -> None:
+        from agegender.speech import check_min_voiced  # noqa: PLC0415
+
+        check_min_voiced(self.min_voiced)
         if self.augment_copies < 0:
             raise ParameterError(f"augment_copies={self.augment_copies} must be >= 0")
         if self.dataset_type not in DATASET_TYPES:

@@ -543,7 +543,7 @@ def _as_detector_scores(model, shard_probabilities: np.ndarray, audio_paths: lis
         return shard_probabilities, "the centre crop of each clip (shard images; no manifest " \
                                     "to find the audio for more crops)"
     files = [str(Path(root) / path) if path else "" for path in audio_paths]
-    results = detector.predict([f for f in files if f])
+    results = detector.predict_files([f for f in files if f])
     by_file = iter(results)
     names = list(model.class_names)
     probabilities = np.array(shard_probabilities, dtype=np.float64)
@@ -615,7 +615,8 @@ def evaluate_clips(model_path: str | os.PathLike, clips: pd.DataFrame, *,
                    results_dir: str | os.PathLike = "results", split: str = "clips",
                    pitch_threshold: float | None = None, fit_clips: pd.DataFrame | None = None,
                    pitch_cache: str | os.PathLike | None = None, batch_size: int = 64,
-                   n_resamples: int = N_RESAMPLES, max_crops: int | None = None) -> dict:
+                   n_resamples: int = N_RESAMPLES, max_crops: int | None = None,
+                   min_voiced: float = 0.1) -> dict:
     """Evaluates a model on audio files listed in a table; the same report as ``evaluate``.
 
     The probabilities are ``AgeGenderDetector.predict``'s, with the same ``max_crops`` (None:
@@ -638,6 +639,9 @@ def evaluate_clips(model_path: str | os.PathLike, clips: pd.DataFrame, *,
         batch_size: images per model call.
         n_resamples: bootstrap resamples.
         max_crops: crops averaged per clip (``AgeGenderDetector``); None: its default.
+        min_voiced: the speech gate (``agegender.speech``, as in preprocessing and
+            inference): clips with fewer voiced frames are left out and listed in the
+            result's ``no_speech`` ({key: voiced share}); 0 = no gate.
 
     Raises:
         ModelError: the model does not fit ``task``.
@@ -646,10 +650,12 @@ def evaluate_clips(model_path: str | os.PathLike, clips: pd.DataFrame, *,
     from agegender import pitch  # noqa: PLC0415
     from agegender.checkpoints import open_model  # noqa: PLC0415
     from agegender.inference import DEFAULT_MAX_CROPS, AgeGenderDetector  # noqa: PLC0415
+    from agegender.speech import check_min_voiced  # noqa: PLC0415
 
+    check_min_voiced(min_voiced)
     model = open_model(model_path, task)
     detector = AgeGenderDetector.from_model(
-        model, batch_size=batch_size,
+        model, batch_size=batch_size, min_voiced=min_voiced,
         max_crops=DEFAULT_MAX_CROPS if max_crops is None else max_crops)
     task, names = model.task, list(model.class_names)
     codes = _label_codes(clips, task, names)
@@ -666,8 +672,12 @@ def evaluate_clips(model_path: str | os.PathLike, clips: pd.DataFrame, *,
                 if "speaker_id" in clips.columns else [""] * len(clips))
     keys = (clips["key"].astype(str).tolist() if "key" in clips.columns
             else [Path(p).stem for p in paths])
-    kept, probabilities = [], []
-    for i, result in enumerate(detector.predict(files)):
+    kept, probabilities, no_speech = [], [], {}
+    for i, result in enumerate(detector.predict_files(files)):
+        if not result.get("speech", True):
+            no_speech[keys[i]] = result["voiced"]
+            log.warning("left out: %s", result["error"])
+            continue
         if result["error"] is not None:
             log.warning("left out: %s", result["error"])
             continue
@@ -687,11 +697,12 @@ def evaluate_clips(model_path: str | os.PathLike, clips: pd.DataFrame, *,
                 root=base, cache=pitch_cache, what="fit")
         else:
             threshold = _fallback_threshold("no clips to fit it on were given")
-    return _report(codes[kept], np.asarray(probabilities), names, task=task, split=split,
-                   model_path=str(model_path), results_dir=results_dir,
-                   keys=[keys[i] for i in kept], speakers=[speakers[i] for i in kept],
-                   audio_paths=[paths[i] for i in kept], f0_hz=f0, threshold=threshold,
-                   n_resamples=n_resamples, scoring=f"{detector.scoring()}; from the audio")
+    result = _report(codes[kept], np.asarray(probabilities), names, task=task, split=split,
+                     model_path=str(model_path), results_dir=results_dir,
+                     keys=[keys[i] for i in kept], speakers=[speakers[i] for i in kept],
+                     audio_paths=[paths[i] for i in kept], f0_hz=f0, threshold=threshold,
+                     n_resamples=n_resamples, scoring=f"{detector.scoring()}; from the audio")
+    return {**result, "no_speech": no_speech}
 
 
 def _label_codes(clips: pd.DataFrame, task: str, names: list[str]) -> np.ndarray:

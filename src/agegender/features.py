@@ -57,6 +57,10 @@ def load_clip(path: str | os.PathLike, params: FeatureParams) -> np.ndarray:
                     f"{path}: unusable header (sample rate {native_rate} Hz, "
                     f"{audio.channels} channels)"
                 )
+            if not MIN_RATE_HZ <= native_rate <= MAX_RATE_HZ:
+                raise AudioError(
+                    f"{path}: implausible sample rate {native_rate} Hz in the header "
+                    f"(accepted: {MIN_RATE_HZ}-{MAX_RATE_HZ} Hz)")
             frames = int(np.ceil(params.max_duration_s * native_rate))
             data = audio.read(frames=frames, dtype="float32", always_2d=True)  # [samples, ch]
     except sf.LibsndfileError as err:
@@ -67,9 +71,16 @@ def load_clip(path: str | os.PathLike, params: FeatureParams) -> np.ndarray:
         raise AudioError(f"{path}: corrupt or not an audio file ({err})") from err
     if data.shape[0] == 0:
         raise AudioError(f"{path}: no audio samples")
+    problem = truncation_problem(path)
+    if problem:
+        raise AudioError(f"{path}: {problem}")
     waveform = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1)  # [samples]
     problem = waveform_problem(waveform)
     if problem:
+        if not np.any(waveform[np.isfinite(waveform)]) and np.isfinite(waveform).all():
+            from agegender.speech import NoSpeechError  # noqa: PLC0415
+
+            raise NoSpeechError(f"{path}: {problem}", 0.0)
         raise AudioError(f"{path}: {problem}")
     if native_rate != params.sample_rate:
         waveform = soxr.resample(waveform, native_rate, params.sample_rate, quality="HQ")
@@ -79,6 +90,46 @@ def load_clip(path: str | os.PathLike, params: FeatureParams) -> np.ndarray:
             f"(read {data.shape[0]} at {native_rate} Hz), fewer than one STFT window "
             f"({params.n_fft} samples)")
     return np.ascontiguousarray(waveform[: params.max_samples], dtype=np.float32)
+
+
+# Sample rates a real recording can have; a header outside them is damaged or crafted (a WAV
+# claiming 1 Hz would stretch 15 samples over 15 s).
+MIN_RATE_HZ = 4_000
+MAX_RATE_HZ = 384_000
+
+
+def truncation_problem(path: str | os.PathLike) -> str:
+    """Why a WAV file is cut short ("" when it is whole, or not a RIFF/WAVE file): its
+    ``data`` chunk promises more bytes than the file holds. libsndfile quietly shortens such
+    a file to what is there, so this reads the header itself.
+    """
+    import struct  # noqa: PLC0415
+
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(65_536)
+            size = os.fstat(handle.fileno()).st_size
+    except OSError:
+        return ""  # the decoder has read it; a later read error is not a truncation
+    if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
+        return ""
+    order = "<" if head[:4] == b"RIFF" else ">"
+    offset, byte_rate = 12, 0
+    while offset + 8 <= len(head):
+        chunk, length = head[offset:offset + 4], struct.unpack(order + "I",
+                                                                head[offset + 4:offset + 8])[0]
+        if chunk == b"fmt " and offset + 16 <= len(head):
+            byte_rate = struct.unpack(order + "I", head[offset + 16:offset + 20])[0]
+        if chunk == b"data":
+            held = size - (offset + 8)
+            if length in (0, 0xFFFFFFFF) or length <= held:  # streamed/unknown, or whole
+                return ""
+            if byte_rate:
+                return (f"truncated: the header promises {length / byte_rate:.2f} s of audio, "
+                        f"the file holds {max(held, 0) / byte_rate:.2f} s")
+            return f"truncated: the header promises {length} bytes of audio, the file holds {held}"
+        offset += 8 + length + (length & 1)
+    return ""
 
 
 def file_problem(path: str | os.PathLike) -> str:
@@ -360,17 +411,26 @@ def spectrogram_image(waveform: np.ndarray, params: FeatureParams) -> np.ndarray
     return spectrogram_images(waveform, params)[0]
 
 
-def clip_images(path: str | os.PathLike, params: FeatureParams, max_crops: int = 1) -> np.ndarray:
+def clip_images(path: str | os.PathLike, params: FeatureParams, max_crops: int = 1, *,
+                min_voiced: float = 0.0) -> np.ndarray:
     """Audio file → uint8 RGB images [crops, height, width, 3]; raises AudioError.
 
     ``max_crops=1`` gives the one image preprocessing stores (``clip_image``); inference asks
-    for more crops of a long clip and averages their probabilities."""
+    for more crops of a long clip and averages their probabilities. ``min_voiced`` > 0 also
+    applies the preset's minimum duration and the speech gate (``speech.load_speech``, as
+    preprocessing does) and raises ``speech.NoSpeechError`` for a clip without a voice."""
+    if min_voiced > 0:
+        from agegender.speech import load_speech  # noqa: PLC0415
+
+        return spectrogram_images(load_speech(path, params, min_voiced=min_voiced), params,
+                                  max_crops)
     return spectrogram_images(load_clip(path, params), params, max_crops)
 
 
-def clip_image(path: str | os.PathLike, params: FeatureParams) -> np.ndarray:
+def clip_image(path: str | os.PathLike, params: FeatureParams, *,
+               min_voiced: float = 0.0) -> np.ndarray:
     """Audio file → uint8 RGB image [height, width, 3]; raises AudioError."""
-    return clip_images(path, params)[0]
+    return clip_images(path, params, min_voiced=min_voiced)[0]
 
 
 def png_bytes(image: np.ndarray) -> bytes:

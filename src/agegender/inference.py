@@ -62,6 +62,9 @@ class AgeGenderDetector:
             and the crops' probabilities are averaged. 1 = the centre crop only, the one
             training stored. Paper models always see the whole clip in one image.
         verify: check the model file against its ``.sha256`` sidecar (see ``load_model``).
+        min_voiced: the speech gate (``agegender.speech``): a file with fewer voiced frames
+            than this share gets no label but ``no speech``; 0 = no gate. Files shorter than
+            the preset's ``min_duration_s`` are refused as well when the gate is on.
 
     Raises:
         ParameterError: batch_size or num_threads below 1, unknown precision.
@@ -71,8 +74,11 @@ class AgeGenderDetector:
     def __init__(self, model_path: str | os.PathLike, task: str | None = None, *,
                  batch_size: int = 64, num_threads: int | None = None,
                  precision: str = "float32", verify: bool = True,
-                 max_crops: int = DEFAULT_MAX_CROPS):
+                 max_crops: int = DEFAULT_MAX_CROPS, min_voiced: float = 0.1):
+        from agegender.speech import check_min_voiced  # noqa: PLC0415
+
         _check_detector_args(batch_size, num_threads, precision)
+        self.min_voiced = check_min_voiced(min_voiced)
         if max_crops < 1:
             raise ParameterError(f"max_crops={max_crops} must be >= 1")
         self._setup(open_model(model_path, task, precision=precision, verify=verify),
@@ -87,13 +93,17 @@ class AgeGenderDetector:
 
     @classmethod
     def from_model(cls, model, *, batch_size: int = 64, num_threads: int | None = None,
-                   max_crops: int = DEFAULT_MAX_CROPS) -> AgeGenderDetector:
+                   max_crops: int = DEFAULT_MAX_CROPS,
+                   min_voiced: float = 0.1) -> AgeGenderDetector:
         """A detector around an already opened ``checkpoints.LoadedModel`` (the test step
         uses it so that it scores exactly what inference ships, without loading twice)."""
+        from agegender.speech import check_min_voiced  # noqa: PLC0415
+
         _check_detector_args(batch_size, num_threads, "float32")
         if max_crops < 1:
             raise ParameterError(f"max_crops={max_crops} must be >= 1")
         detector = cls.__new__(cls)
+        detector.min_voiced = check_min_voiced(min_voiced)
         detector._setup(model, batch_size=batch_size, num_threads=num_threads,
                         max_crops=max_crops)
         return detector
@@ -125,7 +135,8 @@ class AgeGenderDetector:
         if problem:
             return AudioError(problem)
         try:
-            return clip_images(path, self.model.features, self.max_crops)
+            return clip_images(path, self.model.features, self.max_crops,
+                               min_voiced=self.min_voiced)
         except AudioError as err:
             return err
 
@@ -140,12 +151,19 @@ class AgeGenderDetector:
 
         Returns:
             One dict per file, in order: ``file``, ``label``, ``probability`` (of the label),
-            ``probabilities`` ({class name: probability}) and ``error`` (None, or why the
-            file could not be predicted, in which case the label is None).
+            ``probabilities`` ({class name: probability}), ``error`` (None, or why the
+            file could not be predicted, in which case the label is None) and ``speech``
+            (False when the speech gate found no voice: ``voiced`` then holds the share of
+            voiced frames and ``error`` says "no speech: ..."; True otherwise).
         """
         if isinstance(audio_files, (str, bytes, os.PathLike)):  # one path, not its letters
             audio_files = [audio_files]
-        files = expand_audio_paths(os.fsdecode(f) for f in audio_files)
+        return self.predict_files(expand_audio_paths(os.fsdecode(f) for f in audio_files))
+
+    def predict_files(self, files: Sequence[str]) -> list[dict]:
+        """Predicts exactly ``files``, in order, one result each (as ``predict``'s), with
+        no folder or glob expansion and no merging of repeats: the test step keeps its rows
+        aligned with a table's this way."""
         results: list[dict] = []
         with ThreadPoolExecutor(self.num_threads) as pool:
             for start in range(0, len(files), self.batch_size):
@@ -157,6 +175,25 @@ class AgeGenderDetector:
                 for i, path in enumerate(chunk):
                     results.append(self._result(path, by_index.get(i), images[i]))
         return results
+
+    def timeline(self, path: str | os.PathLike, params=None) -> dict:
+        """Who speaks when in a recording of any length: segments covering it, each a class
+        of the model or ``no speech`` (see ``agegender.timeline``).
+
+        Args:
+            path: one audio file.
+            params: ``timeline.TimelineParams``; None = defaults.
+
+        Returns:
+            ``file``, ``duration`` (s), ``segments`` (``timeline.Segment``: start, end,
+            label, probability), ``voiced`` (share of voiced frames), ``windows``.
+
+        Raises:
+            AudioError: the file cannot be decoded.
+        """
+        from agegender import timeline  # noqa: PLC0415
+
+        return timeline.timeline(self.model, path, params, batch_size=self.batch_size)
 
     def _crop_average(self, crops: list[np.ndarray]) -> np.ndarray:
         """Predicts every crop of every clip in one batch; each clip's probabilities are
@@ -171,12 +208,16 @@ class AgeGenderDetector:
         return (sums / np.asarray(counts)[:, np.newaxis]).astype(np.float32)
 
     def _result(self, path: str, probabilities, image) -> dict:
+        from agegender.speech import NoSpeechError  # noqa: PLC0415
+
         if probabilities is None:
+            no_speech = isinstance(image, NoSpeechError)
             return {"file": path, "label": None, "probability": None, "probabilities": {},
-                    "error": str(image)}
+                    "error": str(image), "speech": not no_speech,
+                    "voiced": image.voiced if no_speech else None}
         best = int(np.argmax(probabilities))
         return {"file": path, "label": self.class_names[best],
                 "probability": float(probabilities[best]),
                 "probabilities": {name: float(p) for name, p in
                                   zip(self.class_names, probabilities, strict=True)},
-                "error": None}
+                "error": None, "speech": True, "voiced": None}

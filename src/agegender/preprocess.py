@@ -29,7 +29,8 @@ from agegender import atomic, commonvoice, figures, labels, runlock
 from agegender.channel import waveform_copy
 from agegender.config import SPLITS, CopyParams, FeatureParams, PreprocessParams, split_dirname
 from agegender.errors import AudioError, DatasetError, ParameterError
-from agegender.features import load_clip, png_bytes, spectrogram_image
+from agegender.features import png_bytes, spectrogram_image
+from agegender.speech import load_speech
 from agegender.tfrecords import Example, write_shards
 from agegender.workers import imap_unordered
 
@@ -209,20 +210,20 @@ def _check_feature_record(dataset_dir: Path, features: FeatureParams, *, overwri
 
 
 def _spectrogram_job(job: tuple[str, str, list[tuple[str, int]], FeatureParams, CopyParams,
-                                 int]) -> tuple[int, int, list[tuple[str, str]]]:
+                                 int, float]) -> tuple[int, int, list[tuple[str, str]]]:
     """Worker: one clip → its PNG and its copies' PNGs (the audio is decoded once).
 
     Args:
         job: (audio path, clip key, [(png path, copy index 0 = the clip)], features, copy
-            ranges, seed).
+            ranges, seed, min_voiced of the speech gate).
 
     Returns:
         (images tried, images written, [(png path, problem)]); a clip that cannot be read is
         one problem, named by its first target, whatever the number of its copies.
     """
-    audio, key, targets, features, copy_params, seed = job
-    try:
-        waveform = load_clip(audio, features)  # what clip_image does, kept for the copies
+    audio, key, targets, features, copy_params, seed, min_voiced = job
+    try:  # what clip_image does, kept for the copies
+        waveform = load_speech(audio, features, min_voiced=min_voiced)
     except AudioError as err:
         return len(targets), 0, [(targets[0][0], str(err).removeprefix(f"{audio}: "))]
     problems = []
@@ -270,7 +271,7 @@ def run_spectrograms(dataset_dir: str | os.PathLike, features: FeatureParams,
                 owners[str(target)] = (split, key, row.audio_path)
             if targets:
                 jobs.append((str(root / row.audio_path), row.key, targets, features,
-                             params.copy, params.seed))
+                             params.copy, params.seed, params.min_voiced))
     problems = []
     if not jobs:
         log.info("spectrograms: every PNG already exists (use --overwrite to remake)")

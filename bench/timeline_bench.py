@@ -1,0 +1,485 @@
+"""Who speaks when on long recordings of real voices: our timeline vs a pitch rule vs
+inaSpeechSegmenter.
+
+Recordings (``build``, seeded by ``--seed``): clips of one split of a ``manifest`` dataset
+(default: cv-sample's ``test`` split), in random order with no speaker twice in a row, joined
+with pauses of 0.2-2 s until the recording's length (2-10 min, drawn per recording) is
+reached, mixed at 16 kHz. Every third recording lies over pink noise (15 dB below the speech),
+every third over synthetic piano-like chords (12 dB below), the rest is clean. The true
+segments are the voiced stretches inside each clip (frames within 35 dB of the clip's
+loudest, pauses under 0.3 s bridged), written beside each recording as
+``recN.truth.csv`` and ``recN.truth.rttm``.
+
+Systems, each run in its own process on the same WAV files, so CPU seconds and peak memory
+(``ru_maxrss``) are its own:
+
+* ``ours``: ``AgeGenderDetector.timeline`` with ``--gender_model`` (and ``--age_model``);
+* ``pitch``: the same speech regions and windows, each window labelled by the median F0 of
+  its voiced frames against 165 Hz (the project's pitch baseline), the same smoothing;
+* ``ina``: inaSpeechSegmenter 0.8.0 in the virtual environment ``--ina_python`` runs in
+  (see ``--setup_ina``); skipped with a message when it is missing.
+
+Scores on a 10-ms grid, per recording and pooled: missed speech (true speech called
+non-speech, % of speech time), false alarm (non-speech called speech, % of non-speech
+time), gender error (true speech given the wrong gender, % of speech time; missed speech is
+not counted here), the same for age groups when an age model is given; real-time factor
+(audio seconds per CPU second of the system's process, model loading included) and peak RSS.
+
+Run from the repo root::
+
+    python bench/timeline_bench.py --gender_model models/cvs/gender/best_model_gender.keras \\
+        --ina_python /tmp/ina-venv/bin/python
+    python bench/timeline_bench.py --setup_ina          # makes /tmp/ina-venv (see below)
+    python bench/timeline_bench.py --gender_model M --long_hours 2   # peak RSS, 2-h file
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from common import REPO, format_table  # noqa: F401  (puts src/ on the path)
+
+import numpy as np  # noqa: E402
+
+RATE = 16_000
+GRID = 0.01  # s, scoring resolution
+INA_SCRIPT = r"""
+import json, sys, time
+from inaSpeechSegmenter import Segmenter
+files = json.loads(sys.argv[1])
+segmenter = Segmenter(detect_gender=True)
+out = {}
+for path in files:
+    out[path] = [[label, float(a), float(b)] for label, a, b in segmenter(path)]
+hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
+print("RESULT " + json.dumps({"segments": out, "rss_mib": int(hwm) / 1024}))
+"""
+
+
+# ----------------------------------------------------------------------------- recordings
+
+
+def voiced_stretches(wave: np.ndarray, rate: int) -> list[tuple[float, float]]:
+    """(start, end) seconds of a clip's speech: frames within 35 dB of its peak, gaps under
+    0.3 s bridged (independent of the speech gate, which is under test)."""
+    import librosa  # noqa: PLC0415
+
+    spans = librosa.effects.split(wave, top_db=35, frame_length=400, hop_length=160)
+    merged: list[list[float]] = []
+    for a, b in spans / rate:
+        if merged and a - merged[-1][1] < 0.3:
+            merged[-1][1] = b
+        else:
+            merged.append([a, b])
+    return [(a, b) for a, b in merged if b - a >= 0.1]
+
+
+def pink_noise(samples: int, rng: np.random.Generator) -> np.ndarray:
+    """1/f noise, float32 [samples], RMS 1."""
+    spectrum = np.fft.rfft(rng.standard_normal(samples))
+    spectrum /= np.sqrt(np.maximum(np.arange(spectrum.shape[0]), 1))
+    noise = np.fft.irfft(spectrum, samples)
+    return (noise / noise.std()).astype(np.float32)
+
+
+def chord_music(samples: int, rng: np.random.Generator) -> np.ndarray:
+    """Struck triads of six-partial tones, a new chord every 0.5-2 s, RMS 1."""
+    out = np.zeros(samples, np.float32)
+    roots = [130.8, 146.8, 164.8, 174.6, 196.0, 220.0, 246.9]
+    position = 0
+    while position < samples:
+        length = int(rng.uniform(0.5, 2.0) * RATE)
+        t = np.arange(min(length, samples - position)) / RATE
+        root = rng.choice(roots) * rng.choice([1, 2])
+        chord = [root, root * 1.26, root * 1.498]
+        envelope = np.minimum(t / 0.01, 1.0) * np.exp(-t / 0.7)
+        out[position:position + t.shape[0]] = envelope * sum(
+            np.sin(2 * np.pi * f * k * t) / k for f in chord for k in range(1, 7))
+        position += length
+    return out / max(out.std(), 1e-9)
+
+
+def build(args) -> list[dict]:
+    """Writes the recordings and their truth; returns one dict per recording."""
+    import pandas as pd  # noqa: PLC0415
+    import soundfile as sf  # noqa: PLC0415
+
+    from agegender.config import FeatureParams  # noqa: PLC0415
+    from agegender.errors import AudioError  # noqa: PLC0415
+    from agegender.features import load_clip  # noqa: PLC0415
+
+    table = pd.read_csv(args.manifest, dtype=str, keep_default_na=False)
+    table = table[table["split"] == args.split].reset_index(drop=True)
+    if table.empty:
+        sys.exit(f"{args.manifest}: no rows in split {args.split}")
+    root = Path(args.manifest).resolve().parent
+    out = Path(args.work_dir) / "recordings"
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(args.seed)
+    params = FeatureParams(sample_rate=RATE, max_duration_s=60.0)
+    recordings = []
+    for number in range(args.recordings):
+        minutes = rng.uniform(args.min_minutes, args.max_minutes)
+        background = ("clean", "noise", "music")[number % 3]
+        wav = out / f"rec{number}.wav"
+        truth_csv = out / f"rec{number}.truth.csv"
+        recordings.append({"wav": str(wav), "truth": str(truth_csv), "minutes": minutes,
+                           "background": background})
+        if wav.is_file() and truth_csv.is_file():
+            continue
+        pieces, truth, cursor, last_speaker = [], [], 0.0, None
+        order = rng.permutation(len(table))
+        position = 0
+        while cursor < minutes * 60:
+            row = table.iloc[order[position % len(order)]]
+            position += 1
+            if row["speaker_id"] == last_speaker:
+                continue
+            try:
+                wave = load_clip(root / row["path"], params)
+            except AudioError as err:
+                print(f"skipped: {err}", file=sys.stderr)
+                continue
+            last_speaker = row["speaker_id"]
+            for a, b in voiced_stretches(wave, RATE):
+                truth.append({"start": cursor + a, "end": cursor + b, "gender": row["gender"],
+                              "age": row.get("age", ""), "speaker": row["speaker_id"],
+                              "clip": row["path"]})
+            pause = rng.uniform(0.2, 2.0)
+            pieces += [wave, np.zeros(int(pause * RATE), np.float32)]
+            cursor += wave.shape[0] / RATE + pause
+        mix = np.concatenate(pieces)
+        speech_rms = float(np.sqrt(np.mean(np.concatenate(
+            [mix[int(t["start"] * RATE):int(t["end"] * RATE)] for t in truth]) ** 2)))
+        if background == "noise":
+            mix = mix + speech_rms * 10 ** (-15 / 20) * pink_noise(mix.shape[0], rng)
+        elif background == "music":
+            mix = mix + speech_rms * 10 ** (-12 / 20) * chord_music(mix.shape[0], rng)
+        mix = mix / max(1.0, float(np.abs(mix).max()) / 0.99)
+        sf.write(wav, mix, RATE, subtype="PCM_16")
+        pd.DataFrame(truth).to_csv(truth_csv, index=False)
+        with open(out / f"rec{number}.truth.rttm", "w") as handle:
+            for t in truth:
+                handle.write(f"SPEAKER rec{number} 1 {t['start']:.3f} "
+                             f"{t['end'] - t['start']:.3f} <NA> <NA> {t['gender']} <NA> <NA>\n")
+        print(f"built {wav}: {cursor / 60:.1f} min, {len(truth)} voiced stretches, "
+              f"{background}", file=sys.stderr)
+    return recordings
+
+
+# -------------------------------------------------------------------------------- systems
+
+
+def run_ours(files: list[str], model: str) -> dict:
+    """Child: our timeline per file → {file: [[label, start, end]]}."""
+    from agegender import AgeGenderDetector  # noqa: PLC0415
+
+    detector = AgeGenderDetector(model)
+    return {f: [[s.label, s.start, s.end] for s in detector.timeline(f)["segments"]]
+            for f in files}
+
+
+def run_pitch(files: list[str], threshold_hz: float = 165.0) -> dict:
+    """Child: the speech gate's regions and windows, each window labelled by its median F0."""
+    from agegender import speech, timeline  # noqa: PLC0415
+
+    params = timeline.TimelineParams()
+    out = {}
+    for path in files:
+        voicing, duration = timeline.gate_pass(path, params.block_s)
+        voiced = speech.voiced_frames(voicing, reference_db=timeline.local_reference_db(
+            voicing.rms_db))
+        regions = timeline.speech_regions(voiced, params, duration)
+        windows = timeline.windows_in(regions, 2.56, 2.56, duration)
+        frame_s = speech.HOP / speech.GATE_RATE
+        probabilities = np.full((len(windows), 2), np.nan, np.float32)
+        for i, (a, b) in enumerate(windows):
+            frames = slice(int(a / frame_s), int(b / frame_s))
+            f0 = voicing.f0_hz[frames][voiced[frames]]
+            if f0.size:
+                female = 1 / (1 + np.exp(-(np.median(f0) - threshold_hz) / 15.0))
+                probabilities[i] = [1 - female, female]
+        segments = timeline.label_segments(regions, windows, probabilities,
+                                           ("male", "female"), duration,
+                                           params.switch_penalty)
+        out[path] = [[s.label, s.start, s.end] for s in segments]
+    return out
+
+
+def child(args) -> None:
+    """``--run SYSTEM``: runs one system and prints its segments as one JSON line."""
+    files = json.loads(Path(args.files).read_text())
+    start = time.process_time()
+    if args.run == "ours":
+        result = {"gender": run_ours(files, args.gender_model)}
+        if args.age_model:
+            result["age"] = run_ours(files, args.age_model)
+    else:
+        result = {"gender": run_pitch(files)}
+    print("RESULT " + json.dumps({**result, "cpu_s": time.process_time() - start,
+                                  "rss_mib": peak_rss_mib()}))
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory (VmHWM), MiB. (``ru_maxrss`` of a child also
+    counts the parent's memory, which the child's pre-exec copy held.)"""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def run_child(command: list[str], env: dict | None = None) -> tuple[dict | None, float, float,
+                                                                    str]:
+    """Runs a child; (its RESULT json, CPU seconds user+sys, its own peak RSS MiB, stderr
+    tail)."""
+    import tempfile  # noqa: PLC0415
+
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        process = subprocess.Popen(command, stdout=out, stderr=err, env=env, text=True)
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    result = None
+    for line in stdout.splitlines():
+        if line.startswith("RESULT "):
+            result = json.loads(line[len("RESULT "):])
+    if process.returncode and result is None:
+        print(f"{command[:3]} failed ({process.returncode}): {stderr[-1500:]}",
+              file=sys.stderr)
+    rss = result.get("rss_mib", float("nan")) if result else float("nan")
+    return result, usage.ru_utime + usage.ru_stime, rss, stderr[-1500:]
+
+
+# ---------------------------------------------------------------------------------- scores
+
+
+def grid_labels(segments, duration: float, names: list[str]) -> np.ndarray:
+    """[duration / GRID] int: 0 = non-speech, 1 + index of the label in ``names``."""
+    grid = np.zeros(int(np.ceil(duration / GRID)), np.int16)
+    for label, start, end in segments:
+        if label in names:
+            grid[int(round(start / GRID)):int(round(end / GRID))] = 1 + names.index(label)
+    return grid
+
+
+def score(truth: np.ndarray, hyp: np.ndarray) -> dict:
+    """Seconds of speech, missed, false alarm and wrong class on two label grids."""
+    n = min(len(truth), len(hyp))
+    truth, hyp = truth[:n], hyp[:n]
+    spoken, said = truth > 0, hyp > 0
+    return {"speech_s": spoken.sum() * GRID, "nonspeech_s": (~spoken).sum() * GRID,
+            "missed_s": (spoken & ~said).sum() * GRID, "fa_s": (~spoken & said).sum() * GRID,
+            "wrong_s": (spoken & said & (truth != hyp)).sum() * GRID}
+
+
+def shares(s: dict) -> tuple[str, str, str]:
+    """missed %, false alarm %, class error % of a score."""
+    return (f"{100 * s['missed_s'] / max(s['speech_s'], 1e-9):.1f}",
+            f"{100 * s['fa_s'] / max(s['nonspeech_s'], 1e-9):.1f}",
+            f"{100 * s['wrong_s'] / max(s['speech_s'], 1e-9):.1f}")
+
+
+def add(a: dict | None, b: dict) -> dict:
+    return dict(b) if a is None else {k: a[k] + b[k] for k in a}
+
+
+def evaluate(recordings, outputs: dict, task: str, names: list[str], column: str) -> list:
+    """Rows per recording and pooled: per system missed/FA/error."""
+    import pandas as pd  # noqa: PLC0415
+    import soundfile as sf  # noqa: PLC0415
+
+    rows, pooled = [], {}
+    for rec in recordings:
+        duration = sf.info(rec["wav"]).duration
+        truth_table = pd.read_csv(rec["truth"], dtype={column: str}, keep_default_na=False)
+        truth = grid_labels(zip(truth_table[column], truth_table["start"],
+                                truth_table["end"], strict=True), duration, names)
+        row = [Path(rec["wav"]).name, f"{duration / 60:.1f}", rec["background"]]
+        for system, segments in outputs.items():
+            if segments is None or task not in segments:
+                row += ["-", "-", "-"]
+                continue
+            hyp = grid_labels(segments[task][rec["wav"]], duration, names)
+            result = score(truth, hyp)
+            pooled[system] = add(pooled.get(system), result)
+            row += list(shares(result))
+        rows.append(row)
+    total = ["all", f"{sum(sf.info(r['wav']).duration for r in recordings) / 60:.1f}", ""]
+    for system in outputs:
+        total += list(shares(pooled[system])) if system in pooled else ["-", "-", "-"]
+    return [*rows, total]
+
+
+def ina_segments(raw: dict) -> dict:
+    """ina's labels → ours: male/female speech, everything else non-speech."""
+    return {"gender": {path: [[label, a, b] for label, a, b in segments
+                              if label in ("male", "female")]
+                       for path, segments in raw.items()}}
+
+
+# ------------------------------------------------------------------------------------ main
+
+
+def setup_ina(venv: Path) -> None:
+    """A venv for inaSpeechSegmenter 0.8.0 that runs offline on the system's TensorFlow.
+
+    ina 0.8.0 requires ``tensorflow[and-cuda]`` and ``onnxruntime-gpu``; the venv sees the
+    system's packages (TF 2.21) and gets ina without its dependencies plus the four small
+    ones it imports. Its weights (fetched at run time by 0.8.0) are copied from the 0.6.7
+    sdist into ~/.keras/inaSpeechSegmenter/. Needs ffmpeg (apt-get install ffmpeg).
+    """
+    import glob  # noqa: PLC0415
+    import shutil  # noqa: PLC0415
+    import tarfile  # noqa: PLC0415
+    import tempfile  # noqa: PLC0415
+
+    pip = str(venv / "bin" / "pip")
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)],
+                   check=True)
+    subprocess.run([pip, "install", "--no-deps", "inaSpeechSegmenter==0.8.0"], check=True)
+    subprocess.run([pip, "install", "scikit-image", "pyannote.core", "Pyro4", "pytextgrid"],
+                   check=True)
+    weights = Path.home() / ".keras" / "inaSpeechSegmenter"
+    if len(list(weights.glob("*.hdf5"))) < 3:
+        with tempfile.TemporaryDirectory() as tmp:
+            subprocess.run([pip, "download", "--no-deps", "--no-binary", ":all:",
+                            "inaSpeechSegmenter==0.6.7", "-d", tmp], check=True)
+            with tarfile.open(glob.glob(f"{tmp}/*.tar.gz")[0]) as archive:
+                archive.extractall(tmp, filter="data")
+            weights.mkdir(parents=True, exist_ok=True)
+            for file in glob.glob(f"{tmp}/**/*.hdf5", recursive=True):
+                shutil.copy(file, weights)
+    if shutil.which("ffmpeg") is None:
+        print("ina needs ffmpeg: apt-get install ffmpeg", file=sys.stderr)
+
+
+def long_file(recordings, hours: float, path: Path) -> float:
+    """Writes ``hours`` of the recordings repeated, block by block; returns seconds."""
+    import soundfile as sf  # noqa: PLC0415
+
+    total = 0
+    with sf.SoundFile(path, "w", samplerate=RATE, channels=1, subtype="PCM_16") as out:
+        while total < hours * 3600 * RATE:
+            for rec in recordings:
+                for block in sf.blocks(rec["wav"], blocksize=RATE * 60, dtype="float32"):
+                    out.write(block)
+                    total += block.shape[0]
+                if total >= hours * 3600 * RATE:
+                    break
+    return total / RATE
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--manifest", default=str(REPO.parent.parent / "main" / "data" /
+                                                  "CVSample" / "manifest.csv"),
+                        help="a manifest dataset's table (default: the cv-sample copy)")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--recordings", type=int, default=6)
+    parser.add_argument("--min_minutes", type=float, default=2.0)
+    parser.add_argument("--max_minutes", type=float, default=10.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--work_dir", default="/tmp/timeline_bench")
+    parser.add_argument("--gender_model", default=None)
+    parser.add_argument("--age_model", default=None)
+    parser.add_argument("--ina_python", default="/tmp/ina-venv/bin/python",
+                        help="python of a venv with inaSpeechSegmenter (--setup_ina)")
+    parser.add_argument("--setup_ina", action="store_true",
+                        help="make /tmp/ina-venv (see setup_ina) and exit")
+    parser.add_argument("--long_hours", type=float, default=0.0,
+                        help="also time ours on one file this many hours long (in work_dir)")
+    parser.add_argument("--run", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--files", default=None, help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.run:
+        child(args)
+        return 0
+    if args.setup_ina:
+        setup_ina(Path(args.ina_python).parents[1])
+        return 0
+    recordings = build(args)
+    files = [r["wav"] for r in recordings]
+    audio_s = sum(__import__("soundfile").info(f).duration for f in files)
+    files_json = Path(args.work_dir) / "files.json"
+    files_json.write_text(json.dumps(files))
+    me = [sys.executable, __file__, f"--files={files_json}"]
+    if args.gender_model:
+        me += [f"--gender_model={args.gender_model}"]
+    if args.age_model:
+        me += [f"--age_model={args.age_model}"]
+    outputs, speed = {}, {}
+    cache = Path(args.work_dir) / "outputs"
+    cache.mkdir(exist_ok=True)
+    commands = {system: ([*me, f"--run={system}"], None) for system in
+                (["ours"] if args.gender_model else []) + ["pitch"]}
+    if Path(args.ina_python).is_file():
+        commands["ina"] = ([args.ina_python, "-c", INA_SCRIPT, json.dumps(files)],
+                           {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "2"})
+    else:
+        print(f"ina column skipped: {args.ina_python} not found (python "
+              "bench/timeline_bench.py --setup_ina makes it)", file=sys.stderr)
+    for system, (command, env) in commands.items():
+        # Each system's run is kept (``outputs/<system>.json``, keyed by its model and the
+        # files), so adding a system does not re-run the others.
+        key = json.dumps([files, args.gender_model if system == "ours" else None,
+                          args.age_model if system == "ours" else None])
+        saved = cache / f"{system}.json"
+        if saved.is_file() and json.loads(saved.read_text())["key"] == key:
+            stored = json.loads(saved.read_text())
+        else:
+            result, cpu, rss, _ = run_child(command, env)
+            stored = {"key": key, "result": result, "cpu": cpu, "rss": rss}
+            saved.write_text(json.dumps(stored))
+        result = stored["result"]
+        outputs[system] = (ina_segments(result["segments"]) if system == "ina" and result
+                           else result)
+        inner = result.get("cpu_s", stored["cpu"]) if result and system != "ina" else stored["cpu"]
+        speed[system] = (audio_s / stored["cpu"], audio_s / inner, stored["rss"])
+    header = ["recording", "min", "background"]
+    for system in outputs:
+        header += [f"{system} missed %", f"{system} FA %", f"{system} gender err %"]
+    print(f"Gender over {len(files)} recordings ({audio_s / 60:.1f} min) built from "
+          f"{args.manifest} split {args.split}, seed {args.seed}; model {args.gender_model}")
+    print(format_table(header, evaluate(recordings, outputs, "gender", ["male", "female"],
+                                        "gender")))
+    if args.age_model and outputs.get("ours") and "age" in outputs["ours"]:
+        from agegender.checkpoints import open_model  # noqa: PLC0415
+
+        names = list(open_model(args.age_model).class_names)
+        print(format_table(["recording", "min", "background", "ours missed %", "ours FA %",
+                            "ours age err %"],
+                           evaluate(recordings, {"ours": outputs["ours"]}, "age", names,
+                                    "age")))
+    print(format_table(["system", "x real time (process CPU, load incl.)",
+                        "x real time (timeline CPU only)", "peak RSS MiB"],
+                       [[s, f"{a:.0f}", f"{b:.0f}", f"{r:.0f}"]
+                        for s, (a, b, r) in speed.items()]))
+    if args.long_hours and args.gender_model:
+        path = Path(args.work_dir) / "long.wav"
+        seconds = long_file(recordings, args.long_hours, path)
+        Path(args.work_dir, "long.json").write_text(json.dumps([str(path)]))
+        result, cpu, rss, _ = run_child([sys.executable, __file__,
+                                         f"--files={Path(args.work_dir) / 'long.json'}",
+                                         f"--gender_model={args.gender_model}", "--run=ours"])
+        print(f"long file: {seconds / 3600:.2f} h, {seconds / cpu:.0f}x real time "
+              f"(process CPU), peak RSS {rss:.0f} MiB, "
+              f"{len(result['gender'][str(path)]) if result else 0} segments")
+        path.unlink()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

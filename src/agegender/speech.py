@@ -1,0 +1,265 @@
+"""The speech gate: does a clip (or a window of a recording) hold a voice?
+
+One decision per 20-ms frame, made on the waveform resampled to 8 kHz whatever the feature
+preset, and used alike by preprocessing, inference, evaluation and the timeline, so that train
+and serve never skew. A frame is *voiced* when all of these hold:
+
+* loud enough: its RMS is above ``FLOOR_DBFS`` (an absolute floor: dither, hiss) and within
+  ``RELATIVE_DB`` of the clip's loud frames (its 95th-percentile RMS);
+* periodic: its normalised autocorrelation peaks above ``MIN_PERIODICITY`` at a lag of
+  70-400 Hz (a voice's F0); noise, DC and dither are not periodic;
+* not a pure tone: no single spectral peak holds more than ``MAX_PEAK_SHARE`` of its energy
+  (a voice spreads its energy over many harmonics);
+* not a steady note: it is not within half a run of a stretch of ``STEADY_RUN_S`` whose
+  pitch stays within ``STEADY_RANGE``. A voice's F0 glides all the time;
+  synthesised tones and most notes of keyboard music hold it. (Sung vowels and instruments
+  with vibrato pass as voice: README, "Speech gate", states the limits.)
+
+A clip holds speech when at least ``min_voiced`` of its frames are voiced.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+
+from agegender.errors import AudioError
+
+GATE_RATE = 8_000        # Hz the gate analyses at: one decision whatever the model's rate
+FRAME = 320              # samples at GATE_RATE: 40 ms, two periods of a 70 Hz voice
+HOP = 160                # samples: 20 ms between decisions
+_FFT = 1024              # >= 2 * FRAME: the autocorrelation does not wrap
+_LAGS = (GATE_RATE // 400, GATE_RATE // 70 + 1)  # lags of 400..70 Hz
+FLOOR_DBFS = -55.0       # ±1 LSB of 16 bit is about -90 dBFS, quiet room hiss -60
+RELATIVE_DB = 35.0       # frames this far below the clip's loud frames are pauses
+MIN_PERIODICITY = 0.6    # noise stays below 0.3, chords near 0.5, voiced speech 0.65-0.99
+MIN_DIP = 0.3            # the autocorrelation must fall this far before its period peak
+MAX_PEAK_SHARE = 0.85    # a sine puts all its energy in one peak
+STEADY_RANGE = 0.006     # F0 spread (max/min - 1) within which a pitch "holds"
+STEADY_RUN_S = 0.12      # a pitch held this long is a note, not a voice
+DEFAULT_MIN_VOICED = 0.1  # share of a clip's frames that must be voiced
+
+
+class NoSpeechError(AudioError):
+    """A clip decodes but holds no voice; ``voiced`` is its share of voiced frames."""
+
+    def __init__(self, message: str, voiced: float = 0.0):
+        super().__init__(message)
+        self.voiced = voiced
+
+
+@dataclasses.dataclass(frozen=True)
+class FrameVoicing:
+    """Per-frame measurements of the gate, each [frames] (frame t starts at t * HOP / 8 kHz).
+
+    Attributes:
+        rms_db: frame RMS, dBFS (DC removed).
+        periodicity: normalised autocorrelation peak at 70-400 Hz, 0..1.
+        f0_hz: the lag of that peak as a frequency, Hz.
+        peak_share: share of the frame's energy in its strongest spectral peak, 0..1.
+    """
+
+    rms_db: np.ndarray
+    periodicity: np.ndarray
+    f0_hz: np.ndarray
+    peak_share: np.ndarray
+
+    @property
+    def frames(self) -> int:
+        """Number of frames."""
+        return int(self.rms_db.shape[0])
+
+    @staticmethod
+    def concatenate(parts: list[FrameVoicing]) -> FrameVoicing:
+        """Joins the measurements of consecutive blocks."""
+        return FrameVoicing(*(np.concatenate([getattr(p, f.name) for p in parts]) if parts
+                              else np.zeros(0, np.float32)
+                              for f in dataclasses.fields(FrameVoicing)))
+
+
+def to_gate_rate(waveform: np.ndarray, sample_rate: int) -> np.ndarray:
+    """[samples] at ``sample_rate`` → float32 [samples'] at ``GATE_RATE``."""
+    waveform = np.asarray(waveform, dtype=np.float32)
+    if sample_rate == GATE_RATE:
+        return waveform
+    import soxr  # noqa: PLC0415
+
+    return soxr.resample(waveform, sample_rate, GATE_RATE, quality="MQ").astype(np.float32)
+
+
+_WINDOW_CACHE: dict[str, np.ndarray] = {}
+
+
+def _window() -> tuple[np.ndarray, np.ndarray]:
+    """Hann window [FRAME] and its own autocorrelation [_LAGS[1]] (to undo its taper)."""
+    if not _WINDOW_CACHE:
+        window = np.hanning(FRAME + 2)[1:-1].astype(np.float32)
+        spectrum = np.fft.rfft(window, _FFT)
+        auto = np.fft.irfft(np.abs(spectrum) ** 2, _FFT)[:_LAGS[1]]
+        _WINDOW_CACHE["window"], _WINDOW_CACHE["auto"] = window, auto / auto[0]
+    return _WINDOW_CACHE["window"], _WINDOW_CACHE["auto"]
+
+
+def frame_voicing(waveform: np.ndarray) -> FrameVoicing:
+    """Measures every full frame of a waveform at ``GATE_RATE``.
+
+    Args:
+        waveform: float32 [samples] at 8 kHz. Frames start every ``HOP`` samples; a tail
+            shorter than ``FRAME`` gives no frame.
+
+    Returns:
+        FrameVoicing of ``1 + (samples - FRAME) // HOP`` frames (0 when shorter than FRAME).
+    """
+    waveform = np.asarray(waveform, dtype=np.float32)
+    if waveform.shape[0] < FRAME:
+        return FrameVoicing.concatenate([])
+    window, window_auto = _window()
+    frames = np.lib.stride_tricks.sliding_window_view(waveform, FRAME)[::HOP]  # [n, FRAME]
+    centred = frames - frames.mean(axis=1, keepdims=True)  # DC is not a voice
+    rms = np.sqrt(np.einsum("nf,nf->n", centred, centred) / FRAME)
+    rms_db = 20.0 * np.log10(np.maximum(rms, 1e-7))
+    spectrum = np.fft.rfft(centred * window, _FFT, axis=1)  # [n, _FFT/2 + 1]
+    power = spectrum.real ** 2 + spectrum.imag ** 2
+    auto = np.fft.irfft(power, _FFT, axis=1)[:, :_LAGS[1]]  # [n, lags]
+    energy = np.maximum(auto[:, 0], 1e-20)
+    normalised = auto / energy[:, np.newaxis] / window_auto  # unbiased by the taper
+    low, high = _LAGS
+    best = low + np.argmax(normalised[:, low:high], axis=1)  # [n]
+    rows = np.arange(len(best))
+    peak = normalised[rows, best]
+    # Low-pass noise (rumble) correlates at short lags without a period: a true period's
+    # peak rises again after a dip.
+    dip = np.minimum.accumulate(normalised[:, 1:high], axis=1)[rows, best - 1]
+    peak = np.where(peak - dip >= MIN_DIP, peak, 0.0)
+    # Parabolic interpolation of the peak: F0 to a fraction of a lag, for the steadiness cue.
+    left = normalised[rows, best - 1]
+    right = normalised[rows, np.minimum(best + 1, high - 1)]
+    curve = left - 2.0 * peak + right
+    shift = np.where(curve < 0, 0.5 * (left - right) / np.where(curve < 0, curve, -1.0), 0.0)
+    f0 = GATE_RATE / (best + np.clip(shift, -0.5, 0.5))
+    # Energy in the strongest peak: ±62 Hz around the largest bin (a Hann main lobe).
+    band = np.lib.stride_tricks.sliding_window_view(
+        np.pad(power, ((0, 0), (8, 8))), 17, axis=1)  # [n, bins, 17]
+    top = np.argmax(power, axis=1)
+    peak_share = band[rows, top].sum(axis=1) / np.maximum(power.sum(axis=1), 1e-20)
+    return FrameVoicing(rms_db.astype(np.float32), np.clip(peak, 0, 1).astype(np.float32),
+                        f0.astype(np.float32), peak_share.astype(np.float32))
+
+
+def voiced_frames(voicing: FrameVoicing, *, reference_db: float | None = None) -> np.ndarray:
+    """The gate's decision per frame, bool [frames].
+
+    Args:
+        voicing: ``frame_voicing`` of a clip (or of a whole recording).
+        reference_db: the loud level the relative threshold is taken from; None: the 95th
+            percentile of these frames' RMS (a clip's own level).
+    """
+    if not voicing.frames:
+        return np.zeros(0, bool)
+    if reference_db is None:
+        reference_db = float(np.percentile(voicing.rms_db, 95))
+    loud = (voicing.rms_db > FLOOR_DBFS) & (voicing.rms_db > reference_db - RELATIVE_DB)
+    voiced = loud & (voicing.periodicity >= MIN_PERIODICITY) & (
+        voicing.peak_share <= MAX_PEAK_SHARE)
+    return voiced & ~steady_pitch(voicing.f0_hz, voiced)
+
+
+def steady_pitch(f0_hz: np.ndarray, voiced: np.ndarray) -> np.ndarray:
+    """Frames inside a stretch of ``STEADY_RUN_S`` of voiced frames whose F0 stays within
+    ``STEADY_RANGE``: held notes and tones, bool [frames]. A voice's F0 glides (intonation,
+    jitter) by more within 0.2 s."""
+    run = max(2, int(round(STEADY_RUN_S * GATE_RATE / HOP)))
+    steady = np.zeros(voiced.shape, bool)
+    if voiced.shape[0] < run:
+        return steady
+    log_f0 = np.where(voiced, np.log(np.maximum(f0_hz, 1.0)), np.nan)
+    windows = np.lib.stride_tricks.sliding_window_view(log_f0, run)  # [n - run + 1, run]
+    with np.errstate(invalid="ignore"):
+        spread = windows.max(axis=1) - windows.min(axis=1)  # NaN if any frame is unvoiced
+    held = np.flatnonzero(spread < np.log1p(STEADY_RANGE))
+    if held.size:  # every frame of a held window
+        marks = np.zeros(voiced.shape[0] + 1, np.int32)
+        # Widened by half a run each side: the glide from one note into the next is music too.
+        np.add.at(marks, np.maximum(held - run // 2, 0), 1)
+        np.add.at(marks, np.minimum(held + run + run // 2, voiced.shape[0]), -1)
+        steady = np.cumsum(marks[:-1]) > 0
+    return steady
+
+
+def voiced_share(waveform: np.ndarray, sample_rate: int) -> float:
+    """Share of a clip's frames that are voiced, 0..1 (0 for a clip under one frame)."""
+    voiced = voiced_frames(frame_voicing(to_gate_rate(waveform, sample_rate)))
+    return float(voiced.mean()) if voiced.size else 0.0
+
+
+def check_min_voiced(min_voiced: float) -> float:
+    """``min_voiced`` if it is a share in [0, 1]; ParameterError otherwise."""
+    from agegender.errors import ParameterError  # noqa: PLC0415
+
+    try:
+        value = float(min_voiced)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not 0.0 <= value <= 1.0:  # NaN fails too
+        raise ParameterError(f"min_voiced={min_voiced!r} must be a share between 0 and 1 "
+                             "(0: no speech gate)")
+    return value
+
+
+def speech_problem(waveform: np.ndarray, sample_rate: int, min_voiced: float) -> str:
+    """Why a decoded clip is not speech ("" when it is): ``min_voiced`` of its frames must
+    be voiced. 0 turns the gate off."""
+    if min_voiced <= 0:
+        return ""
+    share = voiced_share(waveform, sample_rate)
+    if share < min_voiced:
+        return no_speech_reason(share, min_voiced)
+    return ""
+
+
+def no_speech_reason(share: float, min_voiced: float) -> str:
+    """The one-line reason a clip is not speech."""
+    return (f"no speech: {share:.0%} of frames voiced (need {min_voiced:.0%}; "
+            "--min_voiced sets it)")
+
+
+def min_duration_problem(waveform: np.ndarray, sample_rate: int, min_seconds: float) -> str:
+    """Why a clip is too short for its preset ("" when it is long enough)."""
+    seconds = waveform.shape[0] / sample_rate
+    if seconds < min_seconds:
+        return (f"too short: {seconds * 1000:.0f} ms of audio, the feature preset needs at "
+                f"least {min_seconds * 1000:.0f} ms")
+    return ""
+
+
+def load_speech(path: str | os.PathLike, params, *,
+                min_voiced: float = DEFAULT_MIN_VOICED) -> np.ndarray:
+    """``features.load_clip``, then the preset's minimum duration and the speech gate: the
+    one way a clip becomes a waveform for preprocessing, inference and evaluation.
+
+    Args:
+        path: audio file.
+        params: FeatureParams (``min_duration_s`` and the sample rate).
+        min_voiced: share of frames that must be voiced; 0 turns the gate off.
+
+    Returns:
+        float32 [samples] at ``params.sample_rate``.
+
+    Raises:
+        NoSpeechError: too few voiced frames (``.voiced`` holds the share).
+        AudioError: every reason of ``load_clip``, or shorter than ``params.min_duration_s``.
+    """
+    from agegender.features import load_clip  # noqa: PLC0415
+
+    waveform = load_clip(path, params)
+    problem = min_duration_problem(waveform, params.sample_rate, params.min_duration_s)
+    if problem:
+        raise AudioError(f"{os.fspath(path)}: {problem}")
+    if min_voiced > 0:
+        share = voiced_share(waveform, params.sample_rate)
+        if share < min_voiced:
+            raise NoSpeechError(f"{os.fspath(path)}: {no_speech_reason(share, min_voiced)}",
+                                share)
+    return waveform

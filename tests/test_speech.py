@@ -1,0 +1,215 @@
+"""The speech gate: no voice in noise, tones, music and silence; a voice in speech; clips
+the decoder would stretch, cut or barely hear are refused with one line."""
+
+from __future__ import annotations
+
+import shutil
+import struct
+
+import numpy as np
+import pytest
+import synth
+
+from agegender import speech
+from agegender.config import FeatureParams
+from agegender.errors import AudioError, ParameterError
+from agegender.speech import NoSpeechError, load_speech
+
+RATE = 16_000
+HAS_ESPEAK = shutil.which("espeak-ng") is not None
+
+
+def non_speech() -> dict[str, np.ndarray]:
+    """3-s clips without a voice, [samples] at 16 kHz."""
+    rng = np.random.default_rng(0)
+    samples = 3 * RATE
+    return {
+        "dc": np.full(samples, 0.3, np.float32),
+        "dither": (rng.integers(-1, 2, samples) / 32768).astype(np.float32),
+        "white_noise": (0.1 * rng.standard_normal(samples)).astype(np.float32),
+        "rumble": (0.002 * np.cumsum(rng.standard_normal(samples))).astype(np.float32),
+        "sine_150hz": synth.tone(150.0, seconds=3.0),
+        "room_silence": (1e-4 * rng.standard_normal(samples)).astype(np.float32),
+        "chords": synth.chords(seconds=3.0),
+    }
+
+
+@pytest.mark.parametrize("kind", sorted(non_speech()))
+def test_non_speech_has_no_voiced_frames(kind):
+    assert speech.voiced_share(non_speech()[kind], RATE) < 0.05
+
+
+@pytest.mark.parametrize("kind", sorted(non_speech()))
+def test_load_speech_refuses_non_speech(tmp_path, kind):
+    path = synth.write_audio(tmp_path / f"{kind}.wav", non_speech()[kind])
+    with pytest.raises(NoSpeechError, match="no speech: .*% of frames voiced") as caught:
+        load_speech(path, FeatureParams())
+    assert caught.value.voiced < speech.DEFAULT_MIN_VOICED
+
+
+def test_digital_silence_is_no_speech(tmp_path):
+    path = synth.write_audio(tmp_path / "zeros.wav", np.zeros(RATE, np.float32))
+    with pytest.raises(NoSpeechError, match="silent"):
+        load_speech(path, FeatureParams())
+
+
+@pytest.mark.parametrize(("gender", "age"), [("male", "teens"), ("female", "sixties")])
+def test_harmonic_voice_with_vibrato_is_speech(tmp_path, gender, age):
+    # The fixtures' voices (a gliding F0) must pass the gate that preprocessing applies.
+    path = synth.write_audio(tmp_path / "v.wav", synth.voice(gender, age, seed=1))
+    assert load_speech(path, FeatureParams()).shape == (RATE,)
+
+
+@pytest.mark.skipif(not HAS_ESPEAK, reason="needs espeak-ng")
+@pytest.mark.parametrize("voice_name", ["en", "en+f3", "de"])
+def test_espeak_voice_is_speech(tmp_path, voice_name):
+    path = synth.espeak(tmp_path / "s.wav", voice_name=voice_name)
+    for preset in ("paper", "voice"):
+        params = FeatureParams.preset(preset)
+        waveform = load_speech(path, params)
+        assert speech.voiced_share(waveform, params.sample_rate) > 0.4
+
+
+@pytest.mark.skipif(not HAS_ESPEAK, reason="needs espeak-ng")
+def test_speech_over_quiet_noise_is_speech(tmp_path):
+    import soundfile as sf
+
+    path = synth.espeak(tmp_path / "s.wav")
+    wave, rate = sf.read(path, dtype="float32")
+    noisy = wave + 0.003 * np.random.default_rng(1).standard_normal(wave.shape[0])
+    assert speech.voiced_share(noisy.astype(np.float32), rate) > 0.3
+
+
+def test_min_voiced_zero_turns_the_gate_off(tmp_path):
+    path = synth.write_audio(tmp_path / "n.wav", non_speech()["white_noise"])
+    assert load_speech(path, FeatureParams(), min_voiced=0.0).shape == (3 * RATE,)
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.5, float("nan"), "a"])
+def test_min_voiced_outside_0_1_is_refused(value):
+    with pytest.raises(ParameterError, match="min_voiced"):
+        speech.check_min_voiced(value)
+
+
+def _wav_bytes(tmp_path) -> bytes:
+    path = synth.write_audio(tmp_path / "whole.wav", synth.voice("male", "teens", seed=2,
+                                                                 seconds=3.0))
+    return path.read_bytes()
+
+
+def test_one_hz_header_is_refused(tmp_path):
+    data = bytearray(_wav_bytes(tmp_path)[:44 + 30])
+    data[24:28] = struct.pack("<I", 1)  # sample rate
+    data[28:32] = struct.pack("<I", 2)  # byte rate
+    path = tmp_path / "one_hz.wav"
+    path.write_bytes(bytes(data))
+    with pytest.raises(AudioError, match=r"one_hz.wav: implausible sample rate 1 Hz") as err:
+        load_speech(path, FeatureParams())
+    assert "\n" not in str(err.value)
+
+
+def test_truncated_wav_is_refused(tmp_path):
+    path = tmp_path / "cut.wav"
+    path.write_bytes(_wav_bytes(tmp_path)[:2000])
+    with pytest.raises(AudioError, match=r"cut.wav: truncated: the header promises 3.00 s of "
+                                         r"audio, the file holds 0.06 s"):
+        load_speech(path, FeatureParams())
+
+
+def test_whole_wav_is_not_called_truncated(tmp_path):
+    path = tmp_path / "whole.wav"
+    path.write_bytes(_wav_bytes(tmp_path))
+    assert load_speech(path, FeatureParams()).shape == (3 * RATE,)
+
+
+@pytest.mark.parametrize("preset", ["paper", "voice"])
+def test_50_ms_clip_is_refused(tmp_path, preset):
+    # (voice: 50 ms at 8 kHz is also under one STFT window, which load_clip says first)
+    params = FeatureParams.preset(preset)
+    path = synth.write_audio(tmp_path / "short.wav", synth.voice("female", "teens", seed=3,
+                                                                 seconds=0.05))
+    with pytest.raises(AudioError, match=r"short.wav: too short: ") as err:
+        load_speech(path, params)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("preset", ["paper", "voice"])
+def test_clip_under_the_preset_minimum_is_refused(tmp_path, preset):
+    params = FeatureParams.preset(preset)
+    seconds = params.min_duration_s * 0.8
+    path = synth.write_audio(tmp_path / "short.wav", synth.voice("female", "teens", seed=3,
+                                                                 seconds=seconds))
+    with pytest.raises(AudioError, match=rf"short.wav: too short: {seconds * 1000:.0f} ms of "
+                                         rf"audio, the feature preset needs at least "
+                                         rf"{params.min_duration_s * 1000:.0f} ms"):
+        load_speech(path, params)
+
+
+def test_preprocessing_skips_and_reports_clips_without_speech(tmp_path):
+    import pandas as pd
+
+    from agegender.config import PreprocessParams
+    from agegender.preprocess import preprocess
+
+    root = synth.make_raw_corpus(tmp_path / "c", per_group={"train": 1})
+    table = pd.read_csv(root / "cv-valid-train.csv", dtype=str, keep_default_na=False)
+    audio = root / "cv-valid-train" / "cv-valid-train"
+    synth.write_audio(audio / "sample-000000.wav", non_speech()["dc"])
+    synth.write_audio(audio / "sample-000001.wav", non_speech()["white_noise"])
+    summary = preprocess(root, params=PreprocessParams(dataset_type="raw", num_workers=1),
+                         features=FeatureParams(image_size=32), results_dir=tmp_path / "r")
+    report = pd.read_csv(tmp_path / "r" / "preprocess_report.csv", keep_default_na=False)
+    bad = report[report["stage"] == "spectrograms"]
+    assert sorted(bad["key"].str[-6:]) == ["000000", "000001"]
+    assert bad["reason"].str.startswith("no speech: ").all()
+    assert summary["examples"]["train"] == len(table) - 2
+
+
+def test_min_voiced_zero_keeps_them(tmp_path):
+    from agegender.config import PreprocessParams
+    from agegender.preprocess import preprocess
+
+    root = synth.make_raw_corpus(tmp_path / "c", per_group={"train": 1})
+    synth.write_audio(root / "cv-valid-train" / "cv-valid-train" / "sample-000000.wav",
+                      non_speech()["dc"])
+    summary = preprocess(root, params=PreprocessParams(dataset_type="raw", num_workers=1,
+                                                       min_voiced=0.0),
+                         features=FeatureParams(image_size=32), results_dir=tmp_path / "r")
+    assert summary["bad_clips"] == 0
+
+
+def test_detector_and_cli_say_no_speech(trained_gender, tmp_path, capsys):
+    import inference as inference_cli
+
+    from agegender import AgeGenderDetector
+
+    noise = synth.write_audio(tmp_path / "noise.wav", non_speech()["white_noise"])
+    tone = synth.write_audio(tmp_path / "tone.wav", non_speech()["sine_150hz"])
+    voice = synth.write_audio(tmp_path / "voice.wav", synth.voice("male", "teens", seed=4))
+    results = AgeGenderDetector(trained_gender["keras"]).predict([noise, tone, voice])
+    assert [r["speech"] for r in results] == [False, False, True]
+    assert [r["label"] for r in results[:2]] == [None, None]
+    assert results[2]["label"] in ("male", "female")
+    assert results[0]["voiced"] < 0.05 and results[0]["error"].startswith(f"{noise}: no speech")
+    status = inference_cli.main([f"--model_path={trained_gender['keras']}",
+                                 "--audio_file", str(noise), str(voice)])
+    out = capsys.readouterr().out
+    assert status == 0
+    assert f"{noise}: no speech (0% of frames voiced, --min_voiced 0.1)" in out
+    assert "1 of 2 files predicted (gender; 1 without speech)" in out
+
+
+def test_evaluate_clips_leaves_out_no_speech(trained_gender, tmp_path):
+    import pandas as pd
+
+    from agegender.evaluation import evaluate_clips
+
+    rows = []
+    for i, gender in enumerate(["male", "female"] * 2):
+        path = synth.write_audio(tmp_path / f"v{i}.wav", synth.voice(gender, "teens", seed=i))
+        rows.append({"audio_path": str(path), "gender": gender, "speaker_id": f"s{i}"})
+    path = synth.write_audio(tmp_path / "noise.wav", non_speech()["white_noise"])
+    rows.append({"audio_path": str(path), "gender": "male", "speaker_id": "s9"})
+    result = evaluate_clips(trained_gender["keras"], pd.DataFrame(rows),
+                            results_dir=tmp_path / "r", n_resamples=20)
+    assert list(result["no_speech"]) == ["noise"]

@@ -1,0 +1,155 @@
+"""The timeline: segments over a whole recording, non-speech marked, streamed in blocks;
+its RTTM and TextGrid read back."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import synth
+
+import inference as inference_cli
+from agegender import AgeGenderDetector
+from agegender.errors import AudioError, ParameterError
+from agegender.timeline import NO_SPEECH, TimelineParams, viterbi
+from agegender.timeline_formats import read_rttm, read_textgrid, write_timeline
+
+RATE = 16_000
+# (start, end, kind) of the recording below, seconds
+PLAN = [(0.0, 1.0, "silence"), (1.0, 4.0, "male"), (4.0, 5.0, "silence"),
+        (5.0, 8.0, "noise"), (8.0, 11.0, "female"), (11.0, 14.0, "chords"),
+        (14.0, 15.0, "silence")]
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory):
+    """15 s: two voices between silence, white noise and music without a voice."""
+    rng = np.random.default_rng(5)
+    parts = []
+    for start, end, kind in PLAN:
+        seconds = end - start
+        if kind in ("male", "female"):
+            wave = synth.voice(kind, "twenties", seed=int(start), seconds=seconds)
+        elif kind == "noise":
+            wave = 0.05 * rng.standard_normal(int(seconds * RATE))
+        elif kind == "chords":
+            wave = synth.chords(seconds=seconds)
+        else:
+            wave = 1e-4 * rng.standard_normal(int(seconds * RATE))
+        parts.append(np.asarray(wave, np.float32))
+    folder = tmp_path_factory.mktemp("recording")
+    return synth.write_audio(folder / "meeting.wav", np.concatenate(parts))
+
+
+def _check_cover(result, duration):
+    segments = result["segments"]
+    assert segments[0].start == 0.0
+    assert segments[-1].end == pytest.approx(duration, abs=1e-6)
+    for before, after in zip(segments, segments[1:], strict=False):
+        assert before.end == pytest.approx(after.start, abs=1e-6)
+
+
+def _label_at(segments, time):
+    return next(s.label for s in segments if s.start <= time < s.end)
+
+
+def test_timeline_marks_non_speech_and_labels_speech(trained_gender, recording):
+    detector = AgeGenderDetector(trained_gender["keras"])
+    result = detector.timeline(recording)
+    assert result["duration"] == pytest.approx(15.0, abs=1e-3)
+    _check_cover(result, 15.0)
+    for start, end, kind in PLAN:
+        middle = 0.5 * (start + end)
+        if kind in ("male", "female"):
+            assert _label_at(result["segments"], middle) in detector.class_names
+        else:
+            assert _label_at(result["segments"], middle) == NO_SPEECH, kind
+    for segment in result["segments"]:
+        if segment.label == NO_SPEECH:
+            assert segment.probability is None
+        else:
+            assert 0.0 <= segment.probability <= 1.0
+            # speech only where a voice is, give or take the padding
+            assert any(kind in ("male", "female") and s - 0.7 <= segment.start
+                       and segment.end <= e + 0.7 for s, e, kind in PLAN)
+
+
+def test_small_blocks_give_the_same_timeline(trained_gender, recording):
+    detector = AgeGenderDetector(trained_gender["keras"])
+    whole = detector.timeline(recording, TimelineParams(block_s=60.0))
+    blocks = detector.timeline(recording, TimelineParams(block_s=1.3))
+    assert [s.label for s in blocks["segments"]] == [s.label for s in whole["segments"]]
+    for a, b in zip(blocks["segments"], whole["segments"], strict=True):
+        assert a.start == pytest.approx(b.start, abs=0.05)
+        assert a.end == pytest.approx(b.end, abs=0.05)
+
+
+def test_h5_model_gives_the_same_timeline(trained_gender, recording):
+    keras = AgeGenderDetector(trained_gender["keras"]).timeline(recording)
+    h5 = AgeGenderDetector(trained_gender["h5"]).timeline(recording)
+    assert [(s.label, round(s.start, 3)) for s in h5["segments"]] == \
+        [(s.label, round(s.start, 3)) for s in keras["segments"]]
+
+
+def test_files_read_back(trained_gender, recording, tmp_path):
+    detector = AgeGenderDetector(trained_gender["keras"])
+    result = detector.timeline(recording)
+    written = write_timeline(result, tmp_path / "out" / "meeting", task="gender")
+    assert len(written) == 5
+    speech = [s for s in result["segments"] if s.label != NO_SPEECH]
+    rttm = read_rttm(tmp_path / "out" / "meeting.rttm")
+    assert [(r[3], round(r[1], 3), round(r[2], 3)) for r in rttm] == \
+        [(s.label, round(s.start, 3), round(s.end, 3)) for s in speech]
+    assert {r[0] for r in rttm} == {"meeting"}
+    grid = read_textgrid(tmp_path / "out" / "meeting.TextGrid")
+    assert list(grid) == ["gender"]
+    assert [(text, round(a, 3), round(b, 3)) for a, b, text in grid["gender"]] == \
+        [(s.label, round(s.start, 3), round(s.end, 3)) for s in result["segments"]]
+    saved = json.loads((tmp_path / "out" / "meeting.json").read_text())
+    assert all(s["probability"] is None for s in saved["segments"] if s["label"] == NO_SPEECH)
+    assert (tmp_path / "out" / "meeting.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_noise_only_file_is_all_no_speech(trained_gender, tmp_path):
+    path = synth.write_audio(tmp_path / "noise.wav", 0.1 * np.random.default_rng(2)
+                             .standard_normal(5 * RATE).astype(np.float32))
+    result = AgeGenderDetector(trained_gender["keras"]).timeline(path)
+    assert [s.label for s in result["segments"]] == [NO_SPEECH]
+    assert result["windows"] == 0
+
+
+def test_cli_timeline_writes_every_format(trained_gender, recording, tmp_path, capsys):
+    out = tmp_path / "tl"
+    status = inference_cli.main([f"--model_path={trained_gender['keras']}",
+                                 f"--audio_file={recording}", "--timeline",
+                                 f"--timeline_dir={out}"])
+    printed = capsys.readouterr().out
+    assert status == 0
+    assert "meeting.wav: 15.0 s," in printed
+    assert "1 of 1 files put on a timeline (gender)" in printed
+    assert sorted(p.suffix for p in out.iterdir()) == [".TextGrid", ".csv", ".json", ".png",
+                                                      ".rttm"]
+
+
+def test_truncated_file_is_refused(trained_gender, recording, tmp_path):
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(recording.read_bytes()[:5000])
+    with pytest.raises(AudioError, match="cut.wav: truncated"):
+        AgeGenderDetector(trained_gender["keras"]).timeline(cut)
+
+
+def test_bad_params_are_refused():
+    with pytest.raises(ParameterError, match="hop_s"):
+        TimelineParams(hop_s=float("nan"))
+    with pytest.raises(ParameterError, match="block_s"):
+        TimelineParams(block_s=0.1)
+
+
+def test_viterbi_ignores_a_short_flip_but_keeps_a_long_one():
+    probs = np.full((40, 2), 0.1)
+    probs[:, 0] = 0.9
+    probs[10:12] = [0.3, 0.7]   # 0.2 s of the other class: smoothed away
+    probs[25:] = [0.2, 0.8]     # a real change
+    path = viterbi(np.log(probs), switch_penalty=3.0)
+    assert path[:25].tolist() == [0] * 25 and path[25:].tolist() == [1] * 15
