@@ -56,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
                            "file outside it (paths escaping as written stay refused)")
     cli.add_bool_flag(parser, "overwrite", default=False,
                       help="remake PNGs and shards that already exist")
+    cli.add_bool_flag(parser, "allow_speaker_overlap", default=False,
+                      help="go on when one speaker's clips lie in two splits (said in the "
+                           "reports) instead of stopping; a file in two splits is refused "
+                           "always")
     cli.add_bool_flag(parser, "verbose", default=False, help="debug logging")
     return parser
 
@@ -77,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
                                   follow_symlinks=args.follow_symlinks,
                                   shard_size=args.shard_size, num_workers=args.num_workers,
                                   overwrite=args.overwrite, seed=args.seed,
-                                  augment_copies=args.augment_copies)
+                                  augment_copies=args.augment_copies,
+                                  allow_speaker_overlap=args.allow_speaker_overlap)
         overrides = {name: value for name, value in (("feature_type", args.feature_type),
                                                      ("image_size", args.image_size))
                      if value is not None}

@@ -82,6 +82,9 @@ def _read_table(path: Path, required: tuple[str, ...], *, tsv: bool) -> pd.DataF
             table = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as err:
         raise DatasetError(f"{path}: cannot be parsed ({str(err).splitlines()[0]})") from err
+    if not isinstance(table.index, pd.RangeIndex):
+        # pandas reads rows longer than the header by making the extra first cells an index.
+        raise DatasetError(_long_row(path, tsv=tsv))
     duplicated = duplicate_columns(table.columns)
     if duplicated:
         raise DatasetError(f"{path}: column {duplicated[0]!r} appears more than once; "
@@ -92,6 +95,21 @@ def _read_table(path: Path, required: tuple[str, ...], *, tsv: bool) -> pd.DataF
             f"{path}: missing required column {missing[0]!r} (found: {', '.join(table.columns)})"
         )
     return table
+
+
+def _long_row(path: Path, *, tsv: bool) -> str:
+    """One line naming the first row with more cells than the header (row 1 = header)."""
+    with open(path, newline="", encoding="utf-8", errors="replace") as handle:
+        reader = (csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE) if tsv
+                  else csv.reader(handle))
+        header = next(reader, [])
+        for number, row in enumerate(reader, start=2):
+            if len(row) > len(header):
+                hint = ("a tab inside a cell?" if tsv else
+                        "an unquoted comma in a path? put that cell in double quotes")
+                return (f"{path}: row {number} has {len(row)} cells, the header "
+                        f"{len(header)} ({hint}): {','.join(row)[:120]!r}")
+    return f"{path}: a row has more cells than the header"
 
 
 def duplicate_columns(columns) -> list[str]:

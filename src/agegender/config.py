@@ -325,6 +325,8 @@ class PreprocessParams:
         augment_copies: extra images of each training clip, each from a waveform copy made
             as ``copy`` says (dev and test clips are never copied); 0 = none.
         copy: how a copy differs from its clip.
+        allow_speaker_overlap: go on when a speaker's clips lie in two splits (said in the
+            preprocess report and the test report) instead of stopping.
     """
 
     dataset_type: str = "clean"
@@ -336,6 +338,7 @@ class PreprocessParams:
     seed: int = 42
     augment_copies: int = 0
     copy: CopyParams = dataclasses.field(default_factory=CopyParams)
+    allow_speaker_overlap: bool = False
 
     def __post_init__(self) -> None:
         if self.augment_copies < 0:

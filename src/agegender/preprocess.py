@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from agegender import atomic, commonvoice, figures, labels
+from agegender import atomic, commonvoice, figures, labels, leakage
 from agegender.channel import waveform_copy
 from agegender.config import SPLITS, CopyParams, FeatureParams, PreprocessParams, split_dirname
 from agegender.errors import AudioError, DatasetError, ParameterError
@@ -67,11 +67,16 @@ def run_clean(dataset_dir: str | os.PathLike, params: PreprocessParams,
                                    split_by_speaker=params.split_by_speaker, seed=params.seed,
                                    follow_symlinks=params.follow_symlinks)
     kept, dropped = commonvoice.clean_clips(clips)
+    # Before anything is written: a refused split leaves the previous outputs as they were.
+    split_leakage = leakage.check_splits(kept, dataset_dir,
+                                         allow_speaker_overlap=params.allow_speaker_overlap)
     kept.attrs["missing_tables"] = clips.attrs.get("missing_tables", [])
+    kept.attrs["leakage"] = split_leakage
     columns = ["key", "audio_path", "speaker_id", *commonvoice.CLEAN_COLUMNS]
     for split in SPLITS:
         table = kept.loc[kept["split"] == split, columns]
         atomic.write_text(manifest_path(dataset_dir, split), table.to_csv(index=False))
+    leakage.write_record(dataset_dir, split_leakage)
     if params.dataset_type == "raw":  # the original README's next step reads Audio/
         from agegender.clean_layout import write_clean_layout  # noqa: PLC0415
 
@@ -375,6 +380,11 @@ def preprocess(dataset_dir: str | os.PathLike, *, params: PreprocessParams,
         warnings += [f"{table}, that split is empty"
                      for table in kept.attrs.get("missing_tables", [])]
         warnings += kept.attrs.get("layout_warnings", [])
+        allowed = [f"{line} (allowed by --allow_speaker_overlap)"
+                   for line in kept.attrs["leakage"]["overlapping"]]
+        warnings += allowed
+        problems += [{"stage": "clean", "split": "", "key": "", "path": "", "reason": line}
+                     for line in allowed]
         if "tfrecords" not in stages:  # else the tfrecords stage judges the final splits
             warnings += split_report(dataset_dir, {
                 split: commonvoice.task_counts(kept[kept["split"] == split])
