@@ -632,6 +632,39 @@ def clean_clips(clips: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return kept.reset_index(drop=True), dropped.reset_index(drop=True)
 
 
+# What a label cell may say, for messages (case and surrounding spaces do not matter).
+ACCEPTED_LABELS: dict[str, str] = {
+    "gender": ", ".join(labels.GENDER_ALIASES),
+    "age": (f"{', '.join(labels.AGES)}, or years {labels.AGE_YEARS[0]}-{labels.AGE_YEARS[1]}"),
+}
+
+
+def unrecognised_labels(clips: pd.DataFrame, *, top: int = 5) -> list[str]:
+    """One line per label column with non-empty cells that are no label: the most common
+    values with their counts, and the spellings accepted.
+
+    Args:
+        clips: table from ``read_clips`` (``gender_raw``, ``age_raw``).
+        top: values named per column.
+
+    Returns:
+        e.g. ``["gender: 75 cells not recognised: 'F' 40, 'M' 35 (accepted: male, female,
+        male_masculine, female_feminine; an empty cell is no label)"]``.
+    """
+    lines = []
+    for name, normalise in (("gender", labels.normalise_gender), ("age", labels.normalise_age)):
+        cells = clips[f"{name}_raw"].astype(str)
+        bad = cells[(cells.str.strip() != "") & clips[f"{name}_raw"].map(normalise).isna()]
+        if bad.empty:
+            continue
+        counts = bad.value_counts()
+        named = ", ".join(f"{value!r} {count}" for value, count in counts.iloc[:top].items())
+        more = f", {len(counts) - top} other values" if len(counts) > top else ""
+        lines.append(f"{name}: {len(bad)} cells not recognised: {named}{more} (accepted: "
+                     f"{ACCEPTED_LABELS[name]}; an empty cell is no label)")
+    return lines
+
+
 def task_counts(table: pd.DataFrame) -> dict[str, dict]:
     """Per task: labelled examples, examples per class and distinct speakers.
 

@@ -93,6 +93,9 @@ def run_clean(dataset_dir: str | os.PathLike, params: PreprocessParams,
         if missing:
             log.info("clean: %d kept clips have no %s label (they serve the other task)",
                      missing, name)
+    kept.attrs["label_warnings"] = commonvoice.unrecognised_labels(clips)
+    for line in kept.attrs["label_warnings"]:
+        log.warning("clean: %s", line)
     return kept, dropped
 
 
@@ -355,6 +358,23 @@ def run_tfrecords(dataset_dir: str | os.PathLike, features: FeatureParams,
     return indexes
 
 
+def kept_shards_note(dataset_dir: str | os.PathLike, split: str, index: dict,
+                     params: PreprocessParams) -> str:
+    """A WARNING line when a split's shards were kept although ``--shard_size`` asks for
+    another cut ("" otherwise): the plan of a finished split does not depend on the size,
+    so only ``--overwrite`` re-shards."""
+    total, size = index["num_examples"], params.shard_size
+    wanted = [size] * (total // size) + ([total % size] if total % size else [])
+    counts = index.get("shard_counts")
+    if counts is None or counts == wanted:
+        return ""
+    line = (f"{split}: existing shards kept ({len(counts)} shard(s) of up to "
+            f"{max(counts, default=0)} examples); --shard_size={size} would make "
+            f"{len(wanted)}: add --overwrite to re-shard")
+    log.warning("%s: %s", Path(dataset_dir) / "TFRecord", line)
+    return line
+
+
 def preprocess(dataset_dir: str | os.PathLike, *, params: PreprocessParams,
                features: FeatureParams, results_dir: str | os.PathLike = "results",
                stages: tuple[str, ...] = STAGES) -> dict:
@@ -380,6 +400,7 @@ def preprocess(dataset_dir: str | os.PathLike, *, params: PreprocessParams,
         warnings += [f"{table}, that split is empty"
                      for table in kept.attrs.get("missing_tables", [])]
         warnings += kept.attrs.get("layout_warnings", [])
+        warnings += kept.attrs["label_warnings"]
         allowed = [f"{line} (allowed by --allow_speaker_overlap)"
                    for line in kept.attrs["leakage"]["overlapping"]]
         warnings += allowed
@@ -404,6 +425,8 @@ def preprocess(dataset_dir: str | os.PathLike, *, params: PreprocessParams,
                                for split, index in indexes.items()}
         warnings += split_report(dataset_dir, {split: index["task_counts"]
                                                for split, index in indexes.items()})
+        warnings += [line for split, index in indexes.items()
+                     if (line := kept_shards_note(dataset_dir, split, index, params))]
     report_path = Path(results_dir) / "preprocess_report.csv"
     report = pd.DataFrame(problems, columns=list(REPORT_COLUMNS))
     if report_path.is_file():
