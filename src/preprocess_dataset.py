@@ -74,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
 
     def work() -> None:
+        cli.check_numbers(args, {"image_size": cli.IMAGE_SIZE, "num_workers": cli.COUNT,
+                                 "shard_size": cli.POSITIVE_INT, "seed": cli.SEED,
+                                 "augment_copies": cli.COUNT})
         from agegender.preprocess import STAGES, preprocess  # noqa: PLC0415
 
         params = PreprocessParams(dataset_type=args.dataset_type,

@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
 
     def work() -> None:
+        cli.check_numbers(args, {"batch_size": cli.POSITIVE_INT})
         if args.manifest:
             result = _evaluate_manifest(args)
         else:

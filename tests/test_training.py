@@ -355,3 +355,36 @@ def test_trained_model_files_carry_no_optimizer_state(trained_gender):
     with h5py.File(trained_gender["h5"], "r") as saved:
         assert "optimizer_weights" not in saved
     assert Path(trained_gender["keras"]).stat().st_size < 40e6  # 35 MB at 32 px, 106 with Adam
+
+
+class _PoisonWeights(keras.callbacks.Callback):
+    """Sets the first kernel to NaN after the first batch, as a diverging run would."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        if batch == 0 and not getattr(self, "done", False):
+            self.done = True
+            kernel = self.model.weights[0]
+            kernel.assign(np.full(kernel.shape, np.nan, dtype="float32"))
+
+
+def test_non_finite_loss_stops_training_and_publishes_no_nan_model(tiny_dataset, tmp_path):
+    from agegender.errors import TrainingError  # noqa: PLC0415
+
+    params = TrainParams(batch_size=8, num_epochs=3, learning_rate=1e-3, seed=3)
+    with pytest.raises(TrainingError) as raised:
+        train(tiny_dataset, "gender", train_params=params, image_size=TINY_IMAGE,
+              models_dir=tmp_path / "m", results_dir=tmp_path / "r", verbose=0,
+              extra_callbacks=[_PoisonWeights()])
+    message = str(raised.value)
+    assert message.startswith("training stopped in epoch 1, batch 1: the loss became nan")
+    assert "no model was published" in message and "\n" not in message
+    assert not (tmp_path / "m" / "gender" / "best_model_gender.keras").exists()
+    assert not (tmp_path / "m" / "gender" / "best_model_gender.json").exists()
+    assert (tmp_path / "r" / "gender" / "train_logs_gender.csv").read_text() == ""
+
+
+@pytest.mark.parametrize("field, value", [("learning_rate", float("nan")),
+                                          ("learning_rate", float("inf"))])
+def test_train_params_refuse_non_finite_numbers(field, value):
+    with pytest.raises(ParameterError, match=f"{field}="):
+        TrainParams(**{field: value})

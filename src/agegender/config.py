@@ -211,8 +211,8 @@ class ModelParams:
             )
         if not 0.0 <= self.bn_momentum < 1.0:
             raise ParameterError(f"bn_momentum={self.bn_momentum} is outside [0, 1)")
-        if self.l2 < 0:
-            raise ParameterError(f"l2={self.l2} must be >= 0")
+        if not (math.isfinite(self.l2) and self.l2 >= 0):
+            raise ParameterError(f"l2={self.l2} must be a finite number >= 0")
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -253,8 +253,9 @@ class TrainParams:
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ParameterError(f"batch_size={self.batch_size} must be >= 1")
-        if self.learning_rate <= 0:
-            raise ParameterError(f"learning_rate={self.learning_rate} must be > 0")
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise ParameterError(f"learning_rate={self.learning_rate} must be a finite "
+                                 "number > 0")
         if self.num_epochs < 1:
             raise ParameterError(f"num_epochs={self.num_epochs} must be >= 1")
         if self.class_weight not in CLASS_WEIGHTS:
