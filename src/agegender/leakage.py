@@ -70,8 +70,18 @@ def file_overlap(clips: pd.DataFrame, root: str | os.PathLike) -> list[str]:
     """
     if clips.empty:
         return []
-    real = {path: os.path.realpath(os.path.join(root, path))
-            for path in clips["audio_path"].unique()}
+    folders: dict[str, str] = {}
+
+    def real(path: str) -> str:
+        # realpath costs a stat per path component: resolve each folder once, and a file
+        # only when it is itself a link.
+        folder, name = os.path.split(path)
+        if folder not in folders:
+            folders[folder] = os.path.realpath(os.path.join(root, folder))
+        full = os.path.join(folders[folder], name)
+        return os.path.realpath(full) if os.path.islink(full) else full
+
+    real = {path: real(path) for path in clips["audio_path"].unique()}
     return [f"audio file {group['audio_path'].iloc[0]} is listed in {_where(group)}"
             for group in _in_two_splits(clips, clips["audio_path"].map(real))]
 
