@@ -114,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
 
     def work() -> int:
+        cli.check_numbers(args, {"top_k": cli.POSITIVE_INT, "batch_size": cli.POSITIVE_INT,
+                                 "max_crops": cli.POSITIVE_INT,
+                                 "min_voiced": cli.Bounds(0, 1), "hop_s": cli.Bounds(0)})
         from agegender.checkpoints import describe_model, model_identity  # noqa: PLC0415
         from agegender.inference import AgeGenderDetector, expand_audio_paths  # noqa: PLC0415
 

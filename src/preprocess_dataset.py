@@ -65,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
                            "file outside it (paths escaping as written stay refused)")
     cli.add_bool_flag(parser, "overwrite", default=False,
                       help="remake PNGs and shards that already exist")
+    cli.add_bool_flag(parser, "allow_speaker_overlap", default=False,
+                      help="go on when one speaker's clips lie in two splits (said in the "
+                           "reports) instead of stopping; a file in two splits is refused "
+                           "always")
     cli.add_bool_flag(parser, "verbose", default=False, help="debug logging")
     return parser
 
@@ -79,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
 
     def work() -> None:
+        cli.check_numbers(args, {"image_size": cli.IMAGE_SIZE, "num_workers": cli.COUNT,
+                                 "shard_size": cli.POSITIVE_INT, "seed": cli.SEED,
+                                 "augment_copies": cli.COUNT, "min_voiced": cli.Bounds(0, 1)})
         from agegender.preprocess import STAGES, preprocess  # noqa: PLC0415
 
         params = PreprocessParams(dataset_type=args.dataset_type,
@@ -87,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
                                   shard_size=args.shard_size, num_workers=args.num_workers,
                                   overwrite=args.overwrite, seed=args.seed,
                                   augment_copies=args.augment_copies,
-                                  min_voiced=args.min_voiced)
+                                  min_voiced=args.min_voiced,
+                                  allow_speaker_overlap=args.allow_speaker_overlap)
         overrides = {name: value for name, value in (("feature_type", args.feature_type),
                                                      ("image_size", args.image_size))
                      if value is not None}

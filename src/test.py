@@ -63,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
 
     def work() -> None:
+        cli.check_numbers(args, {"batch_size": cli.POSITIVE_INT, "max_crops": cli.POSITIVE_INT,
+                                 "min_voiced": cli.Bounds(0, 1)})
         if args.manifest:
             result = _evaluate_manifest(args)
         else:

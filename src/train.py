@@ -85,6 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
 
     def work() -> None:
+        cli.check_numbers(args, {
+            "batch_size": cli.POSITIVE_INT, "learning_rate": cli.Bounds(0, open_low=True),
+            "num_epochs": cli.POSITIVE_INT, "seed": cli.SEED,
+            "early_stopping_patience": cli.COUNT, "image_size": cli.IMAGE_SIZE,
+            "l2": cli.Bounds(0), "bn_momentum": cli.Bounds(0, 1, open_high=True)})
         from agegender.checkpoints import export_saved_model  # noqa: PLC0415
         from agegender.pipeline import corrupt_summary  # noqa: PLC0415
         from agegender.training import train  # noqa: PLC0415

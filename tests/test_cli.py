@@ -148,3 +148,36 @@ def test_keras_progress_is_plain_unless_stdout_is_a_terminal():
     closed = io.StringIO()
     closed.close()
     assert cli.keras_verbosity(closed) == 2
+
+
+# -- issue 21 items 7 and 12: numeric flags are finite and in range ---------------------------
+
+_REQUIRED = {train_cli: ["--dataset_dir=nowhere"],
+             test_cli: ["--dataset_dir=nowhere", "--model_path=none.keras"],
+             inference_cli: ["--model_path=none.keras", "--audio_file=a.wav"],
+             preprocess_dataset: ["--dataset_dir=nowhere"]}
+
+
+@pytest.mark.parametrize(("script", "flag", "expected"), [
+    (train_cli, "--l2=nan", "--l2=nan must be a finite number >= 0"),
+    (train_cli, "--l2=-inf", "--l2=-inf must be a finite number >= 0"),
+    (train_cli, "--learning_rate=nan", "--learning_rate=nan must be a finite number > 0"),
+    (train_cli, "--learning_rate=inf", "--learning_rate=inf must be a finite number > 0"),
+    (train_cli, "--learning_rate=0", "--learning_rate=0.0 must be a finite number > 0"),
+    (train_cli, "--bn_momentum=1", "--bn_momentum=1.0 must be a finite number >= 0 and < 1"),
+    (train_cli, "--num_epochs=0", "--num_epochs=0 must be >= 1"),
+    (train_cli, "--seed=-1", "--seed=-1 must be >= 0 and <= 4294967295"),
+    (train_cli, "--image_size=8", "--image_size=8 must be >= 16 and <= 512"),
+    (train_cli, "--early_stopping_patience=-1", "--early_stopping_patience=-1 must be >= 0"),
+    (test_cli, "--batch_size=0", "--batch_size=0 must be >= 1"),
+    (inference_cli, "--max_crops=0", "--max_crops=0 must be >= 1"),
+    (inference_cli, "--batch_size=-3", "--batch_size=-3 must be >= 1"),
+    (preprocess_dataset, "--shard_size=0", "--shard_size=0 must be >= 1"),
+    (preprocess_dataset, "--seed=-5", "--seed=-5 must be >= 0 and <= 4294967295"),
+    (preprocess_dataset, "--num_workers=-1", "--num_workers=-1 must be >= 0"),
+])
+def test_numeric_flags_outside_their_range_are_one_line(script, flag, expected, capsys):
+    assert script.main([*_REQUIRED[script], flag]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.strip().splitlines() == [f"error: {expected}"]

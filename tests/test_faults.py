@@ -575,3 +575,30 @@ def test_saved_checkpoint_kill_window_keeps_a_listed_checksum(tmp_path: Path) ->
         tmp.write_bytes(b"new")
     assert atomic.read_checksums(path) == [atomic.sha256_file(path)]
     assert json.loads(json.dumps(atomic.read_checksums(path)))  # plain strings
+
+
+# -- issue 21 item 10: an out-of-range label in a shard, through both scripts ----------------
+
+@pytest.mark.parametrize("script", ["test", "train"])
+def test_out_of_range_label_in_a_shard_is_one_line(shards: Path, gender_model: Path,
+                                                   tmp_path: Path, capsys, script: str) -> None:
+    split = "test" if script == "test" else "train"
+    shard = shards / "TFRecord" / f"cv-valid-{split}" / tfrecords.shard_name(0)
+    scan = tfrecords.scan_shard(shard)
+    records = tfrecords.read_records(shard, [(offset, length) for offset, length, *_ in
+                                             scan.good])
+    values = tfrecords.decode_example(records[1])
+    records[1] = tfrecords.encode_example({**values, "label/gender": 7})
+    shard.write_bytes(b"".join(tfrecords.tfrecord_frame(record) for record in records))
+    if script == "test":
+        status = test_cli.main(["--dataset_dir", str(shards), "--model_path", str(gender_model),
+                                "--results_dir", str(tmp_path / "r")])
+    else:
+        status = train_cli.main(["--dataset_dir", str(shards), "--cls_task=gender",
+                                 "--num_epochs=1", "--batch_size=4",
+                                 f"--models_dir={tmp_path / 'm'}",
+                                 f"--results_dir={tmp_path / 'r'}"])
+    line = one_error_line(capsys)
+    assert status == 2
+    assert f"{shard}: record 1 (byte " in line
+    assert "label/gender is 7, outside 0..1 (male, female) and -1 (no label)" in line

@@ -353,3 +353,55 @@ def test_augment_changes_training_batches_only(shard_root) -> None:
                                with_keys=True, augment=True)[0])
     for key, (image, _, _) in dev.items():
         np.testing.assert_array_equal(image, original[key].astype(np.uint8))
+
+
+# -- issue 21 items 6 and 10: every record's channels and labels against the index -----------
+
+def _grey_png(size: int, seed: int) -> bytes:
+    import io  # noqa: PLC0415
+
+    from PIL import Image  # noqa: PLC0415
+
+    pixels = np.random.default_rng(seed).integers(0, 256, (size, size), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels, mode="L").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_one_channel_pngs_where_the_index_says_three_are_named(tmp_path: Path) -> None:
+    examples = synth.random_examples(8, image_size=16)
+    examples[5] = dataclasses.replace(examples[5], png=_grey_png(16, 5))
+    write_split(tmp_path, "dev", examples)
+    with pytest.raises(DatasetError) as raised:
+        make_dataset(tmp_path, "dev", "gender", batch_size=4, training=False)
+    message = str(raised.value)
+    assert f"{shard_name(1)}: record 1 (byte " in message
+    assert "image has 1 channel(s), the index says 3" in message and "\n" not in message
+    # --skip_corrupt goes on without it.
+    data, index = make_dataset(tmp_path, "dev", "gender", batch_size=4, training=False,
+                               with_keys=True, skip_corrupt=True)
+    assert sorted(collect(data)) == sorted(e.key for i, e in enumerate(examples) if i != 5)
+    assert index["corrupt"]["records"] == 1
+
+
+@pytest.mark.parametrize("task, code", [("gender", 7), ("age", 6), ("gender_age", -2)])
+def test_out_of_range_label_in_a_record_is_named(tmp_path: Path, task: str, code: int) -> None:
+    examples = synth.random_examples(8, image_size=16)
+    examples[2] = dataclasses.replace(examples[2],
+                                      label_codes={**examples[2].label_codes, task: code})
+    write_split(tmp_path, "dev", examples)
+    with pytest.raises(DatasetError, match=rf"{shard_name(0)}: record 2 \(byte \d+\): "
+                                           rf"label/{task} is {code}, outside 0\.\."):
+        make_dataset(tmp_path, "dev", task, batch_size=4, training=True)
+
+
+def test_index_counting_classes_of_another_task_is_refused(tmp_path: Path) -> None:
+    examples = synth.random_examples(4, image_size=16)
+    by_key = {example.key: example for example in examples}
+    write_shards(split_folder(tmp_path, "dev"), list(by_key), by_key.__getitem__, shard_size=4,
+                 metadata={"image_shape": [16, 16, 3], "tasks": ["gender"],
+                           "task_counts": {"gender": {"examples": 4, "speakers": 3,
+                                                      "classes": {"male": 2, "7": 2}}}})
+    with pytest.raises(DatasetError, match=r"shard index counts classes '7', not classes of "
+                                           r"cls_task='gender' \(male, female\)"):
+        pipeline.split_index(tmp_path, "dev", "gender")

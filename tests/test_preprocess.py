@@ -620,3 +620,37 @@ def test_each_dataset_keeps_its_own_reports(tmp_path: Path) -> None:
         assert (results / name / "dataset_summary.png").is_file()
         assert (results / name / "preprocess_report.csv").is_file()
     assert preprocess.report_dir("results", "data/CommonVoice/") == Path("results/CommonVoice")
+
+
+# -- issue 21 item 8: kept shards and unrecognised labels are said ---------------------------
+
+def test_new_shard_size_on_finished_shards_says_they_are_kept(tmp_path: Path, capsys) -> None:
+    root = synth.make_raw_corpus(tmp_path / "c", per_group={"test": 1}, seconds=0.2)
+    common = [f"--dataset_dir={root}", "--dataset_type=raw", "--num_workers=1",
+              "--image_size=32", f"--results_dir={tmp_path / 'r'}"]
+    assert preprocess_dataset.main([*common, "--shard_size=10"]) == 0
+    capsys.readouterr()
+    assert preprocess_dataset.main([*common, "--shard_size=5"]) == 0
+    out = capsys.readouterr().out
+    assert ("WARNING: test: existing shards kept (2 shard(s) of up to 10 examples); "
+            "--shard_size=5 would make 3: add --overwrite to re-shard") in out, out
+    assert split_index(root, "test")["shard_counts"] == [10, 2]
+    assert preprocess_dataset.main([*common, "--shard_size=5", "--overwrite"]) == 0
+    assert "existing shards kept" not in capsys.readouterr().out
+    assert split_index(root, "test")["shard_counts"] == [5, 5, 2]
+
+
+def test_unrecognised_label_values_are_named_with_the_accepted_spellings(tmp_path: Path,
+                                                                         capsys) -> None:
+    root = synth.make_raw_corpus(tmp_path / "c", per_group={"test": 1}, seconds=0.2)
+    table = pd.read_csv(root / "cv-valid-test.csv", dtype=str, keep_default_na=False)
+    table["gender"] = ["F", "M"] * 5 + ["F", "x"]
+    table.loc[0, "age"] = "old"
+    table.to_csv(root / "cv-valid-test.csv", index=False)
+    assert preprocess_dataset.main([f"--dataset_dir={root}", "--dataset_type=raw",
+                                    "--stage=clean", f"--results_dir={tmp_path / 'r'}"]) == 0
+    out = capsys.readouterr().out
+    assert ("WARNING: gender: 12 cells not recognised: 'F' 6, 'M' 5, 'x' 1 (accepted: male, "
+            "female, male_masculine, female_feminine; an empty cell is no label)") in out, out
+    assert ("WARNING: age: 1 cells not recognised: 'old' 1 (accepted: teens, twenties, "
+            "thirties, fourties, fifties, sixties, or years 13-69") in out

@@ -380,3 +380,36 @@ def test_training_learns_gender_on_the_pitch_fixture(tiny_dataset, tmp_path):
     tested = evaluate(tiny_dataset, result["keras"], "gender", results_dir=tmp_path / "results",
                       n_resamples=50)
     assert tested["balanced_accuracy"] >= 0.75, tested["text"]
+
+
+class _PoisonWeights(keras.callbacks.Callback):
+    """Sets the first kernel to NaN after the first batch, as a diverging run would."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        if batch == 0 and not getattr(self, "done", False):
+            self.done = True
+            kernel = self.model.weights[0]
+            kernel.assign(np.full(kernel.shape, np.nan, dtype="float32"))
+
+
+def test_non_finite_loss_stops_training_and_publishes_no_nan_model(tiny_dataset, tmp_path):
+    from agegender.errors import TrainingError  # noqa: PLC0415
+
+    params = TrainParams(batch_size=8, num_epochs=3, learning_rate=1e-3, seed=3)
+    with pytest.raises(TrainingError) as raised:
+        train(tiny_dataset, "gender", train_params=params, image_size=TINY_IMAGE,
+              models_dir=tmp_path / "m", results_dir=tmp_path / "r", verbose=0,
+              extra_callbacks=[_PoisonWeights()])
+    message = str(raised.value)
+    assert message.startswith("training stopped in epoch 1, batch 1: the loss became nan")
+    assert "no model was published" in message and "\n" not in message
+    assert not (tmp_path / "m" / "gender" / "best_model_gender.keras").exists()
+    assert not (tmp_path / "m" / "gender" / "best_model_gender.json").exists()
+    assert (tmp_path / "r" / "gender" / "train_logs_gender.csv").read_text() == ""
+
+
+@pytest.mark.parametrize("field, value", [("learning_rate", float("nan")),
+                                          ("learning_rate", float("inf"))])
+def test_train_params_refuse_non_finite_numbers(field, value):
+    with pytest.raises(ParameterError, match=f"{field}="):
+        TrainParams(**{field: value})

@@ -70,6 +70,56 @@ class RunRecord:
                    best_epoch=state["best_epoch"], fresh=False)
 
 
+def non_finite(model, logs: dict | None) -> str:
+    """What is not a finite number at an epoch end ("" when all is): a logged value
+    (``loss``, ``val_loss``, ...) or the model's weights.
+
+    A model whose weights hold NaN still predicts a class (argmax of NaN is 0), so its dev
+    accuracy alone can look like an improvement.
+    """
+    import numpy as np  # noqa: PLC0415
+
+    for name, value in sorted((logs or {}).items()):
+        if not math.isfinite(float(value)):
+            return f"{name} is {float(value)}"
+    for weight in model.weights:
+        if not np.isfinite(keras.ops.convert_to_numpy(weight.value)).all():
+            return f"weight {weight.path} holds non-finite values"
+    return ""
+
+
+class StopOnNonFinite(keras.callbacks.TerminateOnNaN):
+    """Stops ``fit`` at the first batch whose loss is NaN or infinite, and remembers where.
+
+    ``train`` turns ``stopped`` into one error line; ``BestCheckpoint`` and ``EpochBackup``
+    keep nothing of the epoch (``non_finite``), so the best model and the backup stay the
+    last finite ones.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.epoch = 0
+        self.stopped: tuple[int, int, float] | None = None  # (1-based epoch, batch, loss)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.stopped = (self.epoch + 1, batch, float(loss))
+            self.model.stop_training = True
+
+    def message(self, best_epoch: int | None, model_dir: Path) -> str:
+        """One line: where the loss stopped being finite and what was kept."""
+        epoch, batch, loss = self.stopped
+        kept = (f"the best model is still epoch {best_epoch}'s in {model_dir}" if best_epoch
+                else "no model was published")
+        return (f"training stopped in epoch {epoch}, batch {batch}: the loss became {loss}; "
+                f"nothing of that epoch was kept ({kept}); lower --learning_rate (or --l2), "
+                "and start afresh with --overwrite")
+
+
 class BestCheckpoint(keras.callbacks.Callback):
     """Keeps the best model by a monitored metric, as ``.keras``, ``.h5`` and ``.json``.
 
@@ -131,6 +181,10 @@ class BestCheckpoint(keras.callbacks.Callback):
                      record.best_tie, tie, self.model_dir)
         else:
             return
+        problem = non_finite(self.model, logs)
+        if problem:
+            log.warning("epoch %d: not saved as the best model: %s", epoch + 1, problem)
+            return
         info = {**self.extra_info, **{k: float(v) for k, v in logs.items()},
                 "monitor": self.monitor, "score": value, "tie_breaker": self.tie_breaker,
                 "tie": tie}
@@ -163,6 +217,8 @@ class EpochBackup(keras.callbacks.Callback):
         self.backup_dir, self.record = Path(backup_dir), record
 
     def on_epoch_end(self, epoch, logs=None):
+        if non_finite(self.model, logs):
+            return  # a resume starts from the last finite epoch
         row = {"epoch": epoch, **{k: float(v) for k, v in sorted((logs or {}).items())}}
         self.record.rows = [*self.record.rows[:epoch], row]
         runstate.write_generation(self.backup_dir, epoch, self.model.save,

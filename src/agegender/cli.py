@@ -7,7 +7,9 @@ Every script is ``parse_args(argv=None)`` + ``main(argv=None)``; ``main`` wraps 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -89,6 +91,65 @@ def keras_verbosity(stream=None) -> int:
         return 1 if stream.isatty() else 2
     except (AttributeError, ValueError):  # no isatty, or a closed stream
         return 2
+
+
+@dataclasses.dataclass(frozen=True)
+class Bounds:
+    """The values a numeric flag accepts: a finite number from ``low`` to ``high``.
+
+    Attributes:
+        low, high: limits (None: unbounded).
+        open_low, open_high: the limit itself is excluded.
+    """
+
+    low: float | None = None
+    high: float | None = None
+    open_low: bool = False
+    open_high: bool = False
+
+    def holds(self, value: float) -> bool:
+        """True when ``value`` is finite and within the limits."""
+        if not math.isfinite(value):
+            return False
+        if self.low is not None and (value <= self.low if self.open_low else value < self.low):
+            return False
+        return self.high is None or (value < self.high if self.open_high
+                                     else value <= self.high)
+
+    def __str__(self) -> str:
+        parts = []
+        if self.low is not None:
+            parts.append(f"{'>' if self.open_low else '>='} {self.low}")
+        if self.high is not None:
+            parts.append(f"{'<' if self.open_high else '<='} {self.high}")
+        return " and ".join(parts)
+
+
+SEED = Bounds(0, 2**32 - 1)  # what numpy's and Keras' seeding accept
+POSITIVE_INT = Bounds(1)
+COUNT = Bounds(0)
+IMAGE_SIZE = Bounds(16, 512)
+
+
+def check_numbers(args: argparse.Namespace, bounds: dict[str, Bounds]) -> None:
+    """Refuses a numeric flag that is not a finite number within its ``bounds``.
+
+    Every float flag must be finite (argparse's ``float`` reads "nan" and "inf"), listed
+    or not; a flag left at None (use the default) is not judged.
+
+    Raises:
+        ParameterError: one line naming the first bad flag, its value and what is accepted.
+    """
+    from agegender.errors import ParameterError  # noqa: PLC0415
+
+    for name, value in vars(args).items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        limits = bounds.get(name, Bounds())
+        if not limits.holds(float(value)):
+            what = " ".join(part for part in ("" if isinstance(value, int) else
+                                              "a finite number", str(limits)) if part)
+            raise ParameterError(f"--{name}={value} must be {what}")
 
 
 def setup_logging(verbose: bool = False) -> None:

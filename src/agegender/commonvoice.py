@@ -82,6 +82,9 @@ def _read_table(path: Path, required: tuple[str, ...], *, tsv: bool) -> pd.DataF
             table = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as err:
         raise DatasetError(f"{path}: cannot be parsed ({str(err).splitlines()[0]})") from err
+    if not isinstance(table.index, pd.RangeIndex):
+        # pandas reads rows longer than the header by making the extra first cells an index.
+        raise DatasetError(_long_row(path, tsv=tsv))
     duplicated = duplicate_columns(table.columns)
     if duplicated:
         raise DatasetError(f"{path}: column {duplicated[0]!r} appears more than once; "
@@ -92,6 +95,21 @@ def _read_table(path: Path, required: tuple[str, ...], *, tsv: bool) -> pd.DataF
             f"{path}: missing required column {missing[0]!r} (found: {', '.join(table.columns)})"
         )
     return table
+
+
+def _long_row(path: Path, *, tsv: bool) -> str:
+    """One line naming the first row with more cells than the header (row 1 = header)."""
+    with open(path, newline="", encoding="utf-8", errors="replace") as handle:
+        reader = (csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE) if tsv
+                  else csv.reader(handle))
+        header = next(reader, [])
+        for number, row in enumerate(reader, start=2):
+            if len(row) > len(header):
+                hint = ("a tab inside a cell?" if tsv else
+                        "an unquoted comma in a path? put that cell in double quotes")
+                return (f"{path}: row {number} has {len(row)} cells, the header "
+                        f"{len(header)} ({hint}): {','.join(row)[:120]!r}")
+    return f"{path}: a row has more cells than the header"
 
 
 def duplicate_columns(columns) -> list[str]:
@@ -612,6 +630,39 @@ def clean_clips(clips: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     for task in labels.TASKS:
         kept[f"{task}_code"] = kept[f"{task}_code"].astype(int)
     return kept.reset_index(drop=True), dropped.reset_index(drop=True)
+
+
+# What a label cell may say, for messages (case and surrounding spaces do not matter).
+ACCEPTED_LABELS: dict[str, str] = {
+    "gender": ", ".join(labels.GENDER_ALIASES),
+    "age": (f"{', '.join(labels.AGES)}, or years {labels.AGE_YEARS[0]}-{labels.AGE_YEARS[1]}"),
+}
+
+
+def unrecognised_labels(clips: pd.DataFrame, *, top: int = 5) -> list[str]:
+    """One line per label column with non-empty cells that are no label: the most common
+    values with their counts, and the spellings accepted.
+
+    Args:
+        clips: table from ``read_clips`` (``gender_raw``, ``age_raw``).
+        top: values named per column.
+
+    Returns:
+        e.g. ``["gender: 75 cells not recognised: 'F' 40, 'M' 35 (accepted: male, female,
+        male_masculine, female_feminine; an empty cell is no label)"]``.
+    """
+    lines = []
+    for name, normalise in (("gender", labels.normalise_gender), ("age", labels.normalise_age)):
+        cells = clips[f"{name}_raw"].astype(str)
+        bad = cells[(cells.str.strip() != "") & clips[f"{name}_raw"].map(normalise).isna()]
+        if bad.empty:
+            continue
+        counts = bad.value_counts()
+        named = ", ".join(f"{value!r} {count}" for value, count in counts.iloc[:top].items())
+        more = f", {len(counts) - top} other values" if len(counts) > top else ""
+        lines.append(f"{name}: {len(bad)} cells not recognised: {named}{more} (accepted: "
+                     f"{ACCEPTED_LABELS[name]}; an empty cell is no label)")
+    return lines
 
 
 def task_counts(table: pd.DataFrame) -> dict[str, dict]:

@@ -221,8 +221,8 @@ class ModelParams:
             )
         if not 0.0 <= self.bn_momentum < 1.0:
             raise ParameterError(f"bn_momentum={self.bn_momentum} is outside [0, 1)")
-        if self.l2 < 0:
-            raise ParameterError(f"l2={self.l2} must be >= 0")
+        if not (math.isfinite(self.l2) and self.l2 >= 0):
+            raise ParameterError(f"l2={self.l2} must be a finite number >= 0")
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -270,8 +270,9 @@ class TrainParams:
             raise ParameterError(f"monitor={self.monitor!r} is not one of {', '.join(MONITORS)}")
         if self.batch_size < 1:
             raise ParameterError(f"batch_size={self.batch_size} must be >= 1")
-        if self.learning_rate <= 0:
-            raise ParameterError(f"learning_rate={self.learning_rate} must be > 0")
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise ParameterError(f"learning_rate={self.learning_rate} must be a finite "
+                                 "number > 0")
         if self.num_epochs < 1:
             raise ParameterError(f"num_epochs={self.num_epochs} must be >= 1")
         if self.class_weight not in CLASS_WEIGHTS:
@@ -344,6 +345,8 @@ class PreprocessParams:
         copy: how a copy differs from its clip.
         min_voiced: the speech gate (``agegender.speech``): a clip with fewer voiced frames
             than this share is skipped as "no speech"; 0 = no gate.
+        allow_speaker_overlap: go on when a speaker's clips lie in two splits (said in the
+            preprocess report and the test report) instead of stopping.
     """
 
     dataset_type: str = "clean"
@@ -356,6 +359,7 @@ class PreprocessParams:
     augment_copies: int = 0
     copy: CopyParams = dataclasses.field(default_factory=CopyParams)
     min_voiced: float = 0.1
+    allow_speaker_overlap: bool = False
 
     def __post_init__(self) -> None:
         from agegender.speech import check_min_voiced  # noqa: PLC0415

@@ -27,3 +27,7 @@ class ModelError(AgeGenderError):
 
 class OutputError(AgeGenderError):
     """An output folder cannot be created or written."""
+
+
+class TrainingError(AgeGenderError):
+    """Training cannot go on (its loss or weights stopped being finite numbers)."""

@@ -517,6 +517,7 @@ def evaluate(dataset_dir: str | os.PathLike, model_path: str | os.PathLike, task
                      model_path=str(model_path), results_dir=results_dir, keys=keys,
                      speakers=speakers, audio_paths=audio_paths, f0_hz=f0, threshold=threshold,
                      n_resamples=n_resamples, scoring=scoring)
+    result = _with_leakage_line(result, dataset_dir)
     return {**result, "corrupt": index.get("corrupt", {"records": 0, "shards": []})}
 
 
@@ -559,6 +560,20 @@ def _as_detector_scores(model, shard_probabilities: np.ndarray, audio_paths: lis
     return probabilities, (f"{scoring}; from the audio"
                            + (f" ({len(files) - kept} clips without readable audio: their "
                               "shard image)" if kept < len(files) else ""))
+
+
+
+def _with_leakage_line(result: dict, dataset_dir: str | os.PathLike) -> dict:
+    """Adds the line on speaker leakage (``leakage.report_line``) to the test log."""
+    from agegender import leakage  # noqa: PLC0415
+
+    line = leakage.report_line(dataset_dir)
+    if line is None:
+        return result
+    log.info("%s", line)
+    text = result["text"].rstrip("\n") + "\n" + line + "\n"
+    atomic.write_text(result["paths"]["log"], text)
+    return {**result, "text": text}
 
 
 def check_model_features(model, index: dict, dataset_dir: str | os.PathLike,

@@ -40,6 +40,13 @@ def split_index(dataset_dir: str | os.PathLike, split: str, task: str | None = N
         if task not in index.get("tasks", []):
             raise DatasetError(f"{where}: shards have no labels for cls_task={task!r} "
                                f"(they have: {', '.join(index.get('tasks', [])) or 'none'})")
+        stored = index.get("task_counts", {}).get(task, {}).get("classes", {})
+        unknown = [name for name in stored if name not in labels.class_names(task)]
+        if unknown:
+            raise DatasetError(
+                f"{where}: the shard index counts classes {', '.join(map(repr, unknown))}, "
+                f"not classes of cls_task={task!r} ({', '.join(labels.class_names(task))}); "
+                "re-run src/preprocess_dataset.py --stage=tfrecords --overwrite")
         if labelled_count(index, task) == 0:
             raise DatasetError(f"{where}: no example of the {split} split has a label for "
                                f"cls_task={task!r}")

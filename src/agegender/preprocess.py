@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from agegender import atomic, commonvoice, figures, labels, runlock
+from agegender import atomic, commonvoice, figures, labels, leakage, runlock
 from agegender.channel import waveform_copy
 from agegender.config import SPLITS, CopyParams, FeatureParams, PreprocessParams, split_dirname
 from agegender.errors import AudioError, DatasetError, ParameterError
@@ -88,7 +88,11 @@ def run_clean(dataset_dir: str | os.PathLike, params: PreprocessParams,
                                    split_by_speaker=params.split_by_speaker, seed=params.seed,
                                    follow_symlinks=params.follow_symlinks)
     kept, dropped = commonvoice.clean_clips(clips)
+    # Before anything is written: a refused split leaves the previous outputs as they were.
+    split_leakage = leakage.check_splits(kept, dataset_dir,
+                                         allow_speaker_overlap=params.allow_speaker_overlap)
     kept.attrs["missing_tables"] = clips.attrs.get("missing_tables", [])
+    kept.attrs["leakage"] = split_leakage
     columns = ["key", "audio_path", "speaker_id", *commonvoice.CLEAN_COLUMNS]
     for split in SPLITS:
         table = kept.loc[kept["split"] == split, columns]
@@ -96,6 +100,7 @@ def run_clean(dataset_dir: str | os.PathLike, params: PreprocessParams,
             table = table.assign(audio_path=[os.path.abspath(Path(dataset_dir) / path)
                                              for path in table["audio_path"]])
         atomic.write_text(manifest_path(out, split), table.to_csv(index=False))
+    leakage.write_record(out, split_leakage)
     if params.dataset_type == "raw":  # the original README's next step reads Audio/
         from agegender.clean_layout import write_clean_layout  # noqa: PLC0415
 
@@ -112,6 +117,9 @@ def run_clean(dataset_dir: str | os.PathLike, params: PreprocessParams,
         if missing:
             log.info("clean: %d kept clips have no %s label (they serve the other task)",
                      missing, name)
+    kept.attrs["label_warnings"] = commonvoice.unrecognised_labels(clips)
+    for line in kept.attrs["label_warnings"]:
+        log.warning("clean: %s", line)
     return kept, dropped
 
 
@@ -399,6 +407,23 @@ def sweep_leftovers(output_dir: str | os.PathLike, results_dir: str | os.PathLik
     return removed
 
 
+def kept_shards_note(dataset_dir: str | os.PathLike, split: str, index: dict,
+                     params: PreprocessParams) -> str:
+    """A WARNING line when a split's shards were kept although ``--shard_size`` asks for
+    another cut ("" otherwise): the plan of a finished split does not depend on the size,
+    so only ``--overwrite`` re-shards."""
+    total, size = index["num_examples"], params.shard_size
+    wanted = [size] * (total // size) + ([total % size] if total % size else [])
+    counts = index.get("shard_counts")
+    if counts is None or counts == wanted:
+        return ""
+    line = (f"{split}: existing shards kept ({len(counts)} shard(s) of up to "
+            f"{max(counts, default=0)} examples); --shard_size={size} would make "
+            f"{len(wanted)}: add --overwrite to re-shard")
+    log.warning("%s: %s", Path(dataset_dir) / "TFRecord", line)
+    return line
+
+
 def preprocess(dataset_dir: str | os.PathLike, *, params: PreprocessParams,
                features: FeatureParams, results_dir: str | os.PathLike = "results",
                stages: tuple[str, ...] = STAGES,
@@ -460,6 +485,12 @@ def _run_stages(dataset_dir: str | os.PathLike, *, params: PreprocessParams,
         warnings += [f"{table}, that split is empty"
                      for table in kept.attrs.get("missing_tables", [])]
         warnings += kept.attrs.get("layout_warnings", [])
+        warnings += kept.attrs["label_warnings"]
+        allowed = [f"{line} (allowed by --allow_speaker_overlap)"
+                   for line in kept.attrs["leakage"]["overlapping"]]
+        warnings += allowed
+        problems += [{"stage": "clean", "split": "", "key": "", "path": "", "reason": line}
+                     for line in allowed]
         if "tfrecords" not in stages:  # else the tfrecords stage judges the final splits
             warnings += split_report(dataset_dir, {
                 split: commonvoice.task_counts(kept[kept["split"] == split])
@@ -479,6 +510,8 @@ def _run_stages(dataset_dir: str | os.PathLike, *, params: PreprocessParams,
                                for split, index in indexes.items()}
         warnings += split_report(dataset_dir, {split: index["task_counts"]
                                                for split, index in indexes.items()})
+        warnings += [line for split, index in indexes.items()
+                     if (line := kept_shards_note(dataset_dir, split, index, params))]
     report_path = Path(results_dir) / "preprocess_report.csv"
     report = pd.DataFrame(problems, columns=list(REPORT_COLUMNS))
     if report_path.is_file():

@@ -357,6 +357,14 @@ class ShardScan:
 _SCAN_CACHE: dict[tuple, ShardScan] = {}
 
 
+def _png_channels(image) -> int:
+    """Channels ``tf.io.decode_png(channels=0)`` gives a decoded PIL PNG: its bands, a
+    palette counting as RGB (RGBA with a transparency entry)."""
+    if image.mode in ("P", "PA"):
+        return 4 if image.mode == "PA" or "transparency" in image.info else 3
+    return len(image.getbands())
+
+
 def _record_problem(data: bytes, image_shape: Sequence[int] | None) -> tuple[str, dict, str]:
     """(problem or "", label codes, speaker) of one framed record's data."""
     import io  # noqa: PLC0415
@@ -376,12 +384,21 @@ def _record_problem(data: bytes, image_shape: Sequence[int] | None) -> tuple[str
                 raise OSError(f"{image.format} image, not PNG")
             image.load()  # full decode: what tf.io.decode_png would choke on
             size = (image.height, image.width)
+            channels = _png_channels(image)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
         return f"corrupt PNG image ({err})", {}, ""
     if image_shape is not None and size != tuple(image_shape[:2]):
         return (f"image is {size[0]}×{size[1]}, the index says "
                 f"{image_shape[0]}×{image_shape[1]}"), {}, ""
+    if image_shape is not None and len(image_shape) > 2 and channels != image_shape[2]:
+        # decode_png(channels=3) would silently turn a grey image into three equal ones.
+        return (f"image has {channels} channel(s), the index says {image_shape[2]}"), {}, ""
     codes = {task: int(values.get(f"label/{task}", -1)) for task in labels.TASKS}
+    for task, code in codes.items():
+        names = labels.class_names(task)
+        if code != -1 and not 0 <= code < len(names):
+            return (f"label/{task} is {code}, outside 0..{len(names) - 1} "
+                    f"({', '.join(names)}) and -1 (no label)"), {}, ""
     speaker = values.get("clip/speaker_id", b"")
     return "", codes, speaker.decode("utf-8", errors="replace")
 

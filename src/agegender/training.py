@@ -23,11 +23,12 @@ from agegender.callbacks import (  # noqa: F401  (BestCheckpoint, LivePlot: re-e
     EpochBackup,
     LivePlot,
     RunRecord,
+    StopOnNonFinite,
     TensorBoardScalars,
     display_available,
 )
 from agegender.config import DEFAULT_BN_MOMENTUM, ModelParams, TrainParams
-from agegender.errors import OutputError, ParameterError
+from agegender.errors import OutputError, ParameterError, TrainingError
 
 log = logging.getLogger(__name__)
 
@@ -285,6 +286,8 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
         if tensorboard and chief:
             callbacks.append(TensorBoardScalars(paths["tensorboard"]))
         callbacks += list(extra_callbacks or [])
+        guard = StopOnNonFinite()  # first, so it has stopped fit before the others look
+        callbacks.insert(0, guard)
         if train_params.early_stopping_patience:
             callbacks.append(keras.callbacks.EarlyStopping(
                 monitor=train_params.monitor, mode="max",
@@ -296,6 +299,8 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
             model.fit(train_data, validation_data=dev_data, epochs=train_params.num_epochs,
                       initial_epoch=record.next_epoch, class_weight=class_weight,
                       callbacks=callbacks, verbose=verbose, shuffle=False)
+        if guard.stopped:
+            raise TrainingError(guard.message(best.best_epoch, model_dir))
         if chief:
             # Finished: the next run with these flags is a new run, not a resume.
             runstate.discard_backup(paths["backup"])
