@@ -47,11 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="--timeline: folder for <file stem>.{csv,json,rttm,TextGrid,png} "
                              "(default: %(default)s)")
     parser.add_argument("--hop_s", type=float, default=0.0,
-                        help="--timeline: seconds between model windows (default 0: the "
-                             "model's window, side by side; half of it: twice the model calls)")
+                        help="--timeline: seconds between model windows; 0: the model's "
+                             "window, side by side; half of it: twice the model calls "
+                             "(default: %(default)s)")
     parser.add_argument("--min_voiced", type=float, default=0.1,
                         help="speech gate: a file with fewer voiced frames than this share "
-                             "gets 'no speech' instead of a label (0: no gate; default: "
+                             "gets 'no speech' instead of a label; 0: no gate (default: "
                              "%(default)s; README: Speech gate)")
     cli.add_bool_flag(parser, "no_verify", default=False,
                       help="load the model even when it does not match its .sha256 sidecar")

@@ -54,8 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "never copied (default 0: none; README: Feature presets)")
     parser.add_argument("--min_voiced", type=float, default=0.1,
                         help="speech gate: a clip with fewer voiced frames than this share is "
-                             "skipped as 'no speech' and listed in the report (0: no gate; "
-                             "default: %(default)s; README: Speech gate)")
+                             "skipped as 'no speech' and listed in the report; 0: no gate "
+                             "(default: %(default)s; README: Speech gate)")
     cli.add_bool_flag(parser, "split_by_speaker", default=False,
                       help="rebuild train/dev/test from all rows (cv: validated.tsv), disjoint "
                            "speakers, ~80/10/10 stratified by gender and age; needs a speaker, "

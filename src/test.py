@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="reports go to RESULTS_DIR/<task>/")
     parser.add_argument("--min_voiced", type=float, default=0.1,
                         help="--manifest: clips with fewer voiced frames than this share are "
-                             "left out as 'no speech' (0: no gate; default: %(default)s)")
+                             "left out as 'no speech'; 0: no gate (default: %(default)s)")
     cli.add_skip_corrupt_flag(parser)
     cli.add_bool_flag(parser, "no_verify", default=False,
                       help="load the model even when it does not match its .sha256 sidecar")
