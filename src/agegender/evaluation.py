@@ -555,11 +555,13 @@ def _as_detector_scores(model, shard_probabilities: np.ndarray, audio_paths: lis
             probabilities[i] = [result["probabilities"][name] for name in names]
             kept += 1
     if kept < len(files):
-        log.warning("%d of %d clips' audio could not be read: scored on their shard image "
-                    "(one crop)", len(files) - kept, len(files))
+        log.warning("%d of %d clips were refused by the detector (no speech, or the audio "
+                    "could not be read): scored on their shard image (one crop)",
+                    len(files) - kept, len(files))
     return probabilities, (f"{scoring}; from the audio"
-                           + (f" ({len(files) - kept} clips without readable audio: their "
-                              "shard image)" if kept < len(files) else ""))
+                           + (f" ({len(files) - kept} clips the detector refused, no speech "
+                              "or unreadable audio: their shard image)" if kept < len(files)
+                              else ""))
 
 
 
