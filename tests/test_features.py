@@ -267,7 +267,8 @@ def test_preprocessed_png_equals_clip_image(tmp_path: Path) -> None:
     root = synth.make_raw_corpus(tmp_path / "corpus",
                                  per_group={"train": 1, "dev": 0, "test": 0}, seconds=0.5)
     rate8k = synth.write_audio(root / "cv-valid-train" / "cv-valid-train" / "rate8k.wav",
-                               synth.tone(440.0, seconds=0.5, rate=8000), rate=8000)
+                               synth.voice("male", "twenties", seed=77, seconds=0.5, rate=8000),
+                               rate=8000)  # a voice: a pure tone is 'no speech' to the gate
     synth.append_csv(root / "cv-valid-train.csv",
                      [synth.v1_row("cv-valid-train/rate8k.wav", age="twenties", gender="male")])
     params = PreprocessParams(dataset_type="raw", num_workers=1)

@@ -76,7 +76,7 @@ def test_allowed_overlap_goes_on_and_is_in_the_reports(tmp_path, caplog):
     assert summary["kept"] == 12
     allowed = [w for w in summary["warnings"] if "allowed by --allow_speaker_overlap" in w]
     assert len(allowed) == 1 and "speaker 'b'" in allowed[0]
-    report = pd.read_csv(tmp_path / "r" / "preprocess_report.csv")
+    report = pd.read_csv(preprocess.report_dir(tmp_path / "r", root) / "preprocess_report.csv")
     assert report["reason"].str.contains("speaker 'b' is in train").sum() == 1
     assert leakage.report_line(root).startswith("speaker leakage: ALLOWED")
     assert "speaker 'b'" in leakage.report_line(root)

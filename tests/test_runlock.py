@@ -94,8 +94,8 @@ def test_rerun_sweeps_every_folder_it_writes(raw: Path, tmp_path: Path) -> None:
     orphans = [raw / "Manifest" / ".tmp-0123abcd-cv-valid-dev.csv",
                raw / "Spectrograms" / ".tmp-0123abcd-features.json",
                raw / "TFRecord" / ".tmp-0123abcd-shards.json",
-               results / ".tmp-0123abcd-preprocess_report.csv",
-               results / ".tmp-0123abcd-dataset_summary.png"]
+               preprocess.report_dir(results, raw) / ".tmp-0123abcd-preprocess_report.csv",
+               preprocess.report_dir(results, raw) / ".tmp-0123abcd-dataset_summary.png"]
     for path in orphans:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("half")
