@@ -225,8 +225,8 @@ def test_best_checkpoint_breaks_ties_by_dev_crossentropy(tmp_path, caplog):
     caplog.set_level("INFO", logger="agegender.callbacks")
     # val_loss (with L2) would pick epoch 3; the unregularised cross-entropy picks epoch 2.
     epochs = [(0.9, 0.5, 17.0), (0.9, 0.4, 17.5), (0.9, 0.45, 16.0), (0.8, 0.1, 15.0)]
-    for epoch, (accuracy, crossentropy, loss) in enumerate(epochs):
-        checkpoint.on_epoch_end(epoch, {"val_accuracy": accuracy,
+    for epoch, (uar, crossentropy, loss) in enumerate(epochs):
+        checkpoint.on_epoch_end(epoch, {"val_uar": uar,
                                         "val_crossentropy": crossentropy, "val_loss": loss})
     assert checkpoint.best_epoch == 2 and record.best_tie == pytest.approx(0.4)
     state = json.loads((tmp_path / "best_model_gender.json").read_text())

@@ -158,7 +158,7 @@ def test_preprocessing_skips_and_reports_clips_without_speech(tmp_path):
     synth.write_audio(audio / "sample-000001.wav", non_speech()["white_noise"])
     summary = preprocess(root, params=PreprocessParams(dataset_type="raw", num_workers=1),
                          features=FeatureParams(image_size=32), results_dir=tmp_path / "r")
-    report = pd.read_csv(tmp_path / "r" / "preprocess_report.csv", keep_default_na=False)
+    report = pd.read_csv(summary["report"], keep_default_na=False)
     bad = report[report["stage"] == "spectrograms"]
     assert sorted(bad["key"].str[-6:]) == ["000000", "000001"]
     assert bad["reason"].str.startswith("no speech: ").all()
