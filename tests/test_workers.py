@@ -15,18 +15,18 @@ from agegender import workers
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Runs preprocess_dataset.main with load_clip patched so that, when KILL_CLIP names a clip,
+# Runs preprocess_dataset.main with load_speech patched so that, when KILL_CLIP names a clip,
 # the worker decoding it kills itself as the OOM killer would (workers are forked, so the
 # patch reaches them).
 SCRIPT = """
 import os, signal, sys
 from agegender import preprocess
-real = preprocess.load_clip
-def load_clip(path, features):
-    if os.environ["KILL_CLIP"] and path.endswith(os.environ["KILL_CLIP"]):
+real = preprocess.load_speech
+def load_speech(path, features, **options):
+    if os.environ["KILL_CLIP"] and str(path).endswith(os.environ["KILL_CLIP"]):
         os.kill(os.getpid(), signal.SIGKILL)
-    return real(path, features)
-preprocess.load_clip = load_clip
+    return real(path, features, **options)
+preprocess.load_speech = load_speech
 import preprocess_dataset
 sys.exit(preprocess_dataset.main(sys.argv[1:]))
 """
