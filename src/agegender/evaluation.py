@@ -529,11 +529,10 @@ def _as_detector_scores(model, shard_probabilities: np.ndarray, audio_paths: lis
     Returns:
         (probabilities [clips, classes], how they were made, in words).
     """
-    from agegender.inference import DEFAULT_MAX_CROPS, AgeGenderDetector  # noqa: PLC0415
+    from agegender.inference import AgeGenderDetector  # noqa: PLC0415
 
-    detector = AgeGenderDetector.from_model(
-        model, batch_size=min(batch_size, 64),
-        max_crops=DEFAULT_MAX_CROPS if max_crops is None else max_crops)
+    detector = AgeGenderDetector.from_model(model, batch_size=min(batch_size, 64),
+                                            max_crops=max_crops)
     scoring = detector.scoring()
     if not (model.features.fixed_time and detector.max_crops > 1):
         return shard_probabilities, f"{scoring}; from the shard images"
@@ -666,14 +665,13 @@ def evaluate_clips(model_path: str | os.PathLike, clips: pd.DataFrame, *,
     """
     from agegender import pitch  # noqa: PLC0415
     from agegender.checkpoints import open_model  # noqa: PLC0415
-    from agegender.inference import DEFAULT_MAX_CROPS, AgeGenderDetector  # noqa: PLC0415
+    from agegender.inference import AgeGenderDetector  # noqa: PLC0415
     from agegender.speech import check_min_voiced  # noqa: PLC0415
 
     check_min_voiced(min_voiced)
     model = open_model(model_path, task)
-    detector = AgeGenderDetector.from_model(
-        model, batch_size=batch_size, min_voiced=min_voiced,
-        max_crops=DEFAULT_MAX_CROPS if max_crops is None else max_crops)
+    detector = AgeGenderDetector.from_model(model, batch_size=batch_size,
+                                            min_voiced=min_voiced, max_crops=max_crops)
     task, names = model.task, list(model.class_names)
     codes = _label_codes(clips, task, names)
     if (codes < 0).any():  # task-aware tables: rows without this task's label take no part

@@ -93,11 +93,14 @@ class AgeGenderDetector:
 
     @classmethod
     def from_model(cls, model, *, batch_size: int = 64, num_threads: int | None = None,
-                   max_crops: int = DEFAULT_MAX_CROPS,
+                   max_crops: int | None = None,
                    min_voiced: float = 0.1) -> AgeGenderDetector:
         """A detector around an already opened ``checkpoints.LoadedModel`` (the test step
-        uses it so that it scores exactly what inference ships, without loading twice)."""
+        uses it so that it scores exactly what inference ships, without loading twice).
+        ``max_crops`` None: ``DEFAULT_MAX_CROPS``, as the constructor."""
         from agegender.speech import check_min_voiced  # noqa: PLC0415
+
+        max_crops = DEFAULT_MAX_CROPS if max_crops is None else max_crops
 
         _check_detector_args(batch_size, num_threads, "float32")
         if max_crops < 1:
