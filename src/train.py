@@ -53,6 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="auto: multiworker with TF_CONFIG, mirrored with >1 GPU, else default")
     parser.add_argument("--export_dir", default=None,
                         help="also write a TensorFlow SavedModel of the best model here")
+    cli.add_bool_flag(parser, "pitch_input", default=False,
+                      help="the model variant that also reads each clip's F0 statistics "
+                           "(median, 10th/90th percentile, voiced share) beside the "
+                           "spectrogram, in its dense head; off: the paper's network")
     cli.add_bool_flag(parser, "show_summary", default=False, help="print the model summary")
     cli.add_bool_flag(parser, "show_live_plot", default=False,
                       help="redraw the training curves each epoch (window if a display exists, "
@@ -107,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
                        show_summary=args.show_summary, show_live_plot=args.show_live_plot,
                        save_optimizer=args.save_optimizer, overwrite=args.overwrite,
                        tensorboard=args.tensorboard,
-                       skip_corrupt=args.skip_corrupt, verbose=cli.keras_verbosity())
+                       skip_corrupt=args.skip_corrupt, pitch_input=args.pitch_input,
+                       verbose=cli.keras_verbosity())
         print(f"best {result['monitor']} {result['best_score']:.4f} at epoch "
               f"{result['best_epoch']}")
         print(f"  checkpoints: {result['keras']}  {result['h5']}")

@@ -241,14 +241,18 @@ class LoadedModel:
         task: the task it was trained for.
         class_names: one per output.
         features: how its input images are computed.
-        predict: float32 [batch, H, W, 3] in 0-255 → probabilities [batch, classes].
+        predict: float32 [batch, H, W, 3] in 0-255 (and, for a ``pitch`` model, the
+            clips' F0 statistics [batch, len(pitch.PITCH_FEATURES)] as second argument) →
+            probabilities [batch, classes].
+        pitch: the model reads F0 statistics beside the image (``--pitch_input``).
     """
 
     path: str
     task: str
     class_names: tuple[str, ...]
     features: FeatureParams
-    predict: Callable[[np.ndarray], np.ndarray]
+    predict: Callable[..., np.ndarray]
+    pitch: bool = False
 
 
 def _checked_labels(path: Path, stored_task: str | None, names: list[str] | None,
@@ -281,16 +285,17 @@ def bfloat16_copy(model):
     import keras  # noqa: PLC0415
 
     from agegender.config import ModelParams  # noqa: PLC0415
-    from agegender.model import build_model, model_labels  # noqa: PLC0415
+    from agegender.model import build_model, image_input_shape, model_labels, takes_pitch  # noqa: PLC0415
 
     task, names, features = model_labels(model)
+    height, width, _ = image_input_shape(model)
     policy = keras.mixed_precision.global_policy()
     try:
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
-        copy = build_model(ModelParams(image_size=int(model.input_shape[1]),
-                                       image_width=int(model.input_shape[2]),
+        copy = build_model(ModelParams(image_size=height, image_width=width,
                                        num_classes=len(names), task=task,
-                                       class_names=tuple(names)), features=features)
+                                       class_names=tuple(names),
+                                       pitch_input=takes_pitch(model)), features=features)
     finally:
         keras.mixed_precision.set_global_policy(policy)
     copy.set_weights(model.get_weights())
@@ -319,7 +324,7 @@ def open_model(path: str | os.PathLike, task: str | None = None, *,
             raise ParameterError(f"precision={precision!r} needs a .keras or .h5 model, "
                                  f"not the SavedModel {path}")
         return _open_saved_model(path, task)
-    from agegender.model import model_labels  # noqa: PLC0415
+    from agegender.model import image_input_shape, model_labels, takes_pitch  # noqa: PLC0415
 
     model = load_model(path, verify=verify)
     try:
@@ -329,16 +334,21 @@ def open_model(path: str | os.PathLike, task: str | None = None, *,
     outputs = int(model.output_shape[-1])
     task, names = _checked_labels(path, stored_task, names, outputs, task)
     params = model_features(model)
-    if params.image_shape[:2] != tuple(model.input_shape[1:3]):
+    if params.image_shape[:2] != image_input_shape(model)[:2]:
         raise ModelError(f"--model_path={path}: stored image size {params.image_shape[:2]} "
-                         f"differs from its input size {tuple(model.input_shape[1:3])}")
+                         f"differs from its input size {image_input_shape(model)[:2]}")
     if precision == "bfloat16":
         if stored_task is None:
             raise ParameterError(f"precision='bfloat16' needs a model built by agegender; "
                                  f"{path} stores no task")
         model = bfloat16_copy(model)
-    return LoadedModel(str(path), task, tuple(names), params,
-                       lambda batch: np.asarray(model.predict_on_batch(batch)))
+    pitch = takes_pitch(model)
+
+    def predict(batch: np.ndarray, statistics: np.ndarray | None = None) -> np.ndarray:
+        inputs = {"spectrogram": batch, "pitch": statistics} if pitch else batch
+        return np.asarray(model.predict_on_batch(inputs))
+
+    return LoadedModel(str(path), task, tuple(names), params, predict, pitch)
 
 
 def _open_saved_model(path: Path, task: str | None) -> LoadedModel:
@@ -359,7 +369,10 @@ def _open_saved_model(path: Path, task: str | None) -> LoadedModel:
         loaded = tf.saved_model.load(str(path))
         serve = loaded.signatures.get("serve") or loaded.signatures["serving_default"]
         _, spec = serve.structured_input_signature
-        (input_spec,) = spec.values()
+        # One input, or a --pitch_input model's two (named "pitch" and the spectrogram's).
+        pitch_name = next((name for name in spec if name.startswith("pitch")), None)
+        (input_name,) = [name for name in spec if name != pitch_name]
+        input_spec = spec[input_name]
         (output_spec,) = serve.structured_outputs.values()
     except (*_LOAD_ERRORS, tf.errors.OpError) as err:  # a damaged or foreign SavedModel
         reason = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
@@ -371,13 +384,14 @@ def _open_saved_model(path: Path, task: str | None) -> LoadedModel:
     features = meta.get("features")
     params = (FeatureParams(**features) if features
               else FeatureParams(image_size=int(input_spec.shape[1])))
-    input_name = next(iter(spec))
-
-    def predict(batch: np.ndarray) -> np.ndarray:
-        (result,) = serve(**{input_name: tf.constant(batch, tf.float32)}).values()
+    def predict(batch: np.ndarray, statistics: np.ndarray | None = None) -> np.ndarray:
+        inputs = {input_name: tf.constant(batch, tf.float32)}
+        if pitch_name is not None:
+            inputs[pitch_name] = tf.constant(statistics, tf.float32)
+        (result,) = serve(**inputs).values()
         return result.numpy()
 
-    return LoadedModel(str(path), task, tuple(names), params, predict)
+    return LoadedModel(str(path), task, tuple(names), params, predict, pitch_name is not None)
 
 
 def model_features(model) -> FeatureParams:
@@ -387,13 +401,13 @@ def model_features(model) -> FeatureParams:
     saw in training for that clip. Models without stored settings (not built by agegender)
     get the defaults at their input size.
     """
-    from agegender.model import model_labels  # noqa: PLC0415
+    from agegender.model import image_input_shape, model_labels  # noqa: PLC0415
 
     try:
         _, _, features = model_labels(model)
     except ModelError:
         features = None
-    image_size = int(model.input_shape[1])
+    image_size = image_input_shape(model)[0]
     return FeatureParams(**features) if features else FeatureParams(image_size=image_size)
 
 
@@ -494,7 +508,7 @@ def export_saved_model(model_path: str | os.PathLike, export_dir: str | os.PathL
     The serving function is ``serve``: float32 [batch, H, W, 3] in 0-255 → probabilities.
     ``agegender.json`` beside it names the task, classes and feature parameters.
     """
-    from agegender.model import model_labels  # noqa: PLC0415
+    from agegender.model import image_input_shape, model_labels, takes_pitch  # noqa: PLC0415
 
     model = load_model(model_path)
     task, names, features = model_labels(model)
@@ -506,7 +520,8 @@ def export_saved_model(model_path: str | os.PathLike, export_dir: str | os.PathL
         model.export(str(tmp), format="tf_saved_model", verbose=False)
         (tmp / "agegender.json").write_text(json.dumps(
             {"task": task, "class_names": names, "features": features,
-             "input_shape": list(model.input_shape[1:])}, indent=2))
+             "input_shape": list(image_input_shape(model)), "pitch": takes_pitch(model)},
+            indent=2))
         if export_dir.exists():  # an earlier export of ours: replace it whole
             shutil.rmtree(export_dir)
     return export_dir

@@ -197,6 +197,8 @@ class ModelParams:
         bn_momentum: BatchNormalization moving-average momentum (see DEFAULT_BN_MOMENTUM).
         dense_units: width of the hidden dense layer.
         image_width: width of the RGB input, pixels; 0 = ``image_size`` (square).
+        pitch_input: a second input, the clip's F0 statistics (``pitch.pitch_features``),
+            joins the dense head (``--pitch_input``; off = the paper's network).
     """
 
     image_size: int = 64
@@ -207,6 +209,7 @@ class ModelParams:
     bn_momentum: float = DEFAULT_BN_MOMENTUM
     dense_units: int = 80
     image_width: int = 0
+    pitch_input: bool = False
 
     def __post_init__(self) -> None:
         if not 16 <= self.image_size <= 512:

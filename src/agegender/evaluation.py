@@ -491,15 +491,19 @@ def evaluate(dataset_dir: str | os.PathLike, model_path: str | os.PathLike, task
     check_model_features(model, split_index(dataset_dir, split, task), dataset_dir, split)
     data, index = make_dataset(dataset_dir, split, task, batch_size=batch_size, training=False,
                                with_keys=True, image_size=model.features.image_size,
-                               skip_corrupt=skip_corrupt)
+                               skip_corrupt=skip_corrupt, pitch=model.pitch)
     keys, speakers, truth, probabilities = [], [], [], []
     # disable=None: a bar only on a terminal, where it is redrawn in place. In a pipe or log
     # file every redraw stays, and tqdm draws the last state twice (last update, then close),
     # so "evaluating test" showed up twice at 100 %; there the log line below says it once.
     started = time.monotonic()
-    for images, codes, batch_keys, batch_speakers in tqdm(data, desc=f"evaluating {split}",
+    for inputs, codes, batch_keys, batch_speakers in tqdm(data, desc=f"evaluating {split}",
                                                           unit="batch", disable=None):
-        probabilities.append(model.predict(images.numpy()))
+        if model.pitch:
+            probabilities.append(model.predict(inputs["spectrogram"].numpy(),
+                                               inputs["pitch"].numpy()))
+        else:
+            probabilities.append(model.predict(inputs.numpy()))
         truth.append(codes.numpy())
         keys += [k.decode() for k in batch_keys.numpy()]
         speakers += [s.decode() for s in batch_speakers.numpy()]

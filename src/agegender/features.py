@@ -419,12 +419,41 @@ def clip_images(path: str | os.PathLike, params: FeatureParams, max_crops: int =
     for more crops of a long clip and averages their probabilities. ``min_voiced`` > 0 also
     applies the preset's minimum duration and the speech gate (``speech.load_speech``, as
     preprocessing does) and raises ``speech.NoSpeechError`` for a clip without a voice."""
+    return clip_inputs(path, params, max_crops, min_voiced=min_voiced)[0]
+
+
+def clip_inputs(path: str | os.PathLike, params: FeatureParams, max_crops: int = 1, *,
+                min_voiced: float = 0.0, pitch: bool = False
+                ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Audio file → (images as ``clip_images``, the clip's ``waveform_pitch`` or None).
+
+    One decode serves both inputs of a ``--pitch_input`` model; the pitch statistics are of
+    the whole decoded clip, as preprocessing stores them, and shared by all its crops.
+
+    Returns:
+        (uint8 [crops, H, W, 3], float32 [len(pitch.PITCH_FEATURES)] when ``pitch``, else
+        None).
+    """
     if min_voiced > 0:
         from agegender.speech import load_speech  # noqa: PLC0415
 
-        return spectrogram_images(load_speech(path, params, min_voiced=min_voiced), params,
-                                  max_crops)
-    return spectrogram_images(load_clip(path, params), params, max_crops)
+        waveform = load_speech(path, params, min_voiced=min_voiced)
+    else:
+        waveform = load_clip(path, params)
+    images = spectrogram_images(waveform, params, max_crops)
+    return images, (waveform_pitch(waveform, params) if pitch else None)
+
+
+def waveform_pitch(waveform: np.ndarray, params: FeatureParams) -> np.ndarray:
+    """The F0 statistics a ``--pitch_input`` model reads (``pitch.pitch_features``) of a
+    waveform at ``params.sample_rate``: the one call preprocessing and inference share.
+
+    Returns:
+        float32 [len(pitch.PITCH_FEATURES)].
+    """
+    from agegender.pitch import pitch_features  # noqa: PLC0415
+
+    return pitch_features(waveform, params.sample_rate)
 
 
 def clip_image(path: str | os.PathLike, params: FeatureParams, *,
@@ -433,13 +462,47 @@ def clip_image(path: str | os.PathLike, params: FeatureParams, *,
     return clip_images(path, params, min_voiced=min_voiced)[0]
 
 
-def png_bytes(image: np.ndarray) -> bytes:
-    """Encodes a uint8 [H, W, 3] image as PNG (lossless, deterministic)."""
+# The PNG text chunk in which preprocessing keeps a clip's ``waveform_pitch`` (JSON list),
+# so the PNG stays the one atomic output per clip and the shard stage reads it from there.
+PITCH_CHUNK = "agegender:pitch"
+
+
+def png_bytes(image: np.ndarray, text: dict[str, str] | None = None) -> bytes:
+    """Encodes a uint8 [H, W, 3] image as PNG (lossless, deterministic), with ``text`` as
+    tEXt chunks (decoders of the pixels, TensorFlow's included, skip them)."""
+    from PIL import Image, PngImagePlugin  # noqa: PLC0415
+
+    info = None
+    if text:
+        info = PngImagePlugin.PngInfo()
+        for key, value in text.items():
+            info.add_text(key, value)
+    buffer = io.BytesIO()
+    Image.fromarray(image, mode="RGB").save(buffer, format="PNG", pnginfo=info)
+    return buffer.getvalue()
+
+
+def png_pitch(data: bytes) -> np.ndarray | None:
+    """The ``waveform_pitch`` stored in PNG bytes (``PITCH_CHUNK``), float32, or None when
+    the PNG holds none (made before pitch features were stored) or it is unreadable."""
+    import json  # noqa: PLC0415
+
     from PIL import Image  # noqa: PLC0415
 
-    buffer = io.BytesIO()
-    Image.fromarray(image, mode="RGB").save(buffer, format="PNG")
-    return buffer.getvalue()
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            value = image.text.get(PITCH_CHUNK)  # tEXt before IDAT: no pixels decoded
+        return None if value is None else np.asarray(json.loads(value), np.float32)
+    except (OSError, ValueError, SyntaxError):
+        return None
+
+
+def pitch_text(values: np.ndarray) -> dict[str, str]:
+    """``png_bytes``' ``text`` for a clip's pitch statistics (float32 values, exact in
+    JSON's shortest repr)."""
+    import json  # noqa: PLC0415
+
+    return {PITCH_CHUNK: json.dumps([float(v) for v in np.asarray(values, np.float32)])}
 
 
 def read_png(data: bytes) -> np.ndarray:

@@ -130,16 +130,17 @@ class AgeGenderDetector:
         """The model's class names, index = label code."""
         return self.model.class_names
 
-    def _images(self, path: str) -> np.ndarray | AudioError:
-        """A clip's crops, uint8 [crops, H, W, 3], or why it has none."""
-        from agegender.features import clip_images  # noqa: PLC0415
+    def _images(self, path: str) -> tuple[np.ndarray, np.ndarray | None] | AudioError:
+        """A clip's crops, uint8 [crops, H, W, 3], with its F0 statistics for a pitch
+        model (else None), or why it has none."""
+        from agegender.features import clip_inputs  # noqa: PLC0415
 
         problem = input_problem(path)
         if problem:
             return AudioError(problem)
         try:
-            return clip_images(path, self.model.features, self.max_crops,
-                               min_voiced=self.min_voiced)
+            return clip_inputs(path, self.model.features, self.max_crops,
+                               min_voiced=self.min_voiced, pitch=self.model.pitch)
         except AudioError as err:
             return err
 
@@ -172,7 +173,7 @@ class AgeGenderDetector:
             for start in range(0, len(files), self.batch_size):
                 chunk = files[start:start + self.batch_size]
                 images = list(pool.map(self._images, chunk))
-                good = [i for i, image in enumerate(images) if isinstance(image, np.ndarray)]
+                good = [i for i, image in enumerate(images) if isinstance(image, tuple)]
                 probabilities = self._crop_average([images[i] for i in good])
                 by_index = dict(zip(good, probabilities, strict=True))
                 for i, path in enumerate(chunk):
@@ -198,13 +199,21 @@ class AgeGenderDetector:
 
         return timeline.timeline(self.model, path, params, batch_size=self.batch_size)
 
-    def _crop_average(self, crops: list[np.ndarray]) -> np.ndarray:
+    def _crop_average(self, inputs: list[tuple[np.ndarray, np.ndarray | None]]
+                      ) -> np.ndarray:
         """Predicts every crop of every clip in one batch; each clip's probabilities are
-        the mean over its crops. [clips] of [crops, H, W, 3] → [clips, classes]."""
-        if not crops:
+        the mean over its crops. [clips] of ([crops, H, W, 3], F0 statistics or None) →
+        [clips, classes]; a clip's F0 statistics go with each of its crops."""
+        if not inputs:
             return np.zeros((0, len(self.class_names)), np.float32)
+        crops = [images for images, _ in inputs]
         counts = [len(c) for c in crops]
-        probabilities = self.model.predict(np.concatenate(crops).astype(np.float32))
+        batch = np.concatenate(crops).astype(np.float32)
+        if self.model.pitch:
+            statistics = np.repeat(np.stack([p for _, p in inputs]), counts, axis=0)
+            probabilities = self.model.predict(batch, statistics)
+        else:
+            probabilities = self.model.predict(batch)
         owner = np.repeat(np.arange(len(crops)), counts)  # [all crops] → clip
         sums = np.zeros((len(crops), probabilities.shape[1]), np.float64)
         np.add.at(sums, owner, probabilities)

@@ -12,6 +12,12 @@ def build_model(params: ModelParams, *, features: dict | None = None):
     input (H, W, 3) in 0-255 → Rescaling 1/255 → FLB-1 → concat(FLB-1, MAM(FLB-1)) → FLB-2
     → Flatten → Dense 80 ReLU → BN → Dense softmax → LabelledOutput.
 
+    With ``params.pitch_input`` the model has a second input, ``pitch``: the clip's F0
+    statistics [len(pitch.PITCH_FEATURES)] (octaves around 150 Hz and the voiced share).
+    They reach the softmax both directly (a threshold on F0 is one weight) and through a
+    16-unit ReLU layer, concatenated with the normalised dense layer; the inputs are then
+    the dict ``{"spectrogram": images, "pitch": statistics}``.
+
     Scaling is inside the model so no caller can feed it differently scaled images.
     For 64×64×3 and 6 classes it has 8 841 358 parameters; for the ``voice`` preset's
     128×64×3 (height × width) and 2 classes, 8 871 754.
@@ -42,6 +48,14 @@ def build_model(params: ModelParams, *, features: dict | None = None):
     x = layers.Dense(params.dense_units, activation="relu", kernel_regularizer=regulariser,
                      name="dense")(x)
     x = layers.BatchNormalization(momentum=params.bn_momentum, name="dense_bn")(x)
+    if params.pitch_input:
+        from agegender.pitch import PITCH_FEATURES  # noqa: PLC0415
+
+        pitch = keras.Input(shape=(len(PITCH_FEATURES),), name="pitch")
+        hidden = layers.Dense(16, activation="relu", kernel_regularizer=regulariser,
+                              name="pitch_dense")(pitch)
+        x = layers.Concatenate(name="dense_pitch")([x, pitch, hidden])
+        inputs = {"spectrogram": inputs, "pitch": pitch}
     # float32 softmax even under mixed precision, for a numerically sound loss.
     x = layers.Dense(params.num_classes, activation="softmax", kernel_regularizer=regulariser,
                      dtype="float32", name="probabilities")(x)
@@ -91,3 +105,19 @@ def model_labels(model) -> tuple[str, list[str], dict | None]:
             return layer.task, list(layer.class_names), layer.features
     raise ModelError(f"model {model.name!r} carries no task/class names (no LabelledOutput "
                      "layer); it was not built by agegender")
+
+
+def image_input_shape(model) -> tuple[int, int, int]:
+    """(height, width, channels) of a model's spectrogram input, with or without a
+    ``pitch`` input."""
+    shape = model.input_shape
+    if isinstance(shape, dict):
+        shape = shape["spectrogram"]
+    elif isinstance(shape, list):
+        shape = shape[[i.name for i in model.inputs].index("spectrogram")]
+    return tuple(int(d) for d in shape[1:])
+
+
+def takes_pitch(model) -> bool:
+    """Whether a model reads the clip's F0 statistics (built with ``pitch_input``)."""
+    return any(getattr(i, "name", "").split(":")[0] == "pitch" for i in model.inputs)

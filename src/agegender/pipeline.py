@@ -185,7 +185,7 @@ def make_dataset(dataset_dir: str | os.PathLike, split: str, task: str, *, batch
                  training: bool, seed: int = 42, with_keys: bool = False,
                  image_size: int | None = None, cache: bool = False,
                  deterministic: bool = False, skip_corrupt: bool = False,
-                 augment: bool = False):
+                 augment: bool = False, pitch: bool = False):
     """Builds the (image, label) dataset of a split for a task.
 
     Args:
@@ -204,6 +204,9 @@ def make_dataset(dataset_dir: str | os.PathLike, split: str, task: str, *, batch
             ignored unless ``training``.
         skip_corrupt: leave out corrupt records (``scan_split``) instead of stopping with
             a DatasetError naming the first; ``index["corrupt"]`` tells what was skipped.
+        pitch: for a ``--pitch_input`` model: the model input is a dict, ``spectrogram``
+            (the image) and ``pitch`` (float32 [batch, len(pitch.PITCH_FEATURES)], the
+            clip's F0 statistics stored by preprocessing).
 
     Training batches drop the remainder: a last batch of a few examples would get the full
     BatchNorm momentum weight (30 % at 0.7) in the moving statistics. Other splits keep
@@ -225,12 +228,17 @@ def make_dataset(dataset_dir: str | os.PathLike, split: str, task: str, *, batch
     index = {**index, "corrupt": {"records": scan["skipped"], "shards": scan["bad_shards"]}}
     spec = feature_spec()
     label_key = f"label/{task}"
+    pitch_size = _pitch_size(index, dataset_dir, split) if pitch else 0
 
     def parse(record):
         example = tf.io.parse_single_example(record, spec)
         image = tf.io.decode_png(example["image/png"], channels=channels)  # [H, W, 3] uint8
         image = tf.ensure_shape(image, (height, width, channels))
         label = tf.cast(example[label_key], tf.int32)
+        if pitch:
+            # Packed with the image from here on, so every map below treats both as one.
+            values = tf.io.decode_raw(example["clip/pitch"], tf.float32, little_endian=True)
+            image = (image, tf.ensure_shape(values, (pitch_size,)))
         if with_keys:
             return image, label, example["clip/key"], example["clip/speaker_id"]
         return image, label
@@ -241,6 +249,8 @@ def make_dataset(dataset_dir: str | os.PathLike, split: str, task: str, *, batch
 
     def to_float(image, *rest):
         # uint8 until batching keeps shuffle buffers and caches 4x smaller.
+        if pitch:
+            return ({"spectrogram": tf.cast(image[0], tf.float32), "pitch": image[1]}, *rest)
         return (tf.cast(image, tf.float32), *rest)
 
     autotune = tf.data.AUTOTUNE
@@ -278,10 +288,29 @@ def make_dataset(dataset_dir: str | os.PathLike, split: str, task: str, *, batch
         # One stateless seed pair a batch, from a seeded stream that changes every epoch.
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
         dataset = tf.data.Dataset.zip((dataset, seeds)).map(
-            lambda batch, pair: (spec_augment(batch[0], pair), *batch[1:]),
+            lambda batch, pair: (_augmented(batch[0], pair), *batch[1:]),
             num_parallel_calls=autotune)
     dataset = dataset.prefetch(autotune)
     return dataset, index
+
+
+def _augmented(inputs, seed):
+    """``spec_augment`` of the image, whether the input is the image or a pitch model's dict
+    (whose F0 statistics stay as they are)."""
+    if isinstance(inputs, dict):
+        return {**inputs, "spectrogram": spec_augment(inputs["spectrogram"], seed)}
+    return spec_augment(inputs, seed)
+
+
+def _pitch_size(index: dict, dataset_dir: str | os.PathLike, split: str) -> int:
+    """The number of pitch statistics a split's shards store; DatasetError when none."""
+    names = index.get("pitch_features")
+    if not names:
+        raise DatasetError(
+            f"{split_folder(dataset_dir, split)}: the shards hold no pitch statistics, which "
+            "a --pitch_input model reads (made by an older preprocessing); re-run "
+            f"src/preprocess_dataset.py on {dataset_dir} to add them")
+    return len(names)
 
 
 def _with_records(dataset, records: list[bytes]):

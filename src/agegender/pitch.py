@@ -117,6 +117,42 @@ def median_f0(waveform: np.ndarray, sample_rate: int, *, min_voiced_frames: int 
     return float(np.median(f0)) if f0.shape[0] >= min_voiced_frames else float("nan")
 
 
+# The clip's F0 statistics that a ``--pitch_input`` model reads beside its spectrogram
+# (``model.build_model``): octaves relative to 150 Hz (near the male/female boundary, so the
+# values sit around 0 and need no learnt scaling) and the share of voiced frames. A clip
+# without enough voiced frames gets 0 for the three F0 values and 0 for ``has_f0``.
+PITCH_FEATURES: tuple[str, ...] = ("log2_median_f0", "log2_f0_p10", "log2_f0_p90",
+                                   "voiced_share", "has_f0")
+PITCH_REFERENCE_HZ = 150.0
+
+
+def pitch_features(waveform: np.ndarray, sample_rate: int, *,
+                   min_voiced_frames: int = 3) -> np.ndarray:
+    """The F0 statistics of a waveform, as a ``--pitch_input`` model reads them.
+
+    Preprocessing (stored in each PNG, then in the TFRecords) and inference
+    (``features.clip_inputs``) both call this on the waveform that the spectrogram is made
+    from, so train and serve see the same values.
+
+    Args:
+        waveform: mono [samples], float.
+        sample_rate: Hz of ``waveform``.
+        min_voiced_frames: fewer voiced frames than this (about 0.1 s) count as no F0.
+
+    Returns:
+        float32 [len(PITCH_FEATURES)]: log2(median F0 / 150 Hz), log2(10th percentile /
+        150 Hz), log2(90th percentile / 150 Hz), voiced frames / all frames (0-1),
+        1.0 when the F0 values are measured (0.0 and zeros when not).
+    """
+    f0 = voiced_f0(waveform, sample_rate)  # [voiced frames], Hz
+    frames = max(1, 1 + int(np.asarray(waveform).shape[0] * PITCH_RATE / sample_rate) // HOP)
+    share = min(1.0, f0.shape[0] / frames)
+    if f0.shape[0] < min_voiced_frames:
+        return np.array([0.0, 0.0, 0.0, share, 0.0], np.float32)
+    octaves = np.log2(np.percentile(f0, [50, 10, 90]) / PITCH_REFERENCE_HZ)
+    return np.array([*octaves, share, 1.0], np.float32)
+
+
 def clip_median_f0(path: str | os.PathLike, *, max_duration_s: float = 15.0,
                    method: str = "yin") -> float:
     """Median F0 of an audio file, decoded by ``features.load_clip`` (as the model's input).

@@ -29,7 +29,14 @@ from agegender import atomic, commonvoice, figures, labels, leakage, runlock
 from agegender.channel import waveform_copy
 from agegender.config import SPLITS, CopyParams, FeatureParams, PreprocessParams, split_dirname
 from agegender.errors import AudioError, DatasetError, ParameterError
-from agegender.features import png_bytes, spectrogram_image
+from agegender.features import (
+    png_bytes,
+    png_pitch,
+    pitch_text,
+    spectrogram_image,
+    waveform_pitch,
+)
+from agegender.pitch import PITCH_FEATURES
 from agegender.speech import load_speech
 from agegender.tfrecords import Example, write_shards
 from agegender.workers import imap_unordered
@@ -237,19 +244,26 @@ def _spectrogram_job(job: tuple[str, str, list[tuple[str, int]], FeatureParams, 
     problems = []
     for target, copy in targets:
         try:
-            if copy:
-                copied = waveform_copy(waveform, features.sample_rate,
-                                       copy_rng(seed, key, copy), copy_params)
-                image = spectrogram_image(copied, features)
-            else:
-                image = spectrogram_image(waveform, features)
-            atomic.write_bytes(target, png_bytes(image))
+            source = waveform if not copy else waveform_copy(
+                waveform, features.sample_rate, copy_rng(seed, key, copy), copy_params)
+            # The pitch statistics travel inside the PNG: one atomic file per image.
+            atomic.write_bytes(target, png_bytes(spectrogram_image(source, features),
+                                                 pitch_text(waveform_pitch(source, features))))
         except AudioError as err:
             problems.append((target, str(err)))
         except OSError as err:  # one clip's output must never end the run (a full disk does)
             problems.append((target, f"cannot write its spectrogram {target}: "
                                      f"{err.strerror or err}"))
     return len(targets), len(targets) - len(problems), problems
+
+
+def _finished_png(path: Path) -> bool:
+    """A PNG that need not be made again: it exists and holds its pitch statistics (PNGs
+    from before they were stored are remade once; their pixels come out the same)."""
+    try:
+        return path.is_file() and png_pitch(path.read_bytes()) is not None
+    except OSError:
+        return False
 
 
 def run_spectrograms(dataset_dir: str | os.PathLike, features: FeatureParams,
@@ -273,7 +287,7 @@ def run_spectrograms(dataset_dir: str | os.PathLike, features: FeatureParams,
             for copy in range(copies + 1):
                 key = copy_key(row.key, copy)
                 target = png_path(root, split, key)
-                if target.is_file() and not params.overwrite:
+                if not params.overwrite and _finished_png(target):
                     continue
                 targets.append((str(target), copy))
                 owners[str(target)] = (split, key, row.audio_path)
@@ -351,14 +365,21 @@ def run_tfrecords(dataset_dir: str | os.PathLike, features: FeatureParams,
         rows = {row.key: row for row in manifest.itertuples(index=False)}
         keys = [manifest["key"].iloc[i] for i in order]
 
+        # Shards carry pitch statistics only when every PNG has them (a reader for a
+        # --pitch_input model then relies on the index alone).
+        with_pitch = all(png_pitch(png_path(root, split, key).read_bytes()) is not None
+                         for key in keys)
+
         def make_example(key: str, split: str = split, rows: dict = rows) -> Example:
             row = rows[key]
             data = png_path(root, split, key).read_bytes()
             height, width, channels = features.image_shape
+            pitch = png_pitch(data) if with_pitch else None
             return Example(png=data, height=height, width=width, channels=channels,
                            key=key, speaker_id=str(row.speaker_id),
                            label_codes={task: int(getattr(row, f"{task}_code"))
-                                        for task in labels.TASKS})
+                                        for task in labels.TASKS},
+                           pitch=b"" if pitch is None else pitch.astype("<f4").tobytes())
 
         # The rows' digest makes a relabelled clip change the plan, so its shard is rewritten.
         # (Without the copy column, which the keys repeat: no copies, the same digest as ever.)
@@ -370,6 +391,8 @@ def run_tfrecords(dataset_dir: str | os.PathLike, features: FeatureParams,
                     "tasks": [task for task in labels.TASKS if counts[task]["examples"]],
                     "task_counts": counts, "features": _features_record(features),
                     "split": split, "rows_digest": rows_digest}
+        if with_pitch:
+            metadata["pitch_features"] = list(PITCH_FEATURES)
         if copies:  # absent otherwise, so shards made before copies existed stay valid
             metadata |= {"augment_copies": copies, "copy": dataclasses.asdict(params.copy)}
         with tqdm(total=len(keys), desc=f"tfrecords {split}", unit="clip", disable=None) as bar:

@@ -59,7 +59,7 @@ _FLAG_NAMES = {
     "deterministic": "--deterministic", "strategy": "--strategy",
     "mixed_precision": "--mixed_precision", "dataset": "dataset (train/dev shards)",
     "image_width": "image width (preprocess flags)", "augment": "--augment",
-    "monitor": "--monitor",
+    "monitor": "--monitor", "pitch_input": "--pitch_input",
 }
 
 
@@ -88,6 +88,7 @@ class RunSettings:
         image_width: input width, pixels (None: square, as before non-square presets).
         augment: SpecAugment masks on training batches.
         monitor: the dev metric that picks the best epoch (``TrainParams.monitor``).
+        pitch_input: the model reads the clips' F0 statistics (``ModelParams.pitch_input``).
     """
 
     task: str
@@ -107,6 +108,7 @@ class RunSettings:
     image_width: int | None = None
     augment: bool = False
     monitor: str = "val_uar"
+    pitch_input: bool = False
 
     def to_dict(self) -> dict:
         """JSON-ready fields."""

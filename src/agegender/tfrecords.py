@@ -46,6 +46,8 @@ FIELDS: tuple[tuple[str, str, bytes | int | None], ...] = (
     ("image/channels", "int64", None),
     ("clip/key", "bytes", None),
     ("clip/speaker_id", "bytes", b""),
+    # pitch.PITCH_FEATURES as little-endian float32 (b"" in shards made without them).
+    ("clip/pitch", "bytes", b""),
     *((f"label/{task}", "int64", -1) for task in labels.TASKS),
 )
 
@@ -138,6 +140,7 @@ class Example:
     key: str
     speaker_id: str
     label_codes: dict  # task -> int code
+    pitch: bytes = b""  # pitch.PITCH_FEATURES, little-endian float32; b"" = none stored
 
     def serialize(self) -> bytes:
         """Encodes as a ``tf.train.Example`` following ``FIELDS`` (no TensorFlow needed)."""
@@ -148,6 +151,7 @@ class Example:
             "image/channels": self.channels,
             "clip/key": self.key.encode("utf-8"),
             "clip/speaker_id": self.speaker_id.encode("utf-8"),
+            **({"clip/pitch": self.pitch} if self.pitch else {}),
             **{f"label/{task}": self.label_codes.get(task, -1) for task in labels.TASKS},
         }
         return encode_example(values)

@@ -131,7 +131,7 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
           verbose: int | str = "auto", extra_callbacks: list | None = None,
           overwrite: bool = False, tensorboard: bool = False,
           dense_units: int = ModelParams.dense_units, save_optimizer: bool = False,
-          skip_corrupt: bool = False) -> dict:
+          skip_corrupt: bool = False, pitch_input: bool = False) -> dict:
     """Trains the MAM-CNN on ``DIR/TFRecord`` train, validating on dev.
 
     Resumes automatically after an interruption: each finished epoch is a backup generation
@@ -165,6 +165,8 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
             continue training from them; resuming uses the backup).
         skip_corrupt: leave corrupt shard records out (counted in ``corrupt``) instead of
             stopping with a DatasetError naming the first.
+        pitch_input: build the variant that also reads each clip's F0 statistics
+            (``ModelParams.pitch_input``); the shards must hold them.
 
     Returns:
         Paths written, ``monitor`` (the dev metric that picked the best epoch), its best
@@ -201,7 +203,7 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
         seed=train_params.seed, deterministic=train_params.deterministic,
         strategy=train_params.strategy, mixed_precision=train_params.mixed_precision,
         dataset=runstate.dataset_fingerprint(train_index, dev_index),
-        monitor=train_params.monitor)
+        monitor=train_params.monitor, pitch_input=pitch_input)
 
     strategy = choose_strategy(train_params.strategy)  # first: see choose_strategy
     keras.utils.set_random_seed(train_params.seed)
@@ -231,7 +233,8 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
                 model = build_model(ModelParams(image_size=image_size, image_width=image_width,
                                                 num_classes=len(names), task=task,
                                                 class_names=names, l2=l2,
-                                                bn_momentum=bn_momentum, dense_units=dense_units),
+                                                bn_momentum=bn_momentum, dense_units=dense_units,
+                                                pitch_input=pitch_input),
                                     features=features)
                 compile_model(model, train_params.learning_rate)
             return model
@@ -252,11 +255,11 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
                                               seed=train_params.seed, cache=cache,
                                               deterministic=train_params.deterministic,
                                               skip_corrupt=skip_corrupt,
-                                              augment=train_params.augment)
+                                              augment=train_params.augment, pitch=pitch_input)
         dev_data, dev_read = make_dataset(dataset_dir, "dev", task,
                                           batch_size=train_params.batch_size, training=False,
                                           cache=cache, deterministic=train_params.deterministic,
-                                          skip_corrupt=skip_corrupt)
+                                          skip_corrupt=skip_corrupt, pitch=pitch_input)
         if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
             # DATA: every worker reads all shards and keeps its part of each batch; FILE
             # sharding would give workers unequal step counts with few shards.
@@ -276,7 +279,8 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
                                            for c, w in class_weight.items()})
 
         info = {"task": task, "class_names": list(names), "image_size": image_size,
-                "image_width": image_width, "features": features, "bn_momentum": bn_momentum}
+                "image_width": image_width, "features": features, "bn_momentum": bn_momentum,
+                "pitch_input": pitch_input}
         best = BestCheckpoint(model_dir, task, record, extra_info=info,
                               monitor=train_params.monitor, save_optimizer=save_optimizer)
         callbacks = [best, EpochBackup(paths["backup"], record),

@@ -1,0 +1,159 @@
+"""The ``--pitch_input`` model variant: F0 statistics computed once per clip by the same
+function in preprocessing and inference, stored in the PNG and the shards, read by the model
+beside the spectrogram, in every model format."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from conftest import TINY_IMAGE
+from synth import tone, voice
+
+from agegender.pitch import PITCH_FEATURES, PITCH_REFERENCE_HZ, pitch_features
+
+
+def test_pitch_features_of_a_steady_voice_and_of_noise():
+    low = pitch_features(tone(120.0, seconds=1.0), 16_000)
+    assert low.dtype == np.float32 and low.shape == (len(PITCH_FEATURES),)
+    assert low[0] == pytest.approx(np.log2(120.0 / PITCH_REFERENCE_HZ), abs=0.01)
+    assert low[1] <= low[0] <= low[2]
+    assert low[3] > 0.8 and low[4] == 1.0  # nearly every frame voiced, F0 measured
+    high = pitch_features(voice("female", "twenties", seed=3), 16_000)
+    assert high[0] > 0.4  # ~220 Hz: about half an octave above 150 Hz
+    noise = np.random.default_rng(0).standard_normal(16_000).astype(np.float32) * 0.1
+    assert pitch_features(noise, 16_000).tolist() == pytest.approx([0, 0, 0, 0, 0], abs=0.05)
+
+
+def _audio(dataset, split: str, key: str):
+    from agegender.preprocess import read_manifest
+
+    manifest = read_manifest(dataset, split).set_index("key")
+    return dataset / manifest.loc[key, "audio_path"]
+
+
+def test_the_shards_hold_what_inference_computes_for_the_clip(tiny_dataset):
+    from agegender.config import FeatureParams
+    from agegender.features import clip_inputs, png_pitch
+    from agegender.pipeline import split_folder
+    from agegender.preprocess import png_path
+    from agegender.tfrecords import decode_example, read_index
+
+    folder = split_folder(tiny_dataset, "dev")
+    index = read_index(folder)
+    assert index["pitch_features"] == list(PITCH_FEATURES)
+    params = FeatureParams(**index["features"])
+    record = next(iter(_records(folder / index["shards"][0])))
+    example = decode_example(record)
+    key = example["clip/key"].decode()
+    stored = np.frombuffer(example["clip/pitch"], "<f4")
+    assert np.array_equal(stored, png_pitch(png_path(tiny_dataset, "dev", key).read_bytes()))
+    _, served = clip_inputs(_audio(tiny_dataset, "dev", key), params, pitch=True)
+    np.testing.assert_array_equal(stored, served)
+
+
+def _records(path):
+    import tensorflow as tf
+
+    return (r.numpy() for r in tf.data.TFRecordDataset(str(path)))
+
+
+def test_a_png_without_pitch_is_remade_on_resume_and_no_other(tmp_path):
+    from synth import make_raw_corpus
+
+    from agegender.config import FeatureParams, PreprocessParams
+    from agegender.features import png_bytes, png_pitch, read_png
+    from agegender.preprocess import preprocess
+
+    root = make_raw_corpus(tmp_path / "corpus", per_group={"train": 1, "dev": 1, "test": 1})
+    run = dict(params=PreprocessParams(dataset_type="raw", num_workers=1),
+               features=FeatureParams(image_size=TINY_IMAGE), results_dir=tmp_path / "r")
+    preprocess(root, **run)
+    pngs = sorted(root.glob("Spectrograms/*/*.png"))
+    old, other = pngs[0], pngs[1]
+    kept = png_pitch(old.read_bytes())
+    old.write_bytes(png_bytes(read_png(old.read_bytes())))  # as an older version wrote it
+    assert png_pitch(old.read_bytes()) is None
+    other_stamp = other.stat().st_mtime_ns
+    preprocess(root, **run)
+    np.testing.assert_array_equal(png_pitch(old.read_bytes()), kept)
+    assert other.stat().st_mtime_ns == other_stamp
+
+
+@pytest.fixture(scope="module")
+def pitch_model(tiny_dataset, tmp_path_factory):
+    from agegender.config import TrainParams
+    from agegender.training import train
+
+    out = tmp_path_factory.mktemp("pitch_model")
+    result = train(tiny_dataset, "gender", train_params=TrainParams(
+        batch_size=8, num_epochs=1, learning_rate=1e-3, seed=1), image_size=TINY_IMAGE,
+        models_dir=out / "models", results_dir=out / "results", verbose=0, pitch_input=True)
+    return {**result, "out": out}
+
+
+def test_pitch_model_predicts_alike_from_keras_h5_savedmodel_and_the_detector(
+        pitch_model, tiny_dataset):
+    import keras
+
+    import agegender  # noqa: F401  (registers the custom layers)
+    from agegender import AgeGenderDetector
+    from agegender.checkpoints import export_saved_model, open_model
+    from agegender.features import clip_inputs
+    from agegender.model import takes_pitch
+
+    plain = keras.models.load_model(pitch_model["keras"], safe_mode=True)
+    assert takes_pitch(plain) and sorted(i.name for i in plain.inputs) == ["pitch",
+                                                                         "spectrogram"]
+    audio = str(_audio(tiny_dataset, "test", _first_key(tiny_dataset)))
+    keras_model = open_model(pitch_model["keras"])
+    images, statistics = clip_inputs(audio, keras_model.features, pitch=True)
+    batch, stats = images.astype(np.float32), statistics[np.newaxis]
+    expected = keras_model.predict(batch, stats)
+    direct = plain.predict({"spectrogram": batch, "pitch": stats}, verbose=0)
+    np.testing.assert_allclose(expected, direct, atol=1e-6)
+    h5_model = open_model(pitch_model["h5"])
+    np.testing.assert_allclose(h5_model.predict(batch, stats), expected, atol=1e-6)
+    exported = export_saved_model(pitch_model["keras"], pitch_model["out"] / "saved")
+    assert json.loads((exported / "agegender.json").read_text())["pitch"] is True
+    saved = open_model(exported)
+    assert saved.pitch
+    np.testing.assert_allclose(saved.predict(batch, stats), expected, atol=1e-5)
+    # The F0 input matters: another clip's statistics give other probabilities.
+    assert not np.allclose(keras_model.predict(batch, stats + 0.5), expected, atol=1e-6)
+    (result,) = AgeGenderDetector(pitch_model["keras"], max_crops=1,
+                                  min_voiced=0).predict(audio)
+    assert result["probabilities"][keras_model.class_names[0]] == pytest.approx(
+        float(expected[0, 0]), abs=1e-6)
+
+
+def _first_key(dataset):
+    from agegender.preprocess import read_manifest
+
+    return str(read_manifest(dataset, "test")["key"].iloc[0])
+
+
+def test_pitch_model_evaluates_on_the_test_split(pitch_model, tiny_dataset, tmp_path):
+    from agegender.evaluation import evaluate
+
+    result = evaluate(tiny_dataset, pitch_model["keras"], "gender", results_dir=tmp_path,
+                      n_resamples=50)
+    assert 0.0 <= result["balanced_accuracy"] <= 1.0 and result["n"] == 12
+
+
+def test_shards_without_pitch_are_refused_by_name_for_a_pitch_model(tiny_dataset, tmp_path):
+    from agegender.errors import DatasetError
+    from agegender.pipeline import make_dataset, split_folder
+    from agegender.tfrecords import INDEX_NAME
+
+    copy = tmp_path / "old"
+    shutil.copytree(tiny_dataset / "TFRecord", copy / "TFRecord")
+    index_path = split_folder(copy, "train") / INDEX_NAME
+    index = json.loads(index_path.read_text())
+    del index["pitch_features"]
+    index_path.write_text(json.dumps(index))
+    make_dataset(copy, "train", "gender", batch_size=4, training=True)  # the paper's model
+    with pytest.raises(DatasetError, match="no pitch statistics.*re-run"):
+        make_dataset(copy, "train", "gender", batch_size=4, training=True, pitch=True)
