@@ -549,8 +549,8 @@ def speaker_rows(clips: pd.DataFrame, speakers: dict[str, dict]) -> list[dict]:
 
 def summarize(clips: pd.DataFrame, *, seed: int) -> list[dict]:
     """Per fold and overall, per predictor: accuracy and UAR with 95 % CIs from the
-    product's bootstrap over speakers (``evaluation.bootstrap_ci``)."""
-    from agegender.evaluation import bootstrap_ci, classification_metrics  # noqa: PLC0415
+    product's bootstrap over speakers (``metrics.bootstrap_ci``)."""
+    from agegender.metrics import bootstrap_ci, classification_metrics  # noqa: PLC0415
 
     out = []
     for fold in [*sorted(clips["fold"].unique()), "all"]:

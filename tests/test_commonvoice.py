@@ -653,7 +653,7 @@ def test_symlink_outside_accepted_with_the_flag(symlinked_manifest: Path) -> Non
 
 
 def test_read_manifest_public_entry(symlinked_manifest: Path) -> None:
-    kept, dropped = commonvoice.read_manifest(symlinked_manifest / "manifest.csv",
+    kept, dropped = commonvoice.read_user_manifest(symlinked_manifest / "manifest.csv",
                                               follow_symlinks=True)
     assert list(kept.columns) == [*CLIP_COLUMNS, *CLEAN_COLUMNS]
     assert kept["audio_path"].tolist() == [str(symlinked_manifest / p) for p in
@@ -661,7 +661,7 @@ def test_read_manifest_public_entry(symlinked_manifest: Path) -> None:
     assert all(Path(p).is_file() for p in kept["audio_path"])
     assert kept["gender_code"].tolist() == [0, 1, 1] and (kept["age_code"] == -1).all()
     assert dropped["reason"].str.startswith(OUTSIDE).sum() == 3
-    strict, refused = commonvoice.read_manifest(symlinked_manifest / "manifest.csv")
+    strict, refused = commonvoice.read_user_manifest(symlinked_manifest / "manifest.csv")
     assert strict["key"].tolist() == ["inside"] and len(refused) == 5
 
 

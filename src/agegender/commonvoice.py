@@ -503,7 +503,7 @@ def read_clips(dataset_dir: str | os.PathLike, dataset_type: str, *,
         dataset_dir: the dataset folder.
         dataset_type: ``raw`` (Kaggle Common Voice v1), ``clean`` (original project's
             ``Audio/`` layout), ``cv`` (a modern Common Voice language release) or
-            ``manifest`` (one table ``DIR/manifest.csv`` or ``.tsv``, see ``read_manifest``).
+            ``manifest`` (one table ``DIR/manifest.csv`` or ``.tsv``, see ``read_user_manifest``).
             Missing split tables of raw/clean/cv are a warning while one exists.
         split_by_speaker: rebuild train/dev/test from all rows (``cv``: ``validated.tsv``)
             so no speaker is in two splits (seeded, about 80/10/10 of speakers, stratified
@@ -539,7 +539,7 @@ def read_clips(dataset_dir: str | os.PathLike, dataset_type: str, *,
                                  follow_symlinks=follow_symlinks)
 
 
-def read_manifest(path: str | os.PathLike, *, follow_symlinks: bool = False,
+def read_user_manifest(path: str | os.PathLike, *, follow_symlinks: bool = False,
                   seed: int = 42, default_split: str | None = None
                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Reads and cleans one labelled table whose audio paths are relative to its folder.

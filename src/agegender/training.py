@@ -175,7 +175,7 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
     """
     import tensorflow as tf  # noqa: PLC0415
 
-    from agegender.evaluation import check_dev_split  # noqa: PLC0415
+    from agegender.split_checks import check_dev_split  # noqa: PLC0415
     from agegender.model import build_model, compile_model  # noqa: PLC0415
     from agegender.pipeline import (  # noqa: PLC0415
         labelled_count,
