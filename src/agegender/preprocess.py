@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from agegender import atomic, commonvoice, figures, labels, leakage, runlock
+from agegender import atomic, commonvoice, figures, labels, layouts, leakage, runlock
 from agegender.channel import waveform_copy
 from agegender.config import SPLITS, CopyParams, FeatureParams, PreprocessParams, split_dirname
 from agegender.errors import AudioError, DatasetError, ParameterError
@@ -84,9 +84,9 @@ def run_clean(dataset_dir: str | os.PathLike, params: PreprocessParams,
         (kept, dropped) clip tables (see ``commonvoice.clean_clips``).
     """
     out = Path(output_dir) if output_dir is not None else Path(dataset_dir)
-    clips = commonvoice.read_clips(dataset_dir, params.dataset_type,
-                                   split_by_speaker=params.split_by_speaker, seed=params.seed,
-                                   follow_symlinks=params.follow_symlinks)
+    clips = layouts.read_clips(dataset_dir, params.dataset_type,
+                               split_by_speaker=params.split_by_speaker, seed=params.seed,
+                               follow_symlinks=params.follow_symlinks)
     kept, dropped = commonvoice.clean_clips(clips)
     # Before anything is written: a refused split leaves the previous outputs as they were.
     split_leakage = leakage.check_splits(kept, dataset_dir,
