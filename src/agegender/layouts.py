@@ -259,7 +259,27 @@ def _unique_keys(clips: pd.DataFrame) -> pd.Series:
 
 def manifest_clips(source: Path, root: Path, *, split_by_speaker: bool, seed: int,
                     follow_symlinks: bool, default_split: str | None = None) -> pd.DataFrame:
-    """Reads one labelled table (paths relative to ``root``) into a clip table."""
+    """Reads one labelled table (paths relative to ``root``) into a clip table.
+
+    The ``manifest`` layout and ``commonvoice.read_user_manifest`` both read through it.
+
+    Args:
+        source: the CSV/TSV (``.tsv``: tab-separated, unquoted).
+        root: the folder its paths are relative to, and may not leave.
+        split_by_speaker: ignore the ``split`` column and split every row by speaker.
+        seed: for the speaker split of rows with an empty split.
+        follow_symlinks: accept symlinks inside ``root`` that point outside it.
+        default_split: the split of rows with an empty split cell, instead of a speaker
+            split.
+
+    Returns:
+        ``CLIP_COLUMNS`` rows, keys made unique; rows without a split get one
+        (``speaker_split.assign_splits``).
+
+    Raises:
+        DatasetError: no path column, neither gender nor age, a bad split value, or no
+            speaker column for ``split_by_speaker``.
+    """
     table = _read_table(source, (), tsv=source.suffix.lower() == ".tsv")
     path_column = next((c for c in ("path", "filename") if c in table.columns), None)
     if path_column is None:
@@ -363,7 +383,8 @@ def read_clips(dataset_dir: str | os.PathLike, dataset_type: str, *,
         dataset_dir: the dataset folder.
         dataset_type: ``raw`` (Kaggle Common Voice v1), ``clean`` (original project's
             ``Audio/`` layout), ``cv`` (a modern Common Voice language release) or
-            ``manifest`` (one table ``DIR/manifest.csv`` or ``.tsv``, see ``commonvoice.read_user_manifest``).
+            ``manifest`` (one table ``DIR/manifest.csv`` or ``.tsv``, see
+            ``commonvoice.read_user_manifest``).
             Missing split tables of raw/clean/cv are a warning while one exists.
         split_by_speaker: rebuild train/dev/test from all rows (``cv``: ``validated.tsv``)
             so no speaker is in two splits (seeded, about 80/10/10 of speakers, stratified
