@@ -22,8 +22,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("TQDM_DISABLE", "1")  # the stages' progress bars would break the tables
 
-import numpy as np  # noqa: E402
-
 from agegender.config import SPLITS  # noqa: E402  (light: no TensorFlow)
 from agegender.labels import AGES, GENDERS  # noqa: E402
 from agegender.synthetic import random_voice  # noqa: E402

@@ -2,8 +2,9 @@
 
     python bench/pitch_estimators.py
 
-Voices (``agegender.synthetic.intoned_voice``): 11 harmonics of F0 = 80..300 Hz (20 Hz steps), ±3 % intonation, 30 % unvoiced gaps,
-white noise at 0.02. Prints the relative error of the median F0 and the time per clip.
+Voices (``agegender.synthetic.intoned_voice``): 11 harmonics of F0 = 80..300 Hz (20 Hz
+steps), ±3 % intonation, 30 % unvoiced gaps, white noise at 0.02. Prints the relative error
+of the median F0 and the time per clip.
 """
 
 from __future__ import annotations

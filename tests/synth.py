@@ -13,7 +13,7 @@ import numpy as np
 import soundfile as sf
 
 from agegender.labels import AGES, GENDERS
-from agegender.synthetic import struck_chord, voice  # noqa: F401  (re-exported)
+from agegender.synthetic import struck_chord, voice  # voice: also re-exported to the tests
 
 HEADER = ["filename", "text", "up_votes", "down_votes", "age", "gender", "accent", "duration"]
 

@@ -25,12 +25,12 @@ BENCH_README = ROOT / "bench" / "README.md"
 # The original project's four commands; users arrive with them, so they stay documented as written.
 ORIGINAL_COMMANDS = (
     "python src/preprocess_dataset.py --dataset_dir='data/CommonVoice/' --dataset_type='clean'",
-    "python src/train.py --dataset_dir='data/CommonVoice' --cls_task='age' --num_epochs=20 "
-    "--show_live_plot=True",
-    "python src/test.py --dataset_dir='data/CommonVoice' "
-    "--model_path='models/age/best_model_age.keras' --cls_task='age'",
-    "python src/inference.py --model_path='models/age/best_model_age.keras' "
-    "--audio_file='data/CommonVoice/Audio/cv-valid-test/sample-000001.mp3' --cls_task='age'",
+    ("python src/train.py --dataset_dir='data/CommonVoice' --cls_task='age' --num_epochs=20 "
+     "--show_live_plot=True"),
+    ("python src/test.py --dataset_dir='data/CommonVoice' "
+     "--model_path='models/age/best_model_age.keras' --cls_task='age'"),
+    ("python src/inference.py --model_path='models/age/best_model_age.keras' "
+     "--audio_file='data/CommonVoice/Audio/cv-valid-test/sample-000001.mp3' --cls_task='age'"),
 )
 # A Markdown link to a file of the repository, optionally with an anchor: [text](path#anchor).
 LOCAL_LINK = re.compile(r"\]\((?!https?:|mailto:)([^)\s]*)\)")
