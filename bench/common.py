@@ -1,4 +1,5 @@
-"""What every benchmark shares: synthetic clips and corpora, timing, and plain-text tables.
+"""What every benchmark shares: synthetic corpora (voices from ``agegender.synthetic``, which
+the tests use too), timing, and plain-text tables.
 
 Importing it puts ``src/`` on the path and quiets TensorFlow and the progress bars, so import
 it before anything of the package.
@@ -21,10 +22,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("TQDM_DISABLE", "1")  # the stages' progress bars would break the tables
 
-import numpy as np  # noqa: E402
-
 from agegender.config import SPLITS  # noqa: E402  (light: no TensorFlow)
 from agegender.labels import AGES, GENDERS  # noqa: E402
+from agegender.synthetic import random_voice  # noqa: E402
 
 RAW_HEADER = ["filename", "text", "up_votes", "down_votes", "age", "gender", "accent",
               "duration"]
@@ -33,28 +33,11 @@ RAW_HEADER = ["filename", "text", "up_votes", "down_votes", "age", "gender", "ac
 # --------------------------------------------------------------------------- synthetic data
 
 
-def synth_voice(seed: int, *, seconds: float, rate: int) -> np.ndarray:
-    """A voice-like harmonic tone: F0 90-260 Hz with vibrato, syllable envelope and noise.
-
-    Returns:
-        float32 waveform [samples], peak about 0.4.
-    """
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * rate)) / rate  # [samples] s
-    f0 = rng.uniform(90.0, 260.0)
-    vibrato = 1.0 + 0.02 * np.sin(2 * np.pi * rng.uniform(3.0, 7.0) * t)
-    phase = 2 * np.pi * np.cumsum(f0 * vibrato) / rate
-    harmonics = sum(np.sin(k * phase) / k for k in range(1, 9))  # [samples]
-    syllables = 0.3 + 0.7 * np.sin(np.pi * rng.uniform(2.0, 4.0) * t) ** 2
-    noise = 0.01 * rng.standard_normal(t.shape)
-    return (0.15 * harmonics * syllables + noise).astype(np.float32)
-
-
 def _write_clip(job: tuple[str, int, float, int, str]) -> None:
     import soundfile as sf  # noqa: PLC0415
 
     path, seed, seconds, rate, fmt = job
-    sf.write(path, synth_voice(seed, seconds=seconds, rate=rate), rate, format=fmt)
+    sf.write(path, random_voice(seed, seconds=seconds, rate=rate), rate, format=fmt)
 
 
 def write_clips(jobs: Sequence[tuple[str, int, float, int, str]], workers: int) -> None:

@@ -9,7 +9,7 @@ the same clips:
 
 * **majority**: the most frequent class of the train split;
 * **pitch** (gender): the product's pitch rule, median F0 above a threshold fitted on the
-  train+dev clips → female (``evaluation.pitch_threshold_from_splits``; for gender the test
+  train+dev clips → female (``pitch.pitch_threshold_from_splits``; for gender the test
   report's ``pitch_predicted`` column is reused);
 * **pitch+majority** (age, gender_age): the pitch rule's gender, then the most frequent age
   group of the train clips *of that gender* (for gender_age: that gender with that age group);
@@ -424,14 +424,14 @@ def score(y_true: np.ndarray, y_pred: np.ndarray, speakers: Sequence[str], task:
           probabilities: np.ndarray | None = None, seed: int = 0,
           n_resamples: int = 1000) -> dict:
     """Clip UAR and accuracy with the stratified speaker bootstrap, speaker-level UAR
-    (majority vote per speaker, ``evaluation.speaker_level_metrics``) and ±1 accuracy.
+    (majority vote per speaker, ``analysis.speaker_level_metrics``) and ±1 accuracy.
 
     Args:
         y_true, y_pred: codes [clips].
         speakers: speaker id per clip [clips].
         probabilities: [clips, classes]; None for a hard baseline (one-hot votes).
     """
-    from agegender.evaluation import speaker_level_metrics, speaker_table  # noqa: PLC0415
+    from agegender.analysis import speaker_level_metrics, speaker_table  # noqa: PLC0415
 
     names = labels.class_names(task)
     y_true, y_pred = np.asarray(y_true, dtype=int), np.asarray(y_pred, dtype=int)
@@ -603,11 +603,11 @@ def evaluate_task(data: Path, source: Path, predictions: Path, task: str, recipe
                   ina_timeout: float | None = None, seed: int = 0) -> tuple[dict, list[dict]]:
     """Scores one predictions CSV against every baseline: (summary row, breakdown rows)."""
     from agegender import pitch  # noqa: PLC0415
-    from agegender.evaluation import pitch_threshold_from_splits  # noqa: PLC0415
-    from agegender.preprocess import read_manifest  # noqa: PLC0415
+    from agegender.pitch import pitch_threshold_from_splits  # noqa: PLC0415
+    from agegender.preprocess import read_clean_manifest  # noqa: PLC0415
 
     clips = clip_table(predictions, source / "manifest.csv", task)
-    train = read_manifest(data, "train")
+    train = read_clean_manifest(data, "train")
     majority = majority_code(train[f"{task}_code"].to_numpy())
     if "pitch_gender" not in clips.columns and "audio_path" in clips.columns:
         # Not in the age reports: the same rule the gender report applies, same cache.

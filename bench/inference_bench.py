@@ -18,8 +18,12 @@ Measures, in one run, the targets and what they are made of:
 Targets (<= 30 ms warm per clip, >= 200 clips/s batch) are printed as met or missed, never
 asserted.
 
+``--presets`` instead compares the ``paper`` and ``voice`` feature presets: ``clip_image``
+CPU ms and the warm detector latency with 1 or 3 crops, float32 and bfloat16.
+
 Run:
     python bench/inference_bench.py                   # 500 clips
+    python bench/inference_bench.py --presets --runs 20  # the two presets
     python bench/inference_bench.py --clips 64 --runs 10 --cold_runs 1 --repeats 1  # quick check
 """
 
@@ -196,6 +200,63 @@ def bfloat16_predictor(detector, files: Sequence[Path]) -> Callable[[], None]:
     return run
 
 
+def preset_speed(runs: int) -> None:
+    """The ``paper`` and ``voice`` presets side by side: CPU ms of ``clip_image`` on one 5-s
+    48 kHz MP3 (interleaved), and the warm detector latency (decode → features → model, crops
+    included) of a random-weight gender model of each, one detector thread."""
+    import soundfile as sf  # noqa: PLC0415
+
+    from agegender import AgeGenderDetector  # noqa: PLC0415
+    from agegender.config import FeatureParams, ModelParams  # noqa: PLC0415
+    from agegender.features import clip_image, clip_images  # noqa: PLC0415
+    from agegender.model import build_model  # noqa: PLC0415
+    from agegender.synthetic import voice  # noqa: PLC0415
+
+    with tempfile.TemporaryDirectory(prefix="agegender-preset-bench-") as tmp:
+        tmp = Path(tmp)
+        clip = tmp / "clip.mp3"
+        sf.write(clip, voice("female", "twenties", seed=1, seconds=5.0, rate=48_000), 48_000,
+                 format="MP3")
+        presets = {"paper": FeatureParams.preset("paper"),
+                   "voice": FeatureParams.preset("voice")}
+        times: dict[str, list[float]] = {name: [] for name in presets}
+        for params in presets.values():
+            clip_image(clip, params)  # warm caches (window, LUT, imports)
+        for _ in range(runs):
+            for name, params in presets.items():
+                start = time.process_time()
+                clip_image(clip, params)
+                times[name].append(1000 * (time.process_time() - start))
+        paper, voice_ms = (statistics.median(times[name]) for name in presets)
+        print(f"clip_image, CPU ms per 5-s 48 kHz MP3 (median of {runs}): paper {paper:.2f}, "
+              f"voice {voice_ms:.2f}, voice/paper {voice_ms / paper:.2f}")
+        for name, params in presets.items():
+            height, width, _ = params.image_shape
+            model = build_model(ModelParams(image_size=height, image_width=width,
+                                            num_classes=2, task="gender",
+                                            class_names=("male", "female")),
+                                features=dataclasses.asdict(params))
+            model.save(tmp / f"{name}.keras")
+        for name, max_crops, precision in (("paper", 1, "float32"), ("voice", 1, "float32"),
+                                           ("voice", 3, "float32"), ("voice", 3, "bfloat16")):
+            params = presets[name]
+            detector = AgeGenderDetector(tmp / f"{name}.keras", num_threads=1,
+                                         max_crops=max_crops, precision=precision)
+            crops = len(clip_images(clip, params, max_crops))
+            for _ in range(3):
+                detector.predict([clip])
+            wall, cpu = [], []
+            for _ in range(runs):
+                start, start_cpu = time.perf_counter(), time.process_time()
+                detector.predict([clip])
+                wall.append(1000 * (time.perf_counter() - start))
+                cpu.append(1000 * (time.process_time() - start_cpu))
+            height, width, _ = params.image_shape
+            print(f"warm detector latency, {name}, {crops} crop(s) of {height}×{width}, "
+                  f"{precision}: {statistics.median(wall):.1f} ms wall, "
+                  f"{statistics.median(cpu):.1f} CPU ms")
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clips", type=int, default=500,
@@ -211,6 +272,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=2,
                         help="runs of each batch-throughput contender; the best counts "
                              "(default 2)")
+    parser.add_argument("--presets", action="store_true",
+                        help="only compare the paper and voice feature presets: clip_image "
+                             "CPU ms and warm detector latency (median of --runs)")
     args = parser.parse_args(argv)
     if min(args.clips, args.runs, args.cold_runs, args.batch_size, args.repeats) < 1:
         parser.error("--clips, --runs, --cold_runs, --batch_size, --repeats must be >= 1")
@@ -219,6 +283,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.presets:
+        preset_speed(args.runs)
+        return 0
     cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory(prefix="agegender-inference-bench-") as tmp:
         tmp = Path(tmp)

@@ -22,10 +22,14 @@ Stages (``--stage``): ``fetch`` (download + unpack), ``build`` (dataset folder, 
 speaker table), ``folds`` (per fold: preprocess, train, test with the CLIs in ``src/``,
 then, from each fold's ``predictions_gender.csv``, the per-speaker table of the CNN, the
 product's pitch baseline (threshold fitted on the fold's train+dev) and the fixed 165 Hz rule,
-with 95 % CIs from the product's bootstrap over speakers), ``all``. Run by hand from the repo root::
+with 95 % CIs from the product's bootstrap over speakers), ``all`` (these three); and
+``channel``, not part of ``all``: how far a simulated telephone line moves each feature
+preset's image of the wideband clips, beside the distance between a male and a female
+synthetic voice (no training). Run by hand from the repo root::
 
     python bench/real_speech.py --stage build
     python bench/real_speech.py --stage folds --folds 3 --num_epochs 10
+    python bench/real_speech.py --stage channel
 """
 
 from __future__ import annotations
@@ -549,8 +553,8 @@ def speaker_rows(clips: pd.DataFrame, speakers: dict[str, dict]) -> list[dict]:
 
 def summarize(clips: pd.DataFrame, *, seed: int) -> list[dict]:
     """Per fold and overall, per predictor: accuracy and UAR with 95 % CIs from the
-    product's bootstrap over speakers (``evaluation.bootstrap_ci``)."""
-    from agegender.evaluation import bootstrap_ci, classification_metrics  # noqa: PLC0415
+    product's bootstrap over speakers (``metrics.bootstrap_ci``)."""
+    from agegender.metrics import bootstrap_ci, classification_metrics  # noqa: PLC0415
 
     out = []
     for fold in [*sorted(clips["fold"].unique()), "all"]:
@@ -623,12 +627,75 @@ def run_fold(folder: Path, args: argparse.Namespace) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------
+# Channel stage: how far a telephone line moves each preset's image, against a change of voice.
+
+CHANNEL_VARIANTS = (("paper", "paper", {}), ("voice-none", "voice", {"freq_norm": "none"}),
+                    ("voice-mean", "voice", {"freq_norm": "mean"}), ("voice", "voice", {}))
+
+
+def channel_check(cache_dir: Path, *, clips_per_speaker: int = 2) -> None:
+    """Prints, per feature variant, the mean |difference| of the 0-1 images of the dataset's
+    wideband clips and of the same clips through a simulated telephone line (μ-law, GSM 06.10,
+    a +6 dB/octave tilt then μ-law) or at a tenth of the gain, beside the distance between a
+    male and a female synthetic voice: the yardstick a channel must stay under.
+    """
+    import scipy.signal  # noqa: PLC0415
+    import soundfile as sf  # noqa: PLC0415
+    import soxr  # noqa: PLC0415
+
+    from agegender import features, synthetic  # noqa: PLC0415
+    from agegender.channel import telephone  # noqa: PLC0415
+    from agegender.config import FeatureParams  # noqa: PLC0415
+
+    # The image is a viridis RGB picture: map each colour back to its 0-255 level.
+    lut = features._viridis_lut().astype(np.int64)
+    codes = lut[:, 0] << 16 | lut[:, 1] << 8 | lut[:, 2]
+    order = np.argsort(codes)
+
+    def scalar(wave, rate, params):
+        if rate != params.sample_rate:
+            wave = soxr.resample(wave, rate, params.sample_rate, quality="HQ")
+        rgb = features.spectrogram_image(wave.astype(np.float32), params).astype(np.int64)
+        pixel = rgb[..., 0] << 16 | rgb[..., 1] << 8 | rgb[..., 2]
+        return order[np.searchsorted(codes[order], pixel)] / 255.0
+
+    dataset = cache_dir / "dataset"
+    table = pd.read_csv(dataset / "manifest.csv")
+    wide = table[table["channel"] != "8k-telephone"].groupby("speaker").head(clips_per_speaker)
+    voices = []
+    for path in wide["path"]:
+        wave, rate = sf.read(dataset / path, dtype="float32")
+        voices.append((wave.mean(axis=1) if wave.ndim > 1 else wave, rate))
+    male = synthetic.voice("male", "thirties", seed=1, seconds=3.0, rate=44_100)
+    female = synthetic.voice("female", "thirties", seed=2, seconds=3.0, rate=44_100)
+    print(f"{len(voices)} real wideband clips; mean |image difference| (0-1 images)")
+    print(f"{'variant':12s} {'mu-law':>7s} {'GSM':>7s} {'tilt+mu':>8s} {'gain/20':>8s} "
+          f"{'male-female':>12s}")
+    for name, preset, overrides in CHANNEL_VARIANTS:
+        params = FeatureParams.preset(preset, **overrides)
+        diffs = {"mulaw": [], "gsm": [], "tilt": [], "gain": []}
+        for wave, rate in voices:
+            clean = scalar(wave, rate, params)
+            for codec in ("mulaw", "gsm"):
+                diffs[codec].append(np.abs(clean - scalar(telephone(wave, rate, codec=codec),
+                                                          8000, params)).mean())
+            tilted = scipy.signal.lfilter([1.0, -0.9], [1.0], wave).astype(np.float32)
+            diffs["tilt"].append(np.abs(clean - scalar(telephone(tilted, rate), 8000,
+                                                       params)).mean())
+            diffs["gain"].append(np.abs(clean - scalar(0.1 * wave, rate, params)).mean())
+        speaker = np.abs(scalar(male, 44_100, params) - scalar(female, 44_100, params)).mean()
+        print(f"{name:12s} {np.mean(diffs['mulaw']):7.3f} {np.mean(diffs['gsm']):7.3f} "
+              f"{np.mean(diffs['tilt']):8.3f} {np.mean(diffs['gain']):8.4f} {speaker:12.3f}")
+
+
+# ---------------------------------------------------------------------------------------------
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parses the command line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--stage", choices=("fetch", "build", "folds", "all"), default="all")
+    parser.add_argument("--stage", choices=("fetch", "build", "folds", "channel", "all"),
+                        default="all")
     parser.add_argument("--cache_dir", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--max_clips", type=int, default=60, help="clips per speaker at most")
     parser.add_argument("--seed", type=int, default=0)
@@ -683,6 +750,8 @@ def main(argv: list[str] | None = None) -> int:
                  f"{args.num_epochs} epochs): {tag}\n" + "\n".join(notes))
         print(report(speaker_rows(clips, speakers), summarize(clips, seed=args.seed),
                      args.out / tag, title=title))
+    if args.stage == "channel":
+        channel_check(cache)
     return 0
 
 

@@ -47,6 +47,8 @@ from common import REPO, format_table  # noqa: F401  (puts src/ on the path)
 
 import numpy as np  # noqa: E402
 
+from agegender.synthetic import struck_chord  # noqa: E402
+
 RATE = 16_000
 GRID = 0.01  # s, scoring resolution
 INA_SCRIPT = r"""
@@ -95,12 +97,10 @@ def chord_music(samples: int, rng: np.random.Generator) -> np.ndarray:
     position = 0
     while position < samples:
         length = int(rng.uniform(0.5, 2.0) * RATE)
-        t = np.arange(min(length, samples - position)) / RATE
+        stretch = min(length, samples - position)
         root = rng.choice(roots) * rng.choice([1, 2])
         chord = [root, root * 1.26, root * 1.498]
-        envelope = np.minimum(t / 0.01, 1.0) * np.exp(-t / 0.7)
-        out[position:position + t.shape[0]] = envelope * sum(
-            np.sin(2 * np.pi * f * k * t) / k for f in chord for k in range(1, 7))
+        out[position:position + stretch] = struck_chord(chord, stretch, RATE, decay_s=0.7)
         position += length
     return out / max(out.std(), 1e-9)
 

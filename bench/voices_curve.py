@@ -8,8 +8,8 @@ number; the synthetic demo corpus can. From a demo corpus made by
 draw, the smaller sets inside the larger ones), and always the corpus's own dev and test
 speakers; then runs the product's CLIs on each (``real_speech.run_fold``: preprocess, train,
 test) and prints, per N, the test UAR with its 95 % bootstrap-over-speakers interval.
-Synthetic voices are easier than real ones (see README, "Real speech"): read the curve's
-shape, not its level.
+Synthetic voices are easier than real ones (see bench/README.md, "Real speech: Debian
+voices"): read the curve's shape, not its level.
 
 Run (after ``python src/make_demo_dataset.py --out data/DemoVoice``)::
 

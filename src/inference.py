@@ -75,7 +75,7 @@ def write_output(path: str, results: list[dict], class_names: tuple[str, ...], *
     if not path.endswith((".csv", ".json")):
         raise ParameterError(f"--output={path}: expected a .csv or .json file name")
     if model is not None:
-        from agegender.evaluation import model_sidecar  # noqa: PLC0415
+        from agegender.reports import model_sidecar  # noqa: PLC0415
 
         atomic.write_text(model_sidecar(path), json.dumps(model, indent=2))
     if path.endswith(".json"):

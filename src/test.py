@@ -97,11 +97,11 @@ def _evaluate_manifest(args: argparse.Namespace) -> dict:
     from pathlib import Path  # noqa: PLC0415
 
     from agegender import pitch  # noqa: PLC0415
-    from agegender.commonvoice import read_manifest  # noqa: PLC0415
+    from agegender.commonvoice import read_user_manifest  # noqa: PLC0415
     from agegender.errors import DatasetError  # noqa: PLC0415
     from agegender.evaluation import evaluate_clips  # noqa: PLC0415
 
-    kept, dropped = read_manifest(args.manifest, default_split=args.split)
+    kept, dropped = read_user_manifest(args.manifest, default_split=args.split)
     if len(dropped):
         reasons = dropped["reason"].str.split(":").str[0].value_counts().to_dict()
         print(f"{args.manifest}: {len(dropped)} rows left out: {reasons}", file=sys.stderr)

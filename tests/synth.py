@@ -1,5 +1,9 @@
-"""Tiny synthetic corpora for the tests: harmonic tones whose pitch carries gender and whose
-vibrato carries age, written in the Common Voice layouts."""
+"""Tiny synthetic corpora for the tests, written in the Common Voice layouts.
+
+The voices themselves come from ``agegender.synthetic`` (shared with the benchmarks): harmonic
+tones whose pitch carries gender and whose vibrato carries age. ``voice`` and ``chords`` are
+re-exported here because most tests already take them from this module.
+"""
 
 from __future__ import annotations
 
@@ -9,20 +13,9 @@ import numpy as np
 import soundfile as sf
 
 from agegender.labels import AGES, GENDERS
+from agegender.synthetic import struck_chord, voice  # voice: also re-exported to the tests
 
 HEADER = ["filename", "text", "up_votes", "down_votes", "age", "gender", "accent", "duration"]
-
-
-def voice(gender: str, age: str, *, seed: int, seconds: float = 1.0, rate: int = 16_000,
-          ) -> np.ndarray:
-    """A harmonic tone, shape [samples]: F0 ~120 Hz male / ~220 Hz female, vibrato by age."""
-    rng = np.random.default_rng(seed)
-    f0 = (120.0 if gender == "male" else 220.0) * rng.uniform(0.95, 1.05)
-    vibrato = 1 + 0.01 * (AGES.index(age) + 1) * np.sin(2 * np.pi * 5 * np.arange(
-        int(seconds * rate)) / rate)
-    phase = 2 * np.pi * np.cumsum(f0 * vibrato) / rate
-    wave = sum(np.sin(k * phase) / k for k in range(1, 8))
-    return (0.2 * wave + 0.01 * rng.standard_normal(phase.shape)).astype(np.float32)
 
 
 def make_raw_corpus(root: Path, *, per_group: dict[str, int] | None = None,
@@ -209,10 +202,7 @@ def chords(*, seconds: float = 3.0, rate: int = 16_000) -> np.ndarray:
     triads = ((261.6, 329.6, 392.0), (220.0, 261.6, 329.6), (196.0, 246.9, 293.7),
               (174.6, 220.0, 261.6))
     length = int(seconds * rate) // len(triads)
-    t = np.arange(length) / rate
-    envelope = np.minimum(t / 0.01, 1.0) * np.exp(-t / 0.6)
-    parts = [0.1 * envelope * sum(np.sin(2 * np.pi * f * k * t) / k
-                                  for f in triad for k in range(1, 7)) for triad in triads]
+    parts = [struck_chord(triad, length, rate, decay_s=0.6, amplitude=0.1) for triad in triads]
     return np.concatenate(parts).astype(np.float32)
 
 

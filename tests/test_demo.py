@@ -143,7 +143,7 @@ def test_speakers_disjoint_and_clips_traceable(corpus):
 
 def test_raw_reader_takes_the_demo_speakers(corpus):
     """Was: the raw reader found no speaker column, so the demo's test report had none."""
-    from agegender.commonvoice import read_clips
+    from agegender.layouts import read_clips
 
     out, _ = corpus
     read = read_clips(out, "raw")

@@ -1,4 +1,4 @@
-"""Metrics against hand-computed values; the test step's files."""
+"""The test drivers (``agegender.evaluation``): shards and audio tables, the report files."""
 
 from __future__ import annotations
 
@@ -14,37 +14,7 @@ import pytest
 from conftest import ROOT
 
 from agegender.errors import ModelError
-from agegender.evaluation import (
-    analyse,
-    bootstrap_ci,
-    classification_metrics,
-    evaluate,
-    evaluate_clips,
-    speaker_level_metrics,
-    speaker_table,
-    thin_split_warnings,
-)
-
-
-def test_metrics_on_a_fixed_prediction_set():
-    #            class:  0  0  0  0  1  1  2  2
-    y_true = np.array([0, 0, 0, 0, 1, 1, 2, 2])
-    y_pred = np.array([0, 0, 1, 2, 1, 0, 2, 2])
-    result = classification_metrics(y_true, y_pred, ["a", "b", "c"])
-    assert result["accuracy"] == pytest.approx(5 / 8)
-    # recalls: a 2/4, b 1/2, c 2/2 → UAR = (0.5 + 0.5 + 1) / 3
-    assert result["balanced_accuracy"] == pytest.approx(2 / 3)
-    # precision a 2/3, b 1/2, c 2/3; F1 a 4/7, b 1/2, c 4/5
-    assert result["macro_f1"] == pytest.approx((4 / 7 + 1 / 2 + 4 / 5) / 3)
-    assert result["majority_baseline"] == pytest.approx(4 / 8)
-    np.testing.assert_array_equal(result["confusion"], [[2, 1, 1], [1, 1, 0], [0, 0, 2]])
-    assert "a" in result["report"] and "0.5000" in result["report"]
-
-
-def test_uar_ignores_classes_absent_from_the_split():
-    result = classification_metrics(np.array([0, 0, 1]), np.array([0, 1, 1]), ["a", "b", "c"])
-    assert result["balanced_accuracy"] == pytest.approx((1 / 2 + 1) / 2)
-    assert result["confusion"].shape == (3, 3)
+from agegender.evaluation import evaluate, evaluate_clips
 
 
 def test_evaluate_writes_log_confusion_png_and_predictions(trained_gender, tmp_path):
@@ -108,10 +78,10 @@ def test_evaluate_reports_speakers_uncertainty_and_the_pitch_baseline(trained_ge
 
 
 def test_evaluate_clips_gives_the_same_report_from_audio(trained_gender, tmp_path):
-    from agegender.preprocess import read_manifest
+    from agegender.preprocess import read_clean_manifest
 
     root = Path(trained_gender["dataset"])
-    clips = read_manifest(root, "test").head(8).copy()
+    clips = read_clean_manifest(root, "test").head(8).copy()
     clips["speaker_id"] = [f"spk{i // 2}" for i in range(len(clips))]  # 2 clips a speaker
     clips.loc[len(clips)] = {**clips.iloc[0].to_dict(), "key": "gone",
                              "audio_path": "nowhere.wav"}
@@ -129,122 +99,6 @@ def test_evaluate_clips_gives_the_same_report_from_audio(trained_gender, tmp_pat
     # Same clips, same probabilities as from the stored PNGs (PNG is lossless).
     np.testing.assert_allclose(mine["p_female"], by_key.loc[mine.index, "p_female"],
                                atol=1e-4)
-
-
-def test_bootstrap_interval_holds_the_estimate_and_narrows_with_more_speakers():
-    rng = np.random.default_rng(0)
-
-    def corpus(speakers: int):
-        # Each speaker: 5 clips, right on each with a speaker-specific rate.
-        skill = rng.uniform(0.3, 1.0, speakers).repeat(5)
-        y_true = np.tile([0, 1], speakers * 5 // 2 + 1)[: speakers * 5]
-        right = rng.random(speakers * 5) < skill
-        return y_true, np.where(right, y_true, 1 - y_true), np.arange(speakers).repeat(5)
-
-    widths = []
-    for n in (10, 200):
-        y_true, y_pred, speakers = corpus(n)
-        ci = bootstrap_ci(y_true, y_pred, speakers.astype(str), seed=3)
-        accuracy = np.mean(y_true == y_pred)
-        uar = classification_metrics(y_true, y_pred, ["a", "b"])["balanced_accuracy"]
-        assert ci["accuracy"][0] <= accuracy <= ci["accuracy"][1]
-        assert ci["balanced_accuracy"][0] <= uar <= ci["balanced_accuracy"][1]
-        assert ci["unit"] == "speakers" and ci["n_units"] == n
-        widths.append(ci["accuracy"][1] - ci["accuracy"][0])
-    assert widths[1] < widths[0] / 2
-    again = bootstrap_ci(*corpus(10)[:2], corpus(10)[2].astype(str), seed=3)
-    assert again["n_resamples"] == 1000
-
-
-def test_bootstrap_resamples_speakers_not_clips():
-    # 10 speakers × 20 clips, 5 of each class; a speaker is either always right or always
-    # wrong (3 of 5 right in each class).
-    y_true = (np.arange(10).repeat(20) >= 5).astype(int)
-    speakers = np.arange(10).repeat(20).astype(str)
-    right = np.isin(np.arange(10).repeat(20), [0, 1, 2, 5, 6, 7])
-    y_pred = np.where(right, y_true, 1 - y_true)
-    by_speaker = bootstrap_ci(y_true, y_pred, speakers, seed=0)
-    by_clip = bootstrap_ci(y_true, y_pred, [""] * 200, seed=0)
-    assert by_clip["unit"] == "clips (speaker ids unknown)" and by_clip["n_units"] == 200
-    width = {name: ci["accuracy"][1] - ci["accuracy"][0]
-             for name, ci in (("speaker", by_speaker), ("clip", by_clip))}
-    # 10 independent units vs 200: about sqrt(20) ≈ 4.5x wider.
-    assert width["speaker"] > 3 * width["clip"]
-    assert by_speaker["accuracy"][0] < 0.35 and by_speaker["accuracy"][1] > 0.85
-    again = bootstrap_ci(y_true, y_pred, speakers, seed=0)
-    assert again["accuracy"] == by_speaker["accuracy"]  # seeded
-
-
-def test_per_speaker_table_and_speaker_level_votes_by_hand():
-    names = ["male", "female"]
-    #         speaker: a  a  a  b  b  c  c  c  c
-    speakers = ["a", "a", "a", "b", "b", "c", "c", "c", "c"]
-    y_true = np.array([0, 0, 0, 1, 1, 1, 1, 1, 1])
-    p_female = np.array([.2, .9, .4, .8, .3, .45, .45, .49, .95])
-    probabilities = np.stack([1 - p_female, p_female], axis=1)
-    table = speaker_table(y_true, probabilities, speakers, names,
-                          pitch_pred=np.array([0, 0, 0, 1, 1, 0, 0, 1, 1]))
-    # c: 1 of 4 right; b: 1 of 2; a: 2 of 3 → worst first.
-    assert list(table["speaker_id"]) == ["c", "b", "a"]
-    row = table.set_index("speaker_id")
-    assert row.loc["c", "clips"] == 4 and row.loc["c", "accuracy"] == pytest.approx(0.25)
-    assert row.loc["c", "mean_p_true"] == pytest.approx((.45 + .45 + .49 + .95) / 4)
-    assert row.loc["c", "majority_label"] == "male"  # 3 of 4 clips say male
-    assert row.loc["c", "mean_probability_label"] == "female"  # mean p = 0.585
-    assert row.loc["b", "majority_label"] == "female"  # 1:1 tie → higher mean p (0.55)
-    assert row.loc["a", "majority_label"] == "male" and row.loc["a", "true"] == "male"
-    assert row.loc["a", "mean_p_true"] == pytest.approx(1 - (.2 + .9 + .4) / 3)
-    assert row.loc["c", "pitch_accuracy"] == pytest.approx(0.5)
-    level = speaker_level_metrics(table)
-    assert level["n_speakers"] == 3
-    assert level["majority_accuracy"] == pytest.approx(2 / 3)  # a, b right; c wrong
-    assert level["mean_probability_accuracy"] == pytest.approx(1.0)
-    assert level["majority_uar"] == pytest.approx((1 + 1 / 2) / 2)
-
-
-def test_a_speaker_with_two_labels_gets_two_rows():
-    table = speaker_table(np.array([0, 0, 1]), np.array([[.9, .1], [.8, .2], [.7, .3]]),
-                          ["s", "s", "s"], ["teens", "twenties"])
-    assert sorted(zip(table["true"], table["accuracy"], strict=True)) == [
-        ("teens", 1.0), ("twenties", 0.0)]
-
-
-def test_analyse_shows_what_pooling_hides():
-    # Two speakers per class; one female speaker is always called male.
-    speakers = np.array(["m1", "m2", "f1", "f2"]).repeat(25)
-    y_true = np.array([0, 0, 1, 1]).repeat(25)
-    p_female = np.select([speakers == "f1", speakers == "f2"], [0.1, 0.9], 0.1)
-    result = analyse(y_true, np.stack([1 - p_female, p_female], 1), ["male", "female"],
-                     speakers=speakers, f0_hz=np.where(y_true == 1, 210.0, 110.0),
-                     pitch_threshold={"hz": 165.0, "source": "fixed", "unvoiced_code": 0},
-                     n_resamples=300)
-    assert result["accuracy"] == pytest.approx(0.75)
-    assert result["speakers"].iloc[0]["speaker_id"] == "f1"
-    assert result["speakers"].iloc[0]["accuracy"] == 0.0
-    assert result["speakers_per_class"] == {"male": 2, "female": 2}
-    assert result["pitch"]["balanced_accuracy"] == 1.0
-    text = "\n".join(__import__("agegender.evaluation", fromlist=["x"])._speaker_lines(
-        result, ["male", "female"]))
-    assert "speakers per class: male 2, female 2" in text
-    assert "over speakers, 4 units" in text
-    assert "f1" in text.split("worst first")[1].splitlines()[2]
-
-
-def test_thin_dev_warnings():
-    assert thin_split_warnings({"male": 40, "female": 30}, {"male": 5, "female": 3}) == []
-    [line] = thin_split_warnings({"male": 40, "female": 6}, {"male": 5, "female": 2})
-    assert "female: 6 clips (< 10)" in line and "female: 2 speakers (< 3)" in line
-    assert "male:" not in line.replace("female:", "")
-    assert line.endswith("the best epoch chosen on it means little")
-    [unknown] = thin_split_warnings({"male": 3, "female": 30}, {"male": None, "female": None})
-    assert "male: 3 clips" in unknown and "speakers" not in unknown.split("(")[1]
-
-
-def test_training_warned_that_the_tiny_dev_split_is_thin(trained_gender):
-    text = (Path(trained_gender["out"]) / "results" / "gender" /
-            "train_warnings_gender.txt").read_text()
-    assert text.startswith("dev: male 6 clips/? speakers, female 6 clips/? speakers")
-    assert "male: 6 clips (< 10)" in text and "means little" in text
 
 
 def test_gender_report_without_audio_says_the_pitch_baseline_is_missing(tmp_path):

@@ -272,9 +272,9 @@ def test_raw_run_leaves_the_clean_layout_for_the_next_command(raw: Path,
     after = {k: v for k, v in tree_digests(raw).items()
              if k.split("/")[0] not in ("Audio", "Manifest", "Spectrograms", "TFRecord")}
     assert after == before  # the source is untouched
-    manifest_raw = preprocess.read_manifest(raw, "train")
+    manifest_raw = preprocess.read_clean_manifest(raw, "train")
     second = run_preprocess(raw, tmp_path / "r2", dataset_type="clean")
-    manifest_clean = preprocess.read_manifest(raw, "train")
+    manifest_clean = preprocess.read_clean_manifest(raw, "train")
     assert second["examples"] == first["examples"]
     assert manifest_clean["key"].tolist() == manifest_raw["key"].tolist()
     assert all(os.path.samefile(raw / a, raw / b) for a, b in

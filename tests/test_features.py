@@ -274,7 +274,7 @@ def test_preprocessed_png_equals_clip_image(tmp_path: Path) -> None:
     params = PreprocessParams(dataset_type="raw", num_workers=1)
     preprocess.preprocess(root, params=params, features=PARAMS, results_dir=tmp_path / "results",
                           stages=("clean", "spectrograms"))
-    manifest = preprocess.read_manifest(root, "train")
+    manifest = preprocess.read_clean_manifest(root, "train")
     assert len(manifest) == 13
     for row in manifest.itertuples(index=False):
         stored = read_png(preprocess.png_path(root, "train", row.key).read_bytes())

@@ -12,9 +12,9 @@ import synth
 
 import preprocess_dataset
 from agegender import leakage, preprocess
-from agegender.commonvoice import read_clips
 from agegender.config import FeatureParams, PreprocessParams
 from agegender.errors import DatasetError
+from agegender.layouts import read_clips
 
 FEATURES = FeatureParams(image_size=32)
 

@@ -55,3 +55,67 @@ def test_a_predicted_class_absent_from_the_truth_is_scored_in_both():
     assert float(macro_row.split()[4]) == pytest.approx(result["macro_f1"], abs=5e-5)
     assert result["balanced_accuracy"] == pytest.approx((1 + 1 / 2) / 2)
 
+
+def test_metrics_on_a_fixed_prediction_set():
+    #            class:  0  0  0  0  1  1  2  2
+    y_true = np.array([0, 0, 0, 0, 1, 1, 2, 2])
+    y_pred = np.array([0, 0, 1, 2, 1, 0, 2, 2])
+    result = classification_metrics(y_true, y_pred, ["a", "b", "c"])
+    assert result["accuracy"] == pytest.approx(5 / 8)
+    # recalls: a 2/4, b 1/2, c 2/2 → UAR = (0.5 + 0.5 + 1) / 3
+    assert result["balanced_accuracy"] == pytest.approx(2 / 3)
+    # precision a 2/3, b 1/2, c 2/3; F1 a 4/7, b 1/2, c 4/5
+    assert result["macro_f1"] == pytest.approx((4 / 7 + 1 / 2 + 4 / 5) / 3)
+    assert result["majority_baseline"] == pytest.approx(4 / 8)
+    np.testing.assert_array_equal(result["confusion"], [[2, 1, 1], [1, 1, 0], [0, 0, 2]])
+    assert "a" in result["report"] and "0.5000" in result["report"]
+
+
+def test_uar_ignores_classes_absent_from_the_split():
+    result = classification_metrics(np.array([0, 0, 1]), np.array([0, 1, 1]), ["a", "b", "c"])
+    assert result["balanced_accuracy"] == pytest.approx((1 / 2 + 1) / 2)
+    assert result["confusion"].shape == (3, 3)
+
+
+def test_bootstrap_interval_holds_the_estimate_and_narrows_with_more_speakers():
+    rng = np.random.default_rng(0)
+
+    def corpus(speakers: int):
+        # Each speaker: 5 clips, right on each with a speaker-specific rate.
+        skill = rng.uniform(0.3, 1.0, speakers).repeat(5)
+        y_true = np.tile([0, 1], speakers * 5 // 2 + 1)[: speakers * 5]
+        right = rng.random(speakers * 5) < skill
+        return y_true, np.where(right, y_true, 1 - y_true), np.arange(speakers).repeat(5)
+
+    widths = []
+    for n in (10, 200):
+        y_true, y_pred, speakers = corpus(n)
+        ci = bootstrap_ci(y_true, y_pred, speakers.astype(str), seed=3)
+        accuracy = np.mean(y_true == y_pred)
+        uar = classification_metrics(y_true, y_pred, ["a", "b"])["balanced_accuracy"]
+        assert ci["accuracy"][0] <= accuracy <= ci["accuracy"][1]
+        assert ci["balanced_accuracy"][0] <= uar <= ci["balanced_accuracy"][1]
+        assert ci["unit"] == "speakers" and ci["n_units"] == n
+        widths.append(ci["accuracy"][1] - ci["accuracy"][0])
+    assert widths[1] < widths[0] / 2
+    again = bootstrap_ci(*corpus(10)[:2], corpus(10)[2].astype(str), seed=3)
+    assert again["n_resamples"] == 1000
+
+
+def test_bootstrap_resamples_speakers_not_clips():
+    # 10 speakers × 20 clips, 5 of each class; a speaker is either always right or always
+    # wrong (3 of 5 right in each class).
+    y_true = (np.arange(10).repeat(20) >= 5).astype(int)
+    speakers = np.arange(10).repeat(20).astype(str)
+    right = np.isin(np.arange(10).repeat(20), [0, 1, 2, 5, 6, 7])
+    y_pred = np.where(right, y_true, 1 - y_true)
+    by_speaker = bootstrap_ci(y_true, y_pred, speakers, seed=0)
+    by_clip = bootstrap_ci(y_true, y_pred, [""] * 200, seed=0)
+    assert by_clip["unit"] == "clips (speaker ids unknown)" and by_clip["n_units"] == 200
+    width = {name: ci["accuracy"][1] - ci["accuracy"][0]
+             for name, ci in (("speaker", by_speaker), ("clip", by_clip))}
+    # 10 independent units vs 200: about sqrt(20) ≈ 4.5x wider.
+    assert width["speaker"] > 3 * width["clip"]
+    assert by_speaker["accuracy"][0] < 0.35 and by_speaker["accuracy"][1] > 0.85
+    again = bootstrap_ci(y_true, y_pred, speakers, seed=0)
+    assert again["accuracy"] == by_speaker["accuracy"]  # seeded

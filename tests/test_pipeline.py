@@ -187,7 +187,7 @@ def raw_corpus(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("split", ["train", "dev", "test"])
 def test_preprocessed_round_trip(cv_corpus: Path, split: str) -> None:
-    manifest = preprocess.read_manifest(cv_corpus, split).set_index("key")
+    manifest = preprocess.read_clean_manifest(cv_corpus, split).set_index("key")
     for task in TASKS:
         dataset, index = make_dataset(cv_corpus, split, task, batch_size=5, training=False,
                                       with_keys=True, image_size=64)
@@ -226,7 +226,7 @@ def _stored_records(root: Path, split: str) -> list[dict]:
 
 
 def test_train_shards_are_shuffled_not_grouped_by_class(raw_corpus: Path) -> None:
-    manifest = preprocess.read_manifest(raw_corpus, "train")
+    manifest = preprocess.read_clean_manifest(raw_corpus, "train")
     assert len(manifest) == 24
     assert list(manifest["gender"][:12]) == ["male"] * 12  # the manifest is grouped
     shards = _stored_records(raw_corpus, "train")

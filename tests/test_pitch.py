@@ -7,18 +7,15 @@ import pytest
 from synth import write_audio
 
 from agegender import pitch
+from agegender.synthetic import intoned_voice
 
 RATE = 16_000
 
 
 def harmonic(f0: float, *, seconds: float = 2.0, seed: int = 0) -> np.ndarray:
     """A voiced tone: 10 harmonics of ``f0`` with ±2 % intonation, 30 % pauses, light noise."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * RATE)) / RATE
-    phase = 2 * np.pi * np.cumsum(f0 * (1 + 0.02 * np.sin(2 * np.pi * 3 * t))) / RATE
-    voiced = np.sin(2 * np.pi * 2 * t) > -0.4  # syllables with gaps
-    wave = sum(np.sin(k * phase) / k for k in range(1, 11)) * voiced
-    return (0.2 * wave + 0.01 * rng.standard_normal(t.shape)).astype(np.float32)
+    return intoned_voice(f0, seconds=seconds, rate=RATE, seed=seed, harmonics=10,
+                         intonation=0.02, noise=0.01)
 
 
 @pytest.mark.parametrize("f0", [100.0, 150.0, 220.0])

@@ -183,7 +183,7 @@ def test_good_clips_are_in_the_shards_and_bad_ones_are_not(processed: dict) -> N
     root = processed["root"]
     examples = stored(root)
     for split in SPLITS:
-        manifest = preprocess.read_manifest(root, split)
+        manifest = preprocess.read_clean_manifest(root, split)
         expected = set(manifest["key"]) - set(SKIPPED)
         assert set(examples[split]) == expected
         for key, example in examples[split].items():
@@ -235,7 +235,7 @@ def test_source_tree_is_byte_identical_afterwards(processed: dict) -> None:
 
 
 def test_manifests_list_the_clean_clips(processed: dict) -> None:
-    manifest = preprocess.read_manifest(processed["root"], "train")
+    manifest = preprocess.read_clean_manifest(processed["root"], "train")
     assert list(manifest.columns) == ["key", "audio_path", "speaker_id", "gender", "age",
                                       "gender_code", "age_code", "gender_age_code"]
     assert len(manifest) == 12 + len(SKIPPED) + len(AWKWARD) + len(PARTIAL)
@@ -351,7 +351,7 @@ def test_relabelled_clip_is_rewritten_in_the_shards(processed_copy: Path,
     preprocess.preprocess(processed_copy, params=params(), features=FEATURES,
                           results_dir=tmp_path / "results")
     key = Path(table.loc[0, "filename"]).stem
-    manifest = preprocess.read_manifest(processed_copy, "dev").set_index("key")
+    manifest = preprocess.read_clean_manifest(processed_copy, "dev").set_index("key")
     assert manifest.loc[key, "gender_code"] == 1
     assert stored(processed_copy)["dev"][key]["label/gender"] == 1
 

@@ -21,6 +21,22 @@ from conftest import ROOT
 from synth import voice, write_audio
 
 README = ROOT / "README.md"
+BENCH_README = ROOT / "bench" / "README.md"
+# The original project's four commands; users arrive with them, so they stay documented as written.
+ORIGINAL_COMMANDS = (
+    "python src/preprocess_dataset.py --dataset_dir='data/CommonVoice/' --dataset_type='clean'",
+    ("python src/train.py --dataset_dir='data/CommonVoice' --cls_task='age' --num_epochs=20 "
+     "--show_live_plot=True"),
+    ("python src/test.py --dataset_dir='data/CommonVoice' "
+     "--model_path='models/age/best_model_age.keras' --cls_task='age'"),
+    ("python src/inference.py --model_path='models/age/best_model_age.keras' "
+     "--audio_file='data/CommonVoice/Audio/cv-valid-test/sample-000001.mp3' --cls_task='age'"),
+)
+# A Markdown link to a file of the repository, optionally with an anchor: [text](path#anchor).
+LOCAL_LINK = re.compile(r"\]\((?!https?:|mailto:)([^)\s]*)\)")
+# A script or file of the repository named in prose or a command (bench/x.py, src/y.py, ...).
+REPO_FILE = re.compile(r"(?<![\w/.-])((?:bench|src|scripts|tests|docs|notebooks)/[\w./-]+"
+                       r"\.(?:py|sh|md|ipynb))")
 DEMO_TEST_CLIPS = "data/DemoVoice/cv-valid-test/cv-valid-test"
 GENDER_MODEL = "models/gender/best_model_gender.keras"
 # A string literal naming a file or folder of the working tree (not a URL or a module).
@@ -41,6 +57,42 @@ def test_readme_has_python_blocks_that_name_real_files():
     assert any("clip_image(" in block for block in blocks)  # images made, not assumed
     for block in blocks:
         compile(block, "README.md", "exec")  # each block is whole Python on its own
+
+
+def _anchors(markdown: str) -> set[str]:
+    """GitHub's anchors of the headings: lower case, punctuation dropped, spaces to '-'."""
+    headings = re.findall(r"^#+ (.+)$", re.sub(r"^```.*?^```", "", markdown,
+                                                flags=re.MULTILINE | re.DOTALL),
+                          flags=re.MULTILINE)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
+
+
+def test_the_first_screen_is_the_two_commands_and_a_snippet():
+    head = README.read_text().split("\n## ")[0]
+    (snippet,) = python_blocks(head)
+    assert "AgeGenderDetector" in snippet and GENDER_MODEL in snippet
+    assert len(head.splitlines()) <= 30  # one screen
+
+
+def test_the_original_commands_are_documented_as_written():
+    text = README.read_text()
+    for command in ORIGINAL_COMMANDS:
+        assert command in text.splitlines(), command
+
+
+@pytest.mark.parametrize("page", [README, BENCH_README], ids=lambda p: str(p.relative_to(ROOT)))
+def test_links_and_named_files_exist(page):
+    """Every local link (and its heading anchor) resolves, and every repository file the page
+    names exists: a moved section or a removed benchmark cannot leave a dangling pointer."""
+    text, where = page.read_text(), page.relative_to(ROOT)
+    for target in LOCAL_LINK.findall(text):
+        path, _, anchor = target.partition("#")
+        linked = (page.parent / path).resolve() if path else page
+        assert linked.exists(), f"{where}: link to {target}"
+        if anchor:
+            assert anchor in _anchors(linked.read_text()), f"{where}: anchor of {target}"
+    for name in REPO_FILE.findall(text):
+        assert (ROOT / name).exists(), f"{where} names {name}, which does not exist"
 
 
 def test_install_script_installs_the_package():

@@ -2,8 +2,8 @@
 training clips built on it.
 
 ``telephone`` checks that a feature preset gives the same picture of a voice whatever the
-channel (tests, ``bench/feature_probe.py``); ``waveform_copy`` makes the extra training
-examples of ``--augment_copies`` (``preprocess.run_spectrograms``).
+channel (tests, ``bench/real_speech.py --stage channel``); ``waveform_copy`` makes the extra
+training examples of ``--augment_copies`` (``preprocess.run_spectrograms``).
 """
 
 from __future__ import annotations

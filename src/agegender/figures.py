@@ -194,7 +194,7 @@ def per_speaker(table: pd.DataFrame, class_names: list[str], path: str | os.Path
     marks chance: 1 / number of classes (0.5 for gender, 1/6 for age).
 
     Args:
-        table: ``evaluation.speaker_table`` rows.
+        table: ``analysis.speaker_table`` rows.
         class_names: one per class (fixes the colours).
         path: PNG to write.
         title: figure title.

@@ -15,7 +15,12 @@ truth, both nan on white noise and silence; 8-18 ms vs 130-430 ms per clip on a 
 Median F0 per clip is cached in ``DIR/Pitch/median_f0.csv`` (DIR: the preprocessing output
 folder) or ``RESULTS_DIR/cache/`` (``test.py --manifest``: never beside the user's audio),
 keyed by audio path, file size and modification time, so re-running an evaluation decodes
-nothing twice; a cache that cannot be written is skipped with a warning. No TensorFlow here.
+nothing twice; a cache that cannot be written is skipped with a warning.
+
+The threshold is fitted for best UAR on labelled clips (``fit_threshold``): on a processed
+dataset's train+dev manifests (``pitch_threshold_from_splits``, the shard test report) or on
+given clips (``pitch_threshold_from_clips``, ``test.py --manifest``); 165 Hz, said so in the
+report, when it cannot be. No TensorFlow here.
 """
 
 from __future__ import annotations
@@ -31,7 +36,8 @@ import pandas as pd
 
 from agegender import atomic
 from agegender.config import FeatureParams
-from agegender.errors import AudioError, OutputError, ParameterError
+from agegender.errors import AudioError, DatasetError, OutputError, ParameterError
+from agegender.metrics import classification_metrics
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +46,7 @@ FMIN, FMAX = 60.0, 400.0  # Hz, the range of adult (and most teen) speaking F0
 FRAME = 1024  # samples at 8 kHz = 128 ms: several periods of a 60 Hz voice
 HOP = 256  # samples = 32 ms
 DEFAULT_THRESHOLD_HZ = 165.0  # the textbook male/female boundary, used when nothing is fitted
+PITCH_FIT_CLIPS = 2000  # train+dev clips the pitch threshold is fitted on, at most
 CACHE_COLUMNS = ("audio_path", "size", "mtime_ns", "median_f0_hz")
 
 
@@ -255,7 +262,7 @@ def threshold_predictions(f0_hz: np.ndarray, threshold_hz: float, *,
         threshold_hz: the boundary.
         unvoiced_code: what a clip without F0 is called; default 0, male. The test report's
             fitted baseline passes the training majority class
-            (``evaluation.pitch_threshold_from_clips``).
+            (``pitch_threshold_from_clips``).
 
     Returns:
         int [clips].
@@ -297,3 +304,79 @@ def fit_threshold(f0_hz: np.ndarray, female: np.ndarray) -> float:
     best = int(np.argmax(np.where(distinct, uar, -1.0)))
     upper = f0_hz[best + 1] if best + 1 < f0_hz.shape[0] else f0_hz[best] + 1.0
     return float((f0_hz[best] + upper) / 2)
+
+
+def pitch_threshold_from_splits(dataset_dir: str | os.PathLike, *,
+                                max_clips: int = PITCH_FIT_CLIPS, seed: int = 0) -> dict:
+    """Fits the gender pitch threshold on the train and dev manifests' clips.
+
+    Up to ``max_clips`` clips (seeded sample) are measured, through the F0 cache. Falls back
+    to 165 Hz when the manifests, their audio or one of the genders is missing.
+
+    Returns:
+        ``{"hz", "source" (text for the report), "unvoiced_code"}``.
+    """
+    from agegender.preprocess import read_clean_manifest  # noqa: PLC0415
+
+    try:
+        table = pd.concat([read_clean_manifest(dataset_dir, split)
+                           for split in ("train", "dev")], ignore_index=True)
+    except DatasetError as err:
+        return fallback_threshold(f"no train/dev manifest ({err})")
+    return pitch_threshold_from_clips(table["audio_path"].tolist(),
+                                      table["gender_code"].to_numpy(), root=dataset_dir,
+                                      cache=cache_path(dataset_dir), max_clips=max_clips,
+                                      seed=seed, what="train+dev")
+
+
+def pitch_threshold_from_clips(audio_paths: Sequence[str], gender_codes: np.ndarray, *,
+                               root: str | os.PathLike | None = None,
+                               cache: str | os.PathLike | None = None,
+                               max_clips: int = PITCH_FIT_CLIPS, seed: int = 0,
+                               what: str = "fit") -> dict:
+    """Fits the pitch threshold (max UAR) on labelled clips; 165 Hz if that is impossible.
+
+    Args:
+        audio_paths: files [clips], absolute or relative to ``root``.
+        gender_codes: 0 male, 1 female [clips].
+        root: base of relative paths.
+        cache: F0 cache CSV.
+        max_clips: seeded sample size.
+        seed: sample seed.
+        what: names the clips in the report ("train+dev").
+    """
+    codes = np.asarray(gender_codes, dtype=int)
+    labelled = np.flatnonzero(codes >= 0)  # -1: the clip has no gender label
+    audio_paths, codes = [audio_paths[i] for i in labelled], codes[labelled]
+    if len(codes) == 0:
+        return fallback_threshold(f"no {what} clips with a gender label")
+    pick = np.random.default_rng(seed).permutation(len(codes))[:max_clips]
+    f0 = cached_median_f0([audio_paths[i] for i in pick], root=root, cache=cache)
+    codes = codes[pick]
+    majority = int(np.bincount(codes, minlength=2).argmax())
+    try:
+        hz = fit_threshold(f0, codes == 1)
+    except ParameterError as err:
+        return fallback_threshold(f"cannot fit on {what} ({err})", unvoiced_code=majority)
+    voiced = np.isfinite(f0)
+    fitted = threshold_predictions(f0[voiced], hz)
+    uar = classification_metrics(codes[voiced], fitted, ("male", "female"))["balanced_accuracy"]
+    return {"hz": hz, "unvoiced_code": majority,
+            "source": f"fitted for best UAR on {int(voiced.sum())} voiced {what} clips "
+                      f"(UAR {uar:.3f} there)"}
+
+
+def fallback_threshold(why: str, unvoiced_code: int = 0) -> dict:
+    """The fixed ``DEFAULT_THRESHOLD_HZ`` baseline, logged as a WARNING with the reason.
+
+    Args:
+        why: why nothing was fitted; said in the log and in the report's ``source``.
+        unvoiced_code: what a clip without F0 is called (see ``threshold_predictions``).
+
+    Returns:
+        ``{"hz", "source", "unvoiced_code"}``, as ``pitch_threshold_from_clips``.
+    """
+    log.warning("pitch baseline: using the fixed %.0f Hz threshold: %s", DEFAULT_THRESHOLD_HZ,
+                why)
+    return {"hz": DEFAULT_THRESHOLD_HZ, "unvoiced_code": unvoiced_code,
+            "source": f"fixed at {DEFAULT_THRESHOLD_HZ:.0f} Hz ({why})"}

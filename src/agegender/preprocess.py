@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from agegender import atomic, commonvoice, figures, labels, leakage, runlock
+from agegender import atomic, commonvoice, figures, labels, layouts, leakage, runlock
 from agegender.channel import waveform_copy
 from agegender.config import SPLITS, CopyParams, FeatureParams, PreprocessParams, split_dirname
 from agegender.errors import AudioError, DatasetError, ParameterError
@@ -91,9 +91,9 @@ def run_clean(dataset_dir: str | os.PathLike, params: PreprocessParams,
         (kept, dropped) clip tables (see ``commonvoice.clean_clips``).
     """
     out = Path(output_dir) if output_dir is not None else Path(dataset_dir)
-    clips = commonvoice.read_clips(dataset_dir, params.dataset_type,
-                                   split_by_speaker=params.split_by_speaker, seed=params.seed,
-                                   follow_symlinks=params.follow_symlinks)
+    clips = layouts.read_clips(dataset_dir, params.dataset_type,
+                               split_by_speaker=params.split_by_speaker, seed=params.seed,
+                               follow_symlinks=params.follow_symlinks)
     kept, dropped = commonvoice.clean_clips(clips)
     # Before anything is written: a refused split leaves the previous outputs as they were.
     split_leakage = leakage.check_splits(kept, dataset_dir,
@@ -153,8 +153,9 @@ def _reason_counts(dropped: pd.DataFrame) -> dict[str, int]:
     return dropped["reason"].str.split(":").str[0].value_counts().to_dict()
 
 
-def read_manifest(dataset_dir: str | os.PathLike, split: str) -> pd.DataFrame:
-    """Reads a split's manifest written by ``run_clean``."""
+def read_clean_manifest(dataset_dir: str | os.PathLike, split: str) -> pd.DataFrame:
+    """Reads a split's clean manifest ``DIR/Manifest/cv-valid-{split}.csv``, written by
+    ``run_clean`` (a user's own labelled table is ``commonvoice.read_user_manifest``)."""
     path = manifest_path(dataset_dir, split)
     if not path.is_file():
         raise DatasetError(f"{path}: not found; run the clean stage first (--stage=clean)")
@@ -178,7 +179,7 @@ def with_copies(manifest: pd.DataFrame, copies: int) -> pd.DataFrame:
     Each clip is followed by its copies.
 
     Args:
-        manifest: rows with a ``key`` column (``read_manifest``).
+        manifest: rows with a ``key`` column (``read_clean_manifest``).
         copies: copies per clip, >= 0.
 
     Returns:
@@ -282,7 +283,7 @@ def run_spectrograms(dataset_dir: str | os.PathLike, features: FeatureParams,
     jobs, owners = [], {}
     for split in SPLITS:
         copies = params.augment_copies if split == "train" else 0
-        for row in read_manifest(root, split).itertuples(index=False):
+        for row in read_clean_manifest(root, split).itertuples(index=False):
             targets = []  # the clip's own PNG and its copies' that are still to make
             for copy in range(copies + 1):
                 key = copy_key(row.key, copy)
@@ -349,7 +350,7 @@ def run_tfrecords(dataset_dir: str | os.PathLike, features: FeatureParams,
     indexes = {}
     for split in SPLITS:
         copies = params.augment_copies if split == "train" else 0
-        manifest = with_copies(read_manifest(root, split), copies)
+        manifest = with_copies(read_clean_manifest(root, split), copies)
         present = [png_path(root, split, key).is_file() for key in manifest["key"]]
         skipped = len(manifest) - sum(present)
         # A boolean Series: an empty list would select no columns instead of no rows.

@@ -177,7 +177,6 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
     """
     import tensorflow as tf  # noqa: PLC0415
 
-    from agegender.evaluation import check_dev_split  # noqa: PLC0415
     from agegender.model import build_model, compile_model  # noqa: PLC0415
     from agegender.pipeline import (  # noqa: PLC0415
         labelled_count,
@@ -185,6 +184,7 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
         split_index,
         split_labels,
     )
+    from agegender.split_checks import check_dev_split  # noqa: PLC0415
 
     names = labels.class_names(task)
     train_index = split_index(dataset_dir, "train", task, image_size)
