@@ -28,9 +28,9 @@ def test_pitch_features_of_a_steady_voice_and_of_noise():
 
 
 def _audio(dataset, split: str, key: str):
-    from agegender.preprocess import read_manifest
+    from agegender.preprocess import read_clean_manifest
 
-    manifest = read_manifest(dataset, split).set_index("key")
+    manifest = read_clean_manifest(dataset, split).set_index("key")
     return dataset / manifest.loc[key, "audio_path"]
 
 
@@ -130,9 +130,9 @@ def test_pitch_model_predicts_alike_from_keras_h5_savedmodel_and_the_detector(
 
 
 def _first_key(dataset):
-    from agegender.preprocess import read_manifest
+    from agegender.preprocess import read_clean_manifest
 
-    return str(read_manifest(dataset, "test")["key"].iloc[0])
+    return str(read_clean_manifest(dataset, "test")["key"].iloc[0])
 
 
 def test_pitch_model_evaluates_on_the_test_split(pitch_model, tiny_dataset, tmp_path):
