@@ -20,8 +20,10 @@ from agegender.labels import TASKS
 def build_parser() -> argparse.ArgumentParser:
     """The script's flags; ``--help`` shows each default."""
     parser = cli.make_parser(__doc__.splitlines()[0])
-    parser.add_argument("--model_path", required=True,
-                        help=".keras or .h5 file, or a SavedModel folder")
+    parser.add_argument("--model_path", default=None,
+                        help=".keras or .h5 file, or a SavedModel folder (default: the "
+                             "shipped model for --cls_task, gender when none is given, "
+                             "from models/pretrained/)")
     parser.add_argument("--audio_file", required=True, nargs="+",
                         help="audio files, globs (quoted) or folders")
     parser.add_argument("--cls_task", default=None, choices=TASKS,
@@ -128,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         detector = AgeGenderDetector(args.model_path, args.cls_task, batch_size=args.batch_size,
                                      precision=args.precision, verify=not args.no_verify,
                                      max_crops=args.max_crops, min_voiced=args.min_voiced)
-        identity = {**model_identity(args.model_path), "task": detector.task}
+        identity = {**model_identity(detector.model.path), "task": detector.task}
         files = expand_audio_paths(args.audio_file)
         if args.timeline:
             from agegender.timeline_cli import run_timelines  # noqa: PLC0415

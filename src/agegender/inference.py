@@ -52,7 +52,9 @@ class AgeGenderDetector:
     and through the model in batches.
 
     Args:
-        model_path: ``.keras``/``.h5`` file or SavedModel folder.
+        model_path: ``.keras``/``.h5`` file or SavedModel folder; None = the model the
+            repository ships for ``task`` (``pretrained.pretrained_path``: gender when
+            ``task`` is None too).
         task: expected task; None reads it from the model.
         batch_size: clips per model call.
         num_threads: feature threads (default: all cores).
@@ -71,7 +73,7 @@ class AgeGenderDetector:
         ModelError: the model cannot be loaded or does not fit ``task``.
     """
 
-    def __init__(self, model_path: str | os.PathLike, task: str | None = None, *,
+    def __init__(self, model_path: str | os.PathLike | None = None, task: str | None = None, *,
                  batch_size: int = 64, num_threads: int | None = None,
                  precision: str = "float32", verify: bool = True,
                  max_crops: int = DEFAULT_MAX_CROPS, min_voiced: float = 0.1):
@@ -81,6 +83,10 @@ class AgeGenderDetector:
         self.min_voiced = check_min_voiced(min_voiced)
         if max_crops < 1:
             raise ParameterError(f"max_crops={max_crops} must be >= 1")
+        if model_path is None:
+            from agegender.pretrained import pretrained_path  # noqa: PLC0415
+
+            model_path = pretrained_path(task)
         self._setup(open_model(model_path, task, precision=precision, verify=verify),
                     batch_size=batch_size, num_threads=num_threads, max_crops=max_crops)
 

@@ -1,0 +1,87 @@
+"""Shipped models: float16 storage, the default model when none is given, and the shipped
+files checked against the probabilities their card records."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+from agegender import pretrained
+
+
+def test_float16_copy_halves_the_file_and_keeps_probabilities(trained_gender, tmp_path):
+    import h5py
+    import io
+
+    import keras
+
+    target = tmp_path / "gender.keras"
+    report = pretrained.store_float16(trained_gender["keras"], target)
+    assert report["bytes"] < 0.6 * report["float32_bytes"]
+    assert 0 <= report["largest_change"] <= pretrained.FLOAT16_TOLERANCE
+    with zipfile.ZipFile(target) as archive:
+        stored = archive.read(pretrained.WEIGHTS_MEMBER)
+    with h5py.File(io.BytesIO(stored)) as weights:
+        dtypes = set()
+        weights.visititems(lambda _, item: dtypes.add(item.dtype)
+                           if isinstance(item, h5py.Dataset) else None)
+    assert np.dtype(np.float16) in dtypes and np.dtype(np.float32) not in dtypes
+    # Plain Keras opens it (float32 variables); agegender's loader verifies it.
+    from agegender.checkpoints import load_model
+
+    plain = keras.models.load_model(target, safe_mode=True)
+    assert {w.dtype for w in plain.weights} == {"float32"}
+    original = load_model(trained_gender["keras"])
+    images = np.random.default_rng(1).uniform(0, 255, (4, *plain.input_shape[1:]))
+    np.testing.assert_allclose(load_model(target).predict(images, verbose=0),
+                               original.predict(images, verbose=0), atol=1e-3)
+
+
+def test_no_model_path_means_the_shipped_model_or_a_clear_error(monkeypatch, tmp_path):
+    from agegender import AgeGenderDetector
+    from agegender.errors import ModelError
+
+    monkeypatch.setattr(pretrained, "pretrained_dir", lambda: tmp_path)
+    with pytest.raises(ModelError, match=r"no --model_path given and no pretrained age model"
+                                         r".*build_pretrained"):
+        AgeGenderDetector(task="age")
+    with pytest.raises(ModelError, match="pretrained gender model"):
+        pretrained.pretrained_path(None)
+
+
+def _shipped() -> list[str]:
+    path = pretrained.pretrained_dir() / pretrained.REFERENCE_NAME
+    return sorted(json.loads(path.read_text())) if path.is_file() else []
+
+
+@pytest.mark.parametrize("task", _shipped())
+def test_shipped_model_gives_the_recorded_probabilities(task):
+    from agegender import AgeGenderDetector, atomic
+
+    folder = pretrained.pretrained_dir()
+    recorded = pretrained.read_reference()[task]
+    path = folder / recorded["model"]
+    assert atomic.sha256_file(path) == recorded["sha256"], f"{path} changed"
+    clips = sorted((folder / "clips").iterdir())
+    assert {c.name for c in clips} == set(recorded["probabilities"])
+    results = AgeGenderDetector(task=task).predict_files([str(c) for c in clips])
+    for clip, result in zip(clips, results, strict=True):
+        expected = recorded["probabilities"][clip.name]
+        assert result["probabilities"] == pytest.approx(expected, abs=1e-4), clip.name
+
+
+def test_shipped_models_load_with_plain_keras_after_import_agegender():
+    import keras
+
+    import agegender  # noqa: F401  (registers the custom layers)
+
+    tasks = _shipped()
+    if not tasks:
+        pytest.fail("models/pretrained/ ships no model (reference.json missing)")
+    for task in tasks:
+        model = keras.models.load_model(pretrained.pretrained_dir() / f"{task}.keras",
+                                        safe_mode=True)
+        assert model.output_shape[-1] >= 2
