@@ -131,6 +131,10 @@ def median_f0(waveform: np.ndarray, sample_rate: int, *, min_voiced_frames: int 
 PITCH_FEATURES: tuple[str, ...] = ("log2_median_f0", "log2_f0_p10", "log2_f0_p90",
                                    "voiced_share", "has_f0")
 PITCH_REFERENCE_HZ = 150.0
+# Typical values and spreads of the statistics over adult speech (men ~120 Hz, women
+# ~210 Hz, about half the frames voiced), by which a model centres and scales them.
+PITCH_CENTRE: tuple[float, ...] = (0.0, -0.2, 0.2, 0.5, 1.0)
+PITCH_SPREAD: tuple[float, ...] = (0.5, 0.5, 0.5, 0.25, 0.25)
 
 
 def pitch_features(waveform: np.ndarray, sample_rate: int, *,
