@@ -18,9 +18,10 @@ Run from the repo root (recordings: ``bench/timeline_bench.py`` builds them)::
     nice -n 15 python bench/timeline_speed.py --model M --rounds 3 \\
         --variant base:/tmp/base/src:0 --variant new:src:1 /tmp/timeline_bench/recordings/rec3.wav
 
-``--variant NAME:SRC:THREADS``: SRC is put first on ``sys.path``; THREADS > 0 sets
+``--variant NAME:SRC:THREADS[:ONEDNN]``: SRC is put first on ``sys.path``; THREADS > 0 sets
 ``TF_NUM_INTRAOP_THREADS`` (and inter-op 1) for that process, 0 leaves TensorFlow's default
-(one thread per core in each pool).
+(one thread per core in each pool); ONEDNN 0 or 1 sets ``TF_ENABLE_ONEDNN_OPTS``, absent
+leaves it unset.
 """
 
 from __future__ import annotations
@@ -58,24 +59,27 @@ print("RESULT " + json.dumps({"load": load, "cpu": cpu, "wall": wall, "audio": a
 """
 
 
-def thread_env(threads: int) -> dict:
+def thread_env(threads: int, onednn: str = "") -> dict:
     """The environment of a child with ``threads`` intra-op threads (0: TF's default).
 
     TensorFlow reads these before it makes its pools; one inter-op thread is enough for a
     CNN whose ops run one after another.
     """
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env.pop("TF_ENABLE_ONEDNN_OPTS", None)
+    if onednn:
+        env["TF_ENABLE_ONEDNN_OPTS"] = onednn
     if threads > 0:
         env.update(TF_NUM_INTRAOP_THREADS=str(threads), TF_NUM_INTEROP_THREADS="1",
                    OMP_NUM_THREADS=str(threads))
     return env
 
 
-def run_variant(src: str, threads: int, model: str, files: list[str]) -> dict:
+def run_variant(src: str, threads: int, onednn: str, model: str, files: list[str]) -> dict:
     """One fresh process of one variant → its RESULT dict."""
     done = subprocess.run([sys.executable, "-c", CHILD, str(Path(src).resolve()), model,
                            json.dumps(files)], capture_output=True, text=True,
-                          env=thread_env(threads), cwd=REPO, check=False)
+                          env=thread_env(threads, onednn), cwd=REPO, check=False)
     for line in done.stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line[len("RESULT "):])
@@ -92,21 +96,21 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     variants = []
     for spec in args.variant:
-        name, src, threads = spec.rsplit(":", 2)
-        variants.append((name, src, int(threads)))
-    runs: dict[str, list[dict]] = {name: [] for name, _, _ in variants}
+        name, src, threads, *onednn = spec.split(":")
+        variants.append((name, src, int(threads), "".join(onednn)))
+    runs: dict[str, list[dict]] = {name: [] for name, *_ in variants}
     for round_ in range(args.rounds):
         # Alternate the order each round: neither variant always runs first.
         order = variants if round_ % 2 == 0 else variants[::-1]
-        for name, src, threads in order:
-            result = run_variant(src, threads, args.model, args.files)
+        for name, src, threads, onednn in order:
+            result = run_variant(src, threads, onednn, args.model, args.files)
             runs[name].append(result)
             print(f"round {round_ + 1} {name}: {result}", file=sys.stderr, flush=True)
     rows = []
-    for name, src, threads in variants:
+    for name, src, threads, onednn in variants:
         results = runs[name]
         audio = results[0]["audio"]
-        rows.append([name, src, threads or "default",
+        rows.append([name, src, threads or "default", onednn or "unset",
                      f"{statistics.median(audio / r['cpu'] for r in results):.0f}",
                      f"{statistics.median(audio / r['wall'] for r in results):.0f}",
                      f"{statistics.median(r['load'] for r in results):.1f}",
@@ -114,7 +118,7 @@ def main(argv=None) -> int:
     print(f"{len(args.files)} file(s), {runs[variants[0][0]][0]['audio']:.0f} s of audio, "
           f"{args.rounds} rounds, model {args.model} "
           f"(sha256 {hashlib.sha256(Path(args.model).read_bytes()).hexdigest()[:8]})")
-    print(format_table(["variant", "src", "TF threads", "x RT timeline (CPU)", "x RT wall",
+    print(format_table(["variant", "src", "TF threads", "oneDNN", "x RT timeline (CPU)", "x RT wall",
                         "load CPU s", "segments digest"], rows))
     return 0
 
