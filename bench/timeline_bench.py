@@ -29,11 +29,10 @@ TensorFlow in the children (``ours``, ``ina``): ``--tf_threads`` intra-op thread
 and one inter-op thread, through ``TF_NUM_INTRAOP_THREADS``/``TF_NUM_INTEROP_THREADS``, which
 TensorFlow reads when it makes its pools. Its default, a pool thread per core, spins while it
 waits for work; on a 2-core machine already busy with other jobs that spinning is CPU time the
-timeline does not use (side by side, ``bench/timeline_speed.py``: 80x -> 93x real time on
-CPU seconds with one thread). ``--onednn`` (default 1) sets ``TF_ENABLE_ONEDNN_OPTS``:
-TensorFlow enables its oneDNN kernels by itself only on CPUs with AVX512-VNNI or newer; on
-this AVX2 machine they make the model's convolutions ~15 % cheaper (93x -> 101x), with the
-same segments (float round-off only).
+timeline does not use. ``--onednn`` (default 1) sets ``TF_ENABLE_ONEDNN_OPTS``: TensorFlow
+enables its oneDNN kernels by itself only on CPUs with AVX-512 or newer; on an AVX2 CPU they
+make the model's convolutions ~15 % cheaper, with the same segments (float round-off only).
+Both measured side by side with ``bench/timeline_speed.py`` (bench/results/timeline_speed.md).
 
 Run from the repo root::
 
