@@ -232,3 +232,12 @@ def test_frame_measurements_match_numpys_fft(monkeypatch):
     np.testing.assert_allclose(fast.periodicity, reference.periodicity, atol=1e-4)
     np.testing.assert_allclose(fast.peak_share, reference.peak_share, atol=1e-4)
     np.testing.assert_array_equal(speech.voiced_frames(fast), speech.voiced_frames(reference))
+
+
+def test_a_lone_weakly_periodic_frame_is_not_a_voice():
+    # A chord's common period clears the periodicity bar one frame at a time; a syllable's
+    # frames come in runs, and a lone frame that is clearly periodic stays voiced.
+    voiced = np.array([1, 0, 0, 1, 0, 1, 1, 0, 1], bool)
+    periodicity = np.array([0.65, 0, 0, 0.9, 0, 0.62, 0.62, 0, 0.69], np.float32)
+    dropped = speech.weak_lone_frames(periodicity, voiced)
+    np.testing.assert_array_equal(dropped, [1, 0, 0, 0, 0, 0, 0, 0, 1])
