@@ -25,6 +25,15 @@ time), gender error (true speech given the wrong gender, % of speech time; misse
 not counted here), the same for age groups when an age model is given; real-time factor
 (audio seconds per CPU second of the system's process, model loading included) and peak RSS.
 
+TensorFlow in the children (``ours``, ``ina``): ``--tf_threads`` intra-op threads (default 1)
+and one inter-op thread, through ``TF_NUM_INTRAOP_THREADS``/``TF_NUM_INTEROP_THREADS``, which
+TensorFlow reads when it makes its pools. Its default, a pool thread per core, spins while it
+waits for work; on a 2-core machine already busy with other jobs that spinning is CPU time the
+timeline does not use. ``--onednn`` (default 1) sets ``TF_ENABLE_ONEDNN_OPTS``: TensorFlow
+enables its oneDNN kernels by itself only on CPUs with AVX-512 or newer; on an AVX2 CPU they
+make the model's convolutions ~15 % cheaper, with the same segments (float round-off only).
+Both measured side by side with ``bench/timeline_speed.py`` (bench/results/timeline_speed.md).
+
 Run from the repo root::
 
     python bench/timeline_bench.py --gender_model models/cvs/gender/best_model_gender.keras \\
@@ -235,6 +244,17 @@ def peak_rss_mib() -> float:
     return float("nan")
 
 
+def tf_env(threads: int, onednn: int) -> dict:
+    """A child's environment: ``threads`` intra-op threads (0: TensorFlow's default, one per
+    core), one inter-op thread (the CNN's ops run one after another), oneDNN kernels on or off.
+    """
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_ENABLE_ONEDNN_OPTS": str(onednn)}
+    if threads > 0:
+        env.update(TF_NUM_INTRAOP_THREADS=str(threads), TF_NUM_INTEROP_THREADS="1",
+                   OMP_NUM_THREADS=str(threads))
+    return env
+
+
 def run_child(command: list[str], env: dict | None = None) -> tuple[dict | None, float, float,
                                                                     str]:
     """Runs a child; (its RESULT json, CPU seconds user+sys, its own peak RSS MiB, stderr
@@ -397,6 +417,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="make /tmp/ina-venv (see setup_ina) and exit")
     parser.add_argument("--long_hours", type=float, default=0.0,
                         help="also time ours on one file this many hours long (in work_dir)")
+    parser.add_argument("--tf_threads", type=int, default=1,
+                        help="TensorFlow intra-op threads in the children (0: one per core)")
+    parser.add_argument("--onednn", type=int, default=1, choices=(0, 1),
+                        help="TF_ENABLE_ONEDNN_OPTS in the children")
     parser.add_argument("--run", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--files", default=None, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -423,11 +447,12 @@ def main(argv=None) -> int:
     outputs, speed = {}, {}
     cache = Path(args.work_dir) / "outputs"
     cache.mkdir(exist_ok=True)
-    commands = {system: ([*me, f"--run={system}"], None) for system in
+    env = tf_env(args.tf_threads, args.onednn)
+    commands = {system: ([*me, f"--run={system}"], env) for system in
                 (["ours"] if args.gender_model else []) + ["pitch"]}
     if Path(args.ina_python).is_file():
         commands["ina"] = ([args.ina_python, "-c", INA_SCRIPT, json.dumps(files)],
-                           {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "2"})
+                           {**env, "CUDA_VISIBLE_DEVICES": ""})
     else:
         print(f"ina column skipped: {args.ina_python} not found (python "
               "bench/timeline_bench.py --setup_ina makes it)", file=sys.stderr)
@@ -435,7 +460,8 @@ def main(argv=None) -> int:
         # Each system's run is kept (``outputs/<system>.json``, keyed by its model and the
         # files), so adding a system does not re-run the others.
         key = json.dumps([files, args.gender_model if system == "ours" else None,
-                          args.age_model if system == "ours" else None])
+                          args.age_model if system == "ours" else None,
+                          args.tf_threads, args.onednn])
         saved = cache / f"{system}.json"
         if saved.is_file() and json.loads(saved.read_text())["key"] == key:
             stored = json.loads(saved.read_text())
@@ -473,7 +499,8 @@ def main(argv=None) -> int:
         Path(args.work_dir, "long.json").write_text(json.dumps([str(path)]))
         result, cpu, rss, _ = run_child([sys.executable, __file__,
                                          f"--files={Path(args.work_dir) / 'long.json'}",
-                                         f"--gender_model={args.gender_model}", "--run=ours"])
+                                         f"--gender_model={args.gender_model}", "--run=ours"],
+                                        env)
         print(f"long file: {seconds / 3600:.2f} h, {seconds / cpu:.0f}x real time "
               f"(process CPU), peak RSS {rss:.0f} MiB, "
               f"{len(result['gender'][str(path)]) if result else 0} segments")
