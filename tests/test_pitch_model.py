@@ -157,3 +157,23 @@ def test_shards_without_pitch_are_refused_by_name_for_a_pitch_model(tiny_dataset
     make_dataset(copy, "train", "gender", batch_size=4, training=True)  # the paper's model
     with pytest.raises(DatasetError, match="no pitch statistics.*re-run"):
         make_dataset(copy, "train", "gender", batch_size=4, training=True, pitch=True)
+
+
+def test_pitch_model_timeline_reads_each_windows_f0(pitch_model, tmp_path, monkeypatch):
+    import synth
+
+    from agegender import AgeGenderDetector, features
+
+    wave = np.concatenate([synth.voice("male", "twenties", seed=1, seconds=4.0),
+                           synth.voice("female", "twenties", seed=2, seconds=4.0)])
+    path = synth.write_audio(tmp_path / "two.wav", wave)
+    seen = []
+    original = features.waveform_pitch
+    monkeypatch.setattr(features, "waveform_pitch",
+                        lambda piece, params: seen.append(original(piece, params)) or seen[-1])
+    result = AgeGenderDetector(pitch_model["keras"]).timeline(path)
+    assert result["segments"][0].start == 0.0
+    assert result["segments"][-1].end == pytest.approx(8.0, abs=1e-3)
+    medians = [values[0] for values in seen if values[4] == 1.0]
+    # Windows over the man read ~120 Hz, windows over the woman ~220 Hz.
+    assert min(medians) < np.log2(130 / 150) and max(medians) > np.log2(200 / 150)

@@ -227,10 +227,17 @@ def windows_in(regions: list[tuple[float, float]], window_s: float, hop_s: float
 
 
 def window_images(path, windows: list[tuple[float, float]], features, block_s: float,
-                  ) -> Iterator[tuple[int, np.ndarray]]:
-    """Pass 2: (window index, uint8 image [H, W, 3]) per window, in order, from a stream
-    resampled to ``features.sample_rate``; only the audio of pending windows is kept."""
-    from agegender.features import spectrogram_images  # noqa: PLC0415
+                  pitch: bool = False) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
+    """Pass 2: (window index, uint8 image [H, W, 3], the window's F0 statistics for a pitch
+    model or None) per window, in order, from a stream resampled to
+    ``features.sample_rate``; only the audio of pending windows is kept. A window's F0
+    statistics are those of its own audio (``features.waveform_pitch``), as a clip's are of
+    the clip's."""
+    from agegender.features import spectrogram_images, waveform_pitch  # noqa: PLC0415
+
+    def inputs(piece):
+        return (spectrogram_images(piece, features)[0],
+                waveform_pitch(piece, features) if pitch else None)
 
     rate = features.sample_rate
     buffer, buffer_start, index = np.zeros(0, np.float32), 0, 0  # buffer_start: samples
@@ -243,7 +250,7 @@ def window_images(path, windows: list[tuple[float, float]], features, block_s: f
                 break  # more audio is coming
             piece = buffer[max(0, start - buffer_start):max(0, end - buffer_start)]
             if piece.shape[0] >= features.n_fft:
-                yield index, spectrogram_images(piece, features)[0]
+                yield index, *inputs(piece)
             index += 1
         keep_from = (int(round(windows[index][0] * rate)) if index < len(windows)
                      else buffer_end)
@@ -253,7 +260,7 @@ def window_images(path, windows: list[tuple[float, float]], features, block_s: f
         start, end = (int(round(t * rate)) for t in windows[index])
         piece = buffer[max(0, start - buffer_start):max(0, end - buffer_start)]
         if piece.shape[0] >= features.n_fft:
-            yield index, spectrogram_images(piece, features)[0]
+            yield index, *inputs(piece)
         index += 1
 
 
@@ -280,15 +287,23 @@ def predict_windows(model, windows, path, features, block_s: float,
                     batch_size: int = 64) -> np.ndarray:
     """Probabilities [windows, classes] (NaN rows: a window too short to analyse)."""
     probabilities = np.full((len(windows), len(model.class_names)), np.nan, np.float32)
-    indexes, images = [], []
-    for index, image in window_images(path, windows, features, block_s):
+    pitch = getattr(model, "pitch", False)
+    indexes, images, statistics = [], [], []
+
+    def flush():
+        batch = np.stack(images).astype(np.float32)
+        probabilities[indexes] = (model.predict(batch, np.stack(statistics)) if pitch
+                                  else model.predict(batch))
+
+    for index, image, values in window_images(path, windows, features, block_s, pitch):
         indexes.append(index)
         images.append(image)
+        statistics.append(values)
         if len(images) == batch_size:
-            probabilities[indexes] = model.predict(np.stack(images).astype(np.float32))
-            indexes, images = [], []
+            flush()
+            indexes, images, statistics = [], [], []
     if images:
-        probabilities[indexes] = model.predict(np.stack(images).astype(np.float32))
+        flush()
     return probabilities
 
 
