@@ -138,6 +138,50 @@ def store_float16(source: str | os.PathLike, target: str | os.PathLike,
             "float32_bytes": Path(source).stat().st_size}
 
 
+def largest_change_on_clips(first: str | os.PathLike, second: str | os.PathLike,
+                            clips: Sequence[str | os.PathLike]) -> float:
+    """The largest difference of any class probability between two models on ``clips``,
+    as ``AgeGenderDetector`` scores them (clips it cannot score are left out)."""
+    from agegender.inference import AgeGenderDetector  # noqa: PLC0415
+
+    files = [os.fspath(c) for c in clips]
+    one, two = (AgeGenderDetector(m).predict_files(files) for m in (first, second))
+    changes = [abs(a["probabilities"][k] - b["probabilities"][k])
+               for a, b in zip(one, two, strict=True) if not a["error"]
+               for k in a["probabilities"]]
+    return max(changes, default=0.0)
+
+
+def ship(source: str | os.PathLike, task: str, clips: Sequence[str | os.PathLike],
+         folder: str | os.PathLike | None = None) -> dict:
+    """Stores ``source`` with float16 weights as ``folder/<task>.keras`` (default: the
+    repository's ``models/pretrained/``) once every probability on ``clips`` (the test
+    split) stays within ``FLOAT16_TOLERANCE`` of the float32 model's.
+
+    Returns:
+        ``store_float16``'s report plus ``largest_change_on_clips`` and ``clips``.
+
+    Raises:
+        ModelError: the float16 copy moves a probability on a clip by more than the
+            tolerance; nothing is replaced then.
+    """
+    import shutil  # noqa: PLC0415
+    import tempfile  # noqa: PLC0415
+
+    folder = Path(folder or pretrained_dir())
+    target = folder / f"{task}.keras"
+    with tempfile.TemporaryDirectory() as scratch:
+        candidate = Path(scratch) / target.name
+        report = store_float16(source, candidate)
+        change = largest_change_on_clips(source, candidate, clips)
+        if change > FLOAT16_TOLERANCE:
+            raise ModelError(f"{source}: float16 weights move a probability on the test clips "
+                             f"by {change:.2e}, more than {FLOAT16_TOLERANCE}; not shipped")
+        with atomic.replacing_checksummed(target) as tmp:
+            shutil.copyfile(candidate, tmp)
+    return {**report, "largest_change_on_clips": change, "clips": len(clips)}
+
+
 def reference_probabilities(model_path: str | os.PathLike, clips: Sequence[str | os.PathLike],
                             ) -> dict[str, dict[str, float]]:
     """``{clip file name: {class: probability}}`` of a model on ``clips``, as
