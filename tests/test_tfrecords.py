@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import synth
 import tensorflow as tf
@@ -66,8 +67,10 @@ def test_shard_name_template() -> None:
 
 
 def test_serialize_writes_every_key_of_the_feature_spec() -> None:
+    pitch = np.array([-0.3, -0.5, 0.1, 0.6, 1.0], "<f4").tobytes()
     example = Example(png=b"\x89PNG fake", height=5, width=6, channels=3, key="clé-1",
-                      speaker_id="spk", label_codes={"gender": 1, "age": 4, "gender_age": 4})
+                      speaker_id="spk", label_codes={"gender": 1, "age": 4, "gender_age": 4},
+                      pitch=pitch)
     record = example.serialize()
     proto = tf.train.Example.FromString(record)
     assert set(proto.features.feature) == set(feature_spec())
@@ -76,7 +79,7 @@ def test_serialize_writes_every_key_of_the_feature_spec() -> None:
     assert parsed == {
         "image/png": b"\x89PNG fake", "image/height": 5, "image/width": 6,
         "image/channels": 3, "clip/key": "clé-1".encode(), "clip/speaker_id": b"spk",
-        "label/gender": 1, "label/age": 4, "label/gender_age": 4,
+        "label/gender": 1, "label/age": 4, "label/gender_age": 4, "clip/pitch": pitch,
     }
 
 
@@ -88,6 +91,7 @@ def test_missing_task_label_is_written_as_minus_one() -> None:
     assert int(parsed["label/age"]) == -1
     assert int(parsed["label/gender_age"]) == -1
     assert parsed["clip/speaker_id"].numpy() == b""
+    assert parsed["clip/pitch"].numpy() == b""  # no pitch statistics stored
 
 
 def reference_proto(example: Example) -> tf.train.Example:
