@@ -232,16 +232,13 @@ def run_cli(script: str, args: Sequence[str], log_path: Path) -> float:
 
 
 def prepare(data: Path, recipe: Recipe, *, symlinks: bool) -> float | None:
-    """Preprocesses the work copy once per feature setting; CPU seconds, None if reused."""
-    done = data / ".prepared"
-    if done.is_file():
-        return None
+    """Preprocesses the work copy (every time: preprocessing resumes, so finished PNGs and
+    shards are kept, and outputs of an older product version are brought up to date);
+    CPU seconds."""
     args = [f"--dataset_dir={data}", "--dataset_type=manifest",
             f"--feature_preset={recipe.preset}", f"--results_dir={data / 'results'}",
             *(["--follow_symlinks"] if symlinks else []), *recipe.prep_flags]
-    cpu = run_cli("preprocess_dataset.py", args, data / "preprocess.log")
-    done.write_text(shlex.join(args) + "\n")
-    return cpu
+    return run_cli("preprocess_dataset.py", args, data / "preprocess.log")
 
 
 def train(data: Path, recipe: Recipe, task: str, run: Path) -> tuple[Path, float]:
