@@ -400,9 +400,10 @@ def long_file(recordings, hours: float, path: Path) -> float:
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--manifest", default=str(REPO.parent.parent / "main" / "data" /
-                                                  "CVSample" / "manifest.csv"),
-                        help="a manifest dataset's table (default: the cv-sample copy)")
+    parser.add_argument("--manifest", default=str(REPO.parent / "shared" / "cv-sample" /
+                                                  "manifest.csv"),
+                        help="a manifest dataset's table, only read (default: "
+                             "../shared/cv-sample/manifest.csv beside the repository)")
     parser.add_argument("--split", default="test")
     parser.add_argument("--recordings", type=int, default=6)
     parser.add_argument("--min_minutes", type=float, default=2.0)
