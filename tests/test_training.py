@@ -371,7 +371,9 @@ def test_training_learns_gender_on_the_pitch_fixture(tiny_dataset, tmp_path):
     above chance (0.5), and the test split must agree: files alone prove nothing.
 
     Runs in a fresh interpreter on its own copy of the corpus, so no global Keras/TF state
-    or shard change left by another test can decide the outcome."""
+    or shard change left by another test can decide the outcome, and deterministically: with
+    3 steps an epoch, the order in which parallel reads deliver the examples (thread timing)
+    decided whether 6 epochs learnt (it failed on a quiet machine and passed on a loaded one)."""
     import shutil
 
     corpus = tmp_path / "corpus"
@@ -384,7 +386,8 @@ def test_training_learns_gender_on_the_pitch_fixture(tiny_dataset, tmp_path):
         from agegender.training import train
         import pandas as pd
         result = train({str(corpus)!r}, "gender", train_params=TrainParams(
-            batch_size=8, num_epochs=6, learning_rate=1e-3, seed=3), image_size={TINY_IMAGE},
+            batch_size=8, num_epochs=10, learning_rate=1e-3, seed=3, deterministic=True),
+            image_size={TINY_IMAGE},
             models_dir={str(tmp_path / "models")!r}, results_dir={str(tmp_path / "results")!r},
             verbose=0)
         log = pd.read_csv(result["csv"])
