@@ -13,9 +13,9 @@ from agegender import pretrained
 
 
 def test_float16_copy_halves_the_file_and_keeps_probabilities(trained_gender, tmp_path):
-    import h5py
     import io
 
+    import h5py
     import keras
 
     target = tmp_path / "gender.keras"
