@@ -54,9 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--export_dir", default=None,
                         help="also write a TensorFlow SavedModel of the best model here")
     cli.add_bool_flag(parser, "pitch_input", default=False,
-                      help="the model variant that also reads each clip's F0 statistics "
-                           "(median, 10th/90th percentile, voiced share) beside the "
-                           "spectrogram, in its dense head; off: the paper's network")
+                      help="the model variant that also reads each clip's voice statistics "
+                           "(F0 median, 10th/90th percentile, voiced share; MFCC mean and "
+                           "spread) beside the spectrogram, added to its logits; off: the "
+                           "paper's network")
     cli.add_bool_flag(parser, "show_summary", default=False, help="print the model summary")
     cli.add_bool_flag(parser, "show_live_plot", default=False,
                       help="redraw the training curves each epoch (window if a display exists, "

@@ -1,6 +1,6 @@
-"""The ``--pitch_input`` model variant: F0 statistics computed once per clip by the same
-function in preprocessing and inference, stored in the PNG and the shards, read by the model
-beside the spectrogram, in every model format."""
+"""The ``--pitch_input`` model variant: voice statistics (F0 and spectral envelope) computed
+once per clip by the same function in preprocessing and inference, stored in the PNG and the
+shards, read by the model beside the spectrogram, in every model format."""
 
 from __future__ import annotations
 
@@ -13,6 +13,15 @@ from conftest import TINY_IMAGE
 from synth import tone, voice
 
 from agegender.pitch import PITCH_FEATURES, PITCH_REFERENCE_HZ, pitch_features
+from agegender.voice_stats import (
+    ENVELOPE_CENTRE,
+    ENVELOPE_FEATURES,
+    STAT_CENTRE,
+    STAT_NAMES,
+    STAT_SPREAD,
+    envelope_features,
+    voice_statistics,
+)
 
 
 def test_pitch_features_of_a_steady_voice_and_of_noise():
@@ -25,6 +34,31 @@ def test_pitch_features_of_a_steady_voice_and_of_noise():
     assert high[0] > 0.4  # ~220 Hz: about half an octave above 150 Hz
     noise = np.random.default_rng(0).standard_normal(16_000).astype(np.float32) * 0.1
     assert pitch_features(noise, 16_000).tolist() == pytest.approx([0, 0, 0, 0, 0], abs=0.05)
+
+
+def test_envelope_ignores_the_level_and_follows_the_spectral_tilt():
+    import soxr
+    from scipy.signal import butter, sosfilt
+
+    assert len(STAT_NAMES) == len(STAT_CENTRE) == len(STAT_SPREAD) == 45
+    speech = voice("male", "thirties", seed=4)
+    envelope = envelope_features(speech, 16_000)
+    assert envelope.dtype == np.float32 and envelope.shape == (len(ENVELOPE_FEATURES),)
+    # c0 (the level) is left out: a quieter recording has the same envelope.
+    np.testing.assert_allclose(envelope_features(speech * 0.05, 16_000), envelope, atol=0.01)
+    # Every preset's envelope is taken at 8 kHz: the voice preset's 8 kHz clip and the
+    # paper preset's 16 kHz one give the same values.
+    at_8k = soxr.resample(speech, 16_000, 8_000, quality="HQ")
+    np.testing.assert_allclose(envelope_features(at_8k, 8_000), envelope, atol=1e-3)
+    noise = np.random.default_rng(1).standard_normal(16_000).astype(np.float32) * 0.1
+    dull = sosfilt(butter(4, 800, fs=16_000, output="sos"), noise).astype(np.float32)
+    # MFCC 1 weighs the low bands against the high ones: higher for a duller sound.
+    assert envelope_features(dull, 16_000)[0] > envelope_features(noise, 16_000)[0] + 10
+    silence = np.zeros(16_000, np.float32)
+    assert envelope_features(silence, 16_000).tolist() == pytest.approx(list(ENVELOPE_CENTRE))
+    both = voice_statistics(speech, 16_000)
+    np.testing.assert_array_equal(both[:len(PITCH_FEATURES)], pitch_features(speech, 16_000))
+    np.testing.assert_array_equal(both[len(PITCH_FEATURES):], envelope)
 
 
 def _audio(dataset, split: str, key: str):
@@ -43,7 +77,7 @@ def test_the_shards_hold_what_inference_computes_for_the_clip(tiny_dataset):
 
     folder = split_folder(tiny_dataset, "dev")
     index = read_index(folder)
-    assert index["pitch_features"] == list(PITCH_FEATURES)
+    assert index["pitch_features"] == list(STAT_NAMES)
     params = FeatureParams(**index["features"])
     record = next(iter(_records(folder / index["shards"][0])))
     example = decode_example(record)
@@ -76,9 +110,15 @@ def test_a_png_without_pitch_is_remade_on_resume_and_no_other(tmp_path):
     kept = png_pitch(old.read_bytes())
     old.write_bytes(png_bytes(read_png(old.read_bytes())))  # as an older version wrote it
     assert png_pitch(old.read_bytes()) is None
+    # The version that stored the five F0 statistics alone, under another key.
+    older = pngs[2]
+    older.write_bytes(png_bytes(read_png(older.read_bytes()),
+                                {"agegender:pitch": json.dumps([0.1] * len(PITCH_FEATURES))}))
+    assert png_pitch(older.read_bytes()) is None
     other_stamp = other.stat().st_mtime_ns
     preprocess(root, **run)
     np.testing.assert_array_equal(png_pitch(old.read_bytes()), kept)
+    assert png_pitch(older.read_bytes()).shape == (len(STAT_NAMES),)
     assert other.stat().st_mtime_ns == other_stamp
 
 
@@ -121,7 +161,7 @@ def test_pitch_model_predicts_alike_from_keras_h5_savedmodel_and_the_detector(
     saved = open_model(exported)
     assert saved.pitch
     np.testing.assert_allclose(saved.predict(batch, stats), expected, atol=1e-5)
-    # The F0 input matters: another clip's statistics give other probabilities.
+    # The second input matters: another clip's statistics give other probabilities.
     assert not np.allclose(keras_model.predict(batch, stats + 0.5), expected, atol=1e-6)
     (result,) = AgeGenderDetector(pitch_model["keras"], max_crops=1,
                                   min_voiced=0).predict(audio)
@@ -152,10 +192,14 @@ def test_shards_without_pitch_are_refused_by_name_for_a_pitch_model(tiny_dataset
     shutil.copytree(tiny_dataset / "TFRecord", copy / "TFRecord")
     index_path = split_folder(copy, "train") / INDEX_NAME
     index = json.loads(index_path.read_text())
+    index["pitch_features"] = list(PITCH_FEATURES)  # the version before the envelope
+    index_path.write_text(json.dumps(index))
+    with pytest.raises(DatasetError, match="hold 5 other voice statistics.*re-run"):
+        make_dataset(copy, "train", "gender", batch_size=4, training=True, pitch=True)
     del index["pitch_features"]
     index_path.write_text(json.dumps(index))
     make_dataset(copy, "train", "gender", batch_size=4, training=True)  # the paper's model
-    with pytest.raises(DatasetError, match="no pitch statistics.*re-run"):
+    with pytest.raises(DatasetError, match="no voice statistics.*re-run"):
         make_dataset(copy, "train", "gender", batch_size=4, training=True, pitch=True)
 
 

@@ -242,9 +242,9 @@ class LoadedModel:
         class_names: one per output.
         features: how its input images are computed.
         predict: float32 [batch, H, W, 3] in 0-255 (and, for a ``pitch`` model, the
-            clips' F0 statistics [batch, len(pitch.PITCH_FEATURES)] as second argument) →
+            clips' voice statistics [batch, len(voice_stats.STAT_NAMES)] as second argument) →
             probabilities [batch, classes].
-        pitch: the model reads F0 statistics beside the image (``--pitch_input``).
+        pitch: the model reads voice statistics beside the image (``--pitch_input``).
     """
 
     path: str

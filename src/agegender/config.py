@@ -197,8 +197,9 @@ class ModelParams:
         bn_momentum: BatchNormalization moving-average momentum (see DEFAULT_BN_MOMENTUM).
         dense_units: width of the hidden dense layer.
         image_width: width of the RGB input, pixels; 0 = ``image_size`` (square).
-        pitch_input: a second input, the clip's F0 statistics (``pitch.pitch_features``),
-            joins the dense head (``--pitch_input``; off = the paper's network).
+        pitch_input: a second input, the clip's voice statistics (``voice_stats``: F0 and
+            spectral envelope), joins the logits (``--pitch_input``; off = the paper's
+            network).
     """
 
     image_size: int = 64

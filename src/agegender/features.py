@@ -427,12 +427,12 @@ def clip_inputs(path: str | os.PathLike, params: FeatureParams, max_crops: int =
                 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Audio file → (images as ``clip_images``, the clip's ``waveform_pitch`` or None).
 
-    One decode serves both inputs of a ``--pitch_input`` model; the pitch statistics are of
+    One decode serves both inputs of a ``--pitch_input`` model; the voice statistics are of
     the whole decoded clip, as preprocessing stores them, and shared by all its crops.
 
     Returns:
-        (uint8 [crops, H, W, 3], float32 [len(pitch.PITCH_FEATURES)] when ``pitch``, else
-        None).
+        (uint8 [crops, H, W, 3], float32 [len(voice_stats.STAT_NAMES)] when ``pitch``,
+        else None).
     """
     if min_voiced > 0:
         from agegender.speech import load_speech  # noqa: PLC0415
@@ -445,15 +445,16 @@ def clip_inputs(path: str | os.PathLike, params: FeatureParams, max_crops: int =
 
 
 def waveform_pitch(waveform: np.ndarray, params: FeatureParams) -> np.ndarray:
-    """The F0 statistics a ``--pitch_input`` model reads (``pitch.pitch_features``) of a
-    waveform at ``params.sample_rate``: the one call preprocessing and inference share.
+    """The voice statistics a ``--pitch_input`` model reads (F0 and spectral envelope,
+    ``voice_stats.voice_statistics``) of a waveform at ``params.sample_rate``: the one call
+    preprocessing and inference share.
 
     Returns:
-        float32 [len(pitch.PITCH_FEATURES)].
+        float32 [len(voice_stats.STAT_NAMES)].
     """
-    from agegender.pitch import pitch_features  # noqa: PLC0415
+    from agegender.voice_stats import voice_statistics  # noqa: PLC0415
 
-    return pitch_features(waveform, params.sample_rate)
+    return voice_statistics(waveform, params.sample_rate)
 
 
 def clip_image(path: str | os.PathLike, params: FeatureParams, *,
@@ -464,7 +465,9 @@ def clip_image(path: str | os.PathLike, params: FeatureParams, *,
 
 # The PNG text chunk in which preprocessing keeps a clip's ``waveform_pitch`` (JSON list),
 # so the PNG stays the one atomic output per clip and the shard stage reads it from there.
-PITCH_CHUNK = "agegender:pitch"
+# Named after what it holds: PNGs made when it held F0 statistics alone
+# ("agegender:pitch", 5 values) have no such chunk and are remade on the next run.
+PITCH_CHUNK = "agegender:voice_stats"
 
 
 def png_bytes(image: np.ndarray, text: dict[str, str] | None = None) -> bytes:
@@ -484,7 +487,8 @@ def png_bytes(image: np.ndarray, text: dict[str, str] | None = None) -> bytes:
 
 def png_pitch(data: bytes) -> np.ndarray | None:
     """The ``waveform_pitch`` stored in PNG bytes (``PITCH_CHUNK``), float32, or None when
-    the PNG holds none (made before pitch features were stored) or it is unreadable."""
+    the PNG holds none or another number of values (made by an older preprocessing) or it
+    is unreadable."""
     import json  # noqa: PLC0415
 
     from PIL import Image  # noqa: PLC0415
@@ -492,13 +496,17 @@ def png_pitch(data: bytes) -> np.ndarray | None:
     try:
         with Image.open(io.BytesIO(data)) as image:
             value = image.text.get(PITCH_CHUNK)  # tEXt before IDAT: no pixels decoded
-        return None if value is None else np.asarray(json.loads(value), np.float32)
+        values = None if value is None else np.asarray(json.loads(value), np.float32)
     except (OSError, ValueError, SyntaxError):
         return None
+    from agegender.voice_stats import STAT_NAMES  # noqa: PLC0415
+
+    # Another length is another version of the statistics: remade like a missing one.
+    return values if values is not None and values.shape == (len(STAT_NAMES),) else None
 
 
 def pitch_text(values: np.ndarray) -> dict[str, str]:
-    """``png_bytes``' ``text`` for a clip's pitch statistics (float32 values, exact in
+    """``png_bytes``' ``text`` for a clip's voice statistics (float32 values, exact in
     JSON's shortest repr)."""
     import json  # noqa: PLC0415
 

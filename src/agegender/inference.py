@@ -137,7 +137,7 @@ class AgeGenderDetector:
         return self.model.class_names
 
     def _images(self, path: str) -> tuple[np.ndarray, np.ndarray | None] | AudioError:
-        """A clip's crops, uint8 [crops, H, W, 3], with its F0 statistics for a pitch
+        """A clip's crops, uint8 [crops, H, W, 3], with its voice statistics for a pitch
         model (else None), or why it has none."""
         from agegender.features import clip_inputs  # noqa: PLC0415
 
@@ -208,8 +208,8 @@ class AgeGenderDetector:
     def _crop_average(self, inputs: list[tuple[np.ndarray, np.ndarray | None]]
                       ) -> np.ndarray:
         """Predicts every crop of every clip in one batch; each clip's probabilities are
-        the mean over its crops. [clips] of ([crops, H, W, 3], F0 statistics or None) →
-        [clips, classes]; a clip's F0 statistics go with each of its crops."""
+        the mean over its crops. [clips] of ([crops, H, W, 3], voice statistics or None) →
+        [clips, classes]; a clip's voice statistics go with each of its crops."""
         if not inputs:
             return np.zeros((0, len(self.class_names)), np.float32)
         crops = [images for images, _ in inputs]

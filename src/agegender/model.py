@@ -12,8 +12,8 @@ def build_model(params: ModelParams, *, features: dict | None = None):
     input (H, W, 3) in 0-255 → Rescaling 1/255 → FLB-1 → concat(FLB-1, MAM(FLB-1)) → FLB-2
     → Flatten → Dense 80 ReLU → BN → Dense softmax → LabelledOutput.
 
-    With ``params.pitch_input`` the model has a second input, ``pitch``: the clip's F0
-    statistics [len(pitch.PITCH_FEATURES)] (octaves around 150 Hz and the voiced share),
+    With ``params.pitch_input`` the model has a second input, ``pitch``: the clip's voice
+    statistics [len(voice_stats.STAT_NAMES)] (F0 and spectral envelope, ``voice_stats``),
     whose logits are added to the CNN's before the softmax (``_pitch_head``); the inputs
     are then the dict ``{"spectrogram": images, "pitch": statistics}``.
 
@@ -69,7 +69,7 @@ PITCH_BOOST = 30.0
 
 
 def _pitch_head(x, image_input, params: ModelParams):
-    """The ``pitch_input`` variant's end: the CNN's logits plus logits of the F0 statistics.
+    """The ``pitch_input`` variant's end: the CNN's logits plus logits of the voice statistics.
 
     The pitch logits start at zero (zero kernel), so training starts from the paper's
     network and adds what F0 explains; they come both linearly from the statistics (a
@@ -81,13 +81,13 @@ def _pitch_head(x, image_input, params: ModelParams):
     import keras  # noqa: PLC0415
     from keras import layers  # noqa: PLC0415
 
-    from agegender.pitch import PITCH_CENTRE, PITCH_FEATURES, PITCH_SPREAD  # noqa: PLC0415
+    from agegender.voice_stats import STAT_CENTRE, STAT_NAMES, STAT_SPREAD  # noqa: PLC0415
 
     regulariser = keras.regularizers.L2(params.l2) if params.l2 else None
-    pitch = keras.Input(shape=(len(PITCH_FEATURES),), name="pitch")
+    pitch = keras.Input(shape=(len(STAT_NAMES),), name="pitch")
     scaled = layers.Normalization(
-        mean=list(PITCH_CENTRE),
-        variance=[(spread / PITCH_BOOST) ** 2 for spread in PITCH_SPREAD],
+        mean=list(STAT_CENTRE),
+        variance=[(spread / PITCH_BOOST) ** 2 for spread in STAT_SPREAD],
         name="pitch_scale")(pitch)
     small = keras.initializers.VarianceScaling(1.0 / PITCH_BOOST**2, mode="fan_avg",
                                                distribution="uniform", seed=0)
@@ -159,5 +159,5 @@ def image_input_shape(model) -> tuple[int, int, int]:
 
 
 def takes_pitch(model) -> bool:
-    """Whether a model reads the clip's F0 statistics (built with ``pitch_input``)."""
+    """Whether a model reads the clip's voice statistics (built with ``pitch_input``)."""
     return any(getattr(i, "name", "").split(":")[0] == "pitch" for i in model.inputs)

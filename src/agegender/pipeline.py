@@ -205,8 +205,8 @@ def make_dataset(dataset_dir: str | os.PathLike, split: str, task: str, *, batch
         skip_corrupt: leave out corrupt records (``scan_split``) instead of stopping with
             a DatasetError naming the first; ``index["corrupt"]`` tells what was skipped.
         pitch: for a ``--pitch_input`` model: the model input is a dict, ``spectrogram``
-            (the image) and ``pitch`` (float32 [batch, len(pitch.PITCH_FEATURES)], the
-            clip's F0 statistics stored by preprocessing).
+            (the image) and ``pitch`` (float32 [batch, len(voice_stats.STAT_NAMES)], the
+            clip's voice statistics stored by preprocessing).
 
     Training batches drop the remainder: a last batch of a few examples would get the full
     BatchNorm momentum weight (30 % at 0.7) in the moving statistics. Other splits keep
@@ -296,20 +296,25 @@ def make_dataset(dataset_dir: str | os.PathLike, split: str, task: str, *, batch
 
 def _augmented(inputs, seed):
     """``spec_augment`` of the image, whether the input is the image or a pitch model's dict
-    (whose F0 statistics stay as they are)."""
+    (whose voice statistics stay as they are)."""
     if isinstance(inputs, dict):
         return {**inputs, "spectrogram": spec_augment(inputs["spectrogram"], seed)}
     return spec_augment(inputs, seed)
 
 
 def _pitch_size(index: dict, dataset_dir: str | os.PathLike, split: str) -> int:
-    """The number of pitch statistics a split's shards store; DatasetError when none."""
+    """The number of voice statistics a split's shards store; DatasetError when they are
+    not this version's ``voice_stats.STAT_NAMES``."""
+    from agegender.voice_stats import STAT_NAMES  # noqa: PLC0415
+
     names = index.get("pitch_features")
-    if not names:
+    if names != list(STAT_NAMES):
+        held = "no voice statistics" if not names else f"{len(names)} other voice statistics"
         raise DatasetError(
-            f"{split_folder(dataset_dir, split)}: the shards hold no pitch statistics, which "
-            "a --pitch_input model reads (made by an older preprocessing); re-run "
-            f"src/preprocess_dataset.py on {dataset_dir} to add them")
+            f"{split_folder(dataset_dir, split)}: the shards hold {held}, not the "
+            f"{len(STAT_NAMES)} (F0 and spectral envelope) a --pitch_input model reads (made "
+            f"by an older preprocessing); re-run src/preprocess_dataset.py on {dataset_dir} "
+            "to add them")
     return len(names)
 
 

@@ -36,9 +36,9 @@ from agegender.features import (
     spectrogram_image,
     waveform_pitch,
 )
-from agegender.pitch import PITCH_FEATURES
 from agegender.speech import load_speech
 from agegender.tfrecords import Example, write_shards
+from agegender.voice_stats import STAT_NAMES
 from agegender.workers import imap_unordered
 
 log = logging.getLogger(__name__)
@@ -247,7 +247,7 @@ def _spectrogram_job(job: tuple[str, str, list[tuple[str, int]], FeatureParams, 
         try:
             source = waveform if not copy else waveform_copy(
                 waveform, features.sample_rate, copy_rng(seed, key, copy), copy_params)
-            # The pitch statistics travel inside the PNG: one atomic file per image.
+            # The voice statistics travel inside the PNG: one atomic file per image.
             atomic.write_bytes(target, png_bytes(spectrogram_image(source, features),
                                                  pitch_text(waveform_pitch(source, features))))
         except AudioError as err:
@@ -259,7 +259,7 @@ def _spectrogram_job(job: tuple[str, str, list[tuple[str, int]], FeatureParams, 
 
 
 def _finished_png(path: Path) -> bool:
-    """A PNG that need not be made again: it exists and holds its pitch statistics (PNGs
+    """A PNG that need not be made again: it exists and holds its voice statistics (PNGs
     from before they were stored are remade once; their pixels come out the same)."""
     try:
         return path.is_file() and png_pitch(path.read_bytes()) is not None
@@ -366,7 +366,7 @@ def run_tfrecords(dataset_dir: str | os.PathLike, features: FeatureParams,
         rows = {row.key: row for row in manifest.itertuples(index=False)}
         keys = [manifest["key"].iloc[i] for i in order]
 
-        # Shards carry pitch statistics only when every PNG has them (a reader for a
+        # Shards carry voice statistics only when every PNG has them (a reader for a
         # --pitch_input model then relies on the index alone).
         with_pitch = all(png_pitch(png_path(root, split, key).read_bytes()) is not None
                          for key in keys)
@@ -393,7 +393,7 @@ def run_tfrecords(dataset_dir: str | os.PathLike, features: FeatureParams,
                     "task_counts": counts, "features": _features_record(features),
                     "split": split, "rows_digest": rows_digest}
         if with_pitch:
-            metadata["pitch_features"] = list(PITCH_FEATURES)
+            metadata["pitch_features"] = list(STAT_NAMES)
         if copies:  # absent otherwise, so shards made before copies existed stay valid
             metadata |= {"augment_copies": copies, "copy": dataclasses.asdict(params.copy)}
         with tqdm(total=len(keys), desc=f"tfrecords {split}", unit="clip", disable=None) as bar:

@@ -94,7 +94,7 @@ def store_float16(source: str | os.PathLike, target: str | os.PathLike,
         source: the trained model.
         target: the ``.keras`` file to write.
         check_inputs: model inputs (as ``model.predict`` takes them) on which the two must
-            agree within ``FLOAT16_TOLERANCE``; None: 16 random images (and F0 statistics).
+            agree within ``FLOAT16_TOLERANCE``; None: 16 random images (and voice statistics).
 
     Returns:
         ``largest_change`` (of any probability on ``check_inputs``), ``bytes`` (the file's
@@ -107,7 +107,7 @@ def store_float16(source: str | os.PathLike, target: str | os.PathLike,
 
     from agegender.checkpoints import load_model, save_keras  # noqa: PLC0415
     from agegender.model import image_input_shape, takes_pitch  # noqa: PLC0415
-    from agegender.pitch import PITCH_FEATURES  # noqa: PLC0415
+    from agegender.voice_stats import STAT_NAMES  # noqa: PLC0415
 
     model = load_model(source)
     if check_inputs is None:
@@ -115,7 +115,7 @@ def store_float16(source: str | os.PathLike, target: str | os.PathLike,
         images = rng.uniform(0, 255, (16, *image_input_shape(model))).astype(np.float32)
         check_inputs = images if not takes_pitch(model) else {
             "spectrogram": images,
-            "pitch": rng.normal(0, 0.5, (16, len(PITCH_FEATURES))).astype(np.float32)}
+            "pitch": rng.normal(0, 0.5, (16, len(STAT_NAMES))).astype(np.float32)}
     before = model.predict(check_inputs, verbose=0)
     model.set_weights([w.astype(np.float16).astype(w.dtype) if w.dtype == np.float32 else w
                        for w in model.get_weights()])

@@ -88,7 +88,7 @@ class RunSettings:
         image_width: input width, pixels (None: square, as before non-square presets).
         augment: SpecAugment masks on training batches.
         monitor: the dev metric that picks the best epoch (``TrainParams.monitor``).
-        pitch_input: the model reads the clips' F0 statistics (``ModelParams.pitch_input``).
+        pitch_input: the model reads the clips' voice statistics (``ModelParams.pitch_input``).
     """
 
     task: str

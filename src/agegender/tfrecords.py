@@ -46,7 +46,7 @@ FIELDS: tuple[tuple[str, str, bytes | int | None], ...] = (
     ("image/channels", "int64", None),
     ("clip/key", "bytes", None),
     ("clip/speaker_id", "bytes", b""),
-    # pitch.PITCH_FEATURES as little-endian float32 (b"" in shards made without them).
+    # voice_stats.STAT_NAMES as little-endian float32 (b"" in shards made without them).
     ("clip/pitch", "bytes", b""),
     *((f"label/{task}", "int64", -1) for task in labels.TASKS),
 )
@@ -140,7 +140,7 @@ class Example:
     key: str
     speaker_id: str
     label_codes: dict  # task -> int code
-    pitch: bytes = b""  # pitch.PITCH_FEATURES, little-endian float32; b"" = none stored
+    pitch: bytes = b""  # voice_stats.STAT_NAMES, little-endian float32; b"" = none stored
 
     def serialize(self) -> bytes:
         """Encodes as a ``tf.train.Example`` following ``FIELDS`` (no TensorFlow needed)."""

@@ -228,7 +228,7 @@ def windows_in(regions: list[tuple[float, float]], window_s: float, hop_s: float
 
 def window_images(path, windows: list[tuple[float, float]], features, block_s: float,
                   pitch: bool = False) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
-    """Pass 2: (window index, uint8 image [H, W, 3], the window's F0 statistics for a pitch
+    """Pass 2: (window index, uint8 image [H, W, 3], the window's voice statistics for a pitch
     model or None) per window, in order, from a stream resampled to
     ``features.sample_rate``; only the audio of pending windows is kept. A window's F0
     statistics are those of its own audio (``features.waveform_pitch``), as a clip's are of

@@ -165,7 +165,7 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
             continue training from them; resuming uses the backup).
         skip_corrupt: leave corrupt shard records out (counted in ``corrupt``) instead of
             stopping with a DatasetError naming the first.
-        pitch_input: build the variant that also reads each clip's F0 statistics
+        pitch_input: build the variant that also reads each clip's voice statistics
             (``ModelParams.pitch_input``); the shards must hold them.
 
     Returns:

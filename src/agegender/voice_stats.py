@@ -1,0 +1,94 @@
+"""A clip's voice statistics: the second input of a ``--pitch_input`` model.
+
+Two kinds of evidence that a spectrogram CNN trained on a few thousand clips uses poorly:
+
+* F0 (``pitch.pitch_features``): median, 10th and 90th percentile in octaves around 150 Hz,
+  the voiced share, whether F0 was measured.
+* The spectral envelope: the mean and standard deviation over the clip's loud frames of
+  MFCC 1-20 (c0, the level, is left out) of the 0-4 kHz band. Vocal-tract length shows in
+  it (men's formants are ~15 % lower), which tells apart the men whose F0 sits in the
+  women's range: on Common Voice (``../shared/cv-sample``, speaker-disjoint), a logistic
+  regression on F0 alone gives gender UAR 0.94 on the test speakers, on F0 and the
+  envelope 0.96 (dev 0.94 → 0.97).
+
+Both are computed at 8 kHz whatever the preset's rate, so every feature preset stores the
+same values, by the one call that preprocessing and inference share
+(``features.waveform_pitch``). TF-free.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from agegender.pitch import PITCH_CENTRE, PITCH_FEATURES, PITCH_SPREAD, pitch_features
+
+ENVELOPE_RATE = 8_000  # Hz: the band every preset and telephone channel has
+ENVELOPE_N_FFT = 256  # 32 ms at 8 kHz
+ENVELOPE_HOP = 80  # 10 ms
+ENVELOPE_MELS = 32  # bands over 50-4000 Hz
+ENVELOPE_COEFFICIENTS = 20  # MFCC 1-20
+ENVELOPE_RANGE_DB = 30.0  # frames within this of the loudest count as the voice
+
+ENVELOPE_FEATURES: tuple[str, ...] = (
+    tuple(f"mfcc{i}_mean" for i in range(1, ENVELOPE_COEFFICIENTS + 1))
+    + tuple(f"mfcc{i}_std" for i in range(1, ENVELOPE_COEFFICIENTS + 1)))
+# Mean and standard deviation of each over the 2,382 training clips of cv-sample (real
+# Common Voice speech, 58 languages), by which a model centres and scales them.
+ENVELOPE_CENTRE: tuple[float, ...] = (
+    52.7, 15.1, 10.0, -1.8, -0.4, -3.8, -0.3, -1.8, -0.8, 0.5,
+    -0.6, -0.3, 0.1, -1.1, -0.2, -1.7, -0.4, -1.4, -0.3, -0.9,
+    27.3, 21.9, 16.0, 11.5, 10.1, 8.8, 8.1, 7.1, 6.4, 6.0,
+    5.5, 5.2, 4.9, 4.7, 4.4, 4.2, 4.0, 3.8, 3.7, 3.5)
+ENVELOPE_SPREAD: tuple[float, ...] = (
+    17.0, 12.4, 9.6, 7.4, 5.8, 5.1, 4.7, 4.2, 3.8, 3.6,
+    2.9, 2.8, 2.6, 2.4, 2.4, 2.0, 2.1, 1.7, 1.7, 1.5,
+    7.6, 5.5, 3.8, 2.6, 2.0, 1.7, 1.6, 1.3, 1.1, 1.2,
+    1.1, 1.2, 1.2, 1.3, 1.3, 1.4, 1.4, 1.4, 1.4, 1.4)
+
+# The whole vector, in the order it is stored (PNG text chunk, shards) and fed to a model.
+STAT_NAMES: tuple[str, ...] = PITCH_FEATURES + ENVELOPE_FEATURES
+STAT_CENTRE: tuple[float, ...] = PITCH_CENTRE + ENVELOPE_CENTRE
+STAT_SPREAD: tuple[float, ...] = PITCH_SPREAD + ENVELOPE_SPREAD
+
+
+def envelope_features(waveform: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Mean and standard deviation of MFCC 1-20 over the loud frames of a waveform.
+
+    Args:
+        waveform: mono [samples], float.
+        sample_rate: Hz of ``waveform``.
+
+    Returns:
+        float32 [len(ENVELOPE_FEATURES)]: 20 means, then 20 standard deviations (dB-scaled
+        cepstral units). A waveform without energy gets ``ENVELOPE_CENTRE`` (neutral).
+    """
+    import librosa  # noqa: PLC0415
+    import soxr  # noqa: PLC0415
+
+    waveform = np.asarray(waveform, dtype=np.float32)
+    if sample_rate != ENVELOPE_RATE:
+        waveform = soxr.resample(waveform, sample_rate, ENVELOPE_RATE, quality="HQ")
+    if waveform.shape[0] < ENVELOPE_N_FFT or not np.any(waveform):
+        return np.asarray(ENVELOPE_CENTRE, np.float32)
+    power = np.abs(librosa.stft(waveform, n_fft=ENVELOPE_N_FFT,
+                                hop_length=ENVELOPE_HOP)) ** 2  # [bins, frames]
+    energy = power.sum(axis=0)  # [frames]
+    loud = 10 * np.log10(energy / energy.max() + 1e-12) > -ENVELOPE_RANGE_DB
+    mel = librosa.feature.melspectrogram(S=power, sr=ENVELOPE_RATE, n_mels=ENVELOPE_MELS,
+                                         fmin=50.0, fmax=ENVELOPE_RATE / 2)
+    cepstra = librosa.feature.mfcc(S=librosa.power_to_db(mel + 1e-10),
+                                   n_mfcc=ENVELOPE_COEFFICIENTS + 1)[1:, loud]  # [20, loud]
+    return np.concatenate([cepstra.mean(axis=1), cepstra.std(axis=1)]).astype(np.float32)
+
+
+def voice_statistics(waveform: np.ndarray, sample_rate: int) -> np.ndarray:
+    """F0 statistics then the spectral envelope of a waveform.
+
+    Args:
+        waveform: mono [samples], float.
+        sample_rate: Hz of ``waveform``.
+
+    Returns:
+        float32 [len(STAT_NAMES)], in ``STAT_NAMES``' order.
+    """
+    return np.concatenate([pitch_features(waveform, sample_rate),
+                           envelope_features(waveform, sample_rate)]).astype(np.float32)
