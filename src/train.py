@@ -11,7 +11,14 @@ import argparse
 import sys
 
 from agegender import cli
-from agegender.config import CLASS_WEIGHTS, DEFAULT_BN_MOMENTUM, MONITORS, STRATEGIES, TrainParams
+from agegender.config import (
+    CLASS_WEIGHTS,
+    DEFAULT_BN_MOMENTUM,
+    MONITORS,
+    STRATEGIES,
+    ModelParams,
+    TrainParams,
+)
 from agegender.labels import TASKS
 
 
@@ -41,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--image_size", type=int, default=None,
                         help="image height; must match the shards (default: the shards' size)")
     parser.add_argument("--l2", type=float, default=0.01, help="L2 on conv and dense kernels")
+    parser.add_argument("--dense_units", type=int, default=ModelParams.dense_units,
+                        help="width of the hidden dense layer (the paper's: 80)")
     parser.add_argument("--bn_momentum", type=float, default=DEFAULT_BN_MOMENTUM,
                         help="BatchNorm momentum (Keras' 0.99 leaves the moving statistics "
                              "unconverged on small corpora; measured in README.md, 'The "
@@ -94,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
             "batch_size": cli.POSITIVE_INT, "learning_rate": cli.Bounds(0, open_low=True),
             "num_epochs": cli.POSITIVE_INT, "seed": cli.SEED,
             "early_stopping_patience": cli.COUNT, "image_size": cli.IMAGE_SIZE,
-            "l2": cli.Bounds(0), "bn_momentum": cli.Bounds(0, 1, open_high=True)})
+            "l2": cli.Bounds(0), "bn_momentum": cli.Bounds(0, 1, open_high=True),
+            "dense_units": cli.POSITIVE_INT})
         from agegender.checkpoints import export_saved_model  # noqa: PLC0415
         from agegender.pipeline import corrupt_summary  # noqa: PLC0415
         from agegender.training import train  # noqa: PLC0415
@@ -108,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
                              monitor=args.monitor)
         result = train(args.dataset_dir, args.cls_task, train_params=params,
                        image_size=args.image_size, l2=args.l2, bn_momentum=args.bn_momentum,
+                       dense_units=args.dense_units,
                        models_dir=args.models_dir, results_dir=args.results_dir,
                        show_summary=args.show_summary, show_live_plot=args.show_live_plot,
                        save_optimizer=args.save_optimizer, overwrite=args.overwrite,

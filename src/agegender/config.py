@@ -227,6 +227,8 @@ class ModelParams:
             raise ParameterError(f"bn_momentum={self.bn_momentum} is outside [0, 1)")
         if not (math.isfinite(self.l2) and self.l2 >= 0):
             raise ParameterError(f"l2={self.l2} must be a finite number >= 0")
+        if self.dense_units < 1:
+            raise ParameterError(f"dense_units={self.dense_units} must be >= 1")
 
     @property
     def input_shape(self) -> tuple[int, int, int]:

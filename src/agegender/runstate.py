@@ -54,7 +54,7 @@ STATE_VERSION = 1
 _FLAG_NAMES = {
     "task": "--cls_task", "features": "shard features (preprocess flags)",
     "image_size": "--image_size", "l2": "--l2", "bn_momentum": "--bn_momentum",
-    "dense_units": "dense_units", "batch_size": "--batch_size",
+    "dense_units": "--dense_units", "batch_size": "--batch_size",
     "learning_rate": "--learning_rate", "class_weight": "--class_weight", "seed": "--seed",
     "deterministic": "--deterministic", "strategy": "--strategy",
     "mixed_precision": "--mixed_precision", "dataset": "dataset (train/dev shards)",
