@@ -78,6 +78,24 @@ def test_ship_then_the_detector_uses_it_by_default_and_gives_the_recorded_values
         assert result["probabilities"] == pytest.approx(expected, abs=1e-6)
 
 
+def test_ship_falls_back_to_float32_within_the_budget_and_refuses_beyond(
+        trained_gender, monkeypatch, tmp_path):
+    from agegender import atomic
+    from agegender.errors import ModelError
+
+    test_clips = sorted((trained_gender["dataset"] / "cv-valid-test").rglob("*.wav"))[:4]
+    monkeypatch.setattr(pretrained, "FLOAT16_TOLERANCE", -1.0)  # no float16 copy is close enough
+    report = pretrained.ship(trained_gender["keras"], "gender", test_clips, tmp_path)
+    shipped = tmp_path / "gender.keras"
+    assert report["dtype"] == "float32" and report["bytes"] == report["float32_bytes"]
+    assert atomic.sha256_file(shipped) == atomic.sha256_file(trained_gender["keras"])
+    before = atomic.sha256_file(shipped)
+    monkeypatch.setattr(pretrained, "SHIP_BUDGET_BYTES", report["bytes"] - 1)
+    with pytest.raises(ModelError, match=r"MB for all shipped models; not shipped"):
+        pretrained.ship(trained_gender["keras"], "gender", test_clips, tmp_path)
+    assert atomic.sha256_file(shipped) == before  # nothing replaced
+
+
 def _shipped() -> list[str]:
     path = pretrained.pretrained_dir() / pretrained.REFERENCE_NAME
     return sorted(json.loads(path.read_text())) if path.is_file() else []
