@@ -67,6 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
                            "(F0 median, 10th/90th percentile, voiced share; MFCC mean and "
                            "spread) beside the spectrogram, added to its logits; off: the "
                            "paper's network")
+    parser.add_argument("--image_dropout", type=float, default=0.0,
+                        help="with --pitch_input: share of training clips whose CNN logits are "
+                             "dropped, so the voice-statistics head learns to stand alone "
+                             "(0: off; measured in bench/README.md)")
     cli.add_bool_flag(parser, "show_summary", default=False, help="print the model summary")
     cli.add_bool_flag(parser, "show_live_plot", default=False,
                       help="redraw the training curves each epoch (window if a display exists, "
@@ -104,7 +108,13 @@ def main(argv: list[str] | None = None) -> int:
             "num_epochs": cli.POSITIVE_INT, "seed": cli.SEED,
             "early_stopping_patience": cli.COUNT, "image_size": cli.IMAGE_SIZE,
             "l2": cli.Bounds(0), "bn_momentum": cli.Bounds(0, 1, open_high=True),
-            "dense_units": cli.POSITIVE_INT})
+            "dense_units": cli.POSITIVE_INT,
+            "image_dropout": cli.Bounds(0, 1, open_high=True)})
+        if args.image_dropout and not args.pitch_input:
+            from agegender.errors import ParameterError  # noqa: PLC0415
+
+            raise ParameterError(f"--image_dropout={args.image_dropout} needs --pitch_input "
+                                 "(it drops the CNN's logits in favour of the voice statistics)")
         from agegender.checkpoints import export_saved_model  # noqa: PLC0415
         from agegender.pipeline import corrupt_summary  # noqa: PLC0415
         from agegender.training import train  # noqa: PLC0415
@@ -124,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
                        save_optimizer=args.save_optimizer, overwrite=args.overwrite,
                        tensorboard=args.tensorboard,
                        skip_corrupt=args.skip_corrupt, pitch_input=args.pitch_input,
+                       image_dropout=args.image_dropout,
                        verbose=cli.keras_verbosity())
         print(f"best {result['monitor']} {result['best_score']:.4f} at epoch "
               f"{result['best_epoch']}")

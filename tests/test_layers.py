@@ -9,8 +9,8 @@ import pytest
 import agegender  # noqa: F401  (registers the layers)
 from agegender.config import DEFAULT_BN_MOMENTUM
 from agegender.errors import ParameterError
-from agegender.layers import (FeatureLearningBlock, FrequencyAttention, LabelledOutput,
-                              MultiAttentionModule, TimeAttention)
+from agegender.layers import (ExampleDropout, FeatureLearningBlock, FrequencyAttention,
+                              LabelledOutput, MultiAttentionModule, TimeAttention)
 
 CASES = [
     (FeatureLearningBlock, {"l2": 0.01, "bn_momentum": 0.9}, (2, 32, 32, 3), (2, 4, 4, 384)),
@@ -19,6 +19,7 @@ CASES = [
     (MultiAttentionModule, {"filters": 8}, (2, 8, 8, 16), (2, 8, 8, 16)),
     (LabelledOutput, {"task": "gender", "class_names": ["male", "female"],
                       "features": {"image_size": 32}}, (2, 2), (2, 2)),
+    (ExampleDropout, {"rate": 0.5, "seed": 3}, (2, 2), (2, 2)),
 ]
 
 
@@ -85,3 +86,19 @@ def test_bad_arguments_name_the_argument(cls, kwargs, needle):
 def test_labelled_output_rejects_wrong_class_count():
     with pytest.raises(ParameterError, match="2 class_names for 3 outputs"):
         LabelledOutput("gender", ["male", "female"])(np.zeros((1, 3), "float32"))
+
+
+def test_example_dropout_zeroes_whole_examples_in_training_only_and_does_not_rescale():
+    x = np.arange(1, 2001, dtype="float32").reshape(1000, 2)
+    layer = ExampleDropout(0.5, seed=1)
+    trained = keras.ops.convert_to_numpy(layer(x, training=True))
+    dropped = np.all(trained == 0, axis=1)
+    # Every example is either kept exactly (no 1/(1 - rate) scaling) or zero as a whole.
+    np.testing.assert_array_equal(trained[~dropped], x[~dropped])
+    assert 400 < dropped.sum() < 600
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer(x, training=False)), x)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer(x)), x)
+    off = ExampleDropout(0.0)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(off(x, training=True)), x)
+    with pytest.raises(ParameterError, match="rate=1.0"):
+        ExampleDropout(1.0)

@@ -64,7 +64,8 @@ def test_model_labels_refuses_foreign_models():
 
 @pytest.mark.parametrize(("field", "value"), [("bn_momentum", 1.0), ("num_classes", 1),
                                               ("image_size", 8), ("l2", -0.1),
-                                              ("dense_units", 0)])
+                                              ("dense_units", 0), ("image_dropout", 1.0),
+                                              ("image_dropout", -0.1)])
 def test_model_params_are_validated(field, value):
     with pytest.raises(ParameterError, match=field):
         ModelParams(**{field: value})

@@ -221,3 +221,37 @@ def test_pitch_model_timeline_reads_each_windows_f0(pitch_model, tmp_path, monke
     medians = [values[0] for values in seen if values[4] == 1.0]
     # Windows over the man read ~120 Hz, windows over the woman ~220 Hz.
     assert min(medians) < np.log2(130 / 150) and max(medians) > np.log2(200 / 150)
+
+
+def test_image_dropout_model_trains_and_loads_alike_from_keras_h5_and_savedmodel(
+        tiny_dataset, tmp_path):
+    import keras
+
+    from agegender.checkpoints import export_saved_model, open_model
+    from agegender.config import ModelParams, TrainParams
+    from agegender.errors import ParameterError
+    from agegender.layers import ExampleDropout
+    from agegender.training import train
+
+    with pytest.raises(ParameterError, match="image_dropout=0.5 needs pitch_input"):
+        ModelParams(image_dropout=0.5)
+    result = train(tiny_dataset, "gender", train_params=TrainParams(
+        batch_size=8, num_epochs=1, learning_rate=1e-3, seed=1), image_size=TINY_IMAGE,
+        models_dir=tmp_path / "models", results_dir=tmp_path / "results", verbose=0,
+        pitch_input=True, image_dropout=0.5)
+    plain = keras.models.load_model(result["keras"], safe_mode=True)
+    (dropout,) = [layer for layer in plain.layers if isinstance(layer, ExampleDropout)]
+    assert dropout.rate == 0.5
+    audio = str(_audio(tiny_dataset, "test", _first_key(tiny_dataset)))
+    keras_model = open_model(result["keras"])
+    from agegender.features import clip_inputs
+
+    images, statistics = clip_inputs(audio, keras_model.features, pitch=True)
+    batch, stats = images.astype(np.float32), statistics[np.newaxis]
+    expected = keras_model.predict(batch, stats)
+    # Inference never drops: repeated calls agree, and every format gives the same.
+    np.testing.assert_array_equal(keras_model.predict(batch, stats), expected)
+    np.testing.assert_allclose(open_model(result["h5"]).predict(batch, stats), expected,
+                               atol=1e-6)
+    saved = open_model(export_saved_model(result["keras"], tmp_path / "saved"))
+    np.testing.assert_allclose(saved.predict(batch, stats), expected, atol=1e-5)

@@ -200,6 +200,9 @@ class ModelParams:
         pitch_input: a second input, the clip's voice statistics (``voice_stats``: F0 and
             spectral envelope), joins the logits (``--pitch_input``; off = the paper's
             network).
+        image_dropout: share of training clips, drawn anew each step, whose CNN logits are
+            set to zero (``pitch_input`` only), so the voice-statistics head must classify on
+            its own and the CNN only adds to it (0 = off).
     """
 
     image_size: int = 64
@@ -211,6 +214,7 @@ class ModelParams:
     dense_units: int = 80
     image_width: int = 0
     pitch_input: bool = False
+    image_dropout: float = 0.0
 
     def __post_init__(self) -> None:
         if not 16 <= self.image_size <= 512:
@@ -229,6 +233,11 @@ class ModelParams:
             raise ParameterError(f"l2={self.l2} must be a finite number >= 0")
         if self.dense_units < 1:
             raise ParameterError(f"dense_units={self.dense_units} must be >= 1")
+        if not 0.0 <= self.image_dropout < 1.0:
+            raise ParameterError(f"image_dropout={self.image_dropout} is outside [0, 1)")
+        if self.image_dropout and not self.pitch_input:
+            raise ParameterError(f"image_dropout={self.image_dropout} needs pitch_input: "
+                                 "without the voice statistics nothing is left to classify")
 
     @property
     def input_shape(self) -> tuple[int, int, int]:

@@ -224,3 +224,38 @@ class LabelledOutput(layers.Layer):
     def get_config(self):
         return {**super().get_config(), "task": self.task,
                 "class_names": list(self.class_names), "features": self.features}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class ExampleDropout(layers.Layer):
+    """In training, sets each example's whole input (e.g. one branch's logits) to zero with
+    probability ``rate``; the identity at inference.
+
+    Unlike ``Dropout`` the kept examples are not scaled by 1/(1 - rate): the branch is added
+    to another one, and a kept example must see the very sum that inference computes.
+
+    Args:
+        rate: probability, in [0, 1), that an example's input is dropped.
+        seed: for the draws; None follows ``keras.utils.set_random_seed``.
+    """
+
+    def __init__(self, rate: float, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        _check("rate", rate, 0.0, 1.0)
+        self.rate = float(rate)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs, training=None):
+        if not training or not self.rate:
+            return inputs
+        batch = keras.ops.shape(inputs)[0]
+        draw = keras.random.uniform((batch,) + (1,) * (len(inputs.shape) - 1),
+                                    seed=self.seed_generator)
+        return inputs * keras.ops.cast(draw >= self.rate, inputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate, "seed": self.seed}

@@ -73,7 +73,10 @@ def _pitch_head(x, image_input, params: ModelParams):
 
     The pitch logits start at zero (zero kernel), so training starts from the paper's
     network and adds what F0 explains; they come both linearly from the statistics (a
-    threshold on F0 is one weight) and through a 16-unit ReLU layer.
+    threshold on F0 is one weight) and through a 16-unit ReLU layer. With
+    ``params.image_dropout`` the CNN's logits are dropped for that share of training clips
+    (``ExampleDropout``): trained jointly, the CNN fits the training speakers and leaves the
+    statistics head under-trained, which costs on new speakers (bench/fusion_branches.py).
 
     Returns:
         (probabilities [batch, classes], the inputs dict ``{"spectrogram", "pitch"}``).
@@ -81,6 +84,7 @@ def _pitch_head(x, image_input, params: ModelParams):
     import keras  # noqa: PLC0415
     from keras import layers  # noqa: PLC0415
 
+    from agegender.layers import ExampleDropout  # noqa: PLC0415
     from agegender.voice_stats import STAT_CENTRE, STAT_NAMES, STAT_SPREAD  # noqa: PLC0415
 
     regulariser = keras.regularizers.L2(params.l2) if params.l2 else None
@@ -98,6 +102,9 @@ def _pitch_head(x, image_input, params: ModelParams):
         layers.Concatenate(name="pitch_all")([scaled, hidden]))
     image_logits = layers.Dense(params.num_classes, kernel_regularizer=regulariser,
                                 dtype="float32", name="image_logits")(x)
+    if params.image_dropout:
+        image_logits = ExampleDropout(params.image_dropout, dtype="float32",
+                                      name="image_dropout")(image_logits)
     logits = layers.Add(dtype="float32", name="logits")([image_logits, pitch_logits])
     # float32 softmax even under mixed precision, for a numerically sound loss.
     probabilities = layers.Activation("softmax", dtype="float32", name="probabilities")(logits)

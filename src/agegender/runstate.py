@@ -60,6 +60,7 @@ _FLAG_NAMES = {
     "mixed_precision": "--mixed_precision", "dataset": "dataset (train/dev shards)",
     "image_width": "image width (preprocess flags)", "augment": "--augment",
     "monitor": "--monitor", "pitch_input": "--pitch_input",
+    "image_dropout": "--image_dropout",
 }
 
 
@@ -89,6 +90,7 @@ class RunSettings:
         augment: SpecAugment masks on training batches.
         monitor: the dev metric that picks the best epoch (``TrainParams.monitor``).
         pitch_input: the model reads the clips' voice statistics (``ModelParams.pitch_input``).
+        image_dropout: ``ModelParams.image_dropout``.
     """
 
     task: str
@@ -109,6 +111,7 @@ class RunSettings:
     augment: bool = False
     monitor: str = "val_uar"
     pitch_input: bool = False
+    image_dropout: float = 0.0
 
     def to_dict(self) -> dict:
         """JSON-ready fields."""

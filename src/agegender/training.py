@@ -131,7 +131,8 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
           verbose: int | str = "auto", extra_callbacks: list | None = None,
           overwrite: bool = False, tensorboard: bool = False,
           dense_units: int = ModelParams.dense_units, save_optimizer: bool = False,
-          skip_corrupt: bool = False, pitch_input: bool = False) -> dict:
+          skip_corrupt: bool = False, pitch_input: bool = False,
+          image_dropout: float = 0.0) -> dict:
     """Trains the MAM-CNN on ``DIR/TFRecord`` train, validating on dev.
 
     Resumes automatically after an interruption: each finished epoch is a backup generation
@@ -167,6 +168,8 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
             stopping with a DatasetError naming the first.
         pitch_input: build the variant that also reads each clip's voice statistics
             (``ModelParams.pitch_input``); the shards must hold them.
+        image_dropout: with ``pitch_input``, the share of training clips whose CNN logits
+            are dropped (``ModelParams.image_dropout``).
 
     Returns:
         Paths written, ``monitor`` (the dev metric that picked the best epoch), its best
@@ -203,7 +206,7 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
         seed=train_params.seed, deterministic=train_params.deterministic,
         strategy=train_params.strategy, mixed_precision=train_params.mixed_precision,
         dataset=runstate.dataset_fingerprint(train_index, dev_index),
-        monitor=train_params.monitor, pitch_input=pitch_input)
+        monitor=train_params.monitor, pitch_input=pitch_input, image_dropout=image_dropout)
 
     strategy = choose_strategy(train_params.strategy)  # first: see choose_strategy
     keras.utils.set_random_seed(train_params.seed)
@@ -234,7 +237,8 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
                                                 num_classes=len(names), task=task,
                                                 class_names=names, l2=l2,
                                                 bn_momentum=bn_momentum, dense_units=dense_units,
-                                                pitch_input=pitch_input),
+                                                pitch_input=pitch_input,
+                                                image_dropout=image_dropout),
                                     features=features)
                 compile_model(model, train_params.learning_rate)
             return model
@@ -280,7 +284,7 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
 
         info = {"task": task, "class_names": list(names), "image_size": image_size,
                 "image_width": image_width, "features": features, "bn_momentum": bn_momentum,
-                "pitch_input": pitch_input}
+                "pitch_input": pitch_input, "image_dropout": image_dropout}
         best = BestCheckpoint(model_dir, task, record, extra_info=info,
                               monitor=train_params.monitor, save_optimizer=save_optimizer)
         callbacks = [best, EpochBackup(paths["backup"], record),
