@@ -114,6 +114,40 @@ def _units(speakers: Sequence[str], y_true: np.ndarray) -> tuple[np.ndarray, str
             count)
 
 
+def _resampled_counts(y_true: np.ndarray, predictions: list[np.ndarray], units: np.ndarray,
+                      n_resamples: int, seed: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The stratified cluster resamples of ``bootstrap_ci``, shared by every predictor.
+
+    Returns:
+        (clips drawn [resamples, classes present], for each predictor the clips of them it
+        called right [resamples, classes present]).
+    """
+    n_units = int(units.max()) + 1
+    classes = np.unique(y_true)  # [present classes]
+    clips = np.zeros(n_units)  # clips of each unit (all of one true class)
+    np.add.at(clips, units, 1)
+    right = []  # per predictor: clips of each unit it called right
+    for y_pred in predictions:
+        counts = np.zeros(n_units)
+        np.add.at(counts, units, y_pred == y_true)
+        right.append(counts)
+    unit_class = np.zeros(n_units, dtype=int)
+    unit_class[units] = y_true
+    rng = np.random.default_rng(seed)
+    total = np.zeros((n_resamples, len(classes)))
+    correct = [np.zeros((n_resamples, len(classes))) for _ in predictions]
+    for k, code in enumerate(classes):
+        members = np.flatnonzero(unit_class == code)  # this stratum's units
+        chunk = max(1, 5_000_000 // len(members))  # keeps [chunk, members] draws small
+        for start in range(0, n_resamples, chunk):
+            size = min(chunk, n_resamples - start)
+            draws = members[rng.integers(0, len(members), size=(size, len(members)))]
+            total[start:start + size, k] = clips[draws].sum(axis=1)
+            for counts, out in zip(right, correct, strict=True):
+                out[start:start + size, k] = counts[draws].sum(axis=1)
+    return total, correct
+
+
 def bootstrap_ci(y_true: np.ndarray, y_pred: np.ndarray, speakers: Sequence[str], *,
                  n_resamples: int = N_RESAMPLES, level: float = 0.95, seed: int = 0) -> dict:
     """Percentile intervals of accuracy and UAR: a stratified cluster bootstrap.
@@ -156,25 +190,7 @@ def bootstrap_ci(y_true: np.ndarray, y_pred: np.ndarray, speakers: Sequence[str]
     if len(y_true) == 0:
         raise ParameterError("bootstrap_ci needs at least one clip")
     units, unit_name, n_speakers = _units(speakers, y_true)
-    n_units = int(units.max()) + 1
-    classes = np.unique(y_true)  # [present classes]
-    clips = np.zeros(n_units)  # clips of each unit (all of one true class)
-    right = np.zeros(n_units)  # of which called right
-    unit_class = np.zeros(n_units, dtype=int)
-    np.add.at(clips, units, 1)
-    np.add.at(right, units, y_pred == y_true)
-    unit_class[units] = y_true
-    rng = np.random.default_rng(seed)
-    total = np.zeros((n_resamples, len(classes)))  # [resamples, classes] clips drawn
-    correct = np.zeros((n_resamples, len(classes)))  # [resamples, classes] of which right
-    for k, code in enumerate(classes):
-        members = np.flatnonzero(unit_class == code)  # this stratum's units
-        chunk = max(1, 5_000_000 // len(members))  # keeps [chunk, members] draws small
-        for start in range(0, n_resamples, chunk):
-            size = min(chunk, n_resamples - start)
-            draws = members[rng.integers(0, len(members), size=(size, len(members)))]
-            total[start:start + size, k] = clips[draws].sum(axis=1)
-            correct[start:start + size, k] = right[draws].sum(axis=1)
+    total, (correct,) = _resampled_counts(y_true, [y_pred], units, n_resamples, seed)
     accuracy = correct.sum(axis=1) / total.sum(axis=1)
     balanced = (correct / total).mean(axis=1)  # every class is in every resample
     tails = 100 * np.array([(1 - level) / 2, (1 + level) / 2])
@@ -182,3 +198,50 @@ def bootstrap_ci(y_true: np.ndarray, y_pred: np.ndarray, speakers: Sequence[str]
             "balanced_accuracy": tuple(float(v) for v in np.percentile(balanced, tails)),
             "unit": unit_name, "n_units": n_speakers, "n_resamples": n_resamples,
             "level": level, "stratified": True}
+
+
+def paired_bootstrap_difference(y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray,
+                                speakers: Sequence[str], *, n_resamples: int = N_RESAMPLES,
+                                level: float = 0.95, seed: int = 0) -> dict:
+    """UAR of ``pred_a`` minus UAR of ``pred_b`` on the same clips, with a paired interval.
+
+    Both predictors are scored on the very same resamples (``bootstrap_ci``'s stratified
+    speaker bootstrap), so what the speakers share cancels: two models whose own intervals
+    overlap almost entirely can still differ reliably, or not.
+
+    Args:
+        y_true: true codes [clips].
+        pred_a: predicted codes of the first predictor [clips].
+        pred_b: predicted codes of the second [clips].
+        speakers: speaker id of each clip [clips], "" when unknown.
+        n_resamples: bootstrap resamples.
+        level: coverage of the interval.
+        seed: resampling seed.
+
+    Returns:
+        ``difference`` (point estimate, UAR a - b), ``interval`` (low, high), ``a_better``
+        (share of resamples where a's UAR is higher), ``n_units``, ``n_resamples``, ``level``.
+
+    Example:
+        >>> paired_bootstrap_difference([0, 1, 1], [0, 1, 1], [1, 1, 1], ["m", "f1", "f2"])
+        ... # doctest: +ELLIPSIS
+        {'difference': 0.5, 'interval': (0.5, 0.5), 'a_better': 1.0, ...}
+    """
+    y_true = np.asarray(y_true, dtype=int)
+    pred_a, pred_b = np.asarray(pred_a, dtype=int), np.asarray(pred_b, dtype=int)
+    if not len(y_true) == len(pred_a) == len(pred_b) == len(speakers):
+        raise ParameterError(f"y_true, pred_a, pred_b, speakers differ in length: "
+                             f"{len(y_true)}, {len(pred_a)}, {len(pred_b)}, {len(speakers)}")
+    if n_resamples < 1 or not 0 < level < 1:
+        raise ParameterError(f"n_resamples={n_resamples}, level={level}: need >= 1 and in (0, 1)")
+    if len(y_true) == 0:
+        raise ParameterError("paired_bootstrap_difference needs at least one clip")
+    units, _, n_speakers = _units(speakers, y_true)
+    total, (right_a, right_b) = _resampled_counts(y_true, [pred_a, pred_b], units,
+                                                  n_resamples, seed)
+    difference = ((right_a - right_b) / total).mean(axis=1)  # [resamples]
+    tails = 100 * np.array([(1 - level) / 2, (1 + level) / 2])
+    return {"difference": uar(y_true, pred_a) - uar(y_true, pred_b),
+            "interval": tuple(float(v) for v in np.percentile(difference, tails)),
+            "a_better": float(np.mean(difference > 0)), "n_units": n_speakers,
+            "n_resamples": n_resamples, "level": level}
