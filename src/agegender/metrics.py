@@ -114,6 +114,22 @@ def _units(speakers: Sequence[str], y_true: np.ndarray) -> tuple[np.ndarray, str
             count)
 
 
+def _checked(caller: str, codes: dict[str, np.ndarray], speakers: Sequence[str],
+             n_resamples: int, level: float) -> list[np.ndarray]:
+    """The code arrays as int arrays, after a one-line ParameterError for unequal lengths,
+    no clips, or a bad resample count or level."""
+    arrays = [np.asarray(values, dtype=int) for values in codes.values()]
+    lengths = [len(a) for a in arrays] + [len(speakers)]
+    if len(set(lengths)) > 1:
+        raise ParameterError(f"{', '.join(codes)}, speakers differ in length: "
+                             f"{', '.join(map(str, lengths))}")
+    if n_resamples < 1 or not 0 < level < 1:
+        raise ParameterError(f"n_resamples={n_resamples}, level={level}: need >= 1 and in (0, 1)")
+    if lengths[0] == 0:
+        raise ParameterError(f"{caller} needs at least one clip")
+    return arrays
+
+
 def _resampled_counts(y_true: np.ndarray, predictions: list[np.ndarray], units: np.ndarray,
                       n_resamples: int, seed: int) -> tuple[np.ndarray, list[np.ndarray]]:
     """The stratified cluster resamples of ``bootstrap_ci``, shared by every predictor.
@@ -181,14 +197,8 @@ def bootstrap_ci(y_true: np.ndarray, y_pred: np.ndarray, speakers: Sequence[str]
         >>> bootstrap_ci([0, 1, 1], [1, 1, 1], ["m", "f1", "f2"])["balanced_accuracy"]
         (0.5, 0.5)
     """
-    y_true, y_pred = np.asarray(y_true, dtype=int), np.asarray(y_pred, dtype=int)
-    if not len(y_true) == len(y_pred) == len(speakers):
-        raise ParameterError(f"y_true, y_pred, speakers differ in length: {len(y_true)}, "
-                             f"{len(y_pred)}, {len(speakers)}")
-    if n_resamples < 1 or not 0 < level < 1:
-        raise ParameterError(f"n_resamples={n_resamples}, level={level}: need >= 1 and in (0, 1)")
-    if len(y_true) == 0:
-        raise ParameterError("bootstrap_ci needs at least one clip")
+    y_true, y_pred = _checked("bootstrap_ci", {"y_true": y_true, "y_pred": y_pred},
+                              speakers, n_resamples, level)
     units, unit_name, n_speakers = _units(speakers, y_true)
     total, (correct,) = _resampled_counts(y_true, [y_pred], units, n_resamples, seed)
     accuracy = correct.sum(axis=1) / total.sum(axis=1)
@@ -227,15 +237,9 @@ def paired_bootstrap_difference(y_true: np.ndarray, pred_a: np.ndarray, pred_b: 
         ... # doctest: +ELLIPSIS
         {'difference': 0.5, 'interval': (0.5, 0.5), 'a_better': 1.0, ...}
     """
-    y_true = np.asarray(y_true, dtype=int)
-    pred_a, pred_b = np.asarray(pred_a, dtype=int), np.asarray(pred_b, dtype=int)
-    if not len(y_true) == len(pred_a) == len(pred_b) == len(speakers):
-        raise ParameterError(f"y_true, pred_a, pred_b, speakers differ in length: "
-                             f"{len(y_true)}, {len(pred_a)}, {len(pred_b)}, {len(speakers)}")
-    if n_resamples < 1 or not 0 < level < 1:
-        raise ParameterError(f"n_resamples={n_resamples}, level={level}: need >= 1 and in (0, 1)")
-    if len(y_true) == 0:
-        raise ParameterError("paired_bootstrap_difference needs at least one clip")
+    y_true, pred_a, pred_b = _checked(
+        "paired_bootstrap_difference", {"y_true": y_true, "pred_a": pred_a, "pred_b": pred_b},
+        speakers, n_resamples, level)
     units, _, n_speakers = _units(speakers, y_true)
     total, (right_a, right_b) = _resampled_counts(y_true, [pred_a, pred_b], units,
                                                   n_resamples, seed)
