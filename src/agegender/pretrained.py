@@ -5,10 +5,11 @@ speakers, and the tools that make and check them.
 given. The files are ordinary ``.keras`` models (``keras.models.load_model`` opens them after
 ``import agegender``) whose weights are stored as float16 (half the bytes; the network still
 computes in float32) unless that moves a probability on the test clips by more than
-``FLOAT16_TOLERANCE``; then as float32, within ``SHIP_BUDGET_BYTES`` for all of them. ``reference.json`` beside them records each model's
-probabilities on a few CC0 Common Voice clips shipped in ``models/pretrained/clips/``, so a
-test catches a changed or damaged file. ``scripts/build_pretrained.sh`` rebuilds everything
-from a Common Voice ``manifest`` folder (see ``models/pretrained/README.md``).
+``FLOAT16_TOLERANCE``; then as float32, within ``SHIP_BUDGET_BYTES`` for all of them.
+``reference.json`` beside them records each model's probabilities on a few CC0 Common Voice
+clips shipped in ``models/pretrained/clips/``, so a test catches a changed or damaged file.
+``scripts/build_pretrained.sh`` rebuilds everything from a Common Voice ``manifest`` folder
+(see ``models/pretrained/README.md``).
 """
 
 from __future__ import annotations
