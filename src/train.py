@@ -12,6 +12,7 @@ import sys
 
 from agegender import cli
 from agegender.config import (
+    ARCHITECTURES,
     CLASS_WEIGHTS,
     DEFAULT_BN_MOMENTUM,
     MONITORS,
@@ -71,6 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="with --pitch_input: share of training clips whose CNN logits are "
                              "dropped, so the voice-statistics head learns to stand alone "
                              "(0: off; measured in bench/README.md)")
+    parser.add_argument("--architecture", default="mam_cnn", choices=ARCHITECTURES,
+                        help="mam_cnn: the paper's network; voice_stats: a logistic "
+                             "regression on the clip's voice statistics alone (needs shards "
+                             "with them, as --pitch_input; no image is read; measured in "
+                             "bench/README.md) (default: mam_cnn)")
     cli.add_bool_flag(parser, "show_summary", default=False, help="print the model summary")
     cli.add_bool_flag(parser, "show_live_plot", default=False,
                       help="redraw the training curves each epoch (window if a display exists, "
@@ -115,6 +121,14 @@ def main(argv: list[str] | None = None) -> int:
 
             raise ParameterError(f"--image_dropout={args.image_dropout} needs --pitch_input "
                                  "(it drops the CNN's logits in favour of the voice statistics)")
+        if args.architecture == "voice_stats":
+            from agegender.errors import ParameterError  # noqa: PLC0415
+
+            image_flags = [flag for flag, used in (
+                ("--image_dropout", args.image_dropout), ("--augment", args.augment)) if used]
+            if image_flags:
+                raise ParameterError(f"{', '.join(image_flags)}: not for "
+                                     "--architecture=voice_stats, which reads no image")
         from agegender.checkpoints import export_saved_model  # noqa: PLC0415
         from agegender.pipeline import corrupt_summary  # noqa: PLC0415
         from agegender.training import train  # noqa: PLC0415
@@ -134,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
                        save_optimizer=args.save_optimizer, overwrite=args.overwrite,
                        tensorboard=args.tensorboard,
                        skip_corrupt=args.skip_corrupt, pitch_input=args.pitch_input,
-                       image_dropout=args.image_dropout,
+                       image_dropout=args.image_dropout, architecture=args.architecture,
                        verbose=cli.keras_verbosity())
         print(f"best {result['monitor']} {result['best_score']:.4f} at epoch "
               f"{result['best_epoch']}")

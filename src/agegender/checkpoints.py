@@ -243,8 +243,11 @@ class LoadedModel:
         features: how its input images are computed.
         predict: float32 [batch, H, W, 3] in 0-255 (and, for a ``pitch`` model, the
             clips' voice statistics [batch, len(voice_stats.STAT_NAMES)] as second argument) →
-            probabilities [batch, classes].
+            probabilities [batch, classes]. A model without ``images`` ignores the first
+            argument (callers pass [batch, 0, 0, 3]).
         pitch: the model reads voice statistics beside the image (``--pitch_input``).
+        images: the model reads a spectrogram image; False for ``voice_stats`` models,
+            whose callers need not compute one.
     """
 
     path: str
@@ -253,6 +256,7 @@ class LoadedModel:
     features: FeatureParams
     predict: Callable[..., np.ndarray]
     pitch: bool = False
+    images: bool = True
 
 
 def _checked_labels(path: Path, stored_task: str | None, names: list[str] | None,
@@ -285,17 +289,25 @@ def bfloat16_copy(model):
     import keras  # noqa: PLC0415
 
     from agegender.config import ModelParams  # noqa: PLC0415
-    from agegender.model import build_model, image_input_shape, model_labels, takes_pitch  # noqa: PLC0415
+    from agegender.model import (  # noqa: PLC0415
+        build_model,
+        image_input_shape,
+        model_labels,
+        takes_images,
+        takes_pitch,
+    )
 
     task, names, features = model_labels(model)
-    height, width, _ = image_input_shape(model)
+    height, width, _ = image_input_shape(model) or model_features(model).image_shape
+    architecture = "mam_cnn" if takes_images(model) else "voice_stats"
     policy = keras.mixed_precision.global_policy()
     try:
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
         copy = build_model(ModelParams(image_size=height, image_width=width,
                                        num_classes=len(names), task=task,
                                        class_names=tuple(names),
-                                       pitch_input=takes_pitch(model)), features=features)
+                                       pitch_input=takes_pitch(model),
+                                       architecture=architecture), features=features)
     finally:
         keras.mixed_precision.set_global_policy(policy)
     copy.set_weights(model.get_weights())
@@ -324,7 +336,7 @@ def open_model(path: str | os.PathLike, task: str | None = None, *,
             raise ParameterError(f"precision={precision!r} needs a .keras or .h5 model, "
                                  f"not the SavedModel {path}")
         return _open_saved_model(path, task)
-    from agegender.model import image_input_shape, model_labels, takes_pitch  # noqa: PLC0415
+    from agegender.model import image_input_shape, model_labels, takes_images, takes_pitch  # noqa: PLC0415
 
     model = load_model(path, verify=verify)
     try:
@@ -334,7 +346,8 @@ def open_model(path: str | os.PathLike, task: str | None = None, *,
     outputs = int(model.output_shape[-1])
     task, names = _checked_labels(path, stored_task, names, outputs, task)
     params = model_features(model)
-    if params.image_shape[:2] != image_input_shape(model)[:2]:
+    images = takes_images(model)
+    if images and params.image_shape[:2] != image_input_shape(model)[:2]:
         raise ModelError(f"--model_path={path}: stored image size {params.image_shape[:2]} "
                          f"differs from its input size {image_input_shape(model)[:2]}")
     if precision == "bfloat16":
@@ -345,10 +358,13 @@ def open_model(path: str | os.PathLike, task: str | None = None, *,
     pitch = takes_pitch(model)
 
     def predict(batch: np.ndarray, statistics: np.ndarray | None = None) -> np.ndarray:
-        inputs = {"spectrogram": batch, "pitch": statistics} if pitch else batch
+        if not images:
+            inputs = {"pitch": statistics}
+        else:
+            inputs = {"spectrogram": batch, "pitch": statistics} if pitch else batch
         return np.asarray(model.predict_on_batch(inputs))
 
-    return LoadedModel(str(path), task, tuple(names), params, predict, pitch)
+    return LoadedModel(str(path), task, tuple(names), params, predict, pitch, images)
 
 
 def _open_saved_model(path: Path, task: str | None) -> LoadedModel:
@@ -369,10 +385,13 @@ def _open_saved_model(path: Path, task: str | None) -> LoadedModel:
         loaded = tf.saved_model.load(str(path))
         serve = loaded.signatures.get("serve") or loaded.signatures["serving_default"]
         _, spec = serve.structured_input_signature
-        # One input, or a --pitch_input model's two (named "pitch" and the spectrogram's).
+        # One input, a --pitch_input model's two (named "pitch" and the spectrogram's), or
+        # a voice_stats model's "pitch" alone.
         pitch_name = next((name for name in spec if name.startswith("pitch")), None)
-        (input_name,) = [name for name in spec if name != pitch_name]
-        input_spec = spec[input_name]
+        image_names = [name for name in spec if name != pitch_name]
+        if len(image_names) > 1 or (not image_names and pitch_name is None):
+            raise ValueError(f"inputs {sorted(spec)}: expected a spectrogram, 'pitch' or both")
+        input_name = image_names[0] if image_names else None
         (output_spec,) = serve.structured_outputs.values()
     except (*_LOAD_ERRORS, tf.errors.OpError) as err:  # a damaged or foreign SavedModel
         reason = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
@@ -382,16 +401,25 @@ def _open_saved_model(path: Path, task: str | None) -> LoadedModel:
     outputs = int(output_spec.shape[-1])
     task, names = _checked_labels(path, meta.get("task"), meta.get("class_names"), outputs, task)
     features = meta.get("features")
-    params = (FeatureParams(**features) if features
-              else FeatureParams(image_size=int(input_spec.shape[1])))
+    if features:
+        params = FeatureParams(**features)
+    elif input_name is not None:
+        params = FeatureParams(image_size=int(spec[input_name].shape[1]))
+    else:
+        raise ModelError(f"--model_path={path}: a voice-statistics SavedModel needs its "
+                         "agegender.json (the feature settings its statistics were made with)")
+
     def predict(batch: np.ndarray, statistics: np.ndarray | None = None) -> np.ndarray:
-        inputs = {input_name: tf.constant(batch, tf.float32)}
+        inputs = {}
+        if input_name is not None:
+            inputs[input_name] = tf.constant(batch, tf.float32)
         if pitch_name is not None:
             inputs[pitch_name] = tf.constant(statistics, tf.float32)
         (result,) = serve(**inputs).values()
         return result.numpy()
 
-    return LoadedModel(str(path), task, tuple(names), params, predict, pitch_name is not None)
+    return LoadedModel(str(path), task, tuple(names), params, predict, pitch_name is not None,
+                       input_name is not None)
 
 
 def model_features(model) -> FeatureParams:
@@ -407,8 +435,12 @@ def model_features(model) -> FeatureParams:
         _, _, features = model_labels(model)
     except ModelError:
         features = None
-    image_size = image_input_shape(model)[0]
-    return FeatureParams(**features) if features else FeatureParams(image_size=image_size)
+    if features:
+        return FeatureParams(**features)
+    shape = image_input_shape(model)
+    if shape is None:  # only build_model makes image-free models, and it stores features
+        raise ModelError(f"model {model.name!r} reads no image and stores no feature settings")
+    return FeatureParams(image_size=shape[0])
 
 
 def without_optimizer(model):
@@ -520,7 +552,8 @@ def export_saved_model(model_path: str | os.PathLike, export_dir: str | os.PathL
         model.export(str(tmp), format="tf_saved_model", verbose=False)
         (tmp / "agegender.json").write_text(json.dumps(
             {"task": task, "class_names": names, "features": features,
-             "input_shape": list(image_input_shape(model)), "pitch": takes_pitch(model)},
+             "input_shape": list(image_input_shape(model) or ()),
+             "pitch": takes_pitch(model)},
             indent=2))
         if export_dir.exists():  # an earlier export of ours: replace it whole
             shutil.rmtree(export_dir)

@@ -184,9 +184,13 @@ FEATURE_PRESETS: dict[str, dict] = {
 }
 
 
+# The networks build_model makes: the paper's, and a linear model of the voice statistics.
+ARCHITECTURES: tuple[str, ...] = ("mam_cnn", "voice_stats")
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelParams:
-    """The MAM-CNN's hyper-parameters.
+    """The network's hyper-parameters: the paper's MAM-CNN, or the voice-statistics model.
 
     Attributes:
         image_size: height of the RGB input (and its width unless ``image_width`` is set).
@@ -203,6 +207,11 @@ class ModelParams:
         image_dropout: share of training clips, drawn anew each step, whose CNN logits are
             set to zero (``pitch_input`` only), so the voice-statistics head must classify on
             its own and the CNN only adds to it (0 = off).
+        architecture: ``mam_cnn`` (the paper's network; default) or ``voice_stats``: a
+            logistic regression on the clip's voice statistics alone, no image (reads the
+            ``pitch`` input only; ``image_*``, ``bn_momentum`` and ``dense_units`` are
+            unused). On real Common Voice speakers it beats the fused MAM-CNN at gender
+            (bench/README.md, "Levers, fifth session") at a thousandth of the cost.
     """
 
     image_size: int = 64
@@ -215,8 +224,18 @@ class ModelParams:
     image_width: int = 0
     pitch_input: bool = False
     image_dropout: float = 0.0
+    architecture: str = "mam_cnn"
 
     def __post_init__(self) -> None:
+        if self.architecture not in ARCHITECTURES:
+            raise ParameterError(f"architecture={self.architecture!r} is not one of "
+                                 f"{', '.join(ARCHITECTURES)}")
+        if self.architecture == "voice_stats" and not self.pitch_input:
+            raise ParameterError("architecture='voice_stats' needs pitch_input: the voice "
+                                 "statistics are its only input")
+        if self.architecture == "voice_stats" and self.image_dropout:
+            raise ParameterError(f"image_dropout={self.image_dropout} needs the MAM-CNN: a "
+                                 "voice_stats model has no image logits to drop")
         if not 16 <= self.image_size <= 512:
             raise ParameterError(f"image_size={self.image_size} is outside 16..512")
         if self.image_width and not 16 <= self.image_width <= 512:

@@ -92,7 +92,8 @@ def evaluate(dataset_dir: str | os.PathLike, model_path: str | os.PathLike, task
     check_model_features(model, split_index(dataset_dir, split, task), dataset_dir, split)
     data, index = make_dataset(dataset_dir, split, task, batch_size=batch_size, training=False,
                                with_keys=True, image_size=model.features.image_size,
-                               skip_corrupt=skip_corrupt, pitch=model.pitch)
+                               skip_corrupt=skip_corrupt, pitch=model.pitch,
+                               images=model.images)
     keys, speakers, truth, probabilities = [], [], [], []
     # disable=None: a bar only on a terminal, where it is redrawn in place. In a pipe or log
     # file every redraw stays, and tqdm draws the last state twice (last update, then close),
@@ -100,7 +101,11 @@ def evaluate(dataset_dir: str | os.PathLike, model_path: str | os.PathLike, task
     started = time.monotonic()
     for inputs, codes, batch_keys, batch_speakers in tqdm(data, desc=f"evaluating {split}",
                                                           unit="batch", disable=None):
-        if model.pitch:
+        if not model.images:
+            statistics = inputs["pitch"].numpy()
+            probabilities.append(model.predict(np.zeros((len(statistics), 0, 0, 3)),
+                                               statistics))
+        elif model.pitch:
             probabilities.append(model.predict(inputs["spectrogram"].numpy(),
                                                inputs["pitch"].numpy()))
         else:

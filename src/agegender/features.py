@@ -423,16 +423,17 @@ def clip_images(path: str | os.PathLike, params: FeatureParams, max_crops: int =
 
 
 def clip_inputs(path: str | os.PathLike, params: FeatureParams, max_crops: int = 1, *,
-                min_voiced: float = 0.0, pitch: bool = False
+                min_voiced: float = 0.0, pitch: bool = False, images: bool = True
                 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Audio file → (images as ``clip_images``, the clip's ``waveform_pitch`` or None).
 
     One decode serves both inputs of a ``--pitch_input`` model; the voice statistics are of
     the whole decoded clip, as preprocessing stores them, and shared by all its crops.
+    ``images=False`` (a ``voice_stats`` model) skips the spectrogram: one empty crop.
 
     Returns:
-        (uint8 [crops, H, W, 3], float32 [len(voice_stats.STAT_NAMES)] when ``pitch``,
-        else None).
+        (uint8 [crops, H, W, 3] (``images=False``: [1, 0, 0, 3]), float32
+        [len(voice_stats.STAT_NAMES)] when ``pitch``, else None).
     """
     if min_voiced > 0:
         from agegender.speech import load_speech  # noqa: PLC0415
@@ -440,8 +441,9 @@ def clip_inputs(path: str | os.PathLike, params: FeatureParams, max_crops: int =
         waveform = load_speech(path, params, min_voiced=min_voiced)
     else:
         waveform = load_clip(path, params)
-    images = spectrogram_images(waveform, params, max_crops)
-    return images, (waveform_pitch(waveform, params) if pitch else None)
+    crops = (spectrogram_images(waveform, params, max_crops) if images
+             else np.zeros((1, 0, 0, 3), np.uint8))
+    return crops, (waveform_pitch(waveform, params) if pitch else None)
 
 
 def waveform_pitch(waveform: np.ndarray, params: FeatureParams) -> np.ndarray:

@@ -146,7 +146,8 @@ class AgeGenderDetector:
             return AudioError(problem)
         try:
             return clip_inputs(path, self.model.features, self.max_crops,
-                               min_voiced=self.min_voiced, pitch=self.model.pitch)
+                               min_voiced=self.min_voiced, pitch=self.model.pitch,
+                               images=self.model.images)
         except AudioError as err:
             return err
 

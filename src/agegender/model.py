@@ -26,10 +26,14 @@ def build_model(params: ModelParams, *, features: dict | None = None):
         features: ``FeatureParams`` fields of the training images, stored in the model so
             inference computes identical features.
 
+    With ``params.architecture == "voice_stats"`` it is ``voice_stats_model`` instead.
+
     Returns:
         An uncompiled ``keras.Model`` named ``mam_cnn_<task>``: [batch, H, W, 3] float32
         → [batch, num_classes] probabilities.
     """
+    if params.architecture == "voice_stats":
+        return voice_stats_model(params, features=features)
     import keras  # noqa: PLC0415
     from keras import layers  # noqa: PLC0415
 
@@ -111,6 +115,48 @@ def _pitch_head(x, image_input, params: ModelParams):
     return probabilities, {"spectrogram": image_input, "pitch": pitch}
 
 
+def voice_stats_model(params: ModelParams, *, features: dict | None = None):
+    """A logistic regression on a clip's voice statistics, as a Keras model: no image.
+
+    ``pitch`` [batch, len(voice_stats.STAT_NAMES)] → centred and scaled → one linear layer
+    → softmax → LabelledOutput. Chosen on real Common Voice speakers: there the CNN branch
+    of the fused model fits the training speakers and costs on new ones, and a 16-unit
+    hidden layer did not beat the linear model on the dev split (bench/README.md, "Levers,
+    fifth session"). The statistics are standardised by the training corpus' centre and
+    spread (``voice_stats``), and the linear layer is ``BoostedLinear`` with
+    ``PITCH_BOOST``, so the default learning rate (1e-4) moves its weights and bias at an
+    effective 3e-3; its L2 penalty is on the effective kernel, so ``params.l2`` means what
+    it says.
+
+    Args:
+        params: ``architecture="voice_stats"``; ``task``, ``class_names``, ``num_classes``
+            and ``l2`` are used.
+        features: ``FeatureParams`` fields of the preprocessing that made the statistics
+            (sample rate, duration limit), stored in the model for inference.
+
+    Returns:
+        An uncompiled ``keras.Model`` named ``voice_stats_<task>``, input dict
+        ``{"pitch": float32 [batch, len(STAT_NAMES)]}`` → [batch, num_classes].
+    """
+    import keras  # noqa: PLC0415
+    from keras import layers  # noqa: PLC0415
+
+    from agegender.layers import BoostedLinear, LabelledOutput  # noqa: PLC0415
+    from agegender.voice_stats import STAT_CENTRE, STAT_NAMES, STAT_SPREAD  # noqa: PLC0415
+
+    names = list(params.class_names) or [str(i) for i in range(params.num_classes)]
+    pitch = keras.Input(shape=(len(STAT_NAMES),), name="pitch")
+    scaled = layers.Normalization(mean=list(STAT_CENTRE),
+                                  variance=[spread**2 for spread in STAT_SPREAD],
+                                  name="pitch_scale")(pitch)
+    logits = BoostedLinear(params.num_classes, PITCH_BOOST, params.l2, dtype="float32",
+                           name="logits")(scaled)
+    probabilities = layers.Activation("softmax", dtype="float32", name="probabilities")(logits)
+    outputs = LabelledOutput(params.task, names, features, dtype="float32",
+                             name="labels")(probabilities)
+    return keras.Model({"pitch": pitch}, outputs, name=f"voice_stats_{params.task}")
+
+
 def compile_model(model, learning_rate: float):
     """Compiles ``model`` for training as the trainer does: Adam, sparse categorical
     cross-entropy on the probabilities, accuracy, UAR (``uar``/``val_uar``, what the best
@@ -154,9 +200,16 @@ def model_labels(model) -> tuple[str, list[str], dict | None]:
                      "layer); it was not built by agegender")
 
 
-def image_input_shape(model) -> tuple[int, int, int]:
+def takes_images(model) -> bool:
+    """Whether a model reads a spectrogram image (every model but ``voice_stats``)."""
+    return any(getattr(i, "name", "").split(":")[0] != "pitch" for i in model.inputs)
+
+
+def image_input_shape(model) -> tuple[int, int, int] | None:
     """(height, width, channels) of a model's spectrogram input, with or without a
-    ``pitch`` input."""
+    ``pitch`` input; None for a model without one (``voice_stats``)."""
+    if not takes_images(model):
+        return None
     shape = model.input_shape
     if isinstance(shape, dict):
         shape = shape["spectrogram"]

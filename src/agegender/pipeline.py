@@ -185,7 +185,7 @@ def make_dataset(dataset_dir: str | os.PathLike, split: str, task: str, *, batch
                  training: bool, seed: int = 42, with_keys: bool = False,
                  image_size: int | None = None, cache: bool = False,
                  deterministic: bool = False, skip_corrupt: bool = False,
-                 augment: bool = False, pitch: bool = False):
+                 augment: bool = False, pitch: bool = False, images: bool = True):
     """Builds the (image, label) dataset of a split for a task.
 
     Args:
@@ -207,6 +207,8 @@ def make_dataset(dataset_dir: str | os.PathLike, split: str, task: str, *, batch
         pitch: for a ``--pitch_input`` model: the model input is a dict, ``spectrogram``
             (the image) and ``pitch`` (float32 [batch, len(voice_stats.STAT_NAMES)], the
             clip's voice statistics stored by preprocessing).
+        images: False for a ``voice_stats`` model (needs ``pitch``): the input dict holds
+            ``pitch`` alone and no PNG is decoded.
 
     Training batches drop the remainder: a last batch of a few examples would get the full
     BatchNorm momentum weight (30 % at 0.7) in the moving statistics. Other splits keep
@@ -221,6 +223,8 @@ def make_dataset(dataset_dir: str | os.PathLike, split: str, task: str, *, batch
 
     if batch_size < 1:
         raise ParameterError(f"--batch_size={batch_size} must be >= 1")
+    if not images and not pitch:
+        raise ParameterError("images=False needs pitch=True: the model would have no input")
     index = split_index(dataset_dir, split, task, image_size)
     height, width, channels = index["image_shape"]
     scan = scan_split(dataset_dir, split, index, skip_corrupt=skip_corrupt)
@@ -232,8 +236,11 @@ def make_dataset(dataset_dir: str | os.PathLike, split: str, task: str, *, batch
 
     def parse(record):
         example = tf.io.parse_single_example(record, spec)
-        image = tf.io.decode_png(example["image/png"], channels=channels)  # [H, W, 3] uint8
-        image = tf.ensure_shape(image, (height, width, channels))
+        if images:
+            image = tf.io.decode_png(example["image/png"], channels=channels)  # [H, W, 3] uint8
+            image = tf.ensure_shape(image, (height, width, channels))
+        else:  # a voice_stats model: decoding the PNG would be the whole cost, for nothing
+            image = tf.zeros((0, 0, channels), tf.uint8)
         label = tf.cast(example[label_key], tf.int32)
         if pitch:
             # Packed with the image from here on, so every map below treats both as one.
@@ -249,6 +256,8 @@ def make_dataset(dataset_dir: str | os.PathLike, split: str, task: str, *, batch
 
     def to_float(image, *rest):
         # uint8 until batching keeps shuffle buffers and caches 4x smaller.
+        if not images:
+            return ({"pitch": image[1]}, *rest)
         if pitch:
             return ({"spectrogram": tf.cast(image[0], tf.float32), "pitch": image[1]}, *rest)
         return (tf.cast(image, tf.float32), *rest)
@@ -284,7 +293,7 @@ def make_dataset(dataset_dir: str | os.PathLike, split: str, task: str, *, batch
     drop_remainder = training and count >= batch_size
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
     dataset = dataset.map(to_float, num_parallel_calls=autotune)
-    if training and augment:
+    if training and augment and images:
         # One stateless seed pair a batch, from a seeded stream that changes every epoch.
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
         dataset = tf.data.Dataset.zip((dataset, seeds)).map(

@@ -60,7 +60,7 @@ _FLAG_NAMES = {
     "mixed_precision": "--mixed_precision", "dataset": "dataset (train/dev shards)",
     "image_width": "image width (preprocess flags)", "augment": "--augment",
     "monitor": "--monitor", "pitch_input": "--pitch_input",
-    "image_dropout": "--image_dropout",
+    "image_dropout": "--image_dropout", "architecture": "--architecture",
 }
 
 
@@ -91,6 +91,7 @@ class RunSettings:
         monitor: the dev metric that picks the best epoch (``TrainParams.monitor``).
         pitch_input: the model reads the clips' voice statistics (``ModelParams.pitch_input``).
         image_dropout: ``ModelParams.image_dropout``.
+        architecture: ``ModelParams.architecture``.
     """
 
     task: str
@@ -112,6 +113,7 @@ class RunSettings:
     monitor: str = "val_uar"
     pitch_input: bool = False
     image_dropout: float = 0.0
+    architecture: str = "mam_cnn"
 
     def to_dict(self) -> dict:
         """JSON-ready fields."""

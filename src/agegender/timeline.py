@@ -227,16 +227,18 @@ def windows_in(regions: list[tuple[float, float]], window_s: float, hop_s: float
 
 
 def window_images(path, windows: list[tuple[float, float]], features, block_s: float,
-                  pitch: bool = False) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
+                  pitch: bool = False, images: bool = True
+                  ) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
     """Pass 2: (window index, uint8 image [H, W, 3], the window's voice statistics for a pitch
     model or None) per window, in order, from a stream resampled to
     ``features.sample_rate``; only the audio of pending windows is kept. A window's F0
     statistics are those of its own audio (``features.waveform_pitch``), as a clip's are of
-    the clip's."""
+    the clip's. ``images=False`` (a ``voice_stats`` model) gives empty [0, 0, 3] images."""
     from agegender.features import spectrogram_images, waveform_pitch  # noqa: PLC0415
 
     def inputs(piece):
-        return (spectrogram_images(piece, features)[0],
+        return (spectrogram_images(piece, features)[0] if images
+                else np.zeros((0, 0, 3), np.uint8),
                 waveform_pitch(piece, features) if pitch else None)
 
     rate = features.sample_rate
@@ -295,7 +297,8 @@ def predict_windows(model, windows, path, features, block_s: float,
         probabilities[indexes] = (model.predict(batch, np.stack(statistics)) if pitch
                                   else model.predict(batch))
 
-    for index, image, values in window_images(path, windows, features, block_s, pitch):
+    for index, image, values in window_images(path, windows, features, block_s, pitch,
+                                              getattr(model, "images", True)):
         indexes.append(index)
         images.append(image)
         statistics.append(values)

@@ -132,8 +132,9 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
           overwrite: bool = False, tensorboard: bool = False,
           dense_units: int = ModelParams.dense_units, save_optimizer: bool = False,
           skip_corrupt: bool = False, pitch_input: bool = False,
-          image_dropout: float = 0.0) -> dict:
-    """Trains the MAM-CNN on ``DIR/TFRecord`` train, validating on dev.
+          image_dropout: float = 0.0, architecture: str = "mam_cnn") -> dict:
+    """Trains the MAM-CNN (or the voice-statistics model) on ``DIR/TFRecord`` train,
+    validating on dev.
 
     Resumes automatically after an interruption: each finished epoch is a backup generation
     in ``models/<task>/backup/`` (model, optimizer state, best so far, log rows), so a kill
@@ -170,6 +171,8 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
             (``ModelParams.pitch_input``); the shards must hold them.
         image_dropout: with ``pitch_input``, the share of training clips whose CNN logits
             are dropped (``ModelParams.image_dropout``).
+        architecture: ``mam_cnn`` or ``voice_stats`` (``ModelParams.architecture``: the
+            voice statistics alone; implies ``pitch_input``, decodes no image).
 
     Returns:
         Paths written, ``monitor`` (the dev metric that picked the best epoch), its best
@@ -190,6 +193,8 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
     from agegender.split_checks import check_dev_split  # noqa: PLC0415
 
     names = labels.class_names(task)
+    images = architecture != "voice_stats"
+    pitch_input = pitch_input or not images
     train_index = split_index(dataset_dir, "train", task, image_size)
     dev_index = split_index(dataset_dir, "dev", task, image_size)
     image_size, image_width = train_index["image_shape"][:2]
@@ -206,7 +211,8 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
         seed=train_params.seed, deterministic=train_params.deterministic,
         strategy=train_params.strategy, mixed_precision=train_params.mixed_precision,
         dataset=runstate.dataset_fingerprint(train_index, dev_index),
-        monitor=train_params.monitor, pitch_input=pitch_input, image_dropout=image_dropout)
+        monitor=train_params.monitor, pitch_input=pitch_input, image_dropout=image_dropout,
+        architecture=architecture)
 
     strategy = choose_strategy(train_params.strategy)  # first: see choose_strategy
     keras.utils.set_random_seed(train_params.seed)
@@ -238,7 +244,8 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
                                                 class_names=names, l2=l2,
                                                 bn_momentum=bn_momentum, dense_units=dense_units,
                                                 pitch_input=pitch_input,
-                                                image_dropout=image_dropout),
+                                                image_dropout=image_dropout,
+                                                architecture=architecture),
                                     features=features)
                 compile_model(model, train_params.learning_rate)
             return model
@@ -259,11 +266,13 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
                                               seed=train_params.seed, cache=cache,
                                               deterministic=train_params.deterministic,
                                               skip_corrupt=skip_corrupt,
-                                              augment=train_params.augment, pitch=pitch_input)
+                                              augment=train_params.augment, pitch=pitch_input,
+                                              images=images)
         dev_data, dev_read = make_dataset(dataset_dir, "dev", task,
                                           batch_size=train_params.batch_size, training=False,
                                           cache=cache, deterministic=train_params.deterministic,
-                                          skip_corrupt=skip_corrupt, pitch=pitch_input)
+                                          skip_corrupt=skip_corrupt, pitch=pitch_input,
+                                          images=images)
         if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
             # DATA: every worker reads all shards and keeps its part of each batch; FILE
             # sharding would give workers unequal step counts with few shards.
@@ -284,13 +293,15 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
 
         info = {"task": task, "class_names": list(names), "image_size": image_size,
                 "image_width": image_width, "features": features, "bn_momentum": bn_momentum,
-                "pitch_input": pitch_input, "image_dropout": image_dropout}
+                "pitch_input": pitch_input, "image_dropout": image_dropout,
+                "architecture": architecture}
         best = BestCheckpoint(model_dir, task, record, extra_info=info,
                               monitor=train_params.monitor, save_optimizer=save_optimizer)
         callbacks = [best, EpochBackup(paths["backup"], record),
                      CsvLog(paths["csv"], record),
                      LivePlot(paths["csv"], paths["plot"], show=show_live_plot and chief,
-                              title=f"MAM-CNN, {task}", best=best)]
+                              title=f"{'MAM-CNN' if images else 'voice statistics'}, {task}",
+                              best=best)]
         if tensorboard and chief:
             callbacks.append(TensorBoardScalars(paths["tensorboard"]))
         callbacks += list(extra_callbacks or [])
