@@ -45,6 +45,7 @@ Run from the repo root::
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import subprocess
@@ -427,6 +428,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def model_digest(path: str | None) -> str | None:
+    """SHA-256 of a model file or SavedModel folder (its files' names and bytes): a kept run
+    is reused only for the very same model, not for another file at the same path."""
+    if not path:
+        return None
+    digest = hashlib.sha256()
+    root = Path(path)
+    for file in sorted(root.rglob("*")) if root.is_dir() else [root]:
+        if file.is_file():
+            digest.update(str(file.relative_to(root) if root.is_dir() else "").encode())
+            digest.update(file.read_bytes())
+    return digest.hexdigest()
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.run:
@@ -460,8 +475,8 @@ def main(argv=None) -> int:
     for system, (command, env) in commands.items():
         # Each system's run is kept (``outputs/<system>.json``, keyed by its model and the
         # files), so adding a system does not re-run the others.
-        key = json.dumps([files, args.gender_model if system == "ours" else None,
-                          args.age_model if system == "ours" else None,
+        key = json.dumps([files, model_digest(args.gender_model) if system == "ours" else None,
+                          model_digest(args.age_model) if system == "ours" else None,
                           args.tf_threads, args.onednn])
         saved = cache / f"{system}.json"
         if saved.is_file() and json.loads(saved.read_text())["key"] == key:
