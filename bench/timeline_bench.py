@@ -186,12 +186,15 @@ def build(args) -> list[dict]:
 # -------------------------------------------------------------------------------- systems
 
 
-def run_ours(files: list[str], model: str) -> dict:
-    """Child: our timeline per file → {file: [[label, start, end]]}."""
+def run_ours(files: list[str], model: str, params: dict | None = None) -> dict:
+    """Child: our timeline per file → {file: [[label, start, end]]}; ``params``:
+    ``TimelineParams`` fields other than the defaults."""
     from agegender import AgeGenderDetector  # noqa: PLC0415
+    from agegender.timeline import TimelineParams  # noqa: PLC0415
 
     detector = AgeGenderDetector(model)
-    return {f: [[s.label, s.start, s.end] for s in detector.timeline(f)["segments"]]
+    settings = TimelineParams(**(params or {}))
+    return {f: [[s.label, s.start, s.end] for s in detector.timeline(f, settings)["segments"]]
             for f in files}
 
 
@@ -227,9 +230,10 @@ def child(args) -> None:
     files = json.loads(Path(args.files).read_text())
     start = time.process_time()
     if args.run == "ours":
-        result = {"gender": run_ours(files, args.gender_model)}
+        params = timeline_settings(args)
+        result = {"gender": run_ours(files, args.gender_model, params)}
         if args.age_model:
-            result["age"] = run_ours(files, args.age_model)
+            result["age"] = run_ours(files, args.age_model, params)
     else:
         result = {"gender": run_pitch(files)}
     print("RESULT " + json.dumps({**result, "cpu_s": time.process_time() - start,
@@ -423,9 +427,21 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="TensorFlow intra-op threads in the children (0: one per core)")
     parser.add_argument("--onednn", type=int, default=1, choices=(0, 1),
                         help="TF_ENABLE_ONEDNN_OPTS in the children")
+    parser.add_argument("--window_s", type=float, default=None,
+                        help="our timeline's window, s (default: the model's crop)")
+    parser.add_argument("--hop_s", type=float, default=None,
+                        help="our timeline's hop, s (default: the window)")
+    parser.add_argument("--switch_penalty", type=float, default=None,
+                        help="our timeline's Viterbi cost of a label change, nats (default 8)")
     parser.add_argument("--run", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--files", default=None, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
+
+
+def timeline_settings(args) -> dict:
+    """The ``TimelineParams`` fields given on the command line (the others stay default)."""
+    return {name: getattr(args, name) for name in ("window_s", "hop_s", "switch_penalty")
+            if getattr(args, name) is not None}
 
 
 def model_digest(path: str | None) -> str | None:
@@ -460,6 +476,7 @@ def main(argv=None) -> int:
         me += [f"--gender_model={args.gender_model}"]
     if args.age_model:
         me += [f"--age_model={args.age_model}"]
+    me += [f"--{name}={value}" for name, value in timeline_settings(args).items()]
     outputs, speed = {}, {}
     cache = Path(args.work_dir) / "outputs"
     cache.mkdir(exist_ok=True)
@@ -477,7 +494,8 @@ def main(argv=None) -> int:
         # files), so adding a system does not re-run the others.
         key = json.dumps([files, model_digest(args.gender_model) if system == "ours" else None,
                           model_digest(args.age_model) if system == "ours" else None,
-                          args.tf_threads, args.onednn])
+                          args.tf_threads, args.onednn,
+                          timeline_settings(args) if system == "ours" else None])
         saved = cache / f"{system}.json"
         if saved.is_file() and json.loads(saved.read_text())["key"] == key:
             stored = json.loads(saved.read_text())
