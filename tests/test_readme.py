@@ -107,9 +107,11 @@ def test_install_script_installs_the_package():
 @pytest.fixture(scope="module")
 def readme_world(trained_gender, tmp_path_factory) -> Path:
     """A folder holding what ``scripts/demo.sh`` leaves that the README's blocks read: the
-    demo's gender model and four demo test clips (MP3), at the README's paths. Nothing else
-    (no SavedModel export: the README's block makes its own)."""
+    demo's gender model and four demo test clips (MP3), at the README's paths, and what a
+    clone holds: ``models/pretrained/`` (the shipped models and their CC0 clips). Nothing
+    else (no SavedModel export: the README's block makes its own)."""
     world = tmp_path_factory.mktemp("readme")
+    shutil.copytree(ROOT / "models" / "pretrained", world / "models" / "pretrained")
     model = world / GENDER_MODEL
     model.parent.mkdir(parents=True)
     shutil.copy(trained_gender["keras"], model)
@@ -136,7 +138,7 @@ def test_readme_python_block_runs_as_written(readme_world, index, tmp_path):
         if literal.startswith(OUTPUT_PREFIXES):
             continue
         assert (readme_world / literal).exists(), f"README block {index} names {literal}, " \
-                                                  "which the demo does not leave"
+                                                  "which neither the demo nor a clone has"
     world = tmp_path / "clone"  # a fresh copy per block: no block sees another's outputs
     shutil.copytree(readme_world, world)
     script = tmp_path / f"readme_block_{index}.py"

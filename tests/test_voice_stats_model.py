@@ -150,7 +150,9 @@ def test_predictions_agree_across_formats_and_no_image_is_computed(
     saved = open_model(exported)
     assert not saved.images
     np.testing.assert_allclose(saved.predict(empty, statistics), expected, atol=1e-5)
-    results = AgeGenderDetector(stats_model["keras"], max_crops=3, min_voiced=0).predict(audio)
+    detector = AgeGenderDetector(stats_model["keras"], max_crops=3, min_voiced=0)
+    assert "voice statistics" in detector.scoring() and "crop" not in detector.scoring()
+    results = detector.predict(audio)
     for result, row in zip(results, expected, strict=True):
         assert result["probabilities"]["male"] == pytest.approx(float(row[0]), abs=1e-6)
 

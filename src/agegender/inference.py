@@ -119,6 +119,8 @@ class AgeGenderDetector:
 
     def scoring(self) -> str:
         """How a clip's probabilities are made, in words (the test report prints it)."""
+        if not self.model.images:
+            return "the whole clip's voice statistics (a voice_stats model: no image)"
         if self.model.features.fixed_time and self.max_crops > 1:
             return (f"mean over up to {self.max_crops} crops per clip, spread over the clip "
                     f"(max_crops={self.max_crops}, as AgeGenderDetector)")
