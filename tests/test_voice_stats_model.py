@@ -185,3 +185,41 @@ def test_train_cli_refuses_image_flags_for_voice_stats(tiny_dataset, tmp_path, c
     err = capsys.readouterr().err
     assert "--augment: not for --architecture=voice_stats" in err
     assert not (tmp_path / "gender").exists()
+
+
+def test_a_resume_with_the_other_architecture_is_refused_by_name(tiny_dataset, tmp_path):
+    from agegender.config import TrainParams
+    from agegender.errors import ParameterError
+    from agegender.training import train
+
+    settings = dict(train_params=TrainParams(batch_size=8, num_epochs=2, seed=1),
+                    models_dir=tmp_path / "models", results_dir=tmp_path / "results",
+                    verbose=0)
+
+    import keras
+
+    class Crash(keras.callbacks.Callback):  # after epoch 1's backup, as a kill would
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:
+                raise RuntimeError("simulated crash")
+
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(tiny_dataset, "gender", architecture="voice_stats", extra_callbacks=[Crash()],
+              **settings)
+    with pytest.raises(ParameterError, match="--architecture voice_stats → mam_cnn"):
+        train(tiny_dataset, "gender", **settings)
+
+
+def test_bfloat16_copy_keeps_the_statistics_in_float32(stats_model, tiny_dataset):
+    from agegender.checkpoints import open_model
+    from agegender.features import clip_inputs
+
+    audio = _test_audio(tiny_dataset)[:2]
+    exact = open_model(stats_model["keras"])
+    fast = open_model(stats_model["keras"], precision="bfloat16")
+    assert not fast.images
+    statistics = np.stack([clip_inputs(path, exact.features, pitch=True, images=False)[1]
+                           for path in audio])
+    empty = np.zeros((len(audio), 0, 0, 3), np.float32)
+    np.testing.assert_allclose(fast.predict(empty, statistics),
+                               exact.predict(empty, statistics), atol=1e-5)

@@ -146,9 +146,11 @@ def voice_stats_model(params: ModelParams, *, features: dict | None = None):
 
     names = list(params.class_names) or [str(i) for i in range(params.num_classes)]
     pitch = keras.Input(shape=(len(STAT_NAMES),), name="pitch")
+    # float32 throughout, even under a mixed policy: statistics near 50 lose their
+    # decimals in bfloat16, and 92 weights cost nothing.
     scaled = layers.Normalization(mean=list(STAT_CENTRE),
                                   variance=[spread**2 for spread in STAT_SPREAD],
-                                  name="pitch_scale")(pitch)
+                                  dtype="float32", name="pitch_scale")(pitch)
     logits = BoostedLinear(params.num_classes, PITCH_BOOST, params.l2, dtype="float32",
                            name="logits")(scaled)
     probabilities = layers.Activation("softmax", dtype="float32", name="probabilities")(logits)
