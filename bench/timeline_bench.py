@@ -45,7 +45,6 @@ Run from the repo root::
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import subprocess
@@ -445,17 +444,17 @@ def timeline_settings(args) -> dict:
 
 
 def model_digest(path: str | None) -> str | None:
-    """SHA-256 of a model file or SavedModel folder (its files' names and bytes): a kept run
-    is reused only for the very same model, not for another file at the same path."""
+    """SHA-256 of a model file, or the files' names and SHA-256s of a SavedModel folder: a
+    kept run is reused only for the very same model, not for another file at the same path."""
+    from agegender.atomic import sha256_file  # noqa: PLC0415
+
     if not path:
         return None
-    digest = hashlib.sha256()
     root = Path(path)
-    for file in sorted(root.rglob("*")) if root.is_dir() else [root]:
-        if file.is_file():
-            digest.update(str(file.relative_to(root) if root.is_dir() else "").encode())
-            digest.update(file.read_bytes())
-    return digest.hexdigest()
+    if not root.is_dir():
+        return sha256_file(root)
+    return json.dumps([[str(file.relative_to(root)), sha256_file(file)]
+                       for file in sorted(root.rglob("*")) if file.is_file()])
 
 
 def main(argv=None) -> int:

@@ -114,14 +114,15 @@ def store_float16(source: str | os.PathLike, target: str | os.PathLike,
     model = load_model(source)
     if check_inputs is None:
         rng = np.random.default_rng(0)
-        statistics = rng.normal(0, 0.5, (16, len(STAT_NAMES))).astype(np.float32)
-        shape = image_input_shape(model)
+        shape = image_input_shape(model)  # None: a voice_stats model, statistics alone
         images = None if shape is None else rng.uniform(0, 255, (16, *shape)).astype(np.float32)
+        statistics = rng.normal(0, 0.5, (16, len(STAT_NAMES))).astype(np.float32)
         if images is None:
             check_inputs = {"pitch": statistics}
+        elif takes_pitch(model):
+            check_inputs = {"spectrogram": images, "pitch": statistics}
         else:
-            check_inputs = (images if not takes_pitch(model)
-                            else {"spectrogram": images, "pitch": statistics})
+            check_inputs = images
     before = model.predict(check_inputs, verbose=0)
     model.set_weights([w.astype(np.float16).astype(w.dtype) if w.dtype == np.float32 else w
                        for w in model.get_weights()])
