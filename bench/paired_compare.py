@@ -22,7 +22,6 @@ import argparse
 from pathlib import Path
 
 import common  # first: puts src/ on the path
-import numpy as np
 import pandas as pd
 
 PITCH = "pitch"

@@ -203,7 +203,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory(prefix="agegender-preprocess-bench-") as tmp:
         tmp = Path(tmp)
         root = tmp / "corpus"

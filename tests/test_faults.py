@@ -26,8 +26,7 @@ import test as test_cli
 import train as train_cli
 from agegender import atomic, preprocess, tfrecords
 from agegender.config import FeatureParams, PreprocessParams
-from agegender.errors import (AudioError, DatasetError, ModelError, OutputError,
-                              ParameterError)
+from agegender.errors import (AudioError, DatasetError, ModelError, ParameterError)
 from agegender.features import load_clip
 
 IMAGE = 32

@@ -20,6 +20,7 @@ from agegender.voice_stats import (
     STAT_NAMES,
     STAT_SPREAD,
     envelope_features,
+    envelope_frames,
     voice_statistics,
 )
 
@@ -56,6 +57,12 @@ def test_envelope_ignores_the_level_and_follows_the_spectral_tilt():
     assert envelope_features(dull, 16_000)[0] > envelope_features(noise, 16_000)[0] + 10
     silence = np.zeros(16_000, np.float32)
     assert envelope_features(silence, 16_000).tolist() == pytest.approx(list(ENVELOPE_CENTRE))
+    # The frames it summarises: 10 ms frames of the loud part, 20 coefficients each.
+    frames = envelope_frames(speech, 16_000)
+    assert frames.dtype == np.float32 and frames.shape[1] == 20
+    assert 0 < frames.shape[0] <= len(speech) / 160 + 1
+    np.testing.assert_allclose(frames.std(axis=0), envelope[20:], rtol=1e-5, atol=1e-5)
+    assert envelope_frames(silence, 16_000).shape == (0, 20)
     both = voice_statistics(speech, 16_000)
     np.testing.assert_array_equal(both[:len(PITCH_FEATURES)], pitch_features(speech, 16_000))
     np.testing.assert_array_equal(both[len(PITCH_FEATURES):], envelope)

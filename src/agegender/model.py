@@ -72,6 +72,31 @@ def build_model(params: ModelParams, *, features: dict | None = None):
 PITCH_BOOST = 30.0
 
 
+def _stats_input(gain: float, dtype: str | None = None):
+    """The ``pitch`` input and its standardised values, times ``gain``.
+
+    Centred and scaled by the training corpus' statistics (``voice_stats.STAT_CENTRE``,
+    ``STAT_SPREAD``), so every input starts near unit scale whatever its units.
+
+    Args:
+        gain: the standardised values are multiplied by it (the fused head's ``PITCH_BOOST``).
+        dtype: the Normalization layer's dtype policy (None: the global one).
+
+    Returns:
+        (``keras.Input`` ``pitch`` [batch, len(STAT_NAMES)], its scaled values, same shape).
+    """
+    import keras  # noqa: PLC0415
+    from keras import layers  # noqa: PLC0415
+
+    from agegender.voice_stats import STAT_CENTRE, STAT_NAMES, STAT_SPREAD  # noqa: PLC0415
+
+    pitch = keras.Input(shape=(len(STAT_NAMES),), name="pitch")
+    scaled = layers.Normalization(mean=list(STAT_CENTRE),
+                                  variance=[(spread / gain) ** 2 for spread in STAT_SPREAD],
+                                  dtype=dtype, name="pitch_scale")(pitch)
+    return pitch, scaled
+
+
 def _pitch_head(x, image_input, params: ModelParams):
     """The ``pitch_input`` variant's end: the CNN's logits plus logits of the voice statistics.
 
@@ -89,14 +114,9 @@ def _pitch_head(x, image_input, params: ModelParams):
     from keras import layers  # noqa: PLC0415
 
     from agegender.layers import ExampleDropout  # noqa: PLC0415
-    from agegender.voice_stats import STAT_CENTRE, STAT_NAMES, STAT_SPREAD  # noqa: PLC0415
 
     regulariser = keras.regularizers.L2(params.l2) if params.l2 else None
-    pitch = keras.Input(shape=(len(STAT_NAMES),), name="pitch")
-    scaled = layers.Normalization(
-        mean=list(STAT_CENTRE),
-        variance=[(spread / PITCH_BOOST) ** 2 for spread in STAT_SPREAD],
-        name="pitch_scale")(pitch)
+    pitch, scaled = _stats_input(PITCH_BOOST)
     small = keras.initializers.VarianceScaling(1.0 / PITCH_BOOST**2, mode="fan_avg",
                                                distribution="uniform", seed=0)
     hidden = layers.Dense(16, activation="relu", kernel_initializer=small,
@@ -142,15 +162,11 @@ def voice_stats_model(params: ModelParams, *, features: dict | None = None):
     from keras import layers  # noqa: PLC0415
 
     from agegender.layers import BoostedLinear, LabelledOutput  # noqa: PLC0415
-    from agegender.voice_stats import STAT_CENTRE, STAT_NAMES, STAT_SPREAD  # noqa: PLC0415
 
     names = list(params.class_names) or [str(i) for i in range(params.num_classes)]
-    pitch = keras.Input(shape=(len(STAT_NAMES),), name="pitch")
     # float32 throughout, even under a mixed policy: statistics near 50 lose their
     # decimals in bfloat16, and 92 weights cost nothing.
-    scaled = layers.Normalization(mean=list(STAT_CENTRE),
-                                  variance=[spread**2 for spread in STAT_SPREAD],
-                                  dtype="float32", name="pitch_scale")(pitch)
+    pitch, scaled = _stats_input(1.0, dtype="float32")
     logits = BoostedLinear(params.num_classes, PITCH_BOOST, params.l2, dtype="float32",
                            name="logits")(scaled)
     probabilities = layers.Activation("softmax", dtype="float32", name="probabilities")(logits)

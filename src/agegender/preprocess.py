@@ -371,7 +371,8 @@ def run_tfrecords(dataset_dir: str | os.PathLike, features: FeatureParams,
         with_pitch = all(png_pitch(png_path(root, split, key).read_bytes()) is not None
                          for key in keys)
 
-        def make_example(key: str, split: str = split, rows: dict = rows) -> Example:
+        def make_example(key: str, split: str = split, rows: dict = rows,
+                         with_pitch: bool = with_pitch) -> Example:
             row = rows[key]
             data = png_path(root, split, key).read_bytes()
             height, width, channels = features.image_shape

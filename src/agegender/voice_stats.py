@@ -50,6 +50,37 @@ STAT_CENTRE: tuple[float, ...] = PITCH_CENTRE + ENVELOPE_CENTRE
 STAT_SPREAD: tuple[float, ...] = PITCH_SPREAD + ENVELOPE_SPREAD
 
 
+def envelope_frames(waveform: np.ndarray, sample_rate: int) -> np.ndarray:
+    """MFCC 1-20 of the loud frames of a waveform: what ``envelope_features`` summarises.
+
+    Args:
+        waveform: mono [samples], float.
+        sample_rate: Hz of ``waveform``.
+
+    Returns:
+        float32 [loud frames, ENVELOPE_COEFFICIENTS] (dB-scaled cepstral units), one row per
+        10 ms frame of the 8 kHz signal within ``ENVELOPE_RANGE_DB`` of the loudest; [0, 20]
+        for a waveform shorter than one frame or without energy.
+    """
+    import librosa  # noqa: PLC0415
+    import soxr  # noqa: PLC0415
+
+    waveform = np.asarray(waveform, dtype=np.float32)
+    if sample_rate != ENVELOPE_RATE:
+        waveform = soxr.resample(waveform, sample_rate, ENVELOPE_RATE, quality="HQ")
+    if waveform.shape[0] < ENVELOPE_N_FFT or not np.any(waveform):
+        return np.zeros((0, ENVELOPE_COEFFICIENTS), np.float32)
+    power = np.abs(librosa.stft(waveform, n_fft=ENVELOPE_N_FFT,
+                                hop_length=ENVELOPE_HOP)) ** 2  # [bins, frames]
+    energy = power.sum(axis=0)  # [frames]
+    loud = 10 * np.log10(energy / energy.max() + 1e-12) > -ENVELOPE_RANGE_DB
+    mel = librosa.feature.melspectrogram(S=power, sr=ENVELOPE_RATE, n_mels=ENVELOPE_MELS,
+                                         fmin=50.0, fmax=ENVELOPE_RATE / 2)
+    cepstra = librosa.feature.mfcc(S=librosa.power_to_db(mel + 1e-10),
+                                   n_mfcc=ENVELOPE_COEFFICIENTS + 1)[1:, loud]  # [20, loud]
+    return cepstra.T.astype(np.float32)
+
+
 def envelope_features(waveform: np.ndarray, sample_rate: int) -> np.ndarray:
     """Mean and standard deviation of MFCC 1-20 over the loud frames of a waveform.
 
@@ -61,23 +92,10 @@ def envelope_features(waveform: np.ndarray, sample_rate: int) -> np.ndarray:
         float32 [len(ENVELOPE_FEATURES)]: 20 means, then 20 standard deviations (dB-scaled
         cepstral units). A waveform without energy gets ``ENVELOPE_CENTRE`` (neutral).
     """
-    import librosa  # noqa: PLC0415
-    import soxr  # noqa: PLC0415
-
-    waveform = np.asarray(waveform, dtype=np.float32)
-    if sample_rate != ENVELOPE_RATE:
-        waveform = soxr.resample(waveform, sample_rate, ENVELOPE_RATE, quality="HQ")
-    if waveform.shape[0] < ENVELOPE_N_FFT or not np.any(waveform):
+    frames = envelope_frames(waveform, sample_rate)  # [loud, 20]
+    if frames.shape[0] == 0:
         return np.asarray(ENVELOPE_CENTRE, np.float32)
-    power = np.abs(librosa.stft(waveform, n_fft=ENVELOPE_N_FFT,
-                                hop_length=ENVELOPE_HOP)) ** 2  # [bins, frames]
-    energy = power.sum(axis=0)  # [frames]
-    loud = 10 * np.log10(energy / energy.max() + 1e-12) > -ENVELOPE_RANGE_DB
-    mel = librosa.feature.melspectrogram(S=power, sr=ENVELOPE_RATE, n_mels=ENVELOPE_MELS,
-                                         fmin=50.0, fmax=ENVELOPE_RATE / 2)
-    cepstra = librosa.feature.mfcc(S=librosa.power_to_db(mel + 1e-10),
-                                   n_mfcc=ENVELOPE_COEFFICIENTS + 1)[1:, loud]  # [20, loud]
-    return np.concatenate([cepstra.mean(axis=1), cepstra.std(axis=1)]).astype(np.float32)
+    return np.concatenate([frames.mean(axis=0), frames.std(axis=0)]).astype(np.float32)
 
 
 def voice_statistics(waveform: np.ndarray, sample_rate: int) -> np.ndarray:
