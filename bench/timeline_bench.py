@@ -24,6 +24,9 @@ non-speech, % of speech time), false alarm (non-speech called speech, % of non-s
 time), gender error (true speech given the wrong gender, % of speech time; missed speech is
 not counted here), the same for age groups when an age model is given; real-time factor
 (audio seconds per CPU second of the system's process, model loading included) and peak RSS.
+A second gender table scores every system on the same seconds: the true speech that all of
+them label (``common_ground``), since a system that drops its hard speech is otherwise
+scored on less and easier time.
 
 TensorFlow in the children (``ours``, ``ina``): ``--tf_threads`` intra-op threads (default 1)
 and one inter-op thread, through ``TF_NUM_INTRAOP_THREADS``/``TF_NUM_INTEROP_THREADS``, which
@@ -343,6 +346,51 @@ def evaluate(recordings, outputs: dict, task: str, names: list[str], column: str
     return [*rows, total]
 
 
+def common_ground(recordings, outputs: dict, task: str, names: list[str], column: str) -> list:
+    """Rows per recording and pooled: each system's class error on the speech time that
+    every system labels as speech.
+
+    The systems miss different speech (ina drops about a third of it, ``evaluate``), and a
+    system that keeps only its easy speech is scored on less and easier time. Here every
+    system is scored on the very same seconds: true speech that all of them label.
+
+    Returns:
+        Rows of [recording, minutes of common speech, % of true speech it covers, one
+        error % per system], then the pooled row.
+    """
+    import pandas as pd  # noqa: PLC0415
+    import soundfile as sf  # noqa: PLC0415
+
+    systems = [name for name, segments in outputs.items()
+               if segments is not None and task in segments]
+    rows, common_s, speech_s = [], 0.0, 0.0
+    wrong_s = dict.fromkeys(systems, 0.0)
+    for rec in recordings:
+        duration = sf.info(rec["wav"]).duration
+        truth_table = pd.read_csv(rec["truth"], dtype={column: str}, keep_default_na=False)
+        truth = grid_labels(zip(truth_table[column], truth_table["start"],
+                                truth_table["end"], strict=True), duration, names)
+        hyps = {name: grid_labels(outputs[name][task][rec["wav"]], duration, names)
+                for name in systems}
+        n = min([len(truth), *(len(h) for h in hyps.values())])
+        shared = truth[:n] > 0
+        for hyp in hyps.values():
+            shared &= hyp[:n] > 0
+        seconds = shared.sum() * GRID
+        common_s += seconds
+        speech_s += (truth > 0).sum() * GRID
+        row = [Path(rec["wav"]).name, f"{seconds / 60:.1f}",
+               f"{100 * seconds / max((truth > 0).sum() * GRID, 1e-9):.0f}"]
+        for name, hyp in hyps.items():
+            wrong = (shared & (hyp[:n] != truth[:n])).sum() * GRID
+            wrong_s[name] += wrong
+            row.append(f"{100 * wrong / max(seconds, 1e-9):.1f}")
+        rows.append(row)
+    total = ["all", f"{common_s / 60:.1f}", f"{100 * common_s / max(speech_s, 1e-9):.0f}"]
+    total += [f"{100 * wrong_s[name] / max(common_s, 1e-9):.1f}" for name in systems]
+    return [*rows, total]
+
+
 def ina_segments(raw: dict) -> dict:
     """ina's labels → ours: male/female speech, everything else non-speech."""
     return {"gender": {path: [[label, a, b] for label, a, b in segments
@@ -514,6 +562,14 @@ def main(argv=None) -> int:
           f"{args.manifest} split {args.split}, seed {args.seed}; model {args.gender_model}")
     print(format_table(header, evaluate(recordings, outputs, "gender", ["male", "female"],
                                         "gender")))
+    scored = [name for name, segments in outputs.items()
+              if segments is not None and "gender" in segments]
+    if len(scored) > 1:
+        print("Gender error on the speech time every system labels (the same seconds for all)")
+        print(format_table(["recording", "common speech min", "% of speech",
+                            *(f"{name} gender err %" for name in scored)],
+                           common_ground(recordings, outputs, "gender", ["male", "female"],
+                                         "gender")))
     if args.age_model and outputs.get("ours") and "age" in outputs["ours"]:
         from agegender.checkpoints import open_model  # noqa: PLC0415
 

@@ -91,6 +91,8 @@ def test_the_shards_hold_what_inference_computes_for_the_clip(tiny_dataset):
     key = example["clip/key"].decode()
     stored = np.frombuffer(example["clip/pitch"], "<f4")
     assert np.array_equal(stored, png_pitch(png_path(tiny_dataset, "dev", key).read_bytes()))
+    # By path, only the chunks before the pixels are read: the same values.
+    assert np.array_equal(stored, png_pitch(png_path(tiny_dataset, "dev", key)))
     _, served = clip_inputs(_audio(tiny_dataset, "dev", key), params, pitch=True)
     np.testing.assert_array_equal(stored, served)
 

@@ -487,16 +487,21 @@ def png_bytes(image: np.ndarray, text: dict[str, str] | None = None) -> bytes:
     return buffer.getvalue()
 
 
-def png_pitch(data: bytes) -> np.ndarray | None:
-    """The ``waveform_pitch`` stored in PNG bytes (``PITCH_CHUNK``), float32, or None when
-    the PNG holds none or another number of values (made by an older preprocessing) or it
-    is unreadable."""
+def png_pitch(data: bytes | str | os.PathLike) -> np.ndarray | None:
+    """The ``waveform_pitch`` stored in a PNG (``PITCH_CHUNK``), float32, or None when the
+    PNG holds none or another number of values (made by an older preprocessing) or it is
+    unreadable.
+
+    Args:
+        data: the PNG's bytes, or its path: then only the chunks before the pixels are read
+            (a resumed preprocessing checks every finished PNG this way).
+    """
     import json  # noqa: PLC0415
 
     from PIL import Image  # noqa: PLC0415
 
     try:
-        with Image.open(io.BytesIO(data)) as image:
+        with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as image:
             value = image.text.get(PITCH_CHUNK)  # tEXt before IDAT: no pixels decoded
         values = None if value is None else np.asarray(json.loads(value), np.float32)
     except (OSError, ValueError, SyntaxError):

@@ -262,7 +262,7 @@ def _finished_png(path: Path) -> bool:
     """A PNG that need not be made again: it exists and holds its voice statistics (PNGs
     from before they were stored are remade once; their pixels come out the same)."""
     try:
-        return path.is_file() and png_pitch(path.read_bytes()) is not None
+        return path.is_file() and png_pitch(path) is not None
     except OSError:
         return False
 
@@ -368,7 +368,7 @@ def run_tfrecords(dataset_dir: str | os.PathLike, features: FeatureParams,
 
         # Shards carry voice statistics only when every PNG has them (a reader for a
         # --pitch_input model then relies on the index alone).
-        with_pitch = all(png_pitch(png_path(root, split, key).read_bytes()) is not None
+        with_pitch = all(png_pitch(png_path(root, split, key)) is not None
                          for key in keys)
 
         def make_example(key: str, split: str = split, rows: dict = rows,
