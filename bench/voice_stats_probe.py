@@ -50,7 +50,9 @@ def _statistics(job: tuple[int, str]) -> tuple[int, np.ndarray | None]:
 def clip_statistics(dataset_dir: Path, cells: list[str], cache: Path,
                     workers: int) -> np.ndarray:
     """float32 [clips, len(STAT_NAMES)] for the manifest's path cells (NaN rows for clips
-    that cannot be read or point outside the dataset), cached by cell."""
+    that cannot be read or point outside the dataset), cached by cell. A cell refused by its
+    path (outside the folder, missing) is not cached: it is checked again on every run, and
+    read once its file is there."""
     from tqdm import tqdm
 
     from agegender import atomic
@@ -65,12 +67,12 @@ def clip_statistics(dataset_dir: Path, cells: list[str], cache: Path,
             if stored["values"].shape[1:] == (len(STAT_NAMES),):
                 known = dict(zip(stored["paths"].tolist(), stored["values"]))
     todo = sorted(set(cells) - set(known))
-    jobs = []
+    jobs, refused = [], set()
     for row, cell in enumerate(todo):
         relative, problem = resolve_path_cell(dataset_dir, cell, [dataset_dir])
         if problem:  # a cell is data: one outside the folder is never opened
             print(f"skipped: manifest.csv path {cell!r}: {problem}", file=sys.stderr)
-            known[cell] = unusable
+            refused.add(cell)
         else:
             jobs.append((row, str(dataset_dir / relative)))
     if jobs:
@@ -80,7 +82,7 @@ def clip_statistics(dataset_dir: Path, cells: list[str], cache: Path,
         buffer = io.BytesIO()
         np.savez(buffer, paths=np.array(list(known)), values=np.stack(list(known.values())))
         atomic.write_bytes(cache, buffer.getvalue())
-    return np.stack([known[cell] for cell in cells])
+    return np.stack([unusable if cell in refused else known[cell] for cell in cells])
 
 
 def probe(table: pd.DataFrame, values: np.ndarray, task: str) -> list[list[object]]:
