@@ -101,7 +101,6 @@ def clip_frames(dataset_dir: Path, cells: list[str], cache: Path,
     from tqdm import tqdm
 
     from agegender import atomic
-    from agegender.dataset_paths import resolve_path_cell
     from agegender.workers import imap_unordered
 
     known: dict[str, np.ndarray | None] = {}
@@ -114,14 +113,7 @@ def clip_frames(dataset_dir: Path, cells: list[str], cache: Path,
                          for cell, length, start in zip(stored["cells"].tolist(), lengths,
                                                         starts)}
     todo = sorted(set(cells) - set(known))
-    jobs, refused = [], set()
-    for row, cell in enumerate(todo):
-        relative, problem = resolve_path_cell(dataset_dir, cell, [dataset_dir])
-        if problem:  # a cell is data: one outside the folder is never opened
-            print(f"skipped: manifest.csv path {cell!r}: {problem}", file=sys.stderr)
-            refused.add(cell)
-        else:
-            jobs.append((row, str(dataset_dir / relative)))
+    jobs, refused = voice_stats_probe.cell_jobs(dataset_dir, todo)
     if jobs:
         for row, frames in tqdm(imap_unordered(_frames, jobs, workers), total=len(jobs),
                                 desc="envelope frames"):

@@ -47,6 +47,23 @@ def _statistics(job: tuple[int, str]) -> tuple[int, np.ndarray | None]:
         return row, None
 
 
+def cell_jobs(dataset_dir: Path, todo: list[str]) -> tuple[list[tuple[int, str]], set[str]]:
+    """Jobs (position in ``todo``, the file's path) for the manifest path cells in ``todo``,
+    and the cells refused by their path (outside the folder, missing), each reported on one
+    line: a cell is data, and one outside the folder is never opened."""
+    from agegender.dataset_paths import resolve_path_cell
+
+    jobs, refused = [], set()
+    for row, cell in enumerate(todo):
+        relative, problem = resolve_path_cell(dataset_dir, cell, [dataset_dir])
+        if problem:
+            print(f"skipped: manifest.csv path {cell!r}: {problem}", file=sys.stderr)
+            refused.add(cell)
+        else:
+            jobs.append((row, str(dataset_dir / relative)))
+    return jobs, refused
+
+
 def clip_statistics(dataset_dir: Path, cells: list[str], cache: Path,
                     workers: int) -> np.ndarray:
     """float32 [clips, len(STAT_NAMES)] for the manifest's path cells (NaN rows for clips
@@ -56,7 +73,6 @@ def clip_statistics(dataset_dir: Path, cells: list[str], cache: Path,
     from tqdm import tqdm
 
     from agegender import atomic
-    from agegender.dataset_paths import resolve_path_cell
     from agegender.voice_stats import STAT_NAMES
     from agegender.workers import imap_unordered
 
@@ -67,14 +83,7 @@ def clip_statistics(dataset_dir: Path, cells: list[str], cache: Path,
             if stored["values"].shape[1:] == (len(STAT_NAMES),):
                 known = dict(zip(stored["paths"].tolist(), stored["values"]))
     todo = sorted(set(cells) - set(known))
-    jobs, refused = [], set()
-    for row, cell in enumerate(todo):
-        relative, problem = resolve_path_cell(dataset_dir, cell, [dataset_dir])
-        if problem:  # a cell is data: one outside the folder is never opened
-            print(f"skipped: manifest.csv path {cell!r}: {problem}", file=sys.stderr)
-            refused.add(cell)
-        else:
-            jobs.append((row, str(dataset_dir / relative)))
+    jobs, refused = cell_jobs(dataset_dir, todo)
     if jobs:
         for row, values in tqdm(imap_unordered(_statistics, jobs, workers), total=len(jobs),
                                 desc="voice statistics"):
