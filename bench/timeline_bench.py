@@ -480,8 +480,6 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="our timeline's hop, s (default: the window)")
     parser.add_argument("--switch_penalty", type=float, default=None,
                         help="our timeline's Viterbi cost of a label change, nats (default 8)")
-    parser.add_argument("--region_windows", type=int, default=None, choices=(0, 1),
-                        help="our timeline's TimelineParams.region_windows (default 0)")
     parser.add_argument("--run", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--files", default=None, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -489,8 +487,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def timeline_settings(args) -> dict:
     """The ``TimelineParams`` fields given on the command line (the others stay default)."""
-    return {name: getattr(args, name) for name in ("window_s", "hop_s", "switch_penalty",
-                                                   "region_windows")
+    return {name: getattr(args, name) for name in ("window_s", "hop_s", "switch_penalty")
             if getattr(args, name) is not None}
 
 

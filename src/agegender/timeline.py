@@ -54,11 +54,6 @@ class TimelineParams:
         block_s: seconds decoded at a time.
         min_voiced: the gate's share of voiced frames a file needs to be called speech at all
             (as for a clip); 0 = any voiced region counts.
-        region_windows: windows never reach outside their speech region: a region is cut
-            into the fewest equal windows of at most ``window_s`` (a short region is one
-            window of its own length; ``hop_s`` is not used). A ``voice_stats`` model then
-            reads each region's statistics from that region's audio alone, as it reads a
-            clip's; an image model gets each window padded or cropped as a clip is.
     """
 
     window_s: float = 0.0
@@ -69,7 +64,6 @@ class TimelineParams:
     switch_penalty: float = 8.0
     block_s: float = 60.0
     min_voiced: float = 0.0
-    region_windows: bool = False
 
     def __post_init__(self) -> None:
         for name in ("window_s", "hop_s", "min_pause_s", "min_speech_s", "pad_s",
@@ -216,18 +210,11 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
 
 
 def windows_in(regions: list[tuple[float, float]], window_s: float, hop_s: float,
-               duration_s: float, *, within: bool = False) -> list[tuple[float, float]]:
+               duration_s: float) -> list[tuple[float, float]]:
     """Model windows (start, end) seconds covering every region; a region shorter than a
-    window gets one window centred on it (within the recording). ``within``: each region
-    is cut into the fewest equal windows no longer than ``window_s``, side by side, and no
-    window reaches outside its region (``TimelineParams.region_windows``)."""
+    window gets one window centred on it (within the recording)."""
     windows = []
     for begin, end in regions:
-        if within:
-            count = max(1, int(math.ceil((end - begin) / window_s - 1e-9)))
-            edges = np.linspace(begin, end, count + 1)
-            windows += [(float(a), float(b)) for a, b in zip(edges[:-1], edges[1:])]
-            continue
         if end - begin <= window_s:
             centre = 0.5 * (begin + end)
             start = min(max(0.0, centre - 0.5 * window_s), max(0.0, duration_s - window_s))
@@ -354,7 +341,7 @@ def timeline(model, path: str | os.PathLike, params: TimelineParams | None = Non
     regions = speech_regions(voiced, params, duration)
     if share < params.min_voiced:
         regions = []
-    windows = windows_in(regions, window_s, hop_s, duration, within=params.region_windows)
+    windows = windows_in(regions, window_s, hop_s, duration)
     probabilities = predict_windows(model, windows, path, features, params.block_s,
                                     batch_size) if windows else np.zeros((0, 0))
     segments = label_segments(regions, windows, probabilities, model.class_names,
