@@ -419,28 +419,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--frames_cache", default=None, help="the frames' cache file (.npz)")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
-    names = [n.strip() for n in args.models.split(",") if n.strip()]
-    unknown = [n for n in names if n not in MODELS]
-    if unknown:
-        raise SystemExit(f"--models: unknown {unknown}; known: {', '.join(MODELS)}")
-    names = [n for n in MODELS if n in names or n == REFERENCE]  # table order, no repeats
+    names = voice_stats_probe.chosen("--models", args.models, MODELS, REFERENCE)
     if args.frames_per_clip < 1:
         raise SystemExit(f"--frames_per_clip={args.frames_per_clip}: need >= 1")
     dataset_dir = Path(args.dataset_dir)
-    table = pd.read_csv(dataset_dir / "manifest.csv", dtype=str, keep_default_na=False)
-    missing = {"path", "gender", "age", "speaker_id", "split"} - set(table.columns)
-    if missing:
-        raise SystemExit(f"{dataset_dir / 'manifest.csv'}: no column(s) {sorted(missing)}")
-    folder = Path.home() / ".cache" / "agegender"
-    cells = table["path"].tolist()
-    statistics = voice_stats_probe.clip_statistics(
-        dataset_dir, cells, Path(args.cache or folder / f"voice_stats_"
-                                 f"{dataset_dir.resolve().name}.npz"), args.workers)
+    table, statistics = voice_stats_probe.manifest_statistics(dataset_dir, args.cache,
+                                                              args.workers)
     frames = None
     if FRAME_MODELS & set(names):
-        frames = clip_frames(dataset_dir, cells, Path(
-            args.frames_cache or folder / f"envelope_frames_{dataset_dir.resolve().name}.npz"),
-            args.workers)
+        frames = clip_frames(dataset_dir, table["path"].tolist(), Path(
+            args.frames_cache or Path.home() / ".cache" / "agegender"
+            / f"envelope_frames_{dataset_dir.resolve().name}.npz"), args.workers)
     pool = build_pool(table, statistics, frames, args.task)
     print(f"task: {args.task}")
     print(cross_validate(pool, names, args.frames_per_clip))

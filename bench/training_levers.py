@@ -32,7 +32,6 @@ from pathlib import Path
 
 import common  # first: puts src/ on the path, quiets TensorFlow
 import numpy as np
-import pandas as pd
 import voice_stats_probe  # the statistics and their cache
 
 VARIANTS: tuple[str, ...] = ("weights", "sampling", "cosine", "sampling+cosine")
@@ -128,24 +127,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--cache", default=None, help="the statistics' cache file (.npz)")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
-    chosen = [v.strip() for v in args.variants.split(",") if v.strip()]
-    unknown = [v for v in chosen if v not in VARIANTS]
-    if unknown:
-        raise SystemExit(f"--variants: unknown {unknown}; known: {', '.join(VARIANTS)}")
-    variants = [v for v in VARIANTS if v in chosen or v == REFERENCE]
+    variants = voice_stats_probe.chosen("--variants", args.variants, VARIANTS, REFERENCE)
     try:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     except ValueError:
         raise SystemExit(f"--seeds={args.seeds!r}: expected comma-separated integers") from None
     dataset_dir = Path(args.dataset_dir)
-    table = pd.read_csv(dataset_dir / "manifest.csv", dtype=str, keep_default_na=False)
-    missing = {"path", "gender", "age", "speaker_id", "split"} - set(table.columns)
-    if missing:
-        raise SystemExit(f"{dataset_dir / 'manifest.csv'}: no column(s) {sorted(missing)}")
-    statistics = voice_stats_probe.clip_statistics(
-        dataset_dir, table["path"].tolist(),
-        Path(args.cache or Path.home() / ".cache" / "agegender"
-             / f"voice_stats_{dataset_dir.resolve().name}.npz"), args.workers)
+    table, statistics = voice_stats_probe.manifest_statistics(dataset_dir, args.cache,
+                                                              args.workers)
     normalise = labels.normalise_gender if args.task == "gender" else labels.normalise_age
     names = labels.class_names(args.task)
     codes = table[args.task].map(

@@ -47,6 +47,37 @@ def _statistics(job: tuple[int, str]) -> tuple[int, np.ndarray | None]:
         return row, None
 
 
+def manifest_statistics(dataset_dir: Path, cache: str | None,
+                        workers: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """The manifest (every cell a string) and its clips' statistics (``clip_statistics``;
+    cache default ``~/.cache/agegender/voice_stats_<folder name>.npz``).
+
+    Raises:
+        SystemExit: the manifest lacks a column the probes need, named.
+    """
+    table = pd.read_csv(dataset_dir / "manifest.csv", dtype=str, keep_default_na=False)
+    missing = {"path", "gender", "age", "speaker_id", "split"} - set(table.columns)
+    if missing:
+        raise SystemExit(f"{dataset_dir / 'manifest.csv'}: no column(s) {sorted(missing)}")
+    path = Path(cache or Path.home() / ".cache" / "agegender"
+                / f"voice_stats_{dataset_dir.resolve().name}.npz")
+    return table, clip_statistics(dataset_dir, table["path"].tolist(), path, workers)
+
+
+def chosen(flag: str, text: str, known: tuple[str, ...], reference: str) -> list[str]:
+    """The comma-separated names of ``text`` in ``known``'s order, ``reference`` always
+    among them (every other row is compared with it).
+
+    Raises:
+        SystemExit: an unknown name, with the flag and the known names.
+    """
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise SystemExit(f"{flag}: unknown {unknown}; known: {', '.join(known)}")
+    return [n for n in known if n in names or n == reference]
+
+
 def cell_jobs(dataset_dir: Path, todo: list[str]) -> tuple[list[tuple[int, str]], set[str]]:
     """Jobs (position in ``todo``, the file's path) for the manifest path cells in ``todo``,
     and the cells refused by their path (outside the folder, missing), each reported on one
@@ -143,14 +174,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cache", default=None, help="the statistics' cache file (.npz)")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
-    dataset_dir = Path(args.dataset_dir)
-    table = pd.read_csv(dataset_dir / "manifest.csv", dtype=str, keep_default_na=False)
-    missing = {"path", "gender", "age", "speaker_id", "split"} - set(table.columns)
-    if missing:
-        raise SystemExit(f"{dataset_dir / 'manifest.csv'}: no column(s) {sorted(missing)}")
-    cache = Path(args.cache or Path.home() / ".cache" / "agegender"
-                 / f"voice_stats_{dataset_dir.resolve().name}.npz")
-    values = clip_statistics(dataset_dir, table["path"].tolist(), cache, args.workers)
+    table, values = manifest_statistics(Path(args.dataset_dir), args.cache, args.workers)
     rows = [row for task in args.tasks.split(",") for row in probe(table, values, task)]
     print(common.format_table(["task", "statistics", "C", "dev UAR", "test UAR [95 % CI]",
                                "test clips"], rows))
