@@ -298,6 +298,17 @@ def grid_labels(segments, duration: float, names: list[str]) -> np.ndarray:
     return grid
 
 
+def truth_grid(rec: dict, names: list[str], column: str) -> tuple[float, np.ndarray]:
+    """(the recording's seconds, its true labels of ``column`` on the ``GRID``)."""
+    import pandas as pd  # noqa: PLC0415
+    import soundfile as sf  # noqa: PLC0415
+
+    duration = sf.info(rec["wav"]).duration
+    table = pd.read_csv(rec["truth"], dtype={column: str}, keep_default_na=False)
+    return duration, grid_labels(zip(table[column], table["start"], table["end"],
+                                     strict=True), duration, names)
+
+
 def score(truth: np.ndarray, hyp: np.ndarray) -> dict:
     """Seconds of speech, missed, false alarm and wrong class on two label grids."""
     n = min(len(truth), len(hyp))
@@ -321,15 +332,11 @@ def add(a: dict | None, b: dict) -> dict:
 
 def evaluate(recordings, outputs: dict, task: str, names: list[str], column: str) -> list:
     """Rows per recording and pooled: per system missed/FA/error."""
-    import pandas as pd  # noqa: PLC0415
     import soundfile as sf  # noqa: PLC0415
 
     rows, pooled = [], {}
     for rec in recordings:
-        duration = sf.info(rec["wav"]).duration
-        truth_table = pd.read_csv(rec["truth"], dtype={column: str}, keep_default_na=False)
-        truth = grid_labels(zip(truth_table[column], truth_table["start"],
-                                truth_table["end"], strict=True), duration, names)
+        duration, truth = truth_grid(rec, names, column)
         row = [Path(rec["wav"]).name, f"{duration / 60:.1f}", rec["background"]]
         for system, segments in outputs.items():
             if segments is None or task not in segments:
@@ -358,18 +365,13 @@ def common_ground(recordings, outputs: dict, task: str, names: list[str], column
         Rows of [recording, minutes of common speech, % of true speech it covers, one
         error % per system], then the pooled row.
     """
-    import pandas as pd  # noqa: PLC0415
-    import soundfile as sf  # noqa: PLC0415
 
     systems = [name for name, segments in outputs.items()
                if segments is not None and task in segments]
     rows, common_s, speech_s = [], 0.0, 0.0
     wrong_s = dict.fromkeys(systems, 0.0)
     for rec in recordings:
-        duration = sf.info(rec["wav"]).duration
-        truth_table = pd.read_csv(rec["truth"], dtype={column: str}, keep_default_na=False)
-        truth = grid_labels(zip(truth_table[column], truth_table["start"],
-                                truth_table["end"], strict=True), duration, names)
+        duration, truth = truth_grid(rec, names, column)
         hyps = {name: grid_labels(outputs[name][task][rec["wav"]], duration, names)
                 for name in systems}
         n = min([len(truth), *(len(h) for h in hyps.values())])
