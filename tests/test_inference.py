@@ -47,7 +47,7 @@ def test_detector_predicts_every_format(trained_gender, clips):
         assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
     # The detector's numbers are the model's on the preprocessing function's image.
     images = np.stack([clip_image(clips / name, detector.model.features) for name in GOOD])
-    expected = detector.model.predict(images.astype(np.float32))  # [clips, 2]
+    expected = detector.model.predict({"spectrogram": images.astype(np.float32)})  # [clips, 2]
     for result, row in zip(results, expected, strict=True):
         assert result["label"] == detector.class_names[int(row.argmax())]
         assert result["probability"] == pytest.approx(float(row.max()), abs=1e-5)
@@ -212,14 +212,15 @@ def test_detector_averages_the_crops_of_a_long_clip(voice_model, tmp_path):
     assert detector.model.features == features
     crops = clip_images(clip, features, max_crops=3)
     assert crops.shape == (3, 32, 16, 3)
-    per_crop = detector.model.predict(crops.astype(np.float32))  # [3, 2]
+    per_crop = detector.model.predict({"spectrogram": crops.astype(np.float32)})  # [3, 2]
     (result,) = detector.predict([clip])
     expected = per_crop.mean(axis=0)
     assert [result["probabilities"][name] for name in ("male", "female")] == pytest.approx(
         expected.tolist(), abs=1e-6)
     # One crop: the centre crop preprocessing stores.
     (centre,) = AgeGenderDetector(path, max_crops=1).predict([clip])
-    stored = detector.model.predict(clip_image(clip, features)[np.newaxis].astype(np.float32))
+    stored = detector.model.predict(
+        {"spectrogram": clip_image(clip, features)[np.newaxis].astype(np.float32)})
     assert centre["probabilities"]["female"] == pytest.approx(float(stored[0, 1]), abs=1e-6)
     with pytest.raises(ParameterError, match="max_crops"):
         AgeGenderDetector(path, max_crops=0)

@@ -36,7 +36,9 @@ def write_split(root: Path, split: str, examples: list, *, shard_size: int = 4,
 def collect(dataset) -> dict[str, tuple]:
     """{key: (image uint8, label, speaker)} of a with_keys dataset."""
     out = {}
-    for images, labels_, keys, speakers in dataset:
+    for inputs, labels_, keys, speakers in dataset:
+        assert list(inputs) == ["spectrogram"]  # the paper's model reads the image alone
+        images = inputs["spectrogram"]
         assert images.dtype == tf.float32
         for image, label, key, speaker in zip(images.numpy(), labels_.numpy(), keys.numpy(),
                                               speakers.numpy(), strict=True):
@@ -74,8 +76,9 @@ def test_batches_have_the_declared_shape_and_cardinality(shard_root) -> None:
     dataset, _ = make_dataset(root, "dev", "age", batch_size=4, training=False)
     assert int(dataset.cardinality()) == math.ceil(10 / 4)
     batches = list(dataset)
-    assert [int(images.shape[0]) for images, _ in batches] == [4, 4, 2]
-    images, labels_ = batches[0]
+    assert [int(inputs["spectrogram"].shape[0]) for inputs, _ in batches] == [4, 4, 2]
+    inputs, labels_ = batches[0]
+    images = inputs["spectrogram"]
     assert images.shape[1:] == (16, 16, 3) and images.dtype == tf.float32
     assert labels_.dtype == tf.int32
     assert float(tf.reduce_max(images)) <= 255.0 and float(tf.reduce_max(images)) > 1.0

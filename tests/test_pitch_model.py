@@ -77,7 +77,8 @@ def _audio(dataset, split: str, key: str):
 
 def test_the_shards_hold_what_inference_computes_for_the_clip(tiny_dataset):
     from agegender.config import FeatureParams
-    from agegender.features import clip_inputs, png_pitch
+    from agegender.features import png_pitch
+    from agegender.model_inputs import file_inputs
     from agegender.pipeline import split_folder
     from agegender.preprocess import png_path
     from agegender.tfrecords import decode_example, read_index
@@ -93,8 +94,8 @@ def test_the_shards_hold_what_inference_computes_for_the_clip(tiny_dataset):
     assert np.array_equal(stored, png_pitch(png_path(tiny_dataset, "dev", key).read_bytes()))
     # By path, only the chunks before the pixels are read: the same values.
     assert np.array_equal(stored, png_pitch(png_path(tiny_dataset, "dev", key)))
-    _, served = clip_inputs(_audio(tiny_dataset, "dev", key), params, pitch=True)
-    np.testing.assert_array_equal(stored, served)
+    served = file_inputs(_audio(tiny_dataset, "dev", key), params, ("spectrogram", "pitch"))
+    np.testing.assert_array_equal(stored, served["pitch"][0])
 
 
 def _records(path):
@@ -150,28 +151,30 @@ def test_pitch_model_predicts_alike_from_keras_h5_savedmodel_and_the_detector(
     import agegender  # noqa: F401  (registers the custom layers)
     from agegender import AgeGenderDetector
     from agegender.checkpoints import export_saved_model, open_model
-    from agegender.features import clip_inputs
-    from agegender.model import takes_pitch
+    from agegender.model import input_kinds
+    from agegender.model_inputs import file_inputs
 
     plain = keras.models.load_model(pitch_model["keras"], safe_mode=True)
-    assert takes_pitch(plain) and sorted(i.name for i in plain.inputs) == ["pitch",
-                                                                         "spectrogram"]
+    assert input_kinds(plain) == ("spectrogram", "pitch")
+    assert sorted(i.name for i in plain.inputs) == ["pitch", "spectrogram"]
     audio = str(_audio(tiny_dataset, "test", _first_key(tiny_dataset)))
     keras_model = open_model(pitch_model["keras"])
-    images, statistics = clip_inputs(audio, keras_model.features, pitch=True)
-    batch, stats = images.astype(np.float32), statistics[np.newaxis]
-    expected = keras_model.predict(batch, stats)
-    direct = plain.predict({"spectrogram": batch, "pitch": stats}, verbose=0)
+    assert keras_model.inputs == ("spectrogram", "pitch")
+    inputs = file_inputs(audio, keras_model.features, keras_model.inputs)
+    expected = keras_model.predict(inputs)
+    direct = plain.predict(inputs, verbose=0)
     np.testing.assert_allclose(expected, direct, atol=1e-6)
     h5_model = open_model(pitch_model["h5"])
-    np.testing.assert_allclose(h5_model.predict(batch, stats), expected, atol=1e-6)
+    np.testing.assert_allclose(h5_model.predict(inputs), expected, atol=1e-6)
     exported = export_saved_model(pitch_model["keras"], pitch_model["out"] / "saved")
-    assert json.loads((exported / "agegender.json").read_text())["pitch"] is True
+    assert json.loads((exported / "agegender.json").read_text())["inputs"] == [
+        "spectrogram", "pitch"]
     saved = open_model(exported)
-    assert saved.pitch
-    np.testing.assert_allclose(saved.predict(batch, stats), expected, atol=1e-5)
+    assert saved.inputs == ("spectrogram", "pitch")
+    np.testing.assert_allclose(saved.predict(inputs), expected, atol=1e-5)
     # The second input matters: another clip's statistics give other probabilities.
-    assert not np.allclose(keras_model.predict(batch, stats + 0.5), expected, atol=1e-6)
+    moved = {**inputs, "pitch": inputs["pitch"] + 0.5}
+    assert not np.allclose(keras_model.predict(moved), expected, atol=1e-6)
     (result,) = AgeGenderDetector(pitch_model["keras"], max_crops=1,
                                   min_voiced=0).predict(audio)
     assert result["probabilities"][keras_model.class_names[0]] == pytest.approx(
@@ -204,12 +207,14 @@ def test_shards_without_pitch_are_refused_by_name_for_a_pitch_model(tiny_dataset
     index["pitch_features"] = list(PITCH_FEATURES)  # the version before the envelope
     index_path.write_text(json.dumps(index))
     with pytest.raises(DatasetError, match="hold 5 other voice statistics.*re-run"):
-        make_dataset(copy, "train", "gender", batch_size=4, training=True, pitch=True)
+        make_dataset(copy, "train", "gender", batch_size=4, training=True,
+                     inputs=("spectrogram", "pitch"))
     del index["pitch_features"]
     index_path.write_text(json.dumps(index))
     make_dataset(copy, "train", "gender", batch_size=4, training=True)  # the paper's model
     with pytest.raises(DatasetError, match="no voice statistics.*re-run"):
-        make_dataset(copy, "train", "gender", batch_size=4, training=True, pitch=True)
+        make_dataset(copy, "train", "gender", batch_size=4, training=True,
+                     inputs=("spectrogram", "pitch"))
 
 
 def test_pitch_model_timeline_reads_each_windows_f0(pitch_model, tmp_path, monkeypatch):
@@ -253,14 +258,13 @@ def test_image_dropout_model_trains_and_loads_alike_from_keras_h5_and_savedmodel
     assert dropout.rate == 0.5
     audio = str(_audio(tiny_dataset, "test", _first_key(tiny_dataset)))
     keras_model = open_model(result["keras"])
-    from agegender.features import clip_inputs
+    from agegender.model_inputs import file_inputs
 
-    images, statistics = clip_inputs(audio, keras_model.features, pitch=True)
-    batch, stats = images.astype(np.float32), statistics[np.newaxis]
-    expected = keras_model.predict(batch, stats)
+    inputs = file_inputs(audio, keras_model.features, keras_model.inputs)
+    expected = keras_model.predict(inputs)
     # Inference never drops: repeated calls agree, and every format gives the same.
-    np.testing.assert_array_equal(keras_model.predict(batch, stats), expected)
-    np.testing.assert_allclose(open_model(result["h5"]).predict(batch, stats), expected,
+    np.testing.assert_array_equal(keras_model.predict(inputs), expected)
+    np.testing.assert_allclose(open_model(result["h5"]).predict(inputs), expected,
                                atol=1e-6)
     saved = open_model(export_saved_model(result["keras"], tmp_path / "saved"))
-    np.testing.assert_allclose(saved.predict(batch, stats), expected, atol=1e-5)
+    np.testing.assert_allclose(saved.predict(inputs), expected, atol=1e-5)

@@ -59,19 +59,13 @@ def test_the_model_is_a_linear_layer_on_the_statistics_with_l2_on_their_own_scal
     import keras
 
     from agegender.config import ModelParams
-    from agegender.model import (
-        PITCH_BOOST,
-        build_model,
-        image_input_shape,
-        takes_images,
-        takes_pitch,
-    )
+    from agegender.model import PITCH_BOOST, build_model, input_kinds
 
     model = build_model(ModelParams(architecture="voice_stats", pitch_input=True,
                                     num_classes=2, task="gender",
                                     class_names=("male", "female"), l2=0.01))
     assert [i.name for i in model.inputs] == ["pitch"] and model.name == "voice_stats_gender"
-    assert takes_pitch(model) and not takes_images(model) and image_input_shape(model) is None
+    assert input_kinds(model) == ("pitch",)
     assert model.count_params() - sum(
         int(np.prod(w.shape)) for w in model.non_trainable_weights) == len(STAT_NAMES) * 2 + 2
     # Untrained (zero kernel), every clip gets 0.5/0.5.
@@ -114,10 +108,10 @@ def test_boosted_linear_checks_its_arguments_and_round_trips():
 def test_it_trains_on_the_statistics_and_learns_gender(stats_model, tiny_dataset):
     import keras
 
-    from agegender.model import takes_images
+    from agegender.model import input_kinds
 
     plain = keras.models.load_model(stats_model["keras"], safe_mode=True)
-    assert not takes_images(plain)
+    assert input_kinds(plain) == ("pitch",)
     # The synthetic voices differ in F0: the statistics alone separate them.
     assert stats_model["best_score"] >= 0.9
 
@@ -128,28 +122,25 @@ def test_predictions_agree_across_formats_and_no_image_is_computed(
 
     from agegender import AgeGenderDetector
     from agegender.checkpoints import export_saved_model, open_model
-    from agegender.features import clip_inputs
+    from agegender.model_inputs import file_inputs, stack
 
     audio = _test_audio(tiny_dataset)[:4]
     keras_model = open_model(stats_model["keras"])
-    assert keras_model.pitch and not keras_model.images
-    inputs = [clip_inputs(path, keras_model.features, pitch=True, images=False)
-              for path in audio]
-    assert all(crops.shape == (1, 0, 0, 3) for crops, _ in inputs)
-    statistics = np.stack([values for _, values in inputs])
-    empty = np.zeros((len(audio), 0, 0, 3), np.float32)
-    expected = keras_model.predict(empty, statistics)
+    assert keras_model.inputs == ("pitch",)
+    inputs = stack([file_inputs(path, keras_model.features, keras_model.inputs)
+                    for path in audio])
+    assert list(inputs) == ["pitch"] and inputs["pitch"].shape == (4, len(STAT_NAMES))
+    expected = keras_model.predict(inputs)
     plain = keras.models.load_model(stats_model["keras"], safe_mode=True)
-    np.testing.assert_allclose(plain.predict({"pitch": statistics}, verbose=0), expected,
+    np.testing.assert_allclose(plain.predict(inputs, verbose=0), expected, atol=1e-6)
+    np.testing.assert_allclose(open_model(stats_model["h5"]).predict(inputs), expected,
                                atol=1e-6)
-    np.testing.assert_allclose(open_model(stats_model["h5"]).predict(empty, statistics),
-                               expected, atol=1e-6)
     exported = export_saved_model(stats_model["keras"], stats_model["out"] / "saved")
     meta = json.loads((exported / "agegender.json").read_text())
-    assert meta["pitch"] is True and meta["input_shape"] == []
+    assert meta["inputs"] == ["pitch"] and meta["input_shape"] == []
     saved = open_model(exported)
-    assert not saved.images
-    np.testing.assert_allclose(saved.predict(empty, statistics), expected, atol=1e-5)
+    assert saved.inputs == ("pitch",)
+    np.testing.assert_allclose(saved.predict(inputs), expected, atol=1e-5)
     detector = AgeGenderDetector(stats_model["keras"], max_crops=3, min_voiced=0)
     assert "voice statistics" in detector.scoring() and "crop" not in detector.scoring()
     results = detector.predict(audio)
@@ -212,14 +203,11 @@ def test_a_resume_with_the_other_architecture_is_refused_by_name(tiny_dataset, t
 
 def test_bfloat16_copy_keeps_the_statistics_in_float32(stats_model, tiny_dataset):
     from agegender.checkpoints import open_model
-    from agegender.features import clip_inputs
+    from agegender.model_inputs import file_inputs, stack
 
     audio = _test_audio(tiny_dataset)[:2]
     exact = open_model(stats_model["keras"])
     fast = open_model(stats_model["keras"], precision="bfloat16")
-    assert not fast.images
-    statistics = np.stack([clip_inputs(path, exact.features, pitch=True, images=False)[1]
-                           for path in audio])
-    empty = np.zeros((len(audio), 0, 0, 3), np.float32)
-    np.testing.assert_allclose(fast.predict(empty, statistics),
-                               exact.predict(empty, statistics), atol=1e-5)
+    assert fast.inputs == ("pitch",)
+    inputs = stack([file_inputs(path, exact.features, exact.inputs) for path in audio])
+    np.testing.assert_allclose(fast.predict(inputs), exact.predict(inputs), atol=1e-5)

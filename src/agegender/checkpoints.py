@@ -240,23 +240,18 @@ class LoadedModel:
         path: where it was loaded from.
         task: the task it was trained for.
         class_names: one per output.
-        features: how its input images are computed.
-        predict: float32 [batch, H, W, 3] in 0-255 (and, for a ``pitch`` model, the
-            clips' voice statistics [batch, len(voice_stats.STAT_NAMES)] as second argument) →
-            probabilities [batch, classes]. A model without ``images`` ignores the first
-            argument (callers pass [batch, 0, 0, 3]).
-        pitch: the model reads voice statistics beside the image (``--pitch_input``).
-        images: the model reads a spectrogram image; False for ``voice_stats`` models,
-            whose callers need not compute one.
+        features: how its inputs are computed from audio.
+        predict: {kind: float32 [batch, ...]} (``model_inputs``: every kind in ``inputs``)
+            → probabilities [batch, classes].
+        inputs: the kinds of input it reads, in order (``model_inputs.KINDS``).
     """
 
     path: str
     task: str
     class_names: tuple[str, ...]
     features: FeatureParams
-    predict: Callable[..., np.ndarray]
-    pitch: bool = False
-    images: bool = True
+    predict: Callable[[dict], np.ndarray]
+    inputs: tuple[str, ...] = ("spectrogram",)
 
 
 def _checked_labels(path: Path, stored_task: str | None, names: list[str] | None,
@@ -288,26 +283,13 @@ def bfloat16_copy(model):
     """
     import keras  # noqa: PLC0415
 
-    from agegender.config import ModelParams  # noqa: PLC0415
-    from agegender.model import (  # noqa: PLC0415
-        build_model,
-        image_input_shape,
-        model_labels,
-        takes_images,
-        takes_pitch,
-    )
+    from agegender.model import build_model, model_labels, model_params  # noqa: PLC0415
 
-    task, names, features = model_labels(model)
-    height, width, _ = image_input_shape(model) or model_features(model).image_shape
-    architecture = "mam_cnn" if takes_images(model) else "voice_stats"
+    _, _, features = model_labels(model)
     policy = keras.mixed_precision.global_policy()
     try:
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
-        copy = build_model(ModelParams(image_size=height, image_width=width,
-                                       num_classes=len(names), task=task,
-                                       class_names=tuple(names),
-                                       pitch_input=takes_pitch(model),
-                                       architecture=architecture), features=features)
+        copy = build_model(model_params(model), features=features)
     finally:
         keras.mixed_precision.set_global_policy(policy)
     copy.set_weights(model.get_weights())
@@ -336,7 +318,8 @@ def open_model(path: str | os.PathLike, task: str | None = None, *,
             raise ParameterError(f"precision={precision!r} needs a .keras or .h5 model, "
                                  f"not the SavedModel {path}")
         return _open_saved_model(path, task)
-    from agegender.model import image_input_shape, model_labels, takes_images, takes_pitch  # noqa: PLC0415
+    from agegender.model import input_kinds, model_labels  # noqa: PLC0415
+    from agegender.model_inputs import feed  # noqa: PLC0415
 
     model = load_model(path, verify=verify)
     try:
@@ -346,25 +329,31 @@ def open_model(path: str | os.PathLike, task: str | None = None, *,
     outputs = int(model.output_shape[-1])
     task, names = _checked_labels(path, stored_task, names, outputs, task)
     params = model_features(model)
-    images = takes_images(model)
-    if images and params.image_shape[:2] != image_input_shape(model)[:2]:
+    kinds = input_kinds(model) if stored_task is not None else ("spectrogram",)
+    shape = _image_shape(model)
+    if shape is not None and params.image_shape[:2] != shape[:2]:
         raise ModelError(f"--model_path={path}: stored image size {params.image_shape[:2]} "
-                         f"differs from its input size {image_input_shape(model)[:2]}")
+                         f"differs from its input size {shape[:2]}")
     if precision == "bfloat16":
         if stored_task is None:
             raise ParameterError(f"precision='bfloat16' needs a model built by agegender; "
                                  f"{path} stores no task")
         model = bfloat16_copy(model)
-    pitch = takes_pitch(model)
 
-    def predict(batch: np.ndarray, statistics: np.ndarray | None = None) -> np.ndarray:
-        if not images:
-            inputs = {"pitch": statistics}
-        else:
-            inputs = {"spectrogram": batch, "pitch": statistics} if pitch else batch
-        return np.asarray(model.predict_on_batch(inputs))
+    def predict(inputs: dict) -> np.ndarray:
+        return np.asarray(model.predict_on_batch(feed(model, inputs)))
 
-    return LoadedModel(str(path), task, tuple(names), params, predict, pitch, images)
+    return LoadedModel(str(path), task, tuple(names), params, predict, kinds)
+
+
+def _image_shape(model) -> tuple[int, int, int] | None:
+    """(height, width, channels) of a Keras model's spectrogram input; None without one.
+    A model not built by agegender has one input, taken for the spectrogram."""
+    named = {i.name.split(":")[0]: i for i in model.inputs}
+    image = named.get("spectrogram")
+    if image is None and len(named) == 1 and "pitch" not in named:
+        image = model.inputs[0]
+    return None if image is None else tuple(int(d) for d in image.shape[1:])
 
 
 def _open_saved_model(path: Path, task: str | None) -> LoadedModel:
@@ -385,13 +374,7 @@ def _open_saved_model(path: Path, task: str | None) -> LoadedModel:
         loaded = tf.saved_model.load(str(path))
         serve = loaded.signatures.get("serve") or loaded.signatures["serving_default"]
         _, spec = serve.structured_input_signature
-        # One input, a --pitch_input model's two (named "pitch" and the spectrogram's), or
-        # a voice_stats model's "pitch" alone.
-        pitch_name = next((name for name in spec if name.startswith("pitch")), None)
-        image_names = [name for name in spec if name != pitch_name]
-        if len(image_names) > 1 or (not image_names and pitch_name is None):
-            raise ValueError(f"inputs {sorted(spec)}: expected a spectrogram, 'pitch' or both")
-        input_name = image_names[0] if image_names else None
+        signature_names = _signature_names(spec, meta)
         (output_spec,) = serve.structured_outputs.values()
     except (*_LOAD_ERRORS, tf.errors.OpError) as err:  # a damaged or foreign SavedModel
         reason = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
@@ -403,23 +386,40 @@ def _open_saved_model(path: Path, task: str | None) -> LoadedModel:
     features = meta.get("features")
     if features:
         params = FeatureParams(**features)
-    elif input_name is not None:
-        params = FeatureParams(image_size=int(spec[input_name].shape[1]))
+    elif "spectrogram" in signature_names:
+        params = FeatureParams(image_size=int(spec[signature_names["spectrogram"]].shape[1]))
     else:
         raise ModelError(f"--model_path={path}: a voice-statistics SavedModel needs its "
                          "agegender.json (the feature settings its statistics were made with)")
 
-    def predict(batch: np.ndarray, statistics: np.ndarray | None = None) -> np.ndarray:
-        inputs = {}
-        if input_name is not None:
-            inputs[input_name] = tf.constant(batch, tf.float32)
-        if pitch_name is not None:
-            inputs[pitch_name] = tf.constant(statistics, tf.float32)
-        (result,) = serve(**inputs).values()
+    def predict(inputs: dict) -> np.ndarray:
+        (result,) = serve(**{signature_names[kind]: tf.constant(value, tf.float32)
+                             for kind, value in inputs.items()}).values()
         return result.numpy()
 
-    return LoadedModel(str(path), task, tuple(names), params, predict, pitch_name is not None,
-                       input_name is not None)
+    return LoadedModel(str(path), task, tuple(names), params, predict, tuple(signature_names))
+
+
+def _signature_names(spec: dict, meta: dict) -> dict[str, str]:
+    """{input kind: the SavedModel signature's argument name}. ``agegender.json`` records
+    the kinds in the serving order (``inputs``); exports made before it did are read by
+    name: one input is the spectrogram, ``pitch*`` the voice statistics."""
+    from agegender.model_inputs import check_kinds  # noqa: PLC0415
+
+    names = sorted(spec)
+    if meta.get("inputs"):
+        kinds = check_kinds(meta["inputs"])
+        by_kind = {kind: next((n for n in names if n == kind or n.startswith(kind)), None)
+                   for kind in kinds}
+        if None in by_kind.values() or len(names) != len(kinds):
+            raise ValueError(f"inputs {names}: agegender.json lists {list(kinds)}")
+        return by_kind
+    pitch = [n for n in names if n.startswith("pitch")]
+    images = [n for n in names if n not in pitch]
+    if len(images) > 1 or len(pitch) > 1 or not names:
+        raise ValueError(f"inputs {names}: expected a spectrogram, 'pitch' or both")
+    return {**({"spectrogram": images[0]} if images else {}),
+            **({"pitch": pitch[0]} if pitch else {})}
 
 
 def model_features(model) -> FeatureParams:
@@ -429,7 +429,7 @@ def model_features(model) -> FeatureParams:
     saw in training for that clip. Models without stored settings (not built by agegender)
     get the defaults at their input size.
     """
-    from agegender.model import image_input_shape, model_labels  # noqa: PLC0415
+    from agegender.model import model_labels  # noqa: PLC0415
 
     try:
         _, _, features = model_labels(model)
@@ -437,7 +437,7 @@ def model_features(model) -> FeatureParams:
         features = None
     if features:
         return FeatureParams(**features)
-    shape = image_input_shape(model)
+    shape = _image_shape(model)
     if shape is None:  # only build_model makes image-free models, and it stores features
         raise ModelError(f"model {model.name!r} reads no image and stores no feature settings")
     return FeatureParams(image_size=shape[0])
@@ -537,10 +537,12 @@ def describe_model(identity: dict, *, short: bool = False) -> str:
 def export_saved_model(model_path: str | os.PathLike, export_dir: str | os.PathLike) -> Path:
     """Writes a TensorFlow SavedModel that serves with ``tf.saved_model.load`` alone.
 
-    The serving function is ``serve``: float32 [batch, H, W, 3] in 0-255 → probabilities.
-    ``agegender.json`` beside it names the task, classes and feature parameters.
+    The serving function is ``serve``: one float32 argument per input kind the model reads
+    (``model_inputs.KINDS``: the image [batch, H, W, 3] in 0-255 as ``spectrogram``, the voice
+    statistics as ``pitch``) → probabilities. ``agegender.json`` beside it names the task,
+    classes, feature parameters, the inputs in order and every model parameter.
     """
-    from agegender.model import image_input_shape, model_labels, takes_pitch  # noqa: PLC0415
+    from agegender.model import model_labels, model_params  # noqa: PLC0415
 
     model = load_model(model_path)
     task, names, features = model_labels(model)
@@ -552,8 +554,9 @@ def export_saved_model(model_path: str | os.PathLike, export_dir: str | os.PathL
         model.export(str(tmp), format="tf_saved_model", verbose=False)
         (tmp / "agegender.json").write_text(json.dumps(
             {"task": task, "class_names": names, "features": features,
-             "input_shape": list(image_input_shape(model) or ()),
-             "pitch": takes_pitch(model)},
+             "input_shape": list(_image_shape(model) or ()),
+             "inputs": list(model_params(model).input_kinds),
+             "model_params": model_params(model).to_record()},
             indent=2))
         if export_dir.exists():  # an earlier export of ours: replace it whole
             shutil.rmtree(export_dir)

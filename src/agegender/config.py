@@ -260,8 +260,34 @@ class ModelParams:
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
-        """(height, width, channels) of the model input."""
+        """(height, width, channels) of the model's spectrogram input."""
         return (self.image_size, self.image_width or self.image_size, 3)
+
+    @property
+    def input_kinds(self) -> tuple[str, ...]:
+        """The named inputs the model reads, in order (``model_inputs.KINDS``)."""
+        if self.architecture == "voice_stats":
+            return ("pitch",)
+        return ("spectrogram", "pitch") if self.pitch_input else ("spectrogram",)
+
+    def to_record(self) -> dict:
+        """The fields as plain JSON values, as the model file stores them."""
+        record = dataclasses.asdict(self)
+        record["class_names"] = list(self.class_names)
+        return record
+
+    @classmethod
+    def from_record(cls, record: dict) -> ModelParams:
+        """The inverse of ``to_record``; fields a newer version added keep their defaults,
+        fields it does not know are refused by name (ParameterError)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(record) - known)
+        if unknown:
+            raise ParameterError(f"model parameters {unknown} are not known to this version "
+                                 "of agegender (a model from a newer version?)")
+        values = dict(record)
+        values["class_names"] = tuple(values.get("class_names", ()))
+        return cls(**values)
 
 
 @dataclasses.dataclass(frozen=True)

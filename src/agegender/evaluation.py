@@ -93,8 +93,7 @@ def evaluate(dataset_dir: str | os.PathLike, model_path: str | os.PathLike, task
     check_model_features(model, split_index(dataset_dir, split, task), dataset_dir, split)
     data, index = make_dataset(dataset_dir, split, task, batch_size=batch_size, training=False,
                                with_keys=True, image_size=model.features.image_size,
-                               skip_corrupt=skip_corrupt, pitch=model.pitch,
-                               images=model.images)
+                               skip_corrupt=skip_corrupt, inputs=model.inputs)
     keys, speakers, truth, probabilities = [], [], [], []
     # disable=None: a bar only on a terminal, where it is redrawn in place. In a pipe or log
     # file every redraw stays, and tqdm draws the last state twice (last update, then close),
@@ -102,15 +101,8 @@ def evaluate(dataset_dir: str | os.PathLike, model_path: str | os.PathLike, task
     started = time.monotonic()
     for inputs, codes, batch_keys, batch_speakers in tqdm(data, desc=f"evaluating {split}",
                                                           unit="batch", disable=None):
-        if not model.images:
-            statistics = inputs["pitch"].numpy()
-            probabilities.append(model.predict(np.zeros((len(statistics), 0, 0, 3)),
-                                               statistics))
-        elif model.pitch:
-            probabilities.append(model.predict(inputs["spectrogram"].numpy(),
-                                               inputs["pitch"].numpy()))
-        else:
-            probabilities.append(model.predict(inputs.numpy()))
+        probabilities.append(model.predict({kind: value.numpy()
+                                            for kind, value in inputs.items()}))
         truth.append(codes.numpy())
         keys += [k.decode() for k in batch_keys.numpy()]
         speakers += [s.decode() for s in batch_speakers.numpy()]

@@ -418,32 +418,22 @@ def clip_images(path: str | os.PathLike, params: FeatureParams, max_crops: int =
     ``max_crops=1`` gives the one image preprocessing stores (``clip_image``); inference asks
     for more crops of a long clip and averages their probabilities. ``min_voiced`` > 0 also
     applies the preset's minimum duration and the speech gate (``speech.load_speech``, as
-    preprocessing does) and raises ``speech.NoSpeechError`` for a clip without a voice."""
-    return clip_inputs(path, params, max_crops, min_voiced=min_voiced)[0]
+    preprocessing does) and raises ``speech.NoSpeechError`` for a clip without a voice.
+    A model's inputs of every kind come from ``model_inputs.file_inputs``."""
+    return spectrogram_images(clip_waveform(path, params, min_voiced=min_voiced), params,
+                              max_crops)
 
 
-def clip_inputs(path: str | os.PathLike, params: FeatureParams, max_crops: int = 1, *,
-                min_voiced: float = 0.0, pitch: bool = False, images: bool = True
-                ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Audio file → (images as ``clip_images``, the clip's ``waveform_pitch`` or None).
-
-    One decode serves both inputs of a ``--pitch_input`` model; the voice statistics are of
-    the whole decoded clip, as preprocessing stores them, and shared by all its crops.
-    ``images=False`` (a ``voice_stats`` model) skips the spectrogram: one empty crop.
-
-    Returns:
-        (uint8 [crops, H, W, 3] (``images=False``: [1, 0, 0, 3]), float32
-        [len(voice_stats.STAT_NAMES)] when ``pitch``, else None).
-    """
+def clip_waveform(path: str | os.PathLike, params: FeatureParams, *,
+                  min_voiced: float = 0.0) -> np.ndarray:
+    """Audio file → float32 [samples] at ``params.sample_rate`` (``load_clip``); with
+    ``min_voiced`` > 0 through the speech gate and the preset's minimum duration
+    (``speech.load_speech``), as preprocessing does. Raises AudioError / NoSpeechError."""
     if min_voiced > 0:
         from agegender.speech import load_speech  # noqa: PLC0415
 
-        waveform = load_speech(path, params, min_voiced=min_voiced)
-    else:
-        waveform = load_clip(path, params)
-    crops = (spectrogram_images(waveform, params, max_crops) if images
-             else np.zeros((1, 0, 0, 3), np.uint8))
-    return crops, (waveform_pitch(waveform, params) if pitch else None)
+        return load_speech(path, params, min_voiced=min_voiced)
+    return load_clip(path, params)
 
 
 def waveform_pitch(waveform: np.ndarray, params: FeatureParams) -> np.ndarray:

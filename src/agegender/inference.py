@@ -119,7 +119,7 @@ class AgeGenderDetector:
 
     def scoring(self) -> str:
         """How a clip's probabilities are made, in words (the test report prints it)."""
-        if not self.model.images:
+        if "spectrogram" not in self.model.inputs:
             return "the whole clip's voice statistics (a voice_stats model: no image)"
         if self.model.features.fixed_time and self.max_crops > 1:
             return (f"mean over up to {self.max_crops} crops per clip, spread over the clip "
@@ -138,18 +138,17 @@ class AgeGenderDetector:
         """The model's class names, index = label code."""
         return self.model.class_names
 
-    def _images(self, path: str) -> tuple[np.ndarray, np.ndarray | None] | AudioError:
-        """A clip's crops, uint8 [crops, H, W, 3], with its voice statistics for a pitch
-        model (else None), or why it has none."""
-        from agegender.features import clip_inputs  # noqa: PLC0415
+    def _inputs(self, path: str) -> dict[str, np.ndarray] | AudioError:
+        """A clip's model inputs ({kind: [crops, ...]}, ``model_inputs.file_inputs``), or
+        why it has none."""
+        from agegender.model_inputs import file_inputs  # noqa: PLC0415
 
         problem = input_problem(path)
         if problem:
             return AudioError(problem)
         try:
-            return clip_inputs(path, self.model.features, self.max_crops,
-                               min_voiced=self.min_voiced, pitch=self.model.pitch,
-                               images=self.model.images)
+            return file_inputs(path, self.model.features, self.model.inputs,
+                               max_crops=self.max_crops, min_voiced=self.min_voiced)
         except AudioError as err:
             return err
 
@@ -181,12 +180,12 @@ class AgeGenderDetector:
         with ThreadPoolExecutor(self.num_threads) as pool:
             for start in range(0, len(files), self.batch_size):
                 chunk = files[start:start + self.batch_size]
-                images = list(pool.map(self._images, chunk))
-                good = [i for i, image in enumerate(images) if isinstance(image, tuple)]
-                probabilities = self._crop_average([images[i] for i in good])
+                inputs = list(pool.map(self._inputs, chunk))
+                good = [i for i, made in enumerate(inputs) if isinstance(made, dict)]
+                probabilities = self._crop_average([inputs[i] for i in good])
                 by_index = dict(zip(good, probabilities, strict=True))
                 for i, path in enumerate(chunk):
-                    results.append(self._result(path, by_index.get(i), images[i]))
+                    results.append(self._result(path, by_index.get(i), inputs[i]))
         return results
 
     def timeline(self, path: str | os.PathLike, params=None) -> dict:
@@ -208,23 +207,17 @@ class AgeGenderDetector:
 
         return timeline.timeline(self.model, path, params, batch_size=self.batch_size)
 
-    def _crop_average(self, inputs: list[tuple[np.ndarray, np.ndarray | None]]
-                      ) -> np.ndarray:
+    def _crop_average(self, inputs: list[dict[str, np.ndarray]]) -> np.ndarray:
         """Predicts every crop of every clip in one batch; each clip's probabilities are
-        the mean over its crops. [clips] of ([crops, H, W, 3], voice statistics or None) →
-        [clips, classes]; a clip's voice statistics go with each of its crops."""
+        the mean over its crops. [clips] of {kind: [crops, ...]} → [clips, classes]."""
+        from agegender.model_inputs import crop_count, stack  # noqa: PLC0415
+
         if not inputs:
             return np.zeros((0, len(self.class_names)), np.float32)
-        crops = [images for images, _ in inputs]
-        counts = [len(c) for c in crops]
-        batch = np.concatenate(crops).astype(np.float32)
-        if self.model.pitch:
-            statistics = np.repeat(np.stack([p for _, p in inputs]), counts, axis=0)
-            probabilities = self.model.predict(batch, statistics)
-        else:
-            probabilities = self.model.predict(batch)
-        owner = np.repeat(np.arange(len(crops)), counts)  # [all crops] → clip
-        sums = np.zeros((len(crops), probabilities.shape[1]), np.float64)
+        counts = [crop_count(clip) for clip in inputs]
+        probabilities = self.model.predict(stack(inputs))
+        owner = np.repeat(np.arange(len(inputs)), counts)  # [all crops] → clip
+        sums = np.zeros((len(inputs), probabilities.shape[1]), np.float64)
         np.add.at(sums, owner, probabilities)
         return (sums / np.asarray(counts)[:, np.newaxis]).astype(np.float32)
 

@@ -201,16 +201,20 @@ class LabelledOutput(layers.Layer):
         class_names: one name per output unit.
         features: the ``FeatureParams`` fields the input images were made with, so inference
             computes the very same features; None when unknown.
+        model_params: every ``ModelParams`` field the model was built with
+            (``ModelParams.to_record``), so a copy (bfloat16, export) is rebuilt from it and
+            callers know which inputs it reads; None in files saved before it was stored.
     """
 
     def __init__(self, task: str, class_names: list[str] | tuple[str, ...],
-                 features: dict | None = None, **kwargs):
+                 features: dict | None = None, model_params: dict | None = None, **kwargs):
         super().__init__(**kwargs)
         if not class_names:
             raise ParameterError("class_names must name at least one class")
         self.task = str(task)
         self.class_names = [str(name) for name in class_names]
         self.features = dict(features) if features else None
+        self.model_params = dict(model_params) if model_params else None
 
     def build(self, input_shape):
         if input_shape[-1] is not None and input_shape[-1] != len(self.class_names):
@@ -225,7 +229,8 @@ class LabelledOutput(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "task": self.task,
-                "class_names": list(self.class_names), "features": self.features}
+                "class_names": list(self.class_names), "features": self.features,
+                "model_params": self.model_params}
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)

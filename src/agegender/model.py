@@ -58,8 +58,10 @@ def build_model(params: ModelParams, *, features: dict | None = None):
         x = layers.Dense(params.num_classes, activation="softmax",
                          kernel_regularizer=regulariser, dtype="float32",
                          name="probabilities")(x)
-    outputs = LabelledOutput(params.task, names, features, dtype="float32",
+    outputs = LabelledOutput(params.task, names, features, params.to_record(), dtype="float32",
                              name="labels")(x)
+    if not isinstance(inputs, dict):
+        inputs = {"spectrogram": inputs}
     return keras.Model(inputs, outputs, name=f"mam_cnn_{params.task}")
 
 
@@ -170,7 +172,7 @@ def voice_stats_model(params: ModelParams, *, features: dict | None = None):
     logits = BoostedLinear(params.num_classes, PITCH_BOOST, params.l2, dtype="float32",
                            name="logits")(scaled)
     probabilities = layers.Activation("softmax", dtype="float32", name="probabilities")(logits)
-    outputs = LabelledOutput(params.task, names, features, dtype="float32",
+    outputs = LabelledOutput(params.task, names, features, params.to_record(), dtype="float32",
                              name="labels")(probabilities)
     return keras.Model({"pitch": pitch}, outputs, name=f"voice_stats_{params.task}")
 
@@ -218,24 +220,45 @@ def model_labels(model) -> tuple[str, list[str], dict | None]:
                      "layer); it was not built by agegender")
 
 
-def takes_images(model) -> bool:
-    """Whether a model reads a spectrogram image (every model but ``voice_stats``)."""
-    return any(getattr(i, "name", "").split(":")[0] != "pitch" for i in model.inputs)
+def model_params(model) -> ModelParams:
+    """The ``ModelParams`` a model was built with, as its file records them
+    (``LabelledOutput``).
+
+    Files saved before the parameters were stored are read from their structure instead
+    (input names and shapes, the hidden layer's width); their ``l2`` and ``bn_momentum``
+    are then the defaults, which only a copy that keeps training would notice.
+
+    Raises:
+        ModelError: not a model built by agegender (no ``LabelledOutput``).
+    """
+    from agegender.layers import LabelledOutput  # noqa: PLC0415
+
+    layer = next((layer for layer in reversed(model.layers)
+                  if isinstance(layer, LabelledOutput)), None)
+    if layer is None:
+        raise ModelError(f"model {model.name!r} carries no parameters (no LabelledOutput "
+                         "layer); it was not built by agegender")
+    if layer.model_params:
+        return ModelParams.from_record(layer.model_params)
+    return _params_from_structure(model, layer)
 
 
-def image_input_shape(model) -> tuple[int, int, int] | None:
-    """(height, width, channels) of a model's spectrogram input, with or without a
-    ``pitch`` input; None for a model without one (``voice_stats``)."""
-    if not takes_images(model):
-        return None
-    shape = model.input_shape
-    if isinstance(shape, dict):
-        shape = shape["spectrogram"]
-    elif isinstance(shape, list):
-        shape = shape[[i.name for i in model.inputs].index("spectrogram")]
-    return tuple(int(d) for d in shape[1:])
+def _params_from_structure(model, layer) -> ModelParams:
+    """``model_params`` of a file saved before ``LabelledOutput`` stored them."""
+    names = [getattr(i, "name", "").split(":")[0] for i in model.inputs]
+    shapes = dict(zip(names, (tuple(i.shape) for i in model.inputs), strict=True))
+    image = next((name for name in names if name != "pitch"), None)
+    units = {lay.name: getattr(lay, "units", None) for lay in model.layers}
+    common = {"num_classes": len(layer.class_names), "task": layer.task,
+              "class_names": tuple(layer.class_names)}
+    if image is None:
+        return ModelParams(architecture="voice_stats", pitch_input=True, **common)
+    height, width = int(shapes[image][1]), int(shapes[image][2])
+    return ModelParams(image_size=height, image_width=0 if width == height else width,
+                       dense_units=int(units.get("dense") or 80),
+                       pitch_input="pitch" in names, **common)
 
 
-def takes_pitch(model) -> bool:
-    """Whether a model reads the clip's voice statistics (built with ``pitch_input``)."""
-    return any(getattr(i, "name", "").split(":")[0] == "pitch" for i in model.inputs)
+def input_kinds(model) -> tuple[str, ...]:
+    """The named inputs a model of ours reads (``model_inputs.KINDS``), in order."""
+    return model_params(model).input_kinds

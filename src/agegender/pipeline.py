@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from agegender import labels
@@ -185,8 +186,8 @@ def make_dataset(dataset_dir: str | os.PathLike, split: str, task: str, *, batch
                  training: bool, seed: int = 42, with_keys: bool = False,
                  image_size: int | None = None, cache: bool = False,
                  deterministic: bool = False, skip_corrupt: bool = False,
-                 augment: bool = False, pitch: bool = False, images: bool = True):
-    """Builds the (image, label) dataset of a split for a task.
+                 augment: bool = False, inputs: Sequence[str] = ("spectrogram",)):
+    """Builds the (inputs, label) dataset of a split for a task.
 
     Args:
         dataset_dir: dataset folder holding ``TFRecord/``.
@@ -195,7 +196,7 @@ def make_dataset(dataset_dir: str | os.PathLike, split: str, task: str, *, batch
         batch_size: examples a batch.
         training: shuffle (seeded, reshuffled each epoch) and read shards in random order.
         seed: shuffle seed.
-        with_keys: yield ``(image, label, key, speaker_id)`` instead, for evaluation.
+        with_keys: yield ``(inputs, label, key, speaker_id)`` instead, for evaluation.
         image_size: expected side; a mismatch with the shards raises ParameterError.
         cache: keep decoded images in memory after the first epoch (small corpora).
         deterministic: the same element order on every run with the same ``seed`` (ordered
@@ -204,27 +205,28 @@ def make_dataset(dataset_dir: str | os.PathLike, split: str, task: str, *, batch
             ignored unless ``training``.
         skip_corrupt: leave out corrupt records (``scan_split``) instead of stopping with
             a DatasetError naming the first; ``index["corrupt"]`` tells what was skipped.
-        pitch: for a ``--pitch_input`` model: the model input is a dict, ``spectrogram``
-            (the image) and ``pitch`` (float32 [batch, len(voice_stats.STAT_NAMES)], the
-            clip's voice statistics stored by preprocessing).
-        images: False for a ``voice_stats`` model (needs ``pitch``): the input dict holds
-            ``pitch`` alone and no PNG is decoded.
+        inputs: the model's input kinds (``model_inputs.KINDS``, ``ModelParams.input_kinds``):
+            ``spectrogram`` (the PNG, decoded) and/or ``pitch`` (the clip's voice statistics
+            stored by preprocessing, float32 [batch, len(voice_stats.STAT_NAMES)]); a kind
+            the model does not read is not decoded.
 
     Training batches drop the remainder: a last batch of a few examples would get the full
     BatchNorm momentum weight (30 % at 0.7) in the moving statistics. Other splits keep
     every example, and so does a training split smaller than one batch.
 
     Returns:
-        ``tf.data.Dataset`` of image float32 [batch, H, W, 3] in 0-255 and label int32
-        [batch], only the examples labelled for ``task`` (code >= 0); plus the split's
-        index as a second return value.
+        ``tf.data.Dataset`` of inputs {kind: float32 [batch, ...]} (the image in 0-255) and
+        label int32 [batch], only the examples labelled for ``task`` (code >= 0); plus the
+        split's index as a second return value.
     """
     import tensorflow as tf  # noqa: PLC0415
 
+    from agegender.model_inputs import check_kinds  # noqa: PLC0415
+
     if batch_size < 1:
         raise ParameterError(f"--batch_size={batch_size} must be >= 1")
-    if not images and not pitch:
-        raise ParameterError("images=False needs pitch=True: the model would have no input")
+    kinds = check_kinds(inputs)
+    images, pitch = "spectrogram" in kinds, "pitch" in kinds
     index = split_index(dataset_dir, split, task, image_size)
     height, width, channels = index["image_shape"]
     scan = scan_split(dataset_dir, split, index, skip_corrupt=skip_corrupt)
@@ -236,31 +238,25 @@ def make_dataset(dataset_dir: str | os.PathLike, split: str, task: str, *, batch
 
     def parse(record):
         example = tf.io.parse_single_example(record, spec)
-        if images:
+        parsed = {}
+        if images:  # a kind the model does not read is never decoded (PNG: the main cost)
             image = tf.io.decode_png(example["image/png"], channels=channels)  # [H, W, 3] uint8
-            image = tf.ensure_shape(image, (height, width, channels))
-        else:  # a voice_stats model: decoding the PNG would be the whole cost, for nothing
-            image = tf.zeros((0, 0, channels), tf.uint8)
-        label = tf.cast(example[label_key], tf.int32)
+            parsed["spectrogram"] = tf.ensure_shape(image, (height, width, channels))
         if pitch:
-            # Packed with the image from here on, so every map below treats both as one.
             values = tf.io.decode_raw(example["clip/pitch"], tf.float32, little_endian=True)
-            image = (image, tf.ensure_shape(values, (pitch_size,)))
+            parsed["pitch"] = tf.ensure_shape(values, (pitch_size,))
+        label = tf.cast(example[label_key], tf.int32)
         if with_keys:
-            return image, label, example["clip/key"], example["clip/speaker_id"]
-        return image, label
+            return parsed, label, example["clip/key"], example["clip/speaker_id"]
+        return parsed, label
 
-    def labelled(image, label, *rest):
+    def labelled(parsed, label, *rest):
         # A clip kept for the other task only stores -1 here.
         return label >= 0
 
-    def to_float(image, *rest):
+    def to_float(parsed, *rest):
         # uint8 until batching keeps shuffle buffers and caches 4x smaller.
-        if not images:
-            return ({"pitch": image[1]}, *rest)
-        if pitch:
-            return ({"spectrogram": tf.cast(image[0], tf.float32), "pitch": image[1]}, *rest)
-        return (tf.cast(image, tf.float32), *rest)
+        return ({kind: tf.cast(parsed[kind], tf.float32) for kind in kinds}, *rest)
 
     autotune = tf.data.AUTOTUNE
     if training and len(files) > 1:
@@ -304,11 +300,8 @@ def make_dataset(dataset_dir: str | os.PathLike, split: str, task: str, *, batch
 
 
 def _augmented(inputs, seed):
-    """``spec_augment`` of the image, whether the input is the image or a pitch model's dict
-    (whose voice statistics stay as they are)."""
-    if isinstance(inputs, dict):
-        return {**inputs, "spectrogram": spec_augment(inputs["spectrogram"], seed)}
-    return spec_augment(inputs, seed)
+    """``spec_augment`` of the image in an inputs dict (other kinds stay as they are)."""
+    return {**inputs, "spectrogram": spec_augment(inputs["spectrogram"], seed)}
 
 
 def _pitch_size(index: dict, dataset_dir: str | os.PathLike, split: str) -> int:

@@ -142,7 +142,7 @@ def pitch_features(waveform: np.ndarray, sample_rate: int, *,
     """The F0 statistics of a waveform, as a ``--pitch_input`` model reads them.
 
     Preprocessing (stored in each PNG, then in the TFRecords) and inference
-    (``features.clip_inputs``) both call this on the waveform that the spectrogram is made
+    (``model_inputs.waveform_inputs``) both call this on the waveform that the spectrogram is made
     from, so train and serve see the same values.
 
     Args:

@@ -107,22 +107,13 @@ def store_float16(source: str | os.PathLike, target: str | os.PathLike,
     """
     import keras  # noqa: PLC0415
 
-    from agegender.checkpoints import load_model, save_keras  # noqa: PLC0415
-    from agegender.model import image_input_shape, takes_pitch  # noqa: PLC0415
-    from agegender.voice_stats import STAT_NAMES  # noqa: PLC0415
+    from agegender.checkpoints import load_model, model_features, save_keras  # noqa: PLC0415
+    from agegender.model import input_kinds  # noqa: PLC0415
+    from agegender.model_inputs import feed, random_inputs  # noqa: PLC0415
 
     model = load_model(source)
     if check_inputs is None:
-        rng = np.random.default_rng(0)
-        shape = image_input_shape(model)  # None: a voice_stats model, statistics alone
-        images = None if shape is None else rng.uniform(0, 255, (16, *shape)).astype(np.float32)
-        statistics = rng.normal(0, 0.5, (16, len(STAT_NAMES))).astype(np.float32)
-        if images is None:
-            check_inputs = {"pitch": statistics}
-        elif takes_pitch(model):
-            check_inputs = {"spectrogram": images, "pitch": statistics}
-        else:
-            check_inputs = images
+        check_inputs = feed(model, random_inputs(input_kinds(model), model_features(model), 16))
     before = model.predict(check_inputs, verbose=0)
     model.set_weights([w.astype(np.float16).astype(w.dtype) if w.dtype == np.float32 else w
                        for w in model.get_weights()])

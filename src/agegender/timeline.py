@@ -226,20 +226,17 @@ def windows_in(regions: list[tuple[float, float]], window_s: float, hop_s: float
     return windows
 
 
-def window_images(path, windows: list[tuple[float, float]], features, block_s: float,
-                  pitch: bool = False, images: bool = True
-                  ) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
-    """Pass 2: (window index, uint8 image [H, W, 3], the window's voice statistics for a pitch
-    model or None) per window, in order, from a stream resampled to
-    ``features.sample_rate``; only the audio of pending windows is kept. A window's F0
-    statistics are those of its own audio (``features.waveform_pitch``), as a clip's are of
-    the clip's. ``images=False`` (a ``voice_stats`` model) gives empty [0, 0, 3] images."""
-    from agegender.features import spectrogram_images, waveform_pitch  # noqa: PLC0415
+def window_inputs(path, windows: list[tuple[float, float]], features, block_s: float,
+                  kinds: tuple[str, ...] = ("spectrogram",)
+                  ) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+    """Pass 2: (window index, the window's model inputs {kind: [1, ...]}) per window, in
+    order, from a stream resampled to ``features.sample_rate``; only the audio of pending
+    windows is kept. A window's inputs are made from its own audio exactly as a clip's are
+    (``model_inputs.waveform_inputs``, one crop)."""
+    from agegender.model_inputs import waveform_inputs  # noqa: PLC0415
 
     def inputs(piece):
-        return (spectrogram_images(piece, features)[0] if images
-                else np.zeros((0, 0, 3), np.uint8),
-                waveform_pitch(piece, features) if pitch else None)
+        return (waveform_inputs(piece, features, kinds),)
 
     rate = features.sample_rate
     buffer, buffer_start, index = np.zeros(0, np.float32), 0, 0  # buffer_start: samples
@@ -288,25 +285,18 @@ def viterbi(log_probs: np.ndarray, switch_penalty: float) -> np.ndarray:
 def predict_windows(model, windows, path, features, block_s: float,
                     batch_size: int = 64) -> np.ndarray:
     """Probabilities [windows, classes] (NaN rows: a window too short to analyse)."""
+    from agegender.model_inputs import stack  # noqa: PLC0415
+
     probabilities = np.full((len(windows), len(model.class_names)), np.nan, np.float32)
-    pitch = getattr(model, "pitch", False)
-    indexes, images, statistics = [], [], []
-
-    def flush():
-        batch = np.stack(images).astype(np.float32)
-        probabilities[indexes] = (model.predict(batch, np.stack(statistics)) if pitch
-                                  else model.predict(batch))
-
-    for index, image, values in window_images(path, windows, features, block_s, pitch,
-                                              getattr(model, "images", True)):
+    indexes, pending = [], []
+    for index, inputs in window_inputs(path, windows, features, block_s, model.inputs):
         indexes.append(index)
-        images.append(image)
-        statistics.append(values)
-        if len(images) == batch_size:
-            flush()
-            indexes, images, statistics = [], [], []
-    if images:
-        flush()
+        pending.append(inputs)
+        if len(pending) == batch_size:
+            probabilities[indexes] = model.predict(stack(pending))
+            indexes, pending = [], []
+    if pending:
+        probabilities[indexes] = model.predict(stack(pending))
     return probabilities
 
 

@@ -203,6 +203,11 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
         log.warning("--batch_size=%d is larger than the %d training examples: one partial "
                     "batch an epoch", train_params.batch_size, train_count)
     features = train_index.get("features")
+    model_params = ModelParams(image_size=image_size, image_width=image_width,
+                               num_classes=len(names), task=task, class_names=names, l2=l2,
+                               bn_momentum=bn_momentum, dense_units=dense_units,
+                               pitch_input=pitch_input, image_dropout=image_dropout,
+                               architecture=architecture)
     settings = runstate.RunSettings(
         task=task, features=features, image_size=image_size, image_width=image_width, l2=l2,
         bn_momentum=bn_momentum, augment=train_params.augment,
@@ -239,14 +244,7 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
     try:
         def build():
             with strategy.scope():
-                model = build_model(ModelParams(image_size=image_size, image_width=image_width,
-                                                num_classes=len(names), task=task,
-                                                class_names=names, l2=l2,
-                                                bn_momentum=bn_momentum, dense_units=dense_units,
-                                                pitch_input=pitch_input,
-                                                image_dropout=image_dropout,
-                                                architecture=architecture),
-                                    features=features)
+                model = build_model(model_params, features=features)
                 compile_model(model, train_params.learning_rate)
             return model
 
@@ -266,13 +264,13 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
                                               seed=train_params.seed, cache=cache,
                                               deterministic=train_params.deterministic,
                                               skip_corrupt=skip_corrupt,
-                                              augment=train_params.augment, pitch=pitch_input,
-                                              images=images)
+                                              augment=train_params.augment,
+                                              inputs=model_params.input_kinds)
         dev_data, dev_read = make_dataset(dataset_dir, "dev", task,
                                           batch_size=train_params.batch_size, training=False,
                                           cache=cache, deterministic=train_params.deterministic,
-                                          skip_corrupt=skip_corrupt, pitch=pitch_input,
-                                          images=images)
+                                          skip_corrupt=skip_corrupt,
+                                          inputs=model_params.input_kinds)
         if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
             # DATA: every worker reads all shards and keeps its part of each batch; FILE
             # sharding would give workers unequal step counts with few shards.

@@ -1,0 +1,159 @@
+"""The one place that knows a model's inputs: which kinds exist, and how each is made.
+
+Every model of this project takes a dict of named inputs, one entry per *input kind*. A
+model records the kinds it reads (``ModelParams.input_kinds``, stored in the model file by
+``LabelledOutput``), and every caller builds its inputs here, from audio (inference, the
+timeline, the test step's crops) or checks them (export, float16/bfloat16 copies):
+
+==============  =============================================  ==========================
+kind            value per example                              made by
+==============  =============================================  ==========================
+``spectrogram`` float32 [H, W, 3] in 0-255, one per crop        ``features.spectrogram_images``
+``pitch``       float32 [len(voice_stats.STAT_NAMES)], per clip ``features.waveform_pitch``
+==============  =============================================  ==========================
+
+A per-clip kind is repeated over the clip's crops, so a batch always holds one row per crop
+of every kind. The TFRecord side (``pipeline.make_dataset``) reads the same kinds from the
+shards. Adding a kind: an entry in ``KINDS`` and a line in ``waveform_inputs`` (and in
+``random_inputs``), its computation in ``features``, its input in ``model.build_model`` and
+its field in the shard spec (``tfrecords``) — nothing else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from agegender.config import FeatureParams
+from agegender.errors import ModelError
+
+
+@dataclasses.dataclass(frozen=True)
+class InputKind:
+    """One kind of model input.
+
+    Attributes:
+        name: the Keras input's name and the key of the inputs dict.
+        per_crop: one value per crop of a clip (images); False: one per clip, repeated over
+            its crops.
+        description: what it holds, in words (docs, errors).
+    """
+
+    name: str
+    per_crop: bool
+    description: str
+
+
+KINDS: dict[str, InputKind] = {
+    "spectrogram": InputKind("spectrogram", True,
+                             "spectrogram image, float32 [H, W, 3] in 0-255"),
+    "pitch": InputKind("pitch", False,
+                       "voice statistics (F0 and spectral envelope), float32 [45]"),
+}
+
+
+def check_kinds(kinds: Sequence[str]) -> tuple[str, ...]:
+    """``kinds`` as a tuple after checking each is known and there is at least one.
+
+    Raises:
+        ModelError: an unknown kind, or none.
+    """
+    kinds = tuple(kinds)
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown or not kinds:
+        raise ModelError(f"model inputs {list(kinds)}: expected one or more of "
+                         f"{', '.join(KINDS)}")
+    return kinds
+
+
+def input_shape(kind: str, features: FeatureParams) -> tuple[int, ...]:
+    """Shape of one example's value of ``kind`` (no batch axis)."""
+    if kind == "spectrogram":
+        return tuple(features.image_shape)
+    if kind == "pitch":
+        from agegender.voice_stats import STAT_NAMES  # noqa: PLC0415
+
+        return (len(STAT_NAMES),)
+    raise ModelError(f"unknown model input {kind!r}")
+
+
+def waveform_inputs(waveform: np.ndarray, features: FeatureParams, kinds: Sequence[str], *,
+                    max_crops: int = 1) -> dict[str, np.ndarray]:
+    """A waveform's model inputs: the one path from audio to what a model reads.
+
+    Args:
+        waveform: float32 [samples] at ``features.sample_rate``.
+        features: the feature settings the model stores.
+        kinds: the inputs the model reads (``ModelParams.input_kinds``).
+        max_crops: images of a long clip for a ``fixed_time`` preset (see
+            ``features.crop_starts``); 1 = the one image preprocessing stores.
+
+    Returns:
+        {kind: float32 [crops, ...]}; crops is 1 for a model without a per-crop kind.
+    """
+    from agegender.features import spectrogram_images, waveform_pitch  # noqa: PLC0415
+
+    inputs: dict[str, np.ndarray] = {}
+    if "spectrogram" in kinds:
+        inputs["spectrogram"] = spectrogram_images(waveform, features, max_crops).astype(
+            np.float32)  # [crops, H, W, 3]
+    crops = len(next(iter(inputs.values()))) if inputs else 1
+    if "pitch" in kinds:
+        inputs["pitch"] = np.repeat(waveform_pitch(waveform, features)[np.newaxis], crops,
+                                    axis=0)  # [crops, 45]
+    return {kind: inputs[kind] for kind in kinds}
+
+
+def file_inputs(path: str | os.PathLike, features: FeatureParams, kinds: Sequence[str], *,
+                max_crops: int = 1, min_voiced: float = 0.0) -> dict[str, np.ndarray]:
+    """An audio file's model inputs (``waveform_inputs`` of its decoded clip).
+
+    ``min_voiced`` > 0 applies the preset's minimum duration and the speech gate as
+    preprocessing does (``speech.load_speech``).
+
+    Raises:
+        AudioError: the file cannot be decoded; ``speech.NoSpeechError`` when it has no voice.
+    """
+    from agegender.features import clip_waveform  # noqa: PLC0415
+
+    return waveform_inputs(clip_waveform(path, features, min_voiced=min_voiced), features,
+                           kinds, max_crops=max_crops)
+
+
+def crop_count(inputs: dict[str, np.ndarray]) -> int:
+    """Rows (crops) of one clip's inputs."""
+    return len(next(iter(inputs.values())))
+
+
+def stack(examples: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Concatenates per-clip inputs ({kind: [crops, ...]}) into one batch along axis 0."""
+    return {kind: np.concatenate([e[kind] for e in examples]) for kind in examples[0]}
+
+
+def random_inputs(kinds: Sequence[str], features: FeatureParams, batch: int, *,
+                  seed: int = 0) -> dict[str, np.ndarray]:
+    """Seeded inputs of every kind in its range, for checks of a model copy (float16,
+    bfloat16, export): images uniform in 0-255, statistics near their corpus centre."""
+    rng = np.random.default_rng(seed)
+    inputs = {}
+    for kind in kinds:
+        shape = (batch, *input_shape(kind, features))
+        if kind == "spectrogram":
+            inputs[kind] = rng.uniform(0, 255, shape).astype(np.float32)
+        else:
+            from agegender.voice_stats import STAT_CENTRE, STAT_SPREAD  # noqa: PLC0415
+
+            inputs[kind] = (np.asarray(STAT_CENTRE) + rng.normal(0, 0.5, shape)
+                            * np.asarray(STAT_SPREAD)).astype(np.float32)
+    return inputs
+
+
+def feed(model, inputs: dict[str, np.ndarray]):
+    """``inputs`` as ``model`` takes them: the dict, or its one array for a single-input
+    model saved before models took dicts (Keras warns when a dict meets such a model)."""
+    if isinstance(model.input, (dict, list, tuple)) or len(inputs) != 1:
+        return inputs
+    return next(iter(inputs.values()))
