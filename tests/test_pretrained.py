@@ -1,43 +1,13 @@
-"""Shipped models: float16 storage, the default model when none is given, and the shipped
+"""Shipped models: shipping within the budget, the default model when none is given, and the shipped
 files checked against the probabilities their card records."""
 
 from __future__ import annotations
 
 import json
-import zipfile
 
-import numpy as np
 import pytest
 
 from agegender import pretrained
-
-
-def test_float16_copy_halves_the_file_and_keeps_probabilities(trained_gender, tmp_path):
-    import io
-
-    import h5py
-    import keras
-
-    target = tmp_path / "gender.keras"
-    report = pretrained.store_float16(trained_gender["keras"], target)
-    assert report["bytes"] < 0.6 * report["float32_bytes"]
-    assert 0 <= report["largest_change"] <= pretrained.FLOAT16_TOLERANCE
-    with zipfile.ZipFile(target) as archive:
-        stored = archive.read(pretrained.WEIGHTS_MEMBER)
-    with h5py.File(io.BytesIO(stored)) as weights:
-        dtypes = set()
-        weights.visititems(lambda _, item: dtypes.add(item.dtype)
-                           if isinstance(item, h5py.Dataset) else None)
-    assert np.dtype(np.float16) in dtypes and np.dtype(np.float32) not in dtypes
-    # Plain Keras opens it (float32 variables); agegender's loader verifies it.
-    from agegender.checkpoints import load_model
-
-    plain = keras.models.load_model(target, safe_mode=True)
-    assert {w.dtype for w in plain.weights} == {"float32"}
-    original = load_model(trained_gender["keras"])
-    images = np.random.default_rng(1).uniform(0, 255, (4, *plain.input_shape[1:]))
-    np.testing.assert_allclose(load_model(target).predict(images, verbose=0),
-                               original.predict(images, verbose=0), atol=1e-3)
 
 
 def test_no_model_path_means_the_shipped_model_or_a_clear_error(monkeypatch, tmp_path):
@@ -64,9 +34,12 @@ def test_ship_then_the_detector_uses_it_by_default_and_gives_the_recorded_values
     test_clips = sorted((trained_gender["dataset"] / "cv-valid-test").rglob("*.wav"))
     for clip in test_clips[:3]:
         shutil.copyfile(clip, clips_dir / clip.name)
-    report = pretrained.ship(trained_gender["keras"], "gender", test_clips, folder)
-    assert report["clips"] == len(test_clips)
-    assert report["largest_change_on_clips"] <= pretrained.FLOAT16_TOLERANCE
+    from agegender import atomic
+
+    report = pretrained.ship(trained_gender["keras"], "gender", folder)
+    assert report["bytes"] == (folder / "gender.keras").stat().st_size
+    assert atomic.read_checksums(folder / "gender.keras") == [
+        atomic.sha256_file(trained_gender["keras"])]
     monkeypatch.setattr(pretrained, "pretrained_dir", lambda: folder)
     pretrained.write_reference(folder, ["gender"])
     recorded = pretrained.read_reference(folder)["gender"]
@@ -78,21 +51,19 @@ def test_ship_then_the_detector_uses_it_by_default_and_gives_the_recorded_values
         assert result["probabilities"] == pytest.approx(expected, abs=1e-6)
 
 
-def test_ship_falls_back_to_float32_within_the_budget_and_refuses_beyond(
-        trained_gender, monkeypatch, tmp_path):
+def test_ship_refuses_beyond_the_budget_and_replaces_nothing(trained_gender, monkeypatch,
+                                                             tmp_path):
     from agegender import atomic
     from agegender.errors import ModelError
 
-    test_clips = sorted((trained_gender["dataset"] / "cv-valid-test").rglob("*.wav"))[:4]
-    monkeypatch.setattr(pretrained, "FLOAT16_TOLERANCE", -1.0)  # no float16 copy is close enough
-    report = pretrained.ship(trained_gender["keras"], "gender", test_clips, tmp_path)
+    report = pretrained.ship(trained_gender["keras"], "gender", tmp_path)
     shipped = tmp_path / "gender.keras"
-    assert report["dtype"] == "float32" and report["bytes"] == report["float32_bytes"]
     assert atomic.sha256_file(shipped) == atomic.sha256_file(trained_gender["keras"])
     before = atomic.sha256_file(shipped)
-    monkeypatch.setattr(pretrained, "SHIP_BUDGET_BYTES", report["bytes"] - 1)
+    (tmp_path / "age.keras").write_bytes(b"x" * 10)  # another shipped model counts too
+    monkeypatch.setattr(pretrained, "SHIP_BUDGET_BYTES", report["bytes"] + 9)
     with pytest.raises(ModelError, match=r"MB for all shipped models; not shipped"):
-        pretrained.ship(trained_gender["keras"], "gender", test_clips, tmp_path)
+        pretrained.ship(trained_gender["keras"], "gender", tmp_path)
     assert atomic.sha256_file(shipped) == before  # nothing replaced
 
 
