@@ -140,16 +140,18 @@ def main(argv: list[str] | None = None) -> int:
                              strategy=args.strategy, mixed_precision=args.mixed_precision,
                              deterministic=args.deterministic, augment=args.augment,
                              monitor=args.monitor)
+        # --architecture=voice_stats reads the statistics alone: it implies --pitch_input.
+        network = ModelParams(l2=args.l2, bn_momentum=args.bn_momentum,
+                              dense_units=args.dense_units,
+                              pitch_input=args.pitch_input or args.architecture == "voice_stats",
+                              image_dropout=args.image_dropout, architecture=args.architecture)
         result = train(args.dataset_dir, args.cls_task, train_params=params,
-                       image_size=args.image_size, l2=args.l2, bn_momentum=args.bn_momentum,
-                       dense_units=args.dense_units,
+                       model_params=network, image_size=args.image_size,
                        models_dir=args.models_dir, results_dir=args.results_dir,
                        show_summary=args.show_summary, show_live_plot=args.show_live_plot,
                        save_optimizer=args.save_optimizer, overwrite=args.overwrite,
                        tensorboard=args.tensorboard,
-                       skip_corrupt=args.skip_corrupt, pitch_input=args.pitch_input,
-                       image_dropout=args.image_dropout, architecture=args.architecture,
-                       verbose=cli.keras_verbosity())
+                       skip_corrupt=args.skip_corrupt, verbose=cli.keras_verbosity())
         print(f"best {result['monitor']} {result['best_score']:.4f} at epoch "
               f"{result['best_epoch']}")
         print(f"  checkpoints: {result['keras']}  {result['h5']}")

@@ -134,13 +134,14 @@ def test_a_png_without_pitch_is_remade_on_resume_and_no_other(tmp_path):
 
 @pytest.fixture(scope="module")
 def pitch_model(tiny_dataset, tmp_path_factory):
-    from agegender.config import TrainParams
+    from agegender.config import ModelParams, TrainParams
     from agegender.training import train
 
     out = tmp_path_factory.mktemp("pitch_model")
     result = train(tiny_dataset, "gender", train_params=TrainParams(
         batch_size=8, num_epochs=1, learning_rate=1e-3, seed=1), image_size=TINY_IMAGE,
-        models_dir=out / "models", results_dir=out / "results", verbose=0, pitch_input=True)
+        models_dir=out / "models", results_dir=out / "results", verbose=0,
+        model_params=ModelParams(pitch_input=True))
     return {**result, "out": out}
 
 
@@ -252,7 +253,7 @@ def test_image_dropout_model_trains_and_loads_alike_from_keras_h5_and_savedmodel
     result = train(tiny_dataset, "gender", train_params=TrainParams(
         batch_size=8, num_epochs=1, learning_rate=1e-3, seed=1), image_size=TINY_IMAGE,
         models_dir=tmp_path / "models", results_dir=tmp_path / "results", verbose=0,
-        pitch_input=True, image_dropout=0.5)
+        model_params=ModelParams(pitch_input=True, image_dropout=0.5))
     plain = keras.models.load_model(result["keras"], safe_mode=True)
     (dropout,) = [layer for layer in plain.layers if isinstance(layer, ExampleDropout)]
     assert dropout.rate == 0.5

@@ -26,7 +26,7 @@ from conftest import ROOT, TINY_IMAGE
 
 from agegender import atomic, runstate
 from agegender.callbacks import BestCheckpoint, RunRecord
-from agegender.config import TrainParams
+from agegender.config import ModelParams, TrainParams
 from agegender.errors import ParameterError
 from agegender.training import train
 
@@ -133,7 +133,7 @@ def test_resume_checks_settings_and_overwrite_starts_fresh(tiny_dataset, tmp_pat
     first = _best_json(out)["run_id"]
     changed = TrainParams(batch_size=8, num_epochs=2, learning_rate=1e-2, seed=3)
     with pytest.raises(ParameterError) as err:
-        _train(tiny_dataset, out, params=changed, l2=0.001)
+        _train(tiny_dataset, out, params=changed, model_params=ModelParams(l2=0.001))
     message = str(err.value)
     assert "\n" not in message and "--overwrite" in message
     assert "--learning_rate 0.001 → 0.01" in message and "--l2 0.01 → 0.001" in message

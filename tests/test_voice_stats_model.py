@@ -14,14 +14,14 @@ from agegender.voice_stats import STAT_NAMES
 
 @pytest.fixture(scope="module")
 def stats_model(tiny_dataset, tmp_path_factory):
-    from agegender.config import TrainParams
+    from agegender.config import ModelParams, TrainParams
     from agegender.training import train
 
     out = tmp_path_factory.mktemp("voice_stats_model")
     result = train(tiny_dataset, "gender", train_params=TrainParams(
         batch_size=8, num_epochs=15, learning_rate=1e-3, seed=1, class_weight="balanced"),
         models_dir=out / "models", results_dir=out / "results", verbose=0,
-        architecture="voice_stats")
+        model_params=ModelParams(architecture="voice_stats", pitch_input=True))
     return {**result, "out": out}
 
 
@@ -179,7 +179,7 @@ def test_train_cli_refuses_image_flags_for_voice_stats(tiny_dataset, tmp_path, c
 
 
 def test_a_resume_with_the_other_architecture_is_refused_by_name(tiny_dataset, tmp_path):
-    from agegender.config import TrainParams
+    from agegender.config import ModelParams, TrainParams
     from agegender.errors import ParameterError
     from agegender.training import train
 
@@ -195,8 +195,8 @@ def test_a_resume_with_the_other_architecture_is_refused_by_name(tiny_dataset, t
                 raise RuntimeError("simulated crash")
 
     with pytest.raises(RuntimeError, match="simulated crash"):
-        train(tiny_dataset, "gender", architecture="voice_stats", extra_callbacks=[Crash()],
-              **settings)
+        train(tiny_dataset, "gender", extra_callbacks=[Crash()], **settings,
+              model_params=ModelParams(architecture="voice_stats", pitch_input=True))
     with pytest.raises(ParameterError, match="--architecture voice_stats → mam_cnn"):
         train(tiny_dataset, "gender", **settings)
 

@@ -145,6 +145,24 @@ def _dict_change(old: dict | None, new: dict | None) -> tuple[str, str]:
             ",".join(f"{k}={new.get(k)}" for k in keys))
 
 
+def run_settings(model_params, train_params, *, features: dict | None,
+                 dataset: str) -> RunSettings:
+    """The ``RunSettings`` of a run of ``model_params`` (``ModelParams``, input size, task and
+    classes filled in) trained with ``train_params`` (``TrainParams``) on shards with
+    ``features`` and fingerprint ``dataset``."""
+    return RunSettings(
+        task=model_params.task, features=features, image_size=model_params.image_size,
+        image_width=model_params.image_width, l2=model_params.l2,
+        bn_momentum=model_params.bn_momentum, dense_units=model_params.dense_units,
+        batch_size=train_params.batch_size, learning_rate=train_params.learning_rate,
+        class_weight=train_params.class_weight, seed=train_params.seed,
+        deterministic=train_params.deterministic, strategy=train_params.strategy,
+        mixed_precision=train_params.mixed_precision, dataset=dataset,
+        augment=train_params.augment, monitor=train_params.monitor,
+        pitch_input=model_params.pitch_input, image_dropout=model_params.image_dropout,
+        architecture=model_params.architecture)
+
+
 def check_same_run(old: RunSettings, new: RunSettings, backup_dir: Path) -> None:
     """Raises unless ``new`` continues the run whose settings were ``old``.
 

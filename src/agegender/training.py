@@ -6,6 +6,7 @@ The callbacks are in ``agegender.callbacks``, the on-disk run state in ``agegend
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -27,7 +28,7 @@ from agegender.callbacks import (  # noqa: F401  (BestCheckpoint, LivePlot: re-e
     TensorBoardScalars,
     display_available,
 )
-from agegender.config import DEFAULT_BN_MOMENTUM, ModelParams, TrainParams
+from agegender.config import ModelParams, TrainParams
 from agegender.errors import OutputError, ParameterError, TrainingError
 
 log = logging.getLogger(__name__)
@@ -124,15 +125,12 @@ def _set_determinism(enabled: bool) -> None:
 
 
 def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParams,
-          image_size: int | None = None, l2: float = 0.01,
-          bn_momentum: float = DEFAULT_BN_MOMENTUM,
+          model_params: ModelParams | None = None, image_size: int | None = None,
           models_dir: str | os.PathLike = "models", results_dir: str | os.PathLike = "results",
           show_summary: bool = False, show_live_plot: bool = False,
           verbose: int | str = "auto", extra_callbacks: list | None = None,
-          overwrite: bool = False, tensorboard: bool = False,
-          dense_units: int = ModelParams.dense_units, save_optimizer: bool = False,
-          skip_corrupt: bool = False, pitch_input: bool = False,
-          image_dropout: float = 0.0, architecture: str = "mam_cnn") -> dict:
+          overwrite: bool = False, tensorboard: bool = False, save_optimizer: bool = False,
+          skip_corrupt: bool = False) -> dict:
     """Trains the MAM-CNN (or the voice-statistics model) on ``DIR/TFRecord`` train,
     validating on dev.
 
@@ -151,9 +149,10 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
         dataset_dir: dataset folder holding ``TFRecord/`` (train and dev splits).
         task: ``gender``, ``age`` or ``gender_age``.
         train_params: optimisation settings.
-        image_size: image height; must match the shards (None: the shards' size).
-        l2: L2 factor on conv and dense kernels.
-        bn_momentum: BatchNorm momentum (see ``ModelParams``).
+        model_params: the network (architecture, ``l2``, ``bn_momentum``, ``dense_units``,
+            ``pitch_input``, ``image_dropout``); its input size, task and classes are taken
+            from the shards and ``task``. None: the paper's MAM-CNN with the defaults.
+        image_size: image height the shards must have (None: the shards' size).
         models_dir: checkpoints go to ``models_dir/<task>/``.
         results_dir: CSV log, curves and TensorBoard logs go to ``results_dir/<task>/``.
         show_summary: print the model summary.
@@ -162,17 +161,10 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
         extra_callbacks: appended to the project's callbacks.
         overwrite: discard an existing backup and start a new run.
         tensorboard: also write TensorBoard scalars to ``results_dir/<task>/tensorboard/``.
-        dense_units: width of the hidden dense layer.
         save_optimizer: keep the optimizer state in the best checkpoints (only needed to
             continue training from them; resuming uses the backup).
         skip_corrupt: leave corrupt shard records out (counted in ``corrupt``) instead of
             stopping with a DatasetError naming the first.
-        pitch_input: build the variant that also reads each clip's voice statistics
-            (``ModelParams.pitch_input``); the shards must hold them.
-        image_dropout: with ``pitch_input``, the share of training clips whose CNN logits
-            are dropped (``ModelParams.image_dropout``).
-        architecture: ``mam_cnn`` or ``voice_stats`` (``ModelParams.architecture``: the
-            voice statistics alone; implies ``pitch_input``, decodes no image).
 
     Returns:
         Paths written, ``monitor`` (the dev metric that picked the best epoch), its best
@@ -193,8 +185,6 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
     from agegender.split_checks import check_dev_split  # noqa: PLC0415
 
     names = labels.class_names(task)
-    images = architecture != "voice_stats"
-    pitch_input = pitch_input or not images
     train_index = split_index(dataset_dir, "train", task, image_size)
     dev_index = split_index(dataset_dir, "dev", task, image_size)
     image_size, image_width = train_index["image_shape"][:2]
@@ -203,21 +193,13 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
         log.warning("--batch_size=%d is larger than the %d training examples: one partial "
                     "batch an epoch", train_params.batch_size, train_count)
     features = train_index.get("features")
-    model_params = ModelParams(image_size=image_size, image_width=image_width,
-                               num_classes=len(names), task=task, class_names=names, l2=l2,
-                               bn_momentum=bn_momentum, dense_units=dense_units,
-                               pitch_input=pitch_input, image_dropout=image_dropout,
-                               architecture=architecture)
-    settings = runstate.RunSettings(
-        task=task, features=features, image_size=image_size, image_width=image_width, l2=l2,
-        bn_momentum=bn_momentum, augment=train_params.augment,
-        dense_units=dense_units, batch_size=train_params.batch_size,
-        learning_rate=train_params.learning_rate, class_weight=train_params.class_weight,
-        seed=train_params.seed, deterministic=train_params.deterministic,
-        strategy=train_params.strategy, mixed_precision=train_params.mixed_precision,
-        dataset=runstate.dataset_fingerprint(train_index, dev_index),
-        monitor=train_params.monitor, pitch_input=pitch_input, image_dropout=image_dropout,
-        architecture=architecture)
+    model_params = dataclasses.replace(model_params or ModelParams(), image_size=image_size,
+                                       image_width=image_width, num_classes=len(names),
+                                       task=task, class_names=names)
+    images = "spectrogram" in model_params.input_kinds
+    settings = runstate.run_settings(model_params, train_params, features=features,
+                                     dataset=runstate.dataset_fingerprint(train_index,
+                                                                          dev_index))
 
     strategy = choose_strategy(train_params.strategy)  # first: see choose_strategy
     keras.utils.set_random_seed(train_params.seed)
@@ -289,10 +271,7 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
             log.info("class weights: %s", {names[c]: round(w, 3)
                                            for c, w in class_weight.items()})
 
-        info = {"task": task, "class_names": list(names), "image_size": image_size,
-                "image_width": image_width, "features": features, "bn_momentum": bn_momentum,
-                "pitch_input": pitch_input, "image_dropout": image_dropout,
-                "architecture": architecture}
+        info = {**model_params.to_record(), "features": features}
         best = BestCheckpoint(model_dir, task, record, extra_info=info,
                               monitor=train_params.monitor, save_optimizer=save_optimizer)
         callbacks = [best, EpochBackup(paths["backup"], record),
