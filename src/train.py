@@ -75,8 +75,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--architecture", default="mam_cnn", choices=ARCHITECTURES,
                         help="mam_cnn: the paper's network; voice_stats: a logistic "
                              "regression on the clip's voice statistics alone (needs shards "
-                             "with them, as --pitch_input; no image is read; measured in "
-                             "bench/README.md) (default: mam_cnn)")
+                             "with them, as --pitch_input; no image is read); embedding: a "
+                             "head on the clip's speaker embedding from the pretrained voice "
+                             "encoder (shards made with --inputs naming embedding; with "
+                             "--pitch_input also the statistics) (default: mam_cnn)")
+    cli.add_bool_flag(parser, "embedding_input", default=False,
+                      help="--architecture=mam_cnn: also read the clip's speaker embedding, "
+                           "added to the logits as the voice statistics are")
+    parser.add_argument("--head_units", type=int, default=0,
+                        help="--architecture=embedding: hidden ReLU units of the head (0: a "
+                             "logistic regression)")
     cli.add_bool_flag(parser, "show_summary", default=False, help="print the model summary")
     cli.add_bool_flag(parser, "show_live_plot", default=False,
                       help="redraw the training curves each epoch (window if a display exists, "
@@ -115,20 +123,21 @@ def main(argv: list[str] | None = None) -> int:
             "early_stopping_patience": cli.COUNT, "image_size": cli.IMAGE_SIZE,
             "l2": cli.Bounds(0), "bn_momentum": cli.Bounds(0, 1, open_high=True),
             "dense_units": cli.POSITIVE_INT,
-            "image_dropout": cli.Bounds(0, 1, open_high=True)})
+            "image_dropout": cli.Bounds(0, 1, open_high=True), "head_units": cli.COUNT})
         if args.image_dropout and not args.pitch_input:
             from agegender.errors import ParameterError  # noqa: PLC0415
 
             raise ParameterError(f"--image_dropout={args.image_dropout} needs --pitch_input "
                                  "(it drops the CNN's logits in favour of the voice statistics)")
-        if args.architecture == "voice_stats":
+        if args.architecture != "mam_cnn":
             from agegender.errors import ParameterError  # noqa: PLC0415
 
             image_flags = [flag for flag, used in (
-                ("--image_dropout", args.image_dropout), ("--augment", args.augment)) if used]
+                ("--image_dropout", args.image_dropout), ("--augment", args.augment),
+                ("--embedding_input", args.embedding_input)) if used]
             if image_flags:
                 raise ParameterError(f"{', '.join(image_flags)}: not for "
-                                     "--architecture=voice_stats, which reads no image")
+                                     f"--architecture={args.architecture}, which reads no image")
         from agegender.checkpoints import export_saved_model  # noqa: PLC0415
         from agegender.pipeline import corrupt_summary  # noqa: PLC0415
         from agegender.training import train  # noqa: PLC0415
@@ -144,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         network = ModelParams(l2=args.l2, bn_momentum=args.bn_momentum,
                               dense_units=args.dense_units,
                               pitch_input=args.pitch_input or args.architecture == "voice_stats",
-                              image_dropout=args.image_dropout, architecture=args.architecture)
+                              image_dropout=args.image_dropout, architecture=args.architecture,
+                              embedding_input=args.embedding_input, head_units=args.head_units)
         result = train(args.dataset_dir, args.cls_task, train_params=params,
                        model_params=network, image_size=args.image_size,
                        models_dir=args.models_dir, results_dir=args.results_dir,

@@ -38,6 +38,10 @@ def test_model_params_round_trip_through_the_record():
     (ModelParams(**GENDER), ("spectrogram",)),
     (ModelParams(pitch_input=True, **GENDER), ("spectrogram", "pitch")),
     (ModelParams(architecture="voice_stats", pitch_input=True, **GENDER), ("pitch",)),
+    (ModelParams(architecture="embedding", **GENDER), ("embedding",)),
+    (ModelParams(architecture="embedding", pitch_input=True, **GENDER), ("embedding", "pitch")),
+    (ModelParams(pitch_input=True, embedding_input=True, **GENDER),
+     ("spectrogram", "pitch", "embedding")),
 ])
 def test_input_kinds_follow_the_architecture(params, kinds):
     assert params.input_kinds == kinds
@@ -47,7 +51,9 @@ def test_input_kinds_follow_the_architecture(params, kinds):
     ModelParams(image_size=32, dense_units=16, l2=0.001, **GENDER),
     ModelParams(image_size=32, dense_units=24, pitch_input=True, bn_momentum=0.9, **GENDER),
     ModelParams(architecture="voice_stats", pitch_input=True, l2=0.003, **GENDER),
-], ids=["dense16", "pitch-dense24", "voice_stats"])
+    ModelParams(architecture="embedding", pitch_input=True, head_units=8, **GENDER),
+    ModelParams(image_size=32, dense_units=16, embedding_input=True, **GENDER),
+], ids=["dense16", "pitch-dense24", "voice_stats", "embedding-stats-mlp", "cnn-embedding"])
 def test_a_saved_model_records_its_parameters_and_bfloat16_copies_keep_them(tmp_path, params):
     """Was: --precision bfloat16 raised ValueError on any model with dense_units != 80."""
     import keras
@@ -112,3 +118,19 @@ def test_unknown_or_missing_kinds_are_refused_by_name():
         check_kinds(["smell"])
     with pytest.raises(ModelError, match=r"\[\]"):
         check_kinds([])
+
+
+def test_embedding_heads_read_the_embedding():
+    """An embedding head's output moves with its embedding input (the input is wired in)."""
+    import keras
+
+    from agegender.model import build_model
+    from agegender.model_inputs import random_inputs
+
+    keras.utils.set_random_seed(0)
+    model = build_model(ModelParams(architecture="embedding", **GENDER))
+    assert model.count_params() == 256 * 2 + 2
+    model.get_layer("logits").kernel.assign(
+        np.random.default_rng(0).normal(0, 0.1, (256, 2)).astype("float32"))
+    one, two = (random_inputs(("embedding",), FEATURES, 4, seed=s) for s in (1, 2))
+    assert not np.allclose(model.predict(one, verbose=0), model.predict(two, verbose=0))

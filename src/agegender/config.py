@@ -184,8 +184,9 @@ FEATURE_PRESETS: dict[str, dict] = {
 }
 
 
-# The networks build_model makes: the paper's, and a linear model of the voice statistics.
-ARCHITECTURES: tuple[str, ...] = ("mam_cnn", "voice_stats")
+# The networks build_model makes: the paper's, a linear model of the voice statistics, and a
+# head on the voice encoder's speaker embedding (agegender.voice_encoder).
+ARCHITECTURES: tuple[str, ...] = ("mam_cnn", "voice_stats", "embedding")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -207,11 +208,17 @@ class ModelParams:
         image_dropout: share of training clips, drawn anew each step, whose CNN logits are
             set to zero (``pitch_input`` only), so the voice-statistics head must classify on
             its own and the CNN only adds to it (0 = off).
-        architecture: ``mam_cnn`` (the paper's network; default) or ``voice_stats``: a
+        architecture: ``mam_cnn`` (the paper's network; default); ``voice_stats``: a
             logistic regression on the clip's voice statistics alone, no image (reads the
             ``pitch`` input only; ``image_*``, ``bn_momentum`` and ``dense_units`` are
-            unused). On real Common Voice speakers it beats the fused MAM-CNN at gender
-            (bench/README.md, "Levers, fifth session") at a thousandth of the cost.
+            unused; on real Common Voice speakers it beats the fused MAM-CNN at gender at a
+            thousandth of the cost); ``embedding``: a head on the clip's speaker embedding
+            from the pretrained voice encoder (``voice_encoder``), with ``pitch_input`` also
+            on the voice statistics.
+        embedding_input: a MAM-CNN also reads the clip's speaker embedding, whose logits join
+            the CNN's as the voice statistics' do (``embedding`` always reads it).
+        head_units: width of the hidden ReLU layer of the ``embedding`` head; 0 = a linear
+            (logistic) head.
     """
 
     image_size: int = 64
@@ -225,6 +232,8 @@ class ModelParams:
     pitch_input: bool = False
     image_dropout: float = 0.0
     architecture: str = "mam_cnn"
+    embedding_input: bool = False
+    head_units: int = 0
 
     def __post_init__(self) -> None:
         if self.architecture not in ARCHITECTURES:
@@ -233,9 +242,15 @@ class ModelParams:
         if self.architecture == "voice_stats" and not self.pitch_input:
             raise ParameterError("architecture='voice_stats' needs pitch_input: the voice "
                                  "statistics are its only input")
-        if self.architecture == "voice_stats" and self.image_dropout:
+        if self.architecture != "mam_cnn" and self.image_dropout:
             raise ParameterError(f"image_dropout={self.image_dropout} needs the MAM-CNN: a "
-                                 "voice_stats model has no image logits to drop")
+                                 f"{self.architecture} model has no image logits to drop")
+        if self.architecture == "voice_stats" and self.embedding_input:
+            raise ParameterError("architecture='voice_stats' reads the voice statistics alone; "
+                                 "for the embedding too use architecture='embedding' with "
+                                 "pitch_input")
+        if self.head_units < 0:
+            raise ParameterError(f"head_units={self.head_units} must be >= 0")
         if not 16 <= self.image_size <= 512:
             raise ParameterError(f"image_size={self.image_size} is outside 16..512")
         if self.image_width and not 16 <= self.image_width <= 512:
@@ -268,7 +283,9 @@ class ModelParams:
         """The named inputs the model reads, in order (``model_inputs.KINDS``)."""
         if self.architecture == "voice_stats":
             return ("pitch",)
-        return ("spectrogram", "pitch") if self.pitch_input else ("spectrogram",)
+        main = ("embedding",) if self.architecture == "embedding" else ("spectrogram",)
+        return (main + (("pitch",) if self.pitch_input else ())
+                + (("embedding",) if self.embedding_input and main != ("embedding",) else ()))
 
     def to_record(self) -> dict:
         """The fields as plain JSON values, as the model file stores them."""

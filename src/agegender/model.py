@@ -34,6 +34,8 @@ def build_model(params: ModelParams, *, features: dict | None = None):
     """
     if params.architecture == "voice_stats":
         return voice_stats_model(params, features=features)
+    if params.architecture == "embedding":
+        return embedding_model(params, features=features)
     import keras  # noqa: PLC0415
     from keras import layers  # noqa: PLC0415
 
@@ -51,7 +53,7 @@ def build_model(params: ModelParams, *, features: dict | None = None):
     x = layers.Dense(params.dense_units, activation="relu", kernel_regularizer=regulariser,
                      name="dense")(x)
     x = layers.BatchNormalization(momentum=params.bn_momentum, name="dense_bn")(x)
-    if params.pitch_input:
+    if params.pitch_input or params.embedding_input:
         x, inputs = _pitch_head(x, inputs, params)
     else:
         # float32 softmax even under mixed precision, for a numerically sound loss.
@@ -118,23 +120,99 @@ def _pitch_head(x, image_input, params: ModelParams):
     from agegender.layers import ExampleDropout  # noqa: PLC0415
 
     regulariser = keras.regularizers.L2(params.l2) if params.l2 else None
-    pitch, scaled = _stats_input(PITCH_BOOST)
-    small = keras.initializers.VarianceScaling(1.0 / PITCH_BOOST**2, mode="fan_avg",
-                                               distribution="uniform", seed=0)
-    hidden = layers.Dense(16, activation="relu", kernel_initializer=small,
-                          name="pitch_dense")(scaled)
-    pitch_logits = layers.Dense(params.num_classes, kernel_initializer="zeros",
-                                dtype="float32", name="pitch_logits")(
-        layers.Concatenate(name="pitch_all")([scaled, hidden]))
+    inputs, side_logits = {"spectrogram": image_input}, []
+    if params.pitch_input:
+        pitch, scaled = _stats_input(PITCH_BOOST)
+        small = keras.initializers.VarianceScaling(1.0 / PITCH_BOOST**2, mode="fan_avg",
+                                                   distribution="uniform", seed=0)
+        hidden = layers.Dense(16, activation="relu", kernel_initializer=small,
+                              name="pitch_dense")(scaled)
+        side_logits.append(layers.Dense(params.num_classes, kernel_initializer="zeros",
+                                        dtype="float32", name="pitch_logits")(
+            layers.Concatenate(name="pitch_all")([scaled, hidden])))
+        inputs["pitch"] = pitch
     image_logits = layers.Dense(params.num_classes, kernel_regularizer=regulariser,
                                 dtype="float32", name="image_logits")(x)
     if params.image_dropout:
         image_logits = ExampleDropout(params.image_dropout, dtype="float32",
                                       name="image_dropout")(image_logits)
-    logits = layers.Add(dtype="float32", name="logits")([image_logits, pitch_logits])
+    if params.embedding_input:
+        embedding, scaled = _embedding_input(PITCH_BOOST)
+        side_logits.append(layers.Dense(params.num_classes, kernel_initializer="zeros",
+                                        dtype="float32", name="embedding_logits")(scaled))
+        inputs["embedding"] = embedding
+    logits = layers.Add(dtype="float32", name="logits")([image_logits, *side_logits])
     # float32 softmax even under mixed precision, for a numerically sound loss.
     probabilities = layers.Activation("softmax", dtype="float32", name="probabilities")(logits)
-    return probabilities, {"spectrogram": image_input, "pitch": pitch}
+    return probabilities, inputs
+
+
+def _embedding_input(gain: float):
+    """The ``embedding`` input and its values scaled to about unit size, times ``gain``.
+
+    The encoder's embeddings have unit norm over ``EMBEDDING_SIZE`` entries, so each entry
+    is about 1/16 in size; times sqrt(EMBEDDING_SIZE) they start near unit scale like the
+    standardised statistics.
+
+    Returns:
+        (``keras.Input`` ``embedding`` [batch, EMBEDDING_SIZE], its scaled values).
+    """
+    import keras  # noqa: PLC0415
+    from keras import layers  # noqa: PLC0415
+
+    embedding = keras.Input(shape=(EMBEDDING_SIZE,), name="embedding")
+    scaled = layers.Rescaling(gain * EMBEDDING_SIZE**0.5, dtype="float32",
+                              name="embedding_scale")(embedding)
+    return embedding, scaled
+
+
+# The voice encoder's embedding size (voice_encoder.GE2E.embedding); a constant here so that
+# building a model never loads the encoder.
+EMBEDDING_SIZE = 256
+
+
+def embedding_model(params: ModelParams, *, features: dict | None = None):
+    """A head on the clip's speaker embedding (and, with ``pitch_input``, its voice
+    statistics): the ``embedding`` architecture.
+
+    ``embedding`` [batch, 256] (``voice_encoder.embed``, unit norm) → × 16, [with the
+    standardised ``pitch`` statistics concatenated] → [Dense ``head_units`` ReLU → Dropout
+    0.5] → ``BoostedLinear`` → softmax → LabelledOutput. With ``head_units=0`` it is a
+    logistic regression, whose weights the default learning rate moves at an effective
+    3e-3 (``PITCH_BOOST``, as ``voice_stats_model``).
+
+    Args:
+        params: ``architecture="embedding"``; ``task``, ``class_names``, ``num_classes``,
+            ``l2``, ``pitch_input`` and ``head_units`` are used.
+        features: ``FeatureParams`` fields of the preprocessing (sample rate, duration limit),
+            stored in the model for inference.
+
+    Returns:
+        An uncompiled ``keras.Model`` named ``embedding_<task>`` → [batch, num_classes].
+    """
+    import keras  # noqa: PLC0415
+    from keras import layers  # noqa: PLC0415
+
+    from agegender.layers import BoostedLinear, LabelledOutput  # noqa: PLC0415
+
+    names = list(params.class_names) or [str(i) for i in range(params.num_classes)]
+    embedding, x = _embedding_input(1.0)
+    inputs = {"embedding": embedding}
+    if params.pitch_input:
+        pitch, scaled = _stats_input(1.0, dtype="float32")
+        inputs["pitch"] = pitch
+        x = layers.Concatenate(dtype="float32", name="embedding_pitch")([x, scaled])
+    if params.head_units:
+        regulariser = keras.regularizers.L2(params.l2) if params.l2 else None
+        x = layers.Dense(params.head_units, activation="relu", kernel_regularizer=regulariser,
+                         dtype="float32", name="head_dense")(x)
+        x = layers.Dropout(0.5, dtype="float32", name="head_dropout")(x)
+    logits = BoostedLinear(params.num_classes, PITCH_BOOST, params.l2, dtype="float32",
+                           name="logits")(x)
+    probabilities = layers.Activation("softmax", dtype="float32", name="probabilities")(logits)
+    outputs = LabelledOutput(params.task, names, features, params.to_record(), dtype="float32",
+                             name="labels")(probabilities)
+    return keras.Model(inputs, outputs, name=f"embedding_{params.task}")
 
 
 def voice_stats_model(params: ModelParams, *, features: dict | None = None):

@@ -10,6 +10,7 @@ kind            value per example                              made by
 ==============  =============================================  ==========================
 ``spectrogram`` float32 [H, W, 3] in 0-255, one per crop        ``features.spectrogram_images``
 ``pitch``       float32 [len(voice_stats.STAT_NAMES)], per clip ``features.waveform_pitch``
+``embedding``   float32 [256] unit norm, per clip               ``voice_encoder.embed``
 ==============  =============================================  ==========================
 
 A per-clip kind is repeated over the clip's crops, so a batch always holds one row per crop
@@ -52,6 +53,8 @@ KINDS: dict[str, InputKind] = {
                              "spectrogram image, float32 [H, W, 3] in 0-255"),
     "pitch": InputKind("pitch", False,
                        "voice statistics (F0 and spectral envelope), float32 [45]"),
+    "embedding": InputKind("embedding", False,
+                           "speaker embedding of the GE2E voice encoder, float32 [256]"),
 }
 
 
@@ -77,6 +80,10 @@ def input_shape(kind: str, features: FeatureParams) -> tuple[int, ...]:
         from agegender.voice_stats import STAT_NAMES  # noqa: PLC0415
 
         return (len(STAT_NAMES),)
+    if kind == "embedding":
+        from agegender.model import EMBEDDING_SIZE  # noqa: PLC0415
+
+        return (EMBEDDING_SIZE,)
     raise ModelError(f"unknown model input {kind!r}")
 
 
@@ -104,6 +111,11 @@ def waveform_inputs(waveform: np.ndarray, features: FeatureParams, kinds: Sequen
     if "pitch" in kinds:
         inputs["pitch"] = np.repeat(waveform_pitch(waveform, features)[np.newaxis], crops,
                                     axis=0)  # [crops, 45]
+    if "embedding" in kinds:
+        from agegender.voice_encoder import embed  # noqa: PLC0415
+
+        inputs["embedding"] = np.repeat(embed(waveform, features.sample_rate)[np.newaxis],
+                                        crops, axis=0)  # [crops, 256]
     return {kind: inputs[kind] for kind in kinds}
 
 
@@ -143,6 +155,10 @@ def random_inputs(kinds: Sequence[str], features: FeatureParams, batch: int, *,
         shape = (batch, *input_shape(kind, features))
         if kind == "spectrogram":
             inputs[kind] = rng.uniform(0, 255, shape).astype(np.float32)
+        elif kind == "embedding":
+            values = np.abs(rng.normal(size=shape))  # the encoder ends in a ReLU
+            inputs[kind] = (values / np.linalg.norm(values, axis=1, keepdims=True)).astype(
+                np.float32)
         else:
             from agegender.voice_stats import STAT_CENTRE, STAT_SPREAD  # noqa: PLC0415
 

@@ -226,7 +226,8 @@ def make_dataset(dataset_dir: str | os.PathLike, split: str, task: str, *, batch
     if batch_size < 1:
         raise ParameterError(f"--batch_size={batch_size} must be >= 1")
     kinds = check_kinds(inputs)
-    images, pitch = "spectrogram" in kinds, "pitch" in kinds
+    images, pitch, embedding = ("spectrogram" in kinds, "pitch" in kinds,
+                                "embedding" in kinds)
     index = split_index(dataset_dir, split, task, image_size)
     height, width, channels = index["image_shape"]
     scan = scan_split(dataset_dir, split, index, skip_corrupt=skip_corrupt)
@@ -235,6 +236,7 @@ def make_dataset(dataset_dir: str | os.PathLike, split: str, task: str, *, batch
     spec = feature_spec()
     label_key = f"label/{task}"
     pitch_size = _pitch_size(index, dataset_dir, split) if pitch else 0
+    embedding_size = _embedding_size(index, dataset_dir, split) if embedding else 0
 
     def parse(record):
         example = tf.io.parse_single_example(record, spec)
@@ -245,6 +247,9 @@ def make_dataset(dataset_dir: str | os.PathLike, split: str, task: str, *, batch
         if pitch:
             values = tf.io.decode_raw(example["clip/pitch"], tf.float32, little_endian=True)
             parsed["pitch"] = tf.ensure_shape(values, (pitch_size,))
+        if embedding:
+            values = tf.io.decode_raw(example["clip/embedding"], tf.float32, little_endian=True)
+            parsed["embedding"] = tf.ensure_shape(values, (embedding_size,))
         label = tf.cast(example[label_key], tf.int32)
         if with_keys:
             return parsed, label, example["clip/key"], example["clip/speaker_id"]
@@ -318,6 +323,21 @@ def _pitch_size(index: dict, dataset_dir: str | os.PathLike, split: str) -> int:
             f"by an older preprocessing); re-run src/preprocess_dataset.py on {dataset_dir} "
             "to add them")
     return len(names)
+
+
+def _embedding_size(index: dict, dataset_dir: str | os.PathLike, split: str) -> int:
+    """The size of the speaker embeddings a split's shards store; DatasetError when they
+    hold none (made without ``--inputs ...embedding``)."""
+    from agegender.model import EMBEDDING_SIZE  # noqa: PLC0415
+
+    size = index.get("embedding_size")
+    if size != EMBEDDING_SIZE:
+        held = "no speaker embeddings" if not size else f"embeddings of size {size}"
+        raise DatasetError(
+            f"{split_folder(dataset_dir, split)}: the shards hold {held}, not the "
+            f"{EMBEDDING_SIZE}-value voice-encoder embeddings this model reads; re-run "
+            f"src/preprocess_dataset.py on {dataset_dir} with --inputs naming embedding")
+    return size
 
 
 def _with_records(dataset, records: list[bytes]):

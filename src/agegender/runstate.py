@@ -61,6 +61,7 @@ _FLAG_NAMES = {
     "image_width": "image width (preprocess flags)", "augment": "--augment",
     "monitor": "--monitor", "pitch_input": "--pitch_input",
     "image_dropout": "--image_dropout", "architecture": "--architecture",
+    "embedding_input": "--embedding_input", "head_units": "--head_units",
 }
 
 
@@ -92,6 +93,8 @@ class RunSettings:
         pitch_input: the model reads the clips' voice statistics (``ModelParams.pitch_input``).
         image_dropout: ``ModelParams.image_dropout``.
         architecture: ``ModelParams.architecture``.
+        embedding_input: ``ModelParams.embedding_input``.
+        head_units: ``ModelParams.head_units``.
     """
 
     task: str
@@ -114,6 +117,8 @@ class RunSettings:
     pitch_input: bool = False
     image_dropout: float = 0.0
     architecture: str = "mam_cnn"
+    embedding_input: bool = False
+    head_units: int = 0
 
     def to_dict(self) -> dict:
         """JSON-ready fields."""
@@ -160,7 +165,8 @@ def run_settings(model_params, train_params, *, features: dict | None,
         mixed_precision=train_params.mixed_precision, dataset=dataset,
         augment=train_params.augment, monitor=train_params.monitor,
         pitch_input=model_params.pitch_input, image_dropout=model_params.image_dropout,
-        architecture=model_params.architecture)
+        architecture=model_params.architecture, embedding_input=model_params.embedding_input,
+        head_units=model_params.head_units)
 
 
 def check_same_run(old: RunSettings, new: RunSettings, backup_dir: Path) -> None:

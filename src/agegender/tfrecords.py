@@ -48,6 +48,8 @@ FIELDS: tuple[tuple[str, str, bytes | int | None], ...] = (
     ("clip/speaker_id", "bytes", b""),
     # voice_stats.STAT_NAMES as little-endian float32 (b"" in shards made without them).
     ("clip/pitch", "bytes", b""),
+    # The voice encoder's speaker embedding as little-endian float32 (b"": not stored).
+    ("clip/embedding", "bytes", b""),
     *((f"label/{task}", "int64", -1) for task in labels.TASKS),
 )
 
@@ -141,6 +143,7 @@ class Example:
     speaker_id: str
     label_codes: dict  # task -> int code
     pitch: bytes = b""  # voice_stats.STAT_NAMES, little-endian float32; b"" = none stored
+    embedding: bytes = b""  # voice_encoder embedding, little-endian float32; b"" = none
 
     def serialize(self) -> bytes:
         """Encodes as a ``tf.train.Example`` following ``FIELDS`` (no TensorFlow needed)."""
@@ -152,6 +155,7 @@ class Example:
             "clip/key": self.key.encode("utf-8"),
             "clip/speaker_id": self.speaker_id.encode("utf-8"),
             **({"clip/pitch": self.pitch} if self.pitch else {}),
+            **({"clip/embedding": self.embedding} if self.embedding else {}),
             **{f"label/{task}": self.label_codes.get(task, -1) for task in labels.TASKS},
         }
         return encode_example(values)
