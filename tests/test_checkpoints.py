@@ -56,9 +56,10 @@ def test_best_model_files_leave_the_optimizer_out_unless_asked(tmp_path):
     assert "optimizer" in _keras_groups(tmp_path / "full.keras")
     with h5py.File(tmp_path / "lean.h5", "r") as lean:
         assert "optimizer_weights" not in lean
-    expected = model.predict(images, verbose=0)
+    expected = model.predict({"spectrogram": images}, verbose=0)
     for name in ("lean.keras", "lean.h5"):
-        np.testing.assert_allclose(load_model(tmp_path / name).predict(images, verbose=0),
+        np.testing.assert_allclose(load_model(tmp_path / name).predict(
+                                       {"spectrogram": images}, verbose=0),
                                    expected, rtol=1e-5, atol=1e-6)
     assert model.optimizer is not None  # the training model itself is untouched
 
