@@ -64,13 +64,8 @@ def parse_models(items: Sequence[str]) -> dict[str, Path]:
 
 def shipped_models() -> dict[str, Path]:
     """``{task: models/pretrained/<task>.keras}`` for every task with a shipped model."""
-    from agegender.pretrained import pretrained_dir  # noqa: PLC0415
-
-    return {task: pretrained_dir() / f"{task}.keras" for task in labels.TASKS
-            if (pretrained_dir() / f"{task}.keras").is_file()}
-
-
-# --------------------------------------------------------------------------- the work copy
+    shipped = REPO / "models" / "pretrained"
+    return {t: shipped / f"{t}.keras" for t in labels.TASKS if (shipped / f"{t}.keras").is_file()}
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -78,11 +73,9 @@ def _inside(path: Path, folder: Path) -> bool:
 
 
 def make_work_copy(source: Path, target: Path) -> bool:
-    """Links every clip of ``source/manifest.csv`` into ``target`` and copies the manifest.
-
-    Hard links where the file system allows, else absolute symlinks. Paths of the manifest
-    are untrusted: one that leaves ``source`` is refused. The product replaces files by
-    rename (``agegender.atomic``), so a hard-linked clip is never written through.
+    """Links every clip of ``source/manifest.csv`` into ``target`` (hard links, else
+    symlinks) and copies the manifest. A manifest path that leaves ``source`` is refused.
+    The product replaces files by rename, so a hard-linked clip is never written through.
 
     Returns:
         True when any clip is a symlink (preprocessing then needs ``--follow_symlinks``).
@@ -137,17 +130,10 @@ def run_cli(script: str, args: Sequence[str], log_path: Path) -> float:
     return cpu
 
 
-# --------------------------------------------------------------------------- clips and baselines
-
-
 def clip_table(predictions: Path, source_manifest: Path, task: str) -> pd.DataFrame:
-    """The test clips of one predictions CSV with their language and true gender and age.
-
-    Returns:
-        columns key, speaker_id, audio_path, true_code, pred_code (codes of the task),
-        ``p_<class>``, pitch_gender (codes, when the CSV has the pitch rule), language,
-        gender, age (names, "" when unknown).
-    """
+    """The test clips of one predictions CSV: its columns, plus true_code, pred_code,
+    pitch_gender (codes, when the CSV has the pitch rule), language, gender, age (names from
+    the source manifest, "" when unknown)."""
     names = labels.class_names(task)
     table = pd.read_csv(predictions, dtype={"key": str, "speaker_id": str},
                         keep_default_na=False, na_values={"median_f0_hz": [""]})
@@ -175,8 +161,8 @@ def majority_code(train_codes: np.ndarray) -> int:
 
 
 def age_by_gender(train: pd.DataFrame) -> dict[int, int]:
-    """Most frequent age code of the train clips of each gender code (both labelled; -1:
-    unknown). A gender without any aged clip gets the overall most frequent age."""
+    """Most frequent age code of the labelled train clips of each gender code (a gender
+    without any gets the overall most frequent age)."""
     aged = train[(train["age_code"] >= 0) & (train["gender_code"] >= 0)]
     overall = majority_code(aged["age_code"].to_numpy())
     return {g: majority_code(aged.loc[aged["gender_code"] == g, "age_code"].to_numpy())
@@ -219,9 +205,6 @@ def predictors(clips: pd.DataFrame, task: str, *, majority: int,
         elif ages is not None:
             out["pitch+majority"] = pitch_majority_predictions(clips["pitch_gender"], task, ages)
     return out
-
-
-# --------------------------------------------------------------------------- scoring
 
 
 def summary_row(clips: pd.DataFrame, task: str, model: str, predicted: dict[str, np.ndarray],
@@ -282,9 +265,6 @@ def largest_languages(clips: pd.DataFrame, count: int = TOP_LANGUAGES) -> list[s
     """The ``count`` languages with most clips (ties: alphabetical)."""
     sizes = clips.loc[clips["language"] != "", "language"].value_counts()
     return sorted(sizes.index, key=lambda lang: (-sizes[lang], lang))[:count]
-
-
-# --------------------------------------------------------------------------- tables
 
 
 SUMMARY_COLUMNS = ("model", "task", "clips", "speakers", "clip UAR [95% CI]",
@@ -370,9 +350,6 @@ def write_report(out: Path, summary: Sequence[dict], groups: Sequence[dict], *,
     return "\n\n".join(format_table(h, r, title=caption) for h, r, caption in parts)
 
 
-# --------------------------------------------------------------------------- one task
-
-
 def evaluate_task(data: Path, source: Path, predictions: Path, task: str, model: str, *,
                   cpu: dict, seed: int = 0) -> tuple[dict, list[dict]]:
     """Scores one predictions CSV against every baseline: (summary row, breakdown rows)."""
@@ -397,11 +374,8 @@ def evaluate_task(data: Path, source: Path, predictions: Path, task: str, model:
     return row, groups
 
 
-# --------------------------------------------------------------------------- command line
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Parses the command line; tasks and models are checked here."""
+    """Parses the command line; ``--model`` items are checked here."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset_dir", type=Path, required=True,
                         help="a manifest dataset folder (manifest.csv with a split column); "
@@ -409,8 +383,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model", action="append", default=[],
                         help="TASK=PATH, repeatable (default: every model of "
                              "models/pretrained/)")
-    parser.add_argument("--tasks", default=None,
-                        help="comma-separated subset of the models' tasks (default: all)")
     parser.add_argument("--preset", default="voice", choices=("paper", "voice"),
                         help="feature preset of the work copy: the models' (default voice)")
     parser.add_argument("--work_dir", type=Path, default=DEFAULT_WORK)
@@ -420,13 +392,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.model = parse_models(args.model) if args.model else shipped_models()
     except ValueError as error:
         parser.error(str(error))
-    if args.tasks:
-        tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
-        missing = [t for t in tasks if t not in args.model]
-        if missing or not tasks:
-            parser.error(f"--tasks {args.tasks!r}: no model for {', '.join(missing) or '-'} "
-                         f"(models: {', '.join(args.model) or 'none'})")
-        args.model = {t: args.model[t] for t in tasks}
     if not args.model:
         parser.error("no --model given and no shipped model in models/pretrained/")
     return args
