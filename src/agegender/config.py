@@ -13,7 +13,7 @@ from agegender.errors import ParameterError
 
 # BatchNorm moving-average momentum. Keras' 0.99 needs hundreds of steps to converge, more than
 # a small corpus gives; the measurement is the table in README.md, section "The model"
-# (re-run it with bench/bn_momentum_bench.py).
+# (and docs/experiments.md, "BatchNorm momentum").
 DEFAULT_BN_MOMENTUM = 0.7
 
 FEATURE_TYPES: tuple[str, ...] = ("spectrogram", "mel", "mfcc")
@@ -211,7 +211,7 @@ class ModelParams:
             logistic regression on the clip's voice statistics alone, no image (reads the
             ``pitch`` input only; ``image_*``, ``bn_momentum`` and ``dense_units`` are
             unused). On real Common Voice speakers it beats the fused MAM-CNN at gender
-            (bench/README.md, "Levers, fifth session") at a thousandth of the cost.
+            (docs/experiments.md, "Common Voice, fifth session") at a thousandth of the cost.
     """
 
     image_size: int = 64
