@@ -1,9 +1,6 @@
-"""What every benchmark shares: synthetic corpora (voices from ``agegender.synthetic``, which
-the tests use too), timing, and plain-text tables.
-
-Importing it puts ``src/`` on the path and quiets TensorFlow and the progress bars, so import
-it before anything of the package.
-"""
+"""What the benchmarks share: synthetic corpora (voices from ``agegender.synthetic``), timing,
+plain-text tables. Importing it puts ``src/`` on the path and quiets TensorFlow and the
+progress bars, so import it before anything of the package."""
 
 from __future__ import annotations
 
@@ -28,9 +25,6 @@ from agegender.synthetic import random_voice  # noqa: E402
 
 RAW_HEADER = ["filename", "text", "up_votes", "down_votes", "age", "gender", "accent",
               "duration"]
-
-
-# --------------------------------------------------------------------------- synthetic data
 
 
 def _write_clip(job: tuple[str, int, float, int, str]) -> None:
@@ -61,13 +55,9 @@ def split_counts(clips: int) -> dict[str, int]:
 
 def write_raw_corpus(root: Path, counts: dict[str, int], *, seconds: float, rate: int,
                      fmt: str = "MP3", workers: int | None = None) -> list[Path]:
-    """Writes a Kaggle Common Voice v1 layout: ``cv-valid-{split}.csv`` (v1 header) and
-    ``cv-valid-{split}/cv-valid-{split}/sample-NNNNNN.mp3``; labels cycle through the 12
-    gender-age groups.
-
-    Returns:
-        The audio files, train first.
-    """
+    """Writes a Kaggle Common Voice v1 layout (``cv-valid-{split}.csv`` and
+    ``cv-valid-{split}/cv-valid-{split}/sample-NNNNNN.mp3``), labels cycling through the 12
+    gender-age groups; returns the audio files, train first."""
     suffix = {"MP3": ".mp3", "WAV": ".wav", "FLAC": ".flac"}[fmt]
     jobs, files, seed = [], [], 0
     for split in SPLITS:
@@ -90,9 +80,6 @@ def write_raw_corpus(root: Path, counts: dict[str, int], *, seconds: float, rate
             writer.writerows(rows)
     write_clips(jobs, workers or os.cpu_count() or 1)
     return files
-
-
-# --------------------------------------------------------------------------- reporting
 
 
 def format_table(header: Sequence[str], rows: Sequence[Sequence[object]], *,
@@ -129,11 +116,7 @@ def cpu_seconds() -> float:
 
 
 def measured(fn: Callable[[], object]) -> tuple[float, float, object]:
-    """(wall seconds, CPU seconds incl. reaped child processes, result) of one call.
-
-    CPU time is what a clip costs whatever else the machine runs; wall time is what a user
-    waits, and is inflated when other processes compete for the cores.
-    """
+    """(wall seconds, CPU seconds incl. reaped child processes, result) of one call."""
     cpu = cpu_seconds()
     wall, result = timed(fn)
     return wall, cpu_seconds() - cpu, result
@@ -146,12 +129,8 @@ def _spin(seconds: float) -> None:
 
 
 def available_cores(seconds: float = 0.5) -> float:
-    """Cores this benchmark gets right now: CPU s / wall s of one spinning process per core.
-
-    Other processes lower it; so does the kernel's autogroup scheduling, which shares the
-    cores between sessions, not processes: one busy process in another session leaves a
-    2-core machine's every other session about 1 core, however many workers they start.
-    """
+    """Cores this benchmark gets right now: CPU s / wall s of one spinning process per core
+    (other processes lower it, and so does the kernel's autogroup scheduling)."""
     cores = os.cpu_count() or 1
     context = multiprocessing.get_context("fork")  # the children only spin
     spinners = [context.Process(target=_spin, args=(seconds,)) for _ in range(cores)]

@@ -1,56 +1,33 @@
-"""Age and gender on real Common Voice speakers: the product's CLIs against simple baselines.
+"""A model's accuracy on real speakers: ``src/test.py`` on a manifest dataset's test split,
+beside simple baselines on the same clips.
 
 Works on any ``manifest`` dataset folder with a ``split`` column (first target:
-``../shared/cv-sample``, 184 test speakers). For each recipe and task it runs
-``src/preprocess_dataset.py --dataset_type=manifest``, ``src/train.py`` and ``src/test.py`` as
-subprocesses, then scores the test step's ``predictions_<task>.csv`` with the product's own
-metrics (``agegender.metrics``: UAR, accuracy, stratified speaker bootstrap) beside baselines on
-the same clips:
+``../shared/cv-sample``, 184 test speakers). It preprocesses a work copy with the product's
+CLI, runs ``src/test.py`` with each ``--model`` (default: the shipped models of
+``models/pretrained/``), and scores the test step's ``predictions_<task>.csv`` with the
+product's metrics (``agegender.metrics``: UAR, accuracy, the stratified speaker bootstrap,
+the paired difference) beside:
 
 * **majority**: the most frequent class of the train split;
-* **pitch** (gender): the product's pitch rule, median F0 above a threshold fitted on the
-  train+dev clips → female (``pitch.pitch_threshold_from_splits``; for gender the test
-  report's ``pitch_predicted`` column is reused);
+* **pitch** (gender): the test report's pitch rule (median F0 above a threshold fitted on
+  train+dev → female);
 * **pitch+majority** (age, gender_age): the pitch rule's gender, then the most frequent age
-  group of the train clips *of that gender* (for gender_age: that gender with that age group);
-* **ina** (gender, optional): inaSpeechSegmenter's gender CNN run by ``--ina_python`` (a
-  python of a virtual environment holding it, e.g. the one ``bench/timeline_bench.py
-  --setup_ina`` makes) on the test clips, the mean of its female/male patch probabilities
-  per clip; a clip where it finds no speech is called the train majority. Without
-  ``--ina_python`` the column says "not run".
+  group of the train clips of that gender: the bar an age model must clear by hearing age.
 
-Folders under ``--work_dir`` (default ``~/.cache/agegender/common_voice``)::
+``--work_dir`` (default ``~/.cache/agegender/common_voice``) holds ``data/<preset>/`` (the
+work copy: clips hard-linked, symlinks where a link is impossible, then preprocessed; the
+dataset folder is only read), ``runs/<task>/`` (reports, logs) and ``report/``
+(``summary.{md,csv}``, ``languages.csv``, ``groups.csv``). Run from the repository root::
 
-    WORK/data/<preset+prep flags>/   the work copy: audio hard-linked to the source (symlinks
-                                     where a hard link is impossible), manifest.csv copied, and
-                                     what preprocessing writes (Manifest/, TFRecord/, Pitch/ ...)
-    WORK/runs/<recipe>/<task>/       models/, results/ and each CLI's log
-    WORK/report/                     summary.{md,csv}, languages.csv, groups.csv
-
-The source folder is only read: links are made from it, never into it, and the product
-replaces files by rename (``agegender.atomic``), so a hard-linked clip is never written
-through. Run by hand from the repository root::
-
-    python bench/common_voice.py --dataset_dir ../shared/cv-sample --tasks gender,age \\
-        --recipe 'voice:preset=voice,epochs=8,flags="--augment --class_weight=balanced"'
-    python bench/common_voice.py --dataset_dir ../shared/cv-sample --tasks gender \\
-        --model gender=models/cvs/gender/best_model_gender.keras \\
-        --ina_python /tmp/ina-venv/bin/python
-
-Recipe syntax: ``NAME`` or ``NAME:key=value,key=value``; keys ``preset`` (paper|voice,
-default voice), ``epochs`` (default 8), ``flags`` (more ``train.py`` flags), ``prep`` (more
-``preprocess_dataset.py`` flags), ``test`` (more ``test.py`` flags); a value with commas or
-spaces is quoted ("..." or '...').
+    python bench/common_voice.py --dataset_dir ../shared/cv-sample
+    python bench/common_voice.py --dataset_dir ../shared/cv-sample --model gender=M.keras
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import logging
 import os
-import re
 import shlex
 import shutil
 import subprocess
@@ -65,80 +42,12 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from agegender import labels  # noqa: E402
-from agegender.metrics import bootstrap_ci, classification_metrics  # noqa: E402
+from agegender.metrics import (  # noqa: E402
+    bootstrap_ci, classification_metrics, paired_bootstrap_difference)
 
 LOG = logging.getLogger("common_voice")
 DEFAULT_WORK = Path.home() / ".cache" / "agegender" / "common_voice"
 TOP_LANGUAGES = 10
-PRESETS = ("paper", "voice")
-RECIPE_KEYS = ("preset", "epochs", "flags", "prep", "test")
-NOT_RUN = "not run"
-
-
-# --------------------------------------------------------------------------- arguments
-
-
-@dataclasses.dataclass(frozen=True)
-class Recipe:
-    """One way to build a model: feature preset, epochs and the flags passed to the CLIs."""
-
-    name: str
-    preset: str = "voice"
-    epochs: int = 8
-    train_flags: tuple[str, ...] = ()
-    prep_flags: tuple[str, ...] = ()
-    test_flags: tuple[str, ...] = ()
-
-    @property
-    def data_tag(self) -> str:
-        """Folder name of the work copy: recipes with the same features share one."""
-        flags = "_".join(f.lstrip("-").replace("=", "-") for f in self.prep_flags)
-        return re.sub(r"[^A-Za-z0-9_.-]", "", "_".join(filter(None, (self.preset, flags))))
-
-
-_NAME = re.compile(r"[A-Za-z0-9_.-]+")
-_PAIR = re.compile(r"\s*(?P<key>\w+)=(?P<value>\"[^\"]*\"|'[^']*'|[^,]*)\s*(,|$)")
-
-
-def parse_recipe(text: str) -> Recipe:
-    """``NAME`` or ``NAME:key=value,...`` → ``Recipe`` (see the module docstring).
-
-    Raises:
-        ValueError: naming the part of ``text`` that is not understood.
-    """
-    name, _, rest = text.partition(":")
-    if not _NAME.fullmatch(name):
-        raise ValueError(f"--recipe {text!r}: name {name!r} must be letters, digits, _ . -")
-    values: dict[str, str] = {}
-    position = 0
-    while position < len(rest):
-        match = _PAIR.match(rest, position)
-        if match is None or match.end() == position:
-            raise ValueError(f"--recipe {text!r}: expected key=value at {rest[position:]!r}")
-        key, value = match["key"], match["value"].strip()
-        if key not in RECIPE_KEYS:
-            raise ValueError(f"--recipe {text!r}: unknown key {key!r} (keys: "
-                             f"{', '.join(RECIPE_KEYS)})")
-        if key in values:
-            raise ValueError(f"--recipe {text!r}: key {key!r} given twice")
-        if value[:1] in "\"'" and value[:1] == value[-1:] and len(value) >= 2:
-            value = value[1:-1]
-        values[key] = value
-        position = match.end()
-    preset = values.get("preset", "voice")
-    if preset not in PRESETS:
-        raise ValueError(f"--recipe {text!r}: preset={preset!r} is not one of "
-                         f"{', '.join(PRESETS)}")
-    try:
-        epochs = int(values.get("epochs", "8"))
-    except ValueError:
-        raise ValueError(f"--recipe {text!r}: epochs={values['epochs']!r} is not a whole "
-                         "number") from None
-    if epochs < 1:
-        raise ValueError(f"--recipe {text!r}: epochs={epochs} must be at least 1")
-    return Recipe(name, preset, epochs, tuple(shlex.split(values.get("flags", ""))),
-                  tuple(shlex.split(values.get("prep", ""))),
-                  tuple(shlex.split(values.get("test", ""))))
 
 
 def parse_models(items: Sequence[str]) -> dict[str, Path]:
@@ -153,16 +62,10 @@ def parse_models(items: Sequence[str]) -> dict[str, Path]:
     return models
 
 
-def parse_tasks(text: str) -> list[str]:
-    """``"gender,age"`` → ``["gender", "age"]``; ``ValueError`` names an unknown task."""
-    tasks = [t.strip() for t in text.split(",") if t.strip()]
-    unknown = [t for t in tasks if t not in labels.TASKS]
-    if unknown or not tasks:
-        raise ValueError(f"--tasks {text!r}: use some of {', '.join(labels.TASKS)}")
-    return tasks
-
-
-# --------------------------------------------------------------------------- the work copy
+def shipped_models() -> dict[str, Path]:
+    """``{task: models/pretrained/<task>.keras}`` for every task with a shipped model."""
+    shipped = REPO / "models" / "pretrained"
+    return {t: shipped / f"{t}.keras" for t in labels.TASKS if (shipped / f"{t}.keras").is_file()}
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -170,10 +73,9 @@ def _inside(path: Path, folder: Path) -> bool:
 
 
 def make_work_copy(source: Path, target: Path) -> bool:
-    """Links every clip of ``source/manifest.csv`` into ``target`` and copies the manifest.
-
-    Hard links where the file system allows (no space, no copy), else absolute symlinks.
-    Paths of the manifest are untrusted: one that leaves ``source`` is refused.
+    """Links every clip of ``source/manifest.csv`` into ``target`` (hard links, else
+    symlinks) and copies the manifest. A manifest path that leaves ``source`` is refused.
+    The product replaces files by rename, so a hard-linked clip is never written through.
 
     Returns:
         True when any clip is a symlink (preprocessing then needs ``--follow_symlinks``).
@@ -208,9 +110,6 @@ def make_work_copy(source: Path, target: Path) -> bool:
     return symlinks or any(p.is_symlink() for p in target.rglob("*") if p.suffix != ".csv")
 
 
-# --------------------------------------------------------------------------- the CLIs
-
-
 def run_cli(script: str, args: Sequence[str], log_path: Path) -> float:
     """Runs ``src/<script>`` from the repository root, output to ``log_path``; CPU seconds.
 
@@ -231,119 +130,10 @@ def run_cli(script: str, args: Sequence[str], log_path: Path) -> float:
     return cpu
 
 
-def prepare(data: Path, recipe: Recipe, *, symlinks: bool) -> float | None:
-    """Preprocesses the work copy (every time: preprocessing resumes, so finished PNGs and
-    shards are kept, and outputs of an older product version are brought up to date);
-    CPU seconds."""
-    args = [f"--dataset_dir={data}", "--dataset_type=manifest",
-            f"--feature_preset={recipe.preset}", f"--results_dir={data / 'results'}",
-            *(["--follow_symlinks"] if symlinks else []), *recipe.prep_flags]
-    return run_cli("preprocess_dataset.py", args, data / "preprocess.log")
-
-
-def train(data: Path, recipe: Recipe, task: str, run: Path) -> tuple[Path, float]:
-    """Trains a fresh model in ``run/models``; (its best checkpoint, CPU seconds)."""
-    shutil.rmtree(run / "models", ignore_errors=True)  # the bench's own folder: a fresh run
-    args = [f"--dataset_dir={data}", f"--cls_task={task}", f"--num_epochs={recipe.epochs}",
-            f"--models_dir={run / 'models'}", f"--results_dir={run / 'results'}",
-            *recipe.train_flags]
-    cpu = run_cli("train.py", args, run / "train.log")
-    return run / "models" / task / f"best_model_{task}.keras", cpu
-
-
-def test(data: Path, recipe: Recipe, task: str, model: Path, run: Path) -> tuple[Path, float]:
-    """Scores ``model`` on the work copy's test split; (predictions CSV, CPU seconds)."""
-    args = [f"--dataset_dir={data}", f"--model_path={model}", f"--cls_task={task}",
-            f"--results_dir={run / 'results'}", *recipe.test_flags]
-    cpu = run_cli("test.py", args, run / "test.log")
-    return run / "results" / task / f"predictions_{task}.csv", cpu
-
-
-# --------------------------------------------------------------------------- the peer
-
-
-INA_SCRIPT = r"""
-import json, sys
-import numpy as np
-from inaSpeechSegmenter import Segmenter
-files = json.load(sys.stdin)
-segmenter = Segmenter(detect_gender=True)
-network = segmenter.gender.nn
-patches = []
-class Recorder:  # keeps the gender CNN's raw patch outputs (female, male) of each call
-    def predict(self, batch, **kwargs):
-        out = network.predict(batch, **kwargs)
-        patches.append(np.array(out, copy=True))
-        return out
-segmenter.gender.nn = Recorder()
-for path in files:  # one line per clip, flushed: a stopped run keeps what it did
-    patches.clear()
-    segmenter(path)
-    value = float(np.nanmean(np.concatenate(patches)[:, 0])) if patches else None
-    print("CLIP " + json.dumps([path, value]), flush=True)
-"""
-
-
-def ina_female_probability(python: Path, files: Sequence[str], cache: Path, *,
-                           timeout: float | None = None
-                           ) -> tuple[dict[str, float | None], float]:
-    """inaSpeechSegmenter's mean p(female) per clip (None: it found no speech); CPU seconds.
-
-    Results are kept in ``cache`` (CSV path, p_female), also those of a run stopped by
-    ``timeout`` (seconds), so a later call resumes and a second recipe costs nothing.
-
-    Returns:
-        ({file: p_female or None} for the files with a result, CPU seconds of this call).
-
-    Raises:
-        SystemExit: one line when ``python`` fails (not on a timeout).
-    """
-    known: dict[str, float | None] = {}
-    if cache.is_file():
-        for row in pd.read_csv(cache, keep_default_na=False, dtype=str).itertuples(index=False):
-            known[row.path] = float(row.p_female) if row.p_female != "" else None
-    missing = [f for f in files if f not in known]
-    cpu = 0.0
-    if missing:
-        def call() -> tuple[int | None, str, str]:
-            try:
-                done = subprocess.run([str(python), "-c", INA_SCRIPT], input=json.dumps(missing),
-                                      text=True, capture_output=True, timeout=timeout)
-            except subprocess.TimeoutExpired as stopped:
-                out = stopped.stdout or ""
-                return None, out if isinstance(out, str) else out.decode(), ""
-            except OSError as error:
-                return 1, "", str(error)
-            return done.returncode, done.stdout, done.stderr
-
-        _, cpu, (code, stdout, stderr) = measured(call)
-        for line in stdout.splitlines():
-            if line.startswith("CLIP "):
-                path, value = json.loads(line[len("CLIP "):])
-                known[path] = value
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        pd.DataFrame({"path": list(known), "p_female": [
-            "" if v is None else v for v in known.values()]}).to_csv(cache, index=False)
-        if code:
-            tail = (stderr.strip().splitlines() or [""])[-1]
-            raise SystemExit(f"--ina_python {python}: failed (exit {code}): {tail}")
-        if code is None:
-            LOG.warning("ina: stopped after %s s with %d of %d clips done; the next run resumes",
-                        timeout, sum(f in known for f in files), len(files))
-    return {f: known[f] for f in files if f in known}, cpu
-
-
-# --------------------------------------------------------------------------- clips and baselines
-
-
 def clip_table(predictions: Path, source_manifest: Path, task: str) -> pd.DataFrame:
-    """The test clips of one predictions CSV with their language and true gender and age.
-
-    Returns:
-        columns key, speaker_id, audio_path (if the CSV has it), true, pred (codes of the
-        task), p [clips, classes] as ``p_<class>`` columns, median_f0_hz and pitch_gender
-        (codes) when the CSV has them, language, gender, age (names, "" when unknown).
-    """
+    """The test clips of one predictions CSV: its columns, plus true_code, pred_code,
+    pitch_gender (codes, when the CSV has the pitch rule), language, gender, age (names from
+    the source manifest, "" when unknown)."""
     names = labels.class_names(task)
     table = pd.read_csv(predictions, dtype={"key": str, "speaker_id": str},
                         keep_default_na=False, na_values={"median_f0_hz": [""]})
@@ -371,11 +161,8 @@ def majority_code(train_codes: np.ndarray) -> int:
 
 
 def age_by_gender(train: pd.DataFrame) -> dict[int, int]:
-    """Most frequent age code of the train clips of each gender code (both labelled).
-
-    ``train`` has the product's manifest columns ``gender_code`` and ``age_code`` (-1:
-    unknown). A gender without any aged clip gets the overall most frequent age.
-    """
+    """Most frequent age code of the labelled train clips of each gender code (a gender
+    without any gets the overall most frequent age)."""
     aged = train[(train["age_code"] >= 0) & (train["gender_code"] >= 0)]
     overall = majority_code(aged["age_code"].to_numpy())
     return {g: majority_code(aged.loc[aged["gender_code"] == g, "age_code"].to_numpy())
@@ -385,8 +172,8 @@ def age_by_gender(train: pd.DataFrame) -> dict[int, int]:
 
 def pitch_majority_predictions(pitch_gender: np.ndarray, task: str,
                                ages: dict[int, int]) -> np.ndarray:
-    """The pitch+majority baseline: the pitch rule's gender, then the train's most frequent
-    age group of that gender (``age``: the group; ``gender_age``: the pair)."""
+    """The pitch+majority baseline's codes [clips] (``age``: the group; ``gender_age``: the
+    pair)."""
     genders = np.asarray(pitch_gender, dtype=int)
     if task == "age":
         return np.array([ages[g] for g in genders], dtype=int)
@@ -395,55 +182,20 @@ def pitch_majority_predictions(pitch_gender: np.ndarray, task: str,
     raise ValueError(f"task={task!r}: the pitch+majority baseline is for age and gender_age")
 
 
-def age_codes(codes: np.ndarray, task: str) -> np.ndarray | None:
-    """Age codes of a task's codes (age: themselves; gender_age: the age part; else None)."""
-    codes = np.asarray(codes, dtype=int)
-    if task == "age":
-        return codes
-    if task == "gender_age":
-        return np.array([labels.gender_age_parts(int(c))[1] for c in codes], dtype=int)
-    return None
-
-
 def within_one(y_true: np.ndarray, y_pred: np.ndarray, task: str) -> float:
     """±1-group accuracy: share of clips whose predicted age group is the true one or a
-    neighbour (nan for tasks without age)."""
-    true, pred = age_codes(y_true, task), age_codes(y_pred, task)
-    if true is None or not len(true):
+    neighbour (the age part of gender_age codes; nan for gender)."""
+    if task == "gender" or not len(y_true):
         return float("nan")
+    true, pred = (np.asarray(c, dtype=int) for c in (y_true, y_pred))
+    if task == "gender_age":
+        true, pred = (np.array([labels.gender_age_parts(int(c))[1] for c in codes])
+                      for codes in (true, pred))
     return float(np.mean(np.abs(true - pred) <= 1))
 
 
-# --------------------------------------------------------------------------- scoring
-
-
-def score(y_true: np.ndarray, y_pred: np.ndarray, speakers: Sequence[str], task: str, *,
-          probabilities: np.ndarray | None = None, seed: int = 0,
-          n_resamples: int = 1000) -> dict:
-    """Clip UAR and accuracy with the stratified speaker bootstrap, speaker-level UAR
-    (majority vote per speaker, ``analysis.speaker_level_metrics``) and ±1 accuracy.
-
-    Args:
-        y_true, y_pred: codes [clips].
-        speakers: speaker id per clip [clips].
-        probabilities: [clips, classes]; None for a hard baseline (one-hot votes).
-    """
-    from agegender.analysis import speaker_level_metrics, speaker_table  # noqa: PLC0415
-
-    names = labels.class_names(task)
-    y_true, y_pred = np.asarray(y_true, dtype=int), np.asarray(y_pred, dtype=int)
-    metrics = classification_metrics(y_true, y_pred, names)
-    ci = bootstrap_ci(y_true, y_pred, list(speakers), seed=seed, n_resamples=n_resamples)
-    if probabilities is None:
-        probabilities = np.eye(len(names))[y_pred]
-    speaker = speaker_level_metrics(speaker_table(y_true, probabilities, list(speakers), names))
-    return {"uar": metrics["balanced_accuracy"], "uar_ci": ci["balanced_accuracy"],
-            "accuracy": metrics["accuracy"], "accuracy_ci": ci["accuracy"],
-            "speaker_uar": speaker["majority_uar"], "within_one": within_one(y_true, y_pred, task)}
-
-
 def predictors(clips: pd.DataFrame, task: str, *, majority: int,
-               ages: dict[int, int] | None, ina: np.ndarray | None) -> dict[str, np.ndarray]:
+               ages: dict[int, int] | None) -> dict[str, np.ndarray]:
     """Predicted codes [clips] of the model and each baseline that applies to ``task``."""
     out = {"model": clips["pred_code"].to_numpy(dtype=int),
            "majority": np.full(len(clips), majority, dtype=int)}
@@ -452,34 +204,42 @@ def predictors(clips: pd.DataFrame, task: str, *, majority: int,
             out["pitch"] = clips["pitch_gender"].to_numpy(dtype=int)
         elif ages is not None:
             out["pitch+majority"] = pitch_majority_predictions(clips["pitch_gender"], task, ages)
-    if task == "gender" and ina is not None:
-        out["ina"] = np.asarray(ina, dtype=int)
     return out
 
 
-def _fmt(value: float, interval: tuple[float, float] | None = None) -> str:
-    if value is None or not np.isfinite(value):
-        return "–"
-    return f"{value:.3f}" if interval is None else \
-        f"{value:.3f} [{interval[0]:.3f}, {interval[1]:.3f}]"
-
-
-def summary_row(clips: pd.DataFrame, task: str, recipe: str, predicted: dict[str, np.ndarray],
+def summary_row(clips: pd.DataFrame, task: str, model: str, predicted: dict[str, np.ndarray],
                 cpu: dict[str, float | None], *, seed: int = 0) -> dict:
-    """One row of the main table: every predictor's numbers on the same clips."""
+    """One row of the main table: every predictor's clip UAR and accuracy with the
+    stratified speaker bootstrap, the model's speaker-level UAR (majority vote per speaker),
+    ±1 accuracy (age), and the model's paired UAR difference from the signal baseline
+    (pitch, or pitch+majority for age) on the same speaker resamples."""
+    from agegender.analysis import speaker_level_metrics, speaker_table  # noqa: PLC0415
+
     names = labels.class_names(task)
-    p = clips[[f"p_{n}" for n in names]].to_numpy(dtype=float)
+    true = clips["true_code"].to_numpy(dtype=int)
     speakers = clips["speaker_id"].tolist()
-    row = {"recipe": recipe, "task": task, "clips": len(clips),
+    row = {"model": model, "task": task, "clips": len(clips),
            "speakers": clips["speaker_id"].nunique(), **{f"cpu_{k}": v for k, v in cpu.items()}}
     for name, codes in predicted.items():
-        result = score(clips["true_code"], codes, speakers, task, seed=seed,
-                       probabilities=p if name == "model" else None)
-        row.update({f"{name}_{k}": v for k, v in result.items()})
+        metrics = classification_metrics(true, codes, names)
+        ci = bootstrap_ci(true, codes, speakers, seed=seed)
+        row.update({f"{name}_uar": metrics["balanced_accuracy"],
+                    f"{name}_uar_ci": ci["balanced_accuracy"],
+                    f"{name}_accuracy": metrics["accuracy"], f"{name}_accuracy_ci": ci["accuracy"],
+                    f"{name}_within_one": within_one(true, codes, task)})
+    p = clips[[f"p_{n}" for n in names]].to_numpy(dtype=float)
+    row["model_speaker_uar"] = speaker_level_metrics(
+        speaker_table(true, p, speakers, names))["majority_uar"]
+    baseline = "pitch" if task == "gender" else "pitch+majority"
+    if baseline in predicted:
+        paired = paired_bootstrap_difference(true, predicted["model"], predicted[baseline],
+                                             speakers, seed=seed)
+        row["model_minus_baseline"] = paired["difference"]
+        row["model_minus_baseline_ci"] = paired["interval"]
     return row
 
 
-def breakdown(clips: pd.DataFrame, task: str, recipe: str, predicted: dict[str, np.ndarray],
+def breakdown(clips: pd.DataFrame, task: str, model: str, predicted: dict[str, np.ndarray],
               by: str, groups: Sequence[str]) -> list[dict]:
     """Per value of column ``by`` (language, gender or age) in ``groups``: clips, speakers,
     and each predictor's UAR, accuracy and (age tasks) ±1 accuracy on that slice."""
@@ -489,7 +249,7 @@ def breakdown(clips: pd.DataFrame, task: str, recipe: str, predicted: dict[str, 
         mask = (clips[by] == group).to_numpy()
         if not mask.any():
             continue
-        row = {"recipe": recipe, "task": task, "by": by, "group": group,
+        row = {"model": model, "task": task, "by": by, "group": group,
                "clips": int(mask.sum()), "speakers": clips.loc[mask, "speaker_id"].nunique()}
         for name, codes in predicted.items():
             codes = np.asarray(codes, dtype=int)
@@ -507,49 +267,51 @@ def largest_languages(clips: pd.DataFrame, count: int = TOP_LANGUAGES) -> list[s
     return sorted(sizes.index, key=lambda lang: (-sizes[lang], lang))[:count]
 
 
-# --------------------------------------------------------------------------- tables
-
-
-SUMMARY_COLUMNS = ("recipe", "task", "clips", "speakers", "clip UAR [95% CI]",
+SUMMARY_COLUMNS = ("model", "task", "clips", "speakers", "clip UAR [95% CI]",
                    "accuracy [95% CI]", "speaker UAR", "majority UAR", "pitch UAR [95% CI]",
-                   "ina UAR [95% CI]", "pitch+majority UAR", "±1 acc (pitch+maj.)",
-                   "CPU s prep/train/test")
+"pitch+majority UAR", "±1 acc (pitch+maj.)",
+                   "model − pitch (or pitch+maj.) UAR [95% CI]", "CPU s prep/test")
+BREAKDOWN_PREDICTORS = ("model", "pitch", "pitch+majority", "majority")
 
 
-def _cpu(value: float | str | None) -> str:
-    if isinstance(value, str):
-        return value
+def _fmt(value: float | None, interval: tuple[float, float] | None = None,
+         sign: str = "") -> str:
+    if value is None or not np.isfinite(value):
+        return "–"
+    if interval is None:
+        return f"{value:{sign}.3f}"
+    return f"{value:{sign}.3f} [{interval[0]:{sign}.3f}, {interval[1]:{sign}.3f}]"
+
+
+def _cpu(value: float | None) -> str:
     return "reused" if value is None or not np.isfinite(value) else f"{value:.0f}"
 
 
 def summary_cells(row: dict) -> list[str]:
     """The printed cells of one ``summary_row``."""
-    def pair(name: str, *, ci: bool = True) -> str:
+    def uar(name: str, *, ci: bool = True) -> str:
         if f"{name}_uar" not in row:
             return "–"
         return _fmt(row[f"{name}_uar"], row[f"{name}_uar_ci"] if ci else None)
 
-    partial = row.get("ina_done")
-    ina = pair("ina") if row["task"] == "gender" and "ina_uar" in row else (
-        (f"{NOT_RUN} ({partial})" if isinstance(partial, str) else NOT_RUN)
-        if row["task"] == "gender" else "–")
-    age = row["task"] != "gender"
-    return [row["recipe"], row["task"], str(row["clips"]), str(row["speakers"]),
+    gender = row["task"] == "gender"
+    return [row["model"], row["task"], str(row["clips"]), str(row["speakers"]),
             _fmt(row["model_uar"], row["model_uar_ci"]),
             _fmt(row["model_accuracy"], row["model_accuracy_ci"]),
             _fmt(row["model_speaker_uar"]), _fmt(row["majority_uar"]),
-            pair("pitch") if row["task"] == "gender" else "–", ina,
-            pair("pitch+majority", ci=False) if age else "–",
-            (f"{_fmt(row['model_within_one'])} ({_fmt(row.get('pitch+majority_within_one'))})"
-             if age else "–"),
-            "/".join(_cpu(row.get(f"cpu_{k}")) for k in ("prep", "train", "test"))]
+            uar("pitch") if gender else "–",
+            "–" if gender else uar("pitch+majority", ci=False),
+            "–" if gender else (f"{_fmt(row['model_within_one'])} "
+                                f"({_fmt(row.get('pitch+majority_within_one'))})"),
+            _fmt(row.get("model_minus_baseline"), row.get("model_minus_baseline_ci"), "+"),
+            "/".join(_cpu(row.get(f"cpu_{k}")) for k in ("prep", "test"))]
 
 
-def breakdown_cells(row: dict, predictors_: Sequence[str]) -> list[str]:
-    """Printed cells of one ``breakdown`` row: UAR / accuracy (±1 for age) per predictor."""
-    cells = [row["recipe"], row["task"], row["by"], row["group"], str(row["clips"]),
+def breakdown_cells(row: dict) -> list[str]:
+    """Printed cells of one ``breakdown`` row: UAR / accuracy (/ ±1 for age) per predictor."""
+    cells = [row["model"], row["task"], row["by"], row["group"], str(row["clips"]),
              str(row["speakers"])]
-    for name in predictors_:
+    for name in BREAKDOWN_PREDICTORS:
         if f"{name}_uar" not in row:
             cells.append("–")
             continue
@@ -566,141 +328,102 @@ def markdown(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
                       *("| " + " | ".join(r) + " |" for r in rows)])
 
 
-BREAKDOWN_PREDICTORS = ("model", "pitch", "ina", "pitch+majority", "majority")
-
-
 def write_report(out: Path, summary: Sequence[dict], groups: Sequence[dict], *,
                  title: str) -> str:
     """Writes ``summary.{md,csv}``, ``languages.csv``, ``groups.csv``; the printable text."""
     out.mkdir(parents=True, exist_ok=True)
-    rows = [summary_cells(r) for r in summary]
-    group_header = ("recipe", "task", "by", "group", "clips", "speakers",
+    group_header = ("model", "task", "by", "group", "clips", "speakers",
                     *(f"{n} UAR / acc (/ ±1)" for n in BREAKDOWN_PREDICTORS))
     languages = [r for r in groups if r["by"] == "language"]
     others = [r for r in groups if r["by"] != "language"]
     pd.DataFrame(summary).to_csv(out / "summary.csv", index=False)
     pd.DataFrame(languages).to_csv(out / "languages.csv", index=False)
     pd.DataFrame(others).to_csv(out / "groups.csv", index=False)
-    parts = [(SUMMARY_COLUMNS, rows, ""),
-             (group_header, [breakdown_cells(r, BREAKDOWN_PREDICTORS) for r in languages],
+    parts = [(SUMMARY_COLUMNS, [summary_cells(r) for r in summary], title),
+             (group_header, [breakdown_cells(r) for r in languages],
               f"per language (the {TOP_LANGUAGES} largest of the split)"),
-             (group_header, [breakdown_cells(r, BREAKDOWN_PREDICTORS) for r in others],
+             (group_header, [breakdown_cells(r) for r in others],
               "per true gender and age group")]
-    text = "\n\n".join(f"{title}\n" * (not caption) + (f"{caption}\n" if caption else "")
-                       + markdown(h, r) for h, r, caption in parts)
-    (out / "summary.md").write_text(text + "\n", encoding="utf-8")
-    return "\n\n".join(format_table(h, r, title=caption or title) for h, r, caption in parts)
+    (out / "summary.md").write_text("\n\n".join(f"{caption}\n" + markdown(h, r)
+                                                for h, r, caption in parts) + "\n",
+                                     encoding="utf-8")
+    return "\n\n".join(format_table(h, r, title=caption) for h, r, caption in parts)
 
 
-# --------------------------------------------------------------------------- one task
-
-
-def evaluate_task(data: Path, source: Path, predictions: Path, task: str, recipe: str, *,
-                  cpu: dict, ina_python: Path | None, work: Path,
-                  ina_timeout: float | None = None, seed: int = 0) -> tuple[dict, list[dict]]:
+def evaluate_task(data: Path, source: Path, predictions: Path, task: str, model: str, *,
+                  cpu: dict, seed: int = 0) -> tuple[dict, list[dict]]:
     """Scores one predictions CSV against every baseline: (summary row, breakdown rows)."""
     from agegender import pitch  # noqa: PLC0415
-    from agegender.pitch import pitch_threshold_from_splits  # noqa: PLC0415
     from agegender.preprocess import read_clean_manifest  # noqa: PLC0415
 
     clips = clip_table(predictions, source / "manifest.csv", task)
     train = read_clean_manifest(data, "train")
-    majority = majority_code(train[f"{task}_code"].to_numpy())
     if "pitch_gender" not in clips.columns and "audio_path" in clips.columns:
         # Not in the age reports: the same rule the gender report applies, same cache.
-        threshold = pitch_threshold_from_splits(data)
+        threshold = pitch.pitch_threshold_from_splits(data)
         f0 = pitch.cached_median_f0(clips["audio_path"].tolist(), root=data,
                                     cache=pitch.cache_path(data))
-        clips["median_f0_hz"] = f0
         clips["pitch_gender"] = pitch.threshold_predictions(
             f0, threshold["hz"], unvoiced_code=threshold["unvoiced_code"])
-    ina, partial = None, None
-    if task == "gender" and ina_python is not None:
-        files = [str((data / p).resolve()) for p in clips["audio_path"]]
-        female, cpu["ina"] = ina_female_probability(ina_python, files,
-                                                    work / f"ina_{data.name}.csv",
-                                                    timeout=ina_timeout)
-        gender_majority = majority_code(train["gender_code"].to_numpy())
-        if len(female) < len(files):  # a column on part of the clips would not compare
-            partial = f"{len(female)} of {len(files)} clips"
-        else:
-            ina = np.array([gender_majority if female[f] is None else int(female[f] > 0.5)
-                            for f in files])
-            LOG.info("ina: no speech found in %d of %d clips (called the train majority)",
-                     sum(v is None for v in female.values()), len(files))
-    predicted = predictors(clips, task, majority=majority,
-                           ages=age_by_gender(train) if task != "gender" else None, ina=ina)
-    row = summary_row(clips, task, recipe, predicted, cpu, seed=seed)
-    if partial:
-        row["ina_done"] = partial
-    groups = breakdown(clips, task, recipe, predicted, "language", largest_languages(clips))
-    groups += breakdown(clips, task, recipe, predicted, "gender", labels.GENDERS)
-    groups += breakdown(clips, task, recipe, predicted, "age", labels.AGES)
+    predicted = predictors(clips, task, majority=majority_code(train[f"{task}_code"]),
+                           ages=age_by_gender(train) if task != "gender" else None)
+    row = summary_row(clips, task, model, predicted, cpu, seed=seed)
+    groups = breakdown(clips, task, model, predicted, "language", largest_languages(clips))
+    groups += breakdown(clips, task, model, predicted, "gender", labels.GENDERS)
+    groups += breakdown(clips, task, model, predicted, "age", labels.AGES)
     return row, groups
 
 
-# --------------------------------------------------------------------------- command line
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Parses the command line; recipes, tasks and models are checked here."""
+    """Parses the command line; ``--model`` items are checked here."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset_dir", type=Path, required=True,
                         help="a manifest dataset folder (manifest.csv with a split column); "
                              "only read")
-    parser.add_argument("--recipe", action="append", default=[],
-                        help="NAME:preset=voice,epochs=8,flags=\"--augment\" (repeatable; "
-                             "default: voice:preset=voice)")
-    parser.add_argument("--tasks", default="gender", help="comma-separated: gender,age,gender_age")
     parser.add_argument("--model", action="append", default=[],
-                        help="TASK=PATH: score this model instead of training (repeatable)")
-    parser.add_argument("--ina_python", type=Path, default=None,
-                        help="python of a venv with inaSpeechSegmenter: adds the ina column")
-    parser.add_argument("--ina_timeout", type=float, default=None,
-                        help="stop ina after this many seconds (what it did is kept and the "
-                             "next run resumes; the column then says how far it got)")
+                        help="TASK=PATH, repeatable (default: every model of "
+                             "models/pretrained/)")
+    parser.add_argument("--preset", default="voice", choices=("paper", "voice"),
+                        help="feature preset of the work copy: the models' (default voice)")
     parser.add_argument("--work_dir", type=Path, default=DEFAULT_WORK)
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     args = parser.parse_args(argv)
     try:
-        args.recipe = [parse_recipe(r) for r in args.recipe or ["voice:preset=voice"]]
-        args.tasks = parse_tasks(args.tasks)
-        args.model = parse_models(args.model)
+        args.model = parse_models(args.model) if args.model else shipped_models()
     except ValueError as error:
         parser.error(str(error))
-    if len({r.name for r in args.recipe}) < len(args.recipe):
-        parser.error("--recipe: two recipes share a name")
+    if not args.model:
+        parser.error("no --model given and no shipped model in models/pretrained/")
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Runs every recipe on every task and prints the tables."""
+    """Scores every model on the test split and prints the tables."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
     source, work = args.dataset_dir.resolve(), args.work_dir.expanduser().resolve()
     if not (source / "manifest.csv").is_file():
         raise SystemExit(f"--dataset_dir {source}: no manifest.csv")
+    data = work / "data" / args.preset
+    symlinks = make_work_copy(source, data)
+    # Every time: preprocessing resumes, keeps what is done and updates older outputs.
+    prep_cpu = run_cli("preprocess_dataset.py", [
+        f"--dataset_dir={data}", "--dataset_type=manifest", f"--feature_preset={args.preset}",
+        f"--results_dir={data / 'results'}", *(["--follow_symlinks"] if symlinks else [])],
+        data / "preprocess.log")
     summary, groups = [], []
-    for recipe in args.recipe:
-        data = work / "data" / recipe.data_tag
-        symlinks = make_work_copy(source, data)
-        prep_cpu = prepare(data, recipe, symlinks=symlinks)
-        for task in args.tasks:
-            run = work / "runs" / recipe.name / task
-            cpu = {"prep": prep_cpu, "train": None, "test": None}
-            prep_cpu = None  # the next task reuses the features
-            if task in args.model:
-                model, cpu["train"] = args.model[task].resolve(), "given"
-            else:
-                model, cpu["train"] = train(data, recipe, task, run)
-            predictions, cpu["test"] = test(data, recipe, task, model, run)
-            name = recipe.name if task not in args.model else f"{recipe.name} ({model.name})"
-            row, rows = evaluate_task(data, source, predictions, task, name, cpu=cpu,
-                                      ina_python=args.ina_python, work=work,
-                                      ina_timeout=args.ina_timeout, seed=args.seed)
-            summary.append(row)
-            groups += rows
-    title = f"{source.name}, test split: {', '.join(args.tasks)}"
+    for task, model in args.model.items():
+        run = work / "runs" / task
+        test_cpu = run_cli("test.py", [f"--dataset_dir={data}", f"--model_path={model.resolve()}",
+                                       f"--cls_task={task}", f"--results_dir={run / 'results'}"],
+                           run / "test.log")
+        row, rows = evaluate_task(data, source, run / "results" / task / f"predictions_{task}.csv",
+                                  task, model.name, cpu={"prep": prep_cpu, "test": test_cpu},
+                                  seed=args.seed)
+        prep_cpu = None  # the next task reuses the features
+        summary.append(row)
+        groups += rows
+    title = f"{source.name}, test split: {', '.join(args.model)}"
     print(write_report(work / "report", summary, groups, title=title))
     print(f"\nwrote {work / 'report'}/summary.md, summary.csv, languages.csv, groups.csv")
     return 0

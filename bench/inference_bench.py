@@ -1,30 +1,15 @@
 """Inference benchmark: ``agegender.inference.AgeGenderDetector`` on 5-second 48 kHz MP3s.
 
-The model is ``build_model(ModelParams(task="age", ...))`` with RANDOM weights, saved to a
-temporary ``.keras`` file: timings do not depend on the weights, predictions are meaningless.
+The model is a default-size MAM-CNN age model with RANDOM weights (``build_model``, saved to
+a temporary ``.keras``): timings do not depend on the weights, predictions are meaningless.
+Measured in one run: cold start in fresh subprocesses (``import agegender``, constructing
+the detector, the first ``predict([clip])``); warm latency of one clip (median of
+``--runs``) beside its parts, ``features.clip_image`` and the model call; batch throughput
+of ``predict(files)`` over ``--clips`` files in float32 and bfloat16, beside features alone
+(1 thread and all) and the model alone, each the best of ``--repeats`` rotated runs.
 
-Measures, in one run, the targets and what they are made of:
-
-* cold start, in fresh subprocesses: ``import agegender``, constructing the detector, and
-  the first ``predict([clip])``;
-* warm latency of one clip through ``detector.predict([clip])`` (median of ``--runs``),
-  beside its parts: ``features.clip_image`` (decode → resample → STFT → image) and the
-  model call (``detector.model.predict``, i.e. ``predict_on_batch``);
-* batch throughput: ``detector.predict(files)`` over ``--clips`` files in float32 and in
-  bfloat16, beside features alone (1 thread and all threads) and the model alone (batches
-  of ``batch_size``), each the best of ``--repeats`` rotated runs, with the cores it kept
-  busy.
-
-Targets (<= 30 ms warm per clip, >= 200 clips/s batch) are printed as met or missed, never
-asserted.
-
-``--presets`` instead compares the ``paper`` and ``voice`` feature presets: ``clip_image``
-CPU ms and the warm detector latency with 1 or 3 crops, float32 and bfloat16.
-
-Run:
-    python bench/inference_bench.py                   # 500 clips
-    python bench/inference_bench.py --presets --runs 20  # the two presets
-    python bench/inference_bench.py --clips 64 --runs 10 --cold_runs 1 --repeats 1  # quick check
+Run: ``python bench/inference_bench.py`` (500 clips); quick: ``--clips 64 --runs 10
+--cold_runs 1 --repeats 1``.
 """
 
 from __future__ import annotations
@@ -72,9 +57,6 @@ print(json.dumps(out))
 """
 
 
-# --------------------------------------------------------------------------- helpers
-
-
 def child(args: Sequence[str], env: dict, cwd: Path) -> tuple[float, dict]:
     """Runs ``CHILD`` in a fresh interpreter: (process wall s, its JSON)."""
     start = time.perf_counter()
@@ -96,15 +78,10 @@ def make_model(path: Path) -> None:
     model.save(path)
 
 
-# --------------------------------------------------------------------------- sections
-
-
 def cold_start(tmp: Path, model_path: Path, clip: Path, runs: int) -> list[list[str]]:
     """Fresh-process timings, median over ``runs``."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "MPLBACKEND": "Agg"}
     args = [str(REPO / "src"), str(model_path), str(clip)]
-    interpreter = [timed(lambda: subprocess.run([sys.executable, "-c", "pass"], check=True,
-                                                cwd=tmp))[0] for _ in range(3)]
     phases: dict[str, list[float]] = {}
     for _ in range(runs):
         wall, out = child(args, env, tmp)
@@ -113,7 +90,7 @@ def cold_start(tmp: Path, model_path: Path, clip: Path, runs: int) -> list[list[
             out[k] for k in ("import agegender", "construct detector", "first predict([clip])"))
         for key, value in out.items():
             phases.setdefault(key, []).append(value)
-    rows = [["python interpreter start/exit alone", f"{statistics.median(interpreter) * 1e3:.0f}"]]
+    rows = []
     for key in ("import agegender", "construct detector", "first predict([clip])",
                 "import + construct + first predict", "whole process, spawn to exit"):
         rows.append([key, f"{statistics.median(phases[key]) * 1e3:.0f}"])
@@ -200,63 +177,6 @@ def bfloat16_predictor(detector, files: Sequence[Path]) -> Callable[[], None]:
     return run
 
 
-def preset_speed(runs: int) -> None:
-    """The ``paper`` and ``voice`` presets side by side: CPU ms of ``clip_image`` on one 5-s
-    48 kHz MP3 (interleaved), and the warm detector latency (decode → features → model, crops
-    included) of a random-weight gender model of each, one detector thread."""
-    import soundfile as sf  # noqa: PLC0415
-
-    from agegender import AgeGenderDetector  # noqa: PLC0415
-    from agegender.config import FeatureParams, ModelParams  # noqa: PLC0415
-    from agegender.features import clip_image, clip_images  # noqa: PLC0415
-    from agegender.model import build_model  # noqa: PLC0415
-    from agegender.synthetic import voice  # noqa: PLC0415
-
-    with tempfile.TemporaryDirectory(prefix="agegender-preset-bench-") as tmp:
-        tmp = Path(tmp)
-        clip = tmp / "clip.mp3"
-        sf.write(clip, voice("female", "twenties", seed=1, seconds=5.0, rate=48_000), 48_000,
-                 format="MP3")
-        presets = {"paper": FeatureParams.preset("paper"),
-                   "voice": FeatureParams.preset("voice")}
-        times: dict[str, list[float]] = {name: [] for name in presets}
-        for params in presets.values():
-            clip_image(clip, params)  # warm caches (window, LUT, imports)
-        for _ in range(runs):
-            for name, params in presets.items():
-                start = time.process_time()
-                clip_image(clip, params)
-                times[name].append(1000 * (time.process_time() - start))
-        paper, voice_ms = (statistics.median(times[name]) for name in presets)
-        print(f"clip_image, CPU ms per 5-s 48 kHz MP3 (median of {runs}): paper {paper:.2f}, "
-              f"voice {voice_ms:.2f}, voice/paper {voice_ms / paper:.2f}")
-        for name, params in presets.items():
-            height, width, _ = params.image_shape
-            model = build_model(ModelParams(image_size=height, image_width=width,
-                                            num_classes=2, task="gender",
-                                            class_names=("male", "female")),
-                                features=dataclasses.asdict(params))
-            model.save(tmp / f"{name}.keras")
-        for name, max_crops, precision in (("paper", 1, "float32"), ("voice", 1, "float32"),
-                                           ("voice", 3, "float32"), ("voice", 3, "bfloat16")):
-            params = presets[name]
-            detector = AgeGenderDetector(tmp / f"{name}.keras", num_threads=1,
-                                         max_crops=max_crops, precision=precision)
-            crops = len(clip_images(clip, params, max_crops))
-            for _ in range(3):
-                detector.predict([clip])
-            wall, cpu = [], []
-            for _ in range(runs):
-                start, start_cpu = time.perf_counter(), time.process_time()
-                detector.predict([clip])
-                wall.append(1000 * (time.perf_counter() - start))
-                cpu.append(1000 * (time.process_time() - start_cpu))
-            height, width, _ = params.image_shape
-            print(f"warm detector latency, {name}, {crops} crop(s) of {height}×{width}, "
-                  f"{precision}: {statistics.median(wall):.1f} ms wall, "
-                  f"{statistics.median(cpu):.1f} CPU ms")
-
-
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clips", type=int, default=500,
@@ -272,9 +192,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=2,
                         help="runs of each batch-throughput contender; the best counts "
                              "(default 2)")
-    parser.add_argument("--presets", action="store_true",
-                        help="only compare the paper and voice feature presets: clip_image "
-                             "CPU ms and warm detector latency (median of --runs)")
     args = parser.parse_args(argv)
     if min(args.clips, args.runs, args.cold_runs, args.batch_size, args.repeats) < 1:
         parser.error("--clips, --runs, --cold_runs, --batch_size, --repeats must be >= 1")
@@ -283,9 +200,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.presets:
-        preset_speed(args.runs)
-        return 0
     cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory(prefix="agegender-inference-bench-") as tmp:
         tmp = Path(tmp)

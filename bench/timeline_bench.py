@@ -1,48 +1,26 @@
 """Who speaks when on long recordings of real voices: our timeline vs a pitch rule vs
 inaSpeechSegmenter.
 
-Recordings (``build``, seeded by ``--seed``): clips of one split of a ``manifest`` dataset
-(default: cv-sample's ``test`` split), in random order with no speaker twice in a row, joined
-with pauses of 0.2-2 s until the recording's length (2-10 min, drawn per recording) is
-reached, mixed at 16 kHz. Every third recording lies over pink noise (15 dB below the speech),
-every third over synthetic piano-like chords (12 dB below), the rest is clean. The true
-segments are the voiced stretches inside each clip (frames within 35 dB of the clip's
-loudest, pauses under 0.3 s bridged), written beside each recording as
-``recN.truth.csv`` and ``recN.truth.rttm``.
+Recordings (``build``, seeded by ``--seed``, kept in ``--work_dir``): clips of one split of a
+``manifest`` dataset (default: cv-sample's ``test`` split), no speaker twice in a row, joined
+with pauses of 0.2-2 s into recordings of 2-10 min at 16 kHz; every third lies over pink noise
+(15 dB below the speech), every third over struck chords (12 dB below). The truth is the
+voiced stretches inside each clip (within 35 dB of its peak), in ``recN.truth.csv``.
 
-Systems, each run in its own process on the same WAV files, so CPU seconds and peak memory
-(``ru_maxrss``) are its own:
+Systems, each in its own process on the same WAV files (its own CPU seconds and peak RSS):
+``ours`` (``AgeGenderDetector.timeline``, ``--gender_model``, default the shipped model; no
+age model ships, so the age table is left at commit 644064d); ``pitch`` (the same regions
+and windows, each window's median F0 against 165 Hz, the same smoothing); ``ina``
+(inaSpeechSegmenter 0.8.0, the venv of ``--ina_python``, made as bench/README.md says;
+skipped when missing). TensorFlow runs with one thread and oneDNN on (docs/experiments.md).
 
-* ``ours``: ``AgeGenderDetector.timeline`` with ``--gender_model`` (and ``--age_model``);
-* ``pitch``: the same speech regions and windows, each window labelled by the median F0 of
-  its voiced frames against 165 Hz (the project's pitch baseline), the same smoothing;
-* ``ina``: inaSpeechSegmenter 0.8.0 in the virtual environment ``--ina_python`` runs in
-  (see ``--setup_ina``); skipped with a message when it is missing.
+Scored on a 10-ms grid, per recording and pooled: missed speech (% of speech time), false
+alarm (% of non-speech time), gender error (% of speech time); the gender error on the true
+speech all systems label (``common_ground``); real-time factor (audio s per CPU s of the
+process, model loading included) and peak RSS. Run from the repo root::
 
-Scores on a 10-ms grid, per recording and pooled: missed speech (true speech called
-non-speech, % of speech time), false alarm (non-speech called speech, % of non-speech
-time), gender error (true speech given the wrong gender, % of speech time; missed speech is
-not counted here), the same for age groups when an age model is given; real-time factor
-(audio seconds per CPU second of the system's process, model loading included) and peak RSS.
-A second gender table scores every system on the same seconds: the true speech that all of
-them label (``common_ground``), since a system that drops its hard speech is otherwise
-scored on less and easier time.
-
-TensorFlow in the children (``ours``, ``ina``): ``--tf_threads`` intra-op threads (default 1)
-and one inter-op thread, through ``TF_NUM_INTRAOP_THREADS``/``TF_NUM_INTEROP_THREADS``, which
-TensorFlow reads when it makes its pools. Its default, a pool thread per core, spins while it
-waits for work; on a 2-core machine already busy with other jobs that spinning is CPU time the
-timeline does not use. ``--onednn`` (default 1) sets ``TF_ENABLE_ONEDNN_OPTS``: TensorFlow
-enables its oneDNN kernels by itself only on CPUs with AVX-512 or newer; on an AVX2 CPU they
-make the model's convolutions ~15 % cheaper, with the same segments (float round-off only).
-Both measured side by side with ``bench/timeline_speed.py`` (bench/results/timeline_speed.md).
-
-Run from the repo root::
-
-    python bench/timeline_bench.py --gender_model models/cvs/gender/best_model_gender.keras \\
-        --ina_python /tmp/ina-venv/bin/python
-    python bench/timeline_bench.py --setup_ina          # makes /tmp/ina-venv (see below)
-    python bench/timeline_bench.py --gender_model M --long_hours 2   # peak RSS, 2-h file
+    python bench/timeline_bench.py --ina_python /tmp/ina-venv/bin/python
+    python bench/timeline_bench.py --gender_model M.keras --long_hours 2   # + a 2-h file
 """
 
 from __future__ import annotations
@@ -74,9 +52,6 @@ for path in files:
 hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
 print("RESULT " + json.dumps({"segments": out, "rss_mib": int(hwm) / 1024}))
 """
-
-
-# ----------------------------------------------------------------------------- recordings
 
 
 def voiced_stretches(wave: np.ndarray, rate: int) -> list[tuple[float, float]]:
@@ -176,27 +151,17 @@ def build(args) -> list[dict]:
         mix = mix / max(1.0, float(np.abs(mix).max()) / 0.99)
         sf.write(wav, mix, RATE, subtype="PCM_16")
         pd.DataFrame(truth).to_csv(truth_csv, index=False)
-        with open(out / f"rec{number}.truth.rttm", "w") as handle:
-            for t in truth:
-                handle.write(f"SPEAKER rec{number} 1 {t['start']:.3f} "
-                             f"{t['end'] - t['start']:.3f} <NA> <NA> {t['gender']} <NA> <NA>\n")
         print(f"built {wav}: {cursor / 60:.1f} min, {len(truth)} voiced stretches, "
               f"{background}", file=sys.stderr)
     return recordings
 
 
-# -------------------------------------------------------------------------------- systems
-
-
-def run_ours(files: list[str], model: str, params: dict | None = None) -> dict:
-    """Child: our timeline per file → {file: [[label, start, end]]}; ``params``:
-    ``TimelineParams`` fields other than the defaults."""
+def run_ours(files: list[str], model: str) -> dict:
+    """Child: our timeline per file → {file: [[label, start, end]]}."""
     from agegender import AgeGenderDetector  # noqa: PLC0415
-    from agegender.timeline import TimelineParams  # noqa: PLC0415
 
     detector = AgeGenderDetector(model)
-    settings = TimelineParams(**(params or {}))
-    return {f: [[s.label, s.start, s.end] for s in detector.timeline(f, settings)["segments"]]
+    return {f: [[s.label, s.start, s.end] for s in detector.timeline(f)["segments"]]
             for f in files}
 
 
@@ -232,10 +197,7 @@ def child(args) -> None:
     files = json.loads(Path(args.files).read_text())
     start = time.process_time()
     if args.run == "ours":
-        params = timeline_settings(args)
-        result = {"gender": run_ours(files, args.gender_model, params)}
-        if args.age_model:
-            result["age"] = run_ours(files, args.age_model, params)
+        result = {"gender": run_ours(files, args.gender_model)}
     else:
         result = {"gender": run_pitch(files)}
     print("RESULT " + json.dumps({**result, "cpu_s": time.process_time() - start,
@@ -243,29 +205,22 @@ def child(args) -> None:
 
 
 def peak_rss_mib() -> float:
-    """This process's peak resident memory (VmHWM), MiB. (``ru_maxrss`` of a child also
-    counts the parent's memory, which the child's pre-exec copy held.)"""
+    """This process's peak resident memory (VmHWM), MiB (a child's ``ru_maxrss`` would also
+    count the parent's memory, which its pre-exec copy held)."""
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
 
-def tf_env(threads: int, onednn: int) -> dict:
-    """A child's environment: ``threads`` intra-op threads (0: TensorFlow's default, one per
-    core), one inter-op thread (the CNN's ops run one after another), oneDNN kernels on or off.
-    """
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_ENABLE_ONEDNN_OPTS": str(onednn)}
-    if threads > 0:
-        env.update(TF_NUM_INTRAOP_THREADS=str(threads), TF_NUM_INTEROP_THREADS="1",
-                   OMP_NUM_THREADS=str(threads))
-    return env
+# A child's TensorFlow: one intra-op and one inter-op thread, oneDNN kernels on.
+CHILD_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "TF_ENABLE_ONEDNN_OPTS": "1",
+             "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1",
+             "OMP_NUM_THREADS": "1"}
 
 
-def run_child(command: list[str], env: dict | None = None) -> tuple[dict | None, float, float,
-                                                                    str]:
-    """Runs a child; (its RESULT json, CPU seconds user+sys, its own peak RSS MiB, stderr
-    tail)."""
+def run_child(command: list[str], env: dict) -> tuple[dict | None, float, float]:
+    """Runs a child: (its RESULT json, CPU seconds user+sys, its own peak RSS MiB)."""
     import tempfile  # noqa: PLC0415
 
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
@@ -283,10 +238,7 @@ def run_child(command: list[str], env: dict | None = None) -> tuple[dict | None,
         print(f"{command[:3]} failed ({process.returncode}): {stderr[-1500:]}",
               file=sys.stderr)
     rss = result.get("rss_mib", float("nan")) if result else float("nan")
-    return result, usage.ru_utime + usage.ru_stime, rss, stderr[-1500:]
-
-
-# ---------------------------------------------------------------------------------- scores
+    return result, usage.ru_utime + usage.ru_stime, rss
 
 
 def grid_labels(segments, duration: float, names: list[str]) -> np.ndarray:
@@ -354,17 +306,9 @@ def evaluate(recordings, outputs: dict, task: str, names: list[str], column: str
 
 
 def common_ground(recordings, outputs: dict, task: str, names: list[str], column: str) -> list:
-    """Rows per recording and pooled: each system's class error on the speech time that
-    every system labels as speech.
-
-    The systems miss different speech (ina drops about a third of it, ``evaluate``), and a
-    system that keeps only its easy speech is scored on less and easier time. Here every
-    system is scored on the very same seconds: true speech that all of them label.
-
-    Returns:
-        Rows of [recording, minutes of common speech, % of true speech it covers, one
-        error % per system], then the pooled row.
-    """
+    """Rows per recording, then pooled: [recording, minutes of common speech, % of true
+    speech it covers, one class error % per system] on the true speech every system labels
+    (a system that drops its hard speech would otherwise be scored on easier time)."""
 
     systems = [name for name, segments in outputs.items()
                if segments is not None and task in segments]
@@ -400,42 +344,6 @@ def ina_segments(raw: dict) -> dict:
                        for path, segments in raw.items()}}
 
 
-# ------------------------------------------------------------------------------------ main
-
-
-def setup_ina(venv: Path) -> None:
-    """A venv for inaSpeechSegmenter 0.8.0 that runs offline on the system's TensorFlow.
-
-    ina 0.8.0 requires ``tensorflow[and-cuda]`` and ``onnxruntime-gpu``; the venv sees the
-    system's packages (TF 2.21) and gets ina without its dependencies plus the four small
-    ones it imports. Its weights (fetched at run time by 0.8.0) are copied from the 0.6.7
-    sdist into ~/.keras/inaSpeechSegmenter/. Needs ffmpeg (apt-get install ffmpeg).
-    """
-    import glob  # noqa: PLC0415
-    import shutil  # noqa: PLC0415
-    import tarfile  # noqa: PLC0415
-    import tempfile  # noqa: PLC0415
-
-    pip = str(venv / "bin" / "pip")
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)],
-                   check=True)
-    subprocess.run([pip, "install", "--no-deps", "inaSpeechSegmenter==0.8.0"], check=True)
-    subprocess.run([pip, "install", "scikit-image", "pyannote.core", "Pyro4", "pytextgrid"],
-                   check=True)
-    weights = Path.home() / ".keras" / "inaSpeechSegmenter"
-    if len(list(weights.glob("*.hdf5"))) < 3:
-        with tempfile.TemporaryDirectory() as tmp:
-            subprocess.run([pip, "download", "--no-deps", "--no-binary", ":all:",
-                            "inaSpeechSegmenter==0.6.7", "-d", tmp], check=True)
-            with tarfile.open(glob.glob(f"{tmp}/*.tar.gz")[0]) as archive:
-                archive.extractall(tmp, filter="data")
-            weights.mkdir(parents=True, exist_ok=True)
-            for file in glob.glob(f"{tmp}/**/*.hdf5", recursive=True):
-                shutil.copy(file, weights)
-    if shutil.which("ffmpeg") is None:
-        print("ina needs ffmpeg: apt-get install ffmpeg", file=sys.stderr)
-
-
 def long_file(recordings, hours: float, path: Path) -> float:
     """Writes ``hours`` of the recordings repeated, block by block; returns seconds."""
     import soundfile as sf  # noqa: PLC0415
@@ -464,47 +372,23 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--max_minutes", type=float, default=10.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work_dir", default="/tmp/timeline_bench")
-    parser.add_argument("--gender_model", default=None)
-    parser.add_argument("--age_model", default=None)
+    parser.add_argument("--gender_model", default=str(REPO / "models" / "pretrained" /
+                                                      "gender.keras"),
+                        help="default: the shipped gender model")
     parser.add_argument("--ina_python", default="/tmp/ina-venv/bin/python",
-                        help="python of a venv with inaSpeechSegmenter (--setup_ina)")
-    parser.add_argument("--setup_ina", action="store_true",
-                        help="make /tmp/ina-venv (see setup_ina) and exit")
+                        help="python of a venv with inaSpeechSegmenter (bench/README.md)")
     parser.add_argument("--long_hours", type=float, default=0.0,
                         help="also time ours on one file this many hours long (in work_dir)")
-    parser.add_argument("--tf_threads", type=int, default=1,
-                        help="TensorFlow intra-op threads in the children (0: one per core)")
-    parser.add_argument("--onednn", type=int, default=1, choices=(0, 1),
-                        help="TF_ENABLE_ONEDNN_OPTS in the children")
-    parser.add_argument("--window_s", type=float, default=None,
-                        help="our timeline's window, s (default: the model's crop)")
-    parser.add_argument("--hop_s", type=float, default=None,
-                        help="our timeline's hop, s (default: the window)")
-    parser.add_argument("--switch_penalty", type=float, default=None,
-                        help="our timeline's Viterbi cost of a label change, nats (default 8)")
     parser.add_argument("--run", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--files", default=None, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
-def timeline_settings(args) -> dict:
-    """The ``TimelineParams`` fields given on the command line (the others stay default)."""
-    return {name: getattr(args, name) for name in ("window_s", "hop_s", "switch_penalty")
-            if getattr(args, name) is not None}
-
-
 def model_digest(path: str | None) -> str | None:
-    """SHA-256 of a model file, or the files' names and SHA-256s of a SavedModel folder: a
-    kept run is reused only for the very same model, not for another file at the same path."""
+    """SHA-256 of a model file: a kept run is reused only for the very same model."""
     from agegender.atomic import sha256_file  # noqa: PLC0415
 
-    if not path:
-        return None
-    root = Path(path)
-    if not root.is_dir():
-        return sha256_file(root)
-    return json.dumps([[str(file.relative_to(root)), sha256_file(file)]
-                       for file in sorted(root.rglob("*")) if file.is_file()])
+    return sha256_file(path) if path and Path(path).is_file() else path
 
 
 def main(argv=None) -> int:
@@ -512,44 +396,32 @@ def main(argv=None) -> int:
     if args.run:
         child(args)
         return 0
-    if args.setup_ina:
-        setup_ina(Path(args.ina_python).parents[1])
-        return 0
     recordings = build(args)
     files = [r["wav"] for r in recordings]
     audio_s = sum(__import__("soundfile").info(f).duration for f in files)
     files_json = Path(args.work_dir) / "files.json"
     files_json.write_text(json.dumps(files))
-    me = [sys.executable, __file__, f"--files={files_json}"]
-    if args.gender_model:
-        me += [f"--gender_model={args.gender_model}"]
-    if args.age_model:
-        me += [f"--age_model={args.age_model}"]
-    me += [f"--{name}={value}" for name, value in timeline_settings(args).items()]
+    me = [sys.executable, __file__, f"--files={files_json}", f"--gender_model={args.gender_model}"]
     outputs, speed = {}, {}
     cache = Path(args.work_dir) / "outputs"
     cache.mkdir(exist_ok=True)
-    env = tf_env(args.tf_threads, args.onednn)
-    commands = {system: ([*me, f"--run={system}"], env) for system in
-                (["ours"] if args.gender_model else []) + ["pitch"]}
+    env = {**os.environ, **CHILD_ENV}
+    commands = {system: ([*me, f"--run={system}"], env) for system in ("ours", "pitch")}
     if Path(args.ina_python).is_file():
         commands["ina"] = ([args.ina_python, "-c", INA_SCRIPT, json.dumps(files)],
                            {**env, "CUDA_VISIBLE_DEVICES": ""})
     else:
-        print(f"ina column skipped: {args.ina_python} not found (python "
-              "bench/timeline_bench.py --setup_ina makes it)", file=sys.stderr)
-    for system, (command, env) in commands.items():
+        print(f"ina column skipped: {args.ina_python} not found (bench/README.md says how "
+              "to make it)", file=sys.stderr)
+    for system, (command, child_env) in commands.items():
         # Each system's run is kept (``outputs/<system>.json``, keyed by its model and the
         # files), so adding a system does not re-run the others.
-        key = json.dumps([files, model_digest(args.gender_model) if system == "ours" else None,
-                          model_digest(args.age_model) if system == "ours" else None,
-                          args.tf_threads, args.onednn,
-                          timeline_settings(args) if system == "ours" else None])
+        key = json.dumps([files, model_digest(args.gender_model) if system == "ours" else None])
         saved = cache / f"{system}.json"
         if saved.is_file() and json.loads(saved.read_text())["key"] == key:
             stored = json.loads(saved.read_text())
         else:
-            result, cpu, rss, _ = run_child(command, env)
+            result, cpu, rss = run_child(command, child_env)
             stored = {"key": key, "result": result, "cpu": cpu, "rss": rss}
             saved.write_text(json.dumps(stored))
         result = stored["result"]
@@ -572,23 +444,15 @@ def main(argv=None) -> int:
                             *(f"{name} gender err %" for name in scored)],
                            common_ground(recordings, outputs, "gender", ["male", "female"],
                                          "gender")))
-    if args.age_model and outputs.get("ours") and "age" in outputs["ours"]:
-        from agegender.checkpoints import open_model  # noqa: PLC0415
-
-        names = list(open_model(args.age_model).class_names)
-        print(format_table(["recording", "min", "background", "ours missed %", "ours FA %",
-                            "ours age err %"],
-                           evaluate(recordings, {"ours": outputs["ours"]}, "age", names,
-                                    "age")))
     print(format_table(["system", "x real time (process CPU, load incl.)",
                         "x real time (timeline CPU only)", "peak RSS MiB"],
                        [[s, f"{a:.0f}", f"{b:.0f}", f"{r:.0f}"]
                         for s, (a, b, r) in speed.items()]))
-    if args.long_hours and args.gender_model:
+    if args.long_hours:
         path = Path(args.work_dir) / "long.wav"
         seconds = long_file(recordings, args.long_hours, path)
         Path(args.work_dir, "long.json").write_text(json.dumps([str(path)]))
-        result, cpu, rss, _ = run_child([sys.executable, __file__,
+        result, cpu, rss = run_child([sys.executable, __file__,
                                          f"--files={Path(args.work_dir) / 'long.json'}",
                                          f"--gender_model={args.gender_model}", "--run=ours"],
                                         env)

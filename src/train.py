@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--bn_momentum", type=float, default=DEFAULT_BN_MOMENTUM,
                         help="BatchNorm momentum (Keras' 0.99 leaves the moving statistics "
                              "unconverged on small corpora; measured in README.md, 'The "
-                             "model', and bench/bn_momentum_bench.py)")
+                             "model', and docs/experiments.md)")
     parser.add_argument("--models_dir", default="models",
                         help="best checkpoints go to MODELS_DIR/<task>/")
     parser.add_argument("--results_dir", default="results",
@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--image_dropout", type=float, default=0.0,
                         help="with --pitch_input: share of training clips whose CNN logits are "
                              "dropped, so the voice-statistics head learns to stand alone "
-                             "(0: off; measured in bench/README.md)")
+                             "(0: off; measured in docs/experiments.md)")
     parser.add_argument("--architecture", default="mam_cnn", choices=ARCHITECTURES,
                         help="mam_cnn: the paper's network; voice_stats: a logistic "
                              "regression on the clip's voice statistics alone (needs shards "

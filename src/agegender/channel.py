@@ -2,7 +2,7 @@
 training clips built on it.
 
 ``telephone`` checks that a feature preset gives the same picture of a voice whatever the
-channel (tests, ``bench/real_speech.py --stage channel``); ``waveform_copy`` makes the extra
+channel (tests; docs/experiments.md, "Feature presets"); ``waveform_copy`` makes the extra
 training examples of ``--augment_copies`` (``preprocess.run_spectrograms``).
 """
 

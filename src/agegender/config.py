@@ -13,7 +13,7 @@ from agegender.errors import ParameterError
 
 # BatchNorm moving-average momentum. Keras' 0.99 needs hundreds of steps to converge, more than
 # a small corpus gives; the measurement is the table in README.md, section "The model"
-# (re-run it with bench/bn_momentum_bench.py).
+# (and docs/experiments.md, "BatchNorm momentum").
 DEFAULT_BN_MOMENTUM = 0.7
 
 FEATURE_TYPES: tuple[str, ...] = ("spectrogram", "mel", "mfcc")
@@ -211,6 +211,7 @@ class ModelParams:
         architecture: ``mam_cnn`` (the paper's network; default); ``voice_stats``: a
             logistic regression on the clip's voice statistics alone, no image (reads the
             ``pitch`` input only; ``image_*``, ``bn_momentum`` and ``dense_units`` are
+<<<<<<< HEAD
             unused; on real Common Voice speakers it beats the fused MAM-CNN at gender at a
             thousandth of the cost); ``embedding``: a head on the clip's speaker embedding
             from the pretrained voice encoder (``voice_encoder``), with ``pitch_input`` also
@@ -219,6 +220,10 @@ class ModelParams:
             the CNN's as the voice statistics' do (``embedding`` always reads it).
         head_units: width of the hidden ReLU layer of the ``embedding`` head; 0 = a linear
             (logistic) head.
+=======
+            unused). On real Common Voice speakers it beats the fused MAM-CNN at gender
+            (docs/experiments.md, "Common Voice, fifth session") at a thousandth of the cost.
+>>>>>>> bench
     """
 
     image_size: int = 64

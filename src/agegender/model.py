@@ -109,7 +109,7 @@ def _pitch_head(x, image_input, params: ModelParams):
     threshold on F0 is one weight) and through a 16-unit ReLU layer. With
     ``params.image_dropout`` the CNN's logits are dropped for that share of training clips
     (``ExampleDropout``): trained jointly, the CNN fits the training speakers and leaves the
-    statistics head under-trained, which costs on new speakers (bench/fusion_branches.py).
+    statistics head under-trained, which costs on new speakers (docs/experiments.md).
 
     Returns:
         (probabilities [batch, classes], the inputs dict ``{"spectrogram", "pitch"}``).
@@ -221,8 +221,8 @@ def voice_stats_model(params: ModelParams, *, features: dict | None = None):
     ``pitch`` [batch, len(voice_stats.STAT_NAMES)] → centred and scaled → one linear layer
     → softmax → LabelledOutput. Chosen on real Common Voice speakers: there the CNN branch
     of the fused model fits the training speakers and costs on new ones, and a 16-unit
-    hidden layer did not beat the linear model on the dev split (bench/README.md, "Levers,
-    fifth session"). The statistics are standardised by the training corpus' centre and
+    hidden layer did not beat the linear model on the dev split (docs/experiments.md, "Common
+    Voice, fifth session"). The statistics are standardised by the training corpus' centre and
     spread (``voice_stats``), and the linear layer is ``BoostedLinear`` with
     ``PITCH_BOOST``, so the default learning rate (1e-4) moves its weights and bias at an
     effective 3e-3; its L2 penalty is on the effective kernel, so ``params.l2`` means what

@@ -10,7 +10,7 @@ frame, noise and silence included. Measured against ``librosa.pyin`` (same 8 kHz
 frames) on synthetic 5-s voices, F0 80-300 Hz in 20 Hz steps, 11 harmonics, ±3 % intonation,
 30 % unvoiced gaps, noise at 0.02: median F0 within 0.2 % (yin+gate) and 0.33 % (pyin) of the
 truth, both nan on white noise and silence; 8-18 ms vs 130-430 ms per clip on a shared
-2-core CPU (``python bench/pitch_estimators.py``). pyin is kept as ``method="pyin"`` for checking.
+2-core CPU (docs/experiments.md, "F0 estimator"). pyin is kept as ``method="pyin"`` for checking.
 
 Median F0 per clip is cached in ``DIR/Pitch/median_f0.csv`` (DIR: the preprocessing output
 folder) or ``RESULTS_DIR/cache/`` (``test.py --manifest``: never beside the user's audio),
