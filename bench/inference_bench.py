@@ -112,7 +112,7 @@ def warm_latency(detector, files: Sequence[Path], runs: int) -> dict[str, float]
         wall, image = timed(lambda file=file: clip_image(file, detector.model.features))
         features.append(wall * 1e3)
         batch = image[None].astype(np.float32)
-        model.append(timed(lambda batch=batch: detector.model.predict(batch))[0] * 1e3)
+        model.append(timed(lambda batch=batch: detector.model.predict({"spectrogram": batch}))[0] * 1e3)
     return {"total": statistics.median(total), "features": statistics.median(features),
             "model": statistics.median(model), "cpu": statistics.median(cpu)}
 
@@ -144,7 +144,7 @@ def throughput(detector, files: Sequence[Path], cores: int, *,
 
     def model_only() -> None:
         for start in range(0, len(stacked), size):
-            detector.model.predict(stacked[start:start + size])
+            detector.model.predict({"spectrogram": stacked[start:start + size]})
 
     contenders = {"predict": predict, "features_1": features_in_threads(1)}
     if cores > 1:

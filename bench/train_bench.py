@@ -55,10 +55,11 @@ def in_memory_dataset(root: Path, args: argparse.Namespace):
     from agegender.pipeline import make_dataset  # noqa: PLC0415
 
     stored, _ = make_dataset(root, "train", args.task, batch_size=256, training=False)
-    images, labels = zip(*((x.numpy(), y.numpy()) for x, y in stored), strict=True)
+    images, labels = zip(*((x["spectrogram"].numpy(), y.numpy()) for x, y in stored),
+                         strict=True)
     images = np.concatenate(images)  # [examples, 64, 64, 3] float32 in 0-255
     labels = np.concatenate(labels)  # [examples] int32
-    dataset = tf.data.Dataset.from_tensor_slices((images, labels))
+    dataset = tf.data.Dataset.from_tensor_slices(({"spectrogram": images}, labels))
     dataset = dataset.shuffle(len(labels), seed=args.seed, reshuffle_each_iteration=True)
     # As training batches do (pipeline.make_dataset): the partial last batch is dropped.
     dataset = dataset.batch(args.batch_size, drop_remainder=len(labels) >= args.batch_size)
