@@ -59,7 +59,15 @@ def serve(args: argparse.Namespace) -> None:
 
 def main(argv=None) -> int:
     """Entry point of the ``agegender`` command."""
-    args = parse_args(argv)
+    import sys  # noqa: PLC0415
+
+    from agegender.errors import AgeGenderError  # noqa: PLC0415
+
+    try:
+        args = parse_args(argv)
+    except AgeGenderError as err:  # a flag out of bounds: one line, as the scripts do
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     return cli.run_cli(lambda: serve(args), verbose=args.verbose)
 
 

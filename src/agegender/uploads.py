@@ -78,8 +78,8 @@ def safe_name(filename: str | None) -> str:
     return cleaned or "upload"
 
 
-def _too_large(limits: UploadLimits) -> UploadError:
-    return UploadError(f"file: larger than --max_mb={limits.max_mb:g} MiB", 413)
+def _too_large(limits: UploadLimits, name: str | None = None) -> UploadError:
+    return UploadError(f"{name or 'upload'}: larger than --max_mb={limits.max_mb:g} MiB", 413)
 
 
 async def receive_upload(request, folder: str | os.PathLike, limits: UploadLimits,
@@ -132,7 +132,7 @@ async def receive_upload(request, folder: str | os.PathLike, limits: UploadLimit
         if state["out"] is not None:
             state["size"] += end - start
             if state["size"] > limits.max_bytes:
-                raise _too_large(limits)
+                raise _too_large(limits, state["name"])
             state["out"].write(data[start:end])
 
     def on_part_end():
