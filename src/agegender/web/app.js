@@ -62,7 +62,7 @@ function showLabels(prediction) {
     const div = element("div", undefined, "task");
     div.dataset.task = task;
     const head = element("p");
-    head.append(`${task}: `);
+    head.append(`${task} (whole recording): `);
     if (result.label === null) {
       head.append(element("span", result.speech ? "no label" : "no speech", "label"));
       if (result.error) head.append(element("span", ` (${result.error})`, "hint"));
