@@ -101,7 +101,9 @@ def percentile(values: list[float], share: float) -> float:
 def detector_times(clip: Path, runs: int) -> list[float]:
     """Seconds of ``AgeGenderDetector().predict([clip])``, warm (after one untimed call)."""
     from agegender import AgeGenderDetector
+    from agegender.native_stderr import quiet_tensorflow_import
 
+    quiet_tensorflow_import()  # TensorFlow's oneDNN notice would land inside the table
     detector = AgeGenderDetector()
     detector.predict([clip])
     times = []

@@ -19,6 +19,7 @@ SERVE_BOUNDS = {"port": cli.Bounds(0, 65535), "workers": cli.POSITIVE_INT,
 def parse_args(argv=None) -> argparse.Namespace:
     """The command line: ``agegender serve [--host H] [--port P] ...``."""
     parser = cli.make_parser("Speaker age and gender recognition.")
+    parser.prog = "agegender"
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve = commands.add_parser(
         "serve", formatter_class=cli.HelpFormatter,
