@@ -2,11 +2,12 @@
 
 Starts ``agegender serve`` (``python -m agegender.cli_main serve``) as a child process on
 127.0.0.1 and a free port, waits for ``/healthz``, then sends ``--requests`` uploads of one
-shipped clip, ``--concurrency`` at a time, and prints: errors, p50/p95 latency, throughput,
-beside the time of ``AgeGenderDetector.predict`` on the same clip in this process (what
-``inference.py`` spends per clip once loaded). The target is loopback only, the loop is
-bounded in count (``--requests``) and time (``--max_seconds``), and the server is stopped at
-the end.
+shipped clip, ``--concurrency`` at a time, and prints: errors (a failed request, or an answer
+that differs from the first: the same clip must get the same label under load), p50/p95
+latency, throughput, beside the time of ``AgeGenderDetector.predict`` on the same clip in
+this process (what ``inference.py`` spends per clip once loaded). The target is loopback
+only, the loop is bounded in count (``--requests``) and time (``--max_seconds``), and the
+server is stopped at the end.
 
 Run:
     python bench/serve_load.py                                # 200 requests, 8 at a time
@@ -74,19 +75,38 @@ def start_server(port: int, workers: int, timeout_s: float = 180.0) -> subproces
     raise SystemExit(f"agegender serve did not answer /healthz within {timeout_s:.0f} s")
 
 
-def one_request(url: str, body: bytes, content_type: str) -> tuple[float, str]:
-    """(seconds, "" or what went wrong) of one upload."""
+def same_answer(first, second, tolerance: float = 1e-5) -> bool:
+    """Equal JSON, numbers within ``tolerance`` (threads may sum in another order)."""
+    if isinstance(first, dict) and isinstance(second, dict):
+        return first.keys() == second.keys() and all(same_answer(first[k], second[k])
+                                                      for k in first)
+    if isinstance(first, list) and isinstance(second, list):
+        return len(first) == len(second) and all(map(same_answer, first, second))
+    if isinstance(first, float) or isinstance(second, float):
+        return (isinstance(first, (int, float)) and isinstance(second, (int, float))
+                and abs(first - second) <= tolerance)
+    return first == second
+
+
+def one_request(url: str, body: bytes, content_type: str,
+                expected: dict | None = None) -> tuple[float, str, dict | None]:
+    """(seconds, "" or what went wrong, the answer) of one upload; an answer other than
+    ``expected`` (the first one: the same clip must get the same labels under load) is an
+    error too."""
     request = urllib.request.Request(url, data=body, headers={"Content-Type": content_type})
     start = time.perf_counter()
+    payload = None
     try:
         with urllib.request.urlopen(request, timeout=120) as answer:
             payload = json.loads(answer.read())
             problem = "" if payload.get("tasks") or payload.get("segments") else "empty answer"
+            if expected is not None and not same_answer(payload, expected):
+                problem = "a different answer than the first"
     except urllib.error.HTTPError as err:
         problem = f"HTTP {err.code}"
     except OSError as err:
         problem = type(err).__name__
-    return time.perf_counter() - start, problem
+    return time.perf_counter() - start, problem, payload
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -131,13 +151,15 @@ def main(argv=None) -> int:
     server = start_server(port, args.workers)
     url = f"http://{HOST}:{port}/v1/{args.endpoint}"
     try:
-        one_request(url, body, content_type)  # warm: not counted
+        _, problem, expected = one_request(url, body, content_type)  # warm: not counted
+        if problem:
+            raise SystemExit(f"{url}: the first request failed: {problem}")
         deadline = time.monotonic() + args.max_seconds
 
         def bounded(_):
             if time.monotonic() > deadline:
                 return None
-            return one_request(url, body, content_type)
+            return one_request(url, body, content_type, expected)
 
         start = time.perf_counter()
         with ThreadPoolExecutor(args.concurrency) as pool:
@@ -146,12 +168,13 @@ def main(argv=None) -> int:
     finally:
         server.terminate()
         server.wait(30)
-    latencies = [seconds for seconds, _ in results]
-    errors = [problem for _, problem in results if problem]
+    latencies = [seconds for seconds, _, _ in results]
+    errors = [problem for _, problem, _ in results if problem]
     local = detector_times(args.clip, args.detector_runs)
     rows = [[f"POST /v1/{args.endpoint} ({args.concurrency} at a time, --workers "
              f"{args.workers})", len(results), len(errors),
-             f"{1000 * percentile(latencies, 0.5):.0f}", f"{1000 * percentile(latencies, 0.95):.0f}",
+             f"{1000 * percentile(latencies, 0.5):.0f}",
+             f"{1000 * percentile(latencies, 0.95):.0f}",
              f"{len(results) / wall:.1f}"],
             ["AgeGenderDetector.predict, in-process, one at a time", len(local), 0,
              f"{1000 * percentile(local, 0.5):.0f}", f"{1000 * percentile(local, 0.95):.0f}",

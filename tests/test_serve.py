@@ -230,3 +230,18 @@ def test_cli_flags(monkeypatch):
         cli_main.parse_args(["serve", "--workers", "0"])
     with pytest.raises(ParameterError, match="--max_mb=-1"):
         cli_main.parse_args(["serve", "--max_mb", "-1"])
+
+
+def test_importing_the_service_does_no_work(tmp_path):
+    """``import agegender.serve`` (and the command's module) loads neither TensorFlow nor
+    FastAPI: the app, and the models, come from ``create_app`` alone."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.path.insert(0, %r); import agegender.serve, agegender.cli_main; "
+            "print(sorted(m for m in ('tensorflow', 'keras', 'fastapi', 'uvicorn') "
+            "if m in sys.modules))" % str(ROOT / "src"))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -173,7 +173,9 @@ function wavBytes(buffer) {
     for (let i = 0; i < length; i += 1) mono[i] += data[i] / channels;
   }
   const view = new DataView(new ArrayBuffer(44 + 2 * length));
-  const text = (offset, s) => { for (let i = 0; i < s.length; i += 1) view.setUint8(offset + i, s.charCodeAt(i)); };
+  const text = (offset, s) => {
+    for (let i = 0; i < s.length; i += 1) view.setUint8(offset + i, s.charCodeAt(i));
+  };
   text(0, "RIFF"); view.setUint32(4, 36 + 2 * length, true); text(8, "WAVE");
   text(12, "fmt "); view.setUint32(16, 16, true); view.setUint16(20, 1, true);
   view.setUint16(22, 1, true); view.setUint32(24, buffer.sampleRate, true);
@@ -191,7 +193,8 @@ async function toggleRecording() {
   const button = $("record");
   if (recorder) { recorder.stop(); return; }
   if (!navigator.mediaDevices || !window.MediaRecorder) {
-    showError("recording: this browser (or a page not served from localhost/https) has no microphone access");
+    showError("recording: this browser (or a page not served from localhost/https) "
+              + "has no microphone access");
     return;
   }
   try {
