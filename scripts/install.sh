@@ -3,7 +3,9 @@
 # requirements.txt, then this package (pip install -e .). Prints nothing but progress.
 # Source it to get $PY, the Python to run the project with:
 #   source scripts/install.sh
-# System packages: espeak-ng (demo voices). libsndfile with MP3 comes inside the soundfile wheel.
+# System packages: espeak-ng (demo voices); chromium and chromium-driver (the browser test of
+# `agegender serve`, driven by selenium: Debian's browser, no browser download). libsndfile
+# with MP3 comes inside the soundfile wheel.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -12,6 +14,13 @@ if ! command -v espeak-ng >/dev/null 2>&1; then
   echo "[install] apt-get install espeak-ng"
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null
+fi
+
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  echo "[install] apt-get install chromium chromium-driver"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver \
+    >/dev/null
 fi
 
 PY="${PYTHON:-python3}"
