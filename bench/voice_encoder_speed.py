@@ -51,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"recording {args.seconds:.0f} s, {len(windows)} windows of {args.window_s} s every "
           f"{args.hop_s} s; front end {front_s * 1000:.0f} ms ({args.seconds / front_s:.0f}x "
           f"real time); {os.cpu_count()} CPUs")
-    print("| batch | partials/s | network s | real-time factor (front end + network) | x real time |")
+    print("| batch | partials/s | network s | real-time factor (front end + network) "
+          "| x real time |")
     print("|---|---|---|---|---|")
     for batch in args.batch_sizes:
         ve.embed_partials(windows[:batch], encoder=encoder, batch_size=batch)  # warm-up, trace

@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""Converts Resemblyzer's GE2E weights (``pretrained.pt``) to ``models/pretrained/voice_encoder.npz``.
+"""Converts Resemblyzer's GE2E weights (``pretrained.pt``) to ``voice_encoder.npz``.
+
+The output goes to ``models/pretrained/voice_encoder.npz`` unless ``--output`` says otherwise.
 
 Reads the checkpoint without torch: it is PyTorch's legacy (pre-zip) format, five records in a
 row: four pickles (magic number, protocol version, system info, the checkpoint object) and the
