@@ -205,16 +205,17 @@ def checkpoint_bytes(source: str | os.PathLike) -> tuple[bytes, str]:
     return source.read_bytes(), str(source)
 
 
-def encoder_arrays(checkpoint, *, name: str = "checkpoint") -> dict[str, np.ndarray]:
+def encoder_arrays(checkpoint, *, name: str = "checkpoint",
+                   params=None) -> dict[str, np.ndarray]:
     """The network's arrays of a Resemblyzer checkpoint (``model_state``), by PyTorch name,
     checked against ``voice_encoder.weight_shapes``; training-only entries are dropped."""
-    from agegender.voice_encoder import weight_shapes  # noqa: PLC0415
+    from agegender.voice_encoder import GE2E, weight_shapes  # noqa: PLC0415
 
     state = checkpoint.get("model_state") if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict):
         raise ModelError(f"{name}: no model_state in the checkpoint")
     arrays = {}
-    for key, shape in weight_shapes().items():
+    for key, shape in weight_shapes(params or GE2E).items():
         value = state.get(key)
         if not isinstance(value, np.ndarray) or value.shape != shape:
             raise ModelError(f"{name}: {key} is {getattr(value, 'shape', value)!r}, "
@@ -223,8 +224,15 @@ def encoder_arrays(checkpoint, *, name: str = "checkpoint") -> dict[str, np.ndar
     return arrays
 
 
+NPZ_TIMESTAMP = (1980, 1, 1, 0, 0, 0)  # zipfile's default member date, which np.savez keeps
+
+
 def write_npz(arrays: dict[str, np.ndarray], target: str | os.PathLike, dtype) -> None:
-    """Writes ``arrays`` as ``dtype`` to ``target`` atomically, with a ``.sha256`` sidecar."""
+    """Writes ``arrays`` as ``dtype`` to ``target`` atomically, with a ``.sha256`` sidecar.
+
+    ``np.savez`` dates every member ``NPZ_TIMESTAMP``, not now, so converting the same
+    checkpoint again gives the same bytes and the same digest.
+    """
     with atomic.replacing_checksummed(target) as tmp:
         with open(tmp, "wb") as handle:
             np.savez(handle, **{key: value.astype(dtype) for key, value in arrays.items()})
@@ -243,26 +251,28 @@ def check_clips(dataset_dir: str | os.PathLike | None) -> list[Path]:
     return clips
 
 
-def float16_change(arrays: dict[str, np.ndarray], clips: list[Path]) -> float:
+def float16_change(arrays: dict[str, np.ndarray], clips: list[Path], params=None) -> float:
     """The largest 1 − cosine between an utterance's embedding with float16-rounded weights
     and with float32 weights, over ``clips``."""
     from agegender import voice_encoder  # noqa: PLC0415
     from agegender.config import FeatureParams  # noqa: PLC0415
     from agegender.features import load_clip  # noqa: PLC0415
 
+    params_net = params or voice_encoder.GE2E
     encoders = {}
     for dtype in (np.float32, np.float16):
-        model = voice_encoder.build_voice_encoder()
+        model = voice_encoder.build_voice_encoder(params_net)
         rounded = {key: value.astype(dtype).astype(np.float32) for key, value in arrays.items()}
-        for layer, values in voice_encoder.keras_weights(rounded).items():
+        for layer, values in voice_encoder.keras_weights(rounded, params_net).items():
             model.get_layer(layer).set_weights(values)
         encoders[dtype] = model
-    params = FeatureParams()
+    clip_params = FeatureParams()
     worst = 0.0
     for clip in clips:
-        wave = load_clip(clip, params)
-        full = voice_encoder.embed(wave, params.sample_rate, encoder=encoders[np.float32])
-        half = voice_encoder.embed(wave, params.sample_rate, encoder=encoders[np.float16])
+        wave = load_clip(clip, clip_params)
+        full, half = (voice_encoder.embed(wave, clip_params.sample_rate, encoder=encoders[dtype],
+                                          params=params_net)
+                      for dtype in (np.float32, np.float16))
         change = 1.0 - float(np.dot(full, half))
         log.info("%s: 1 - cosine = %.2e", clip.name, change)
         worst = max(worst, change)
@@ -270,16 +280,22 @@ def float16_change(arrays: dict[str, np.ndarray], clips: list[Path]) -> float:
 
 
 def convert(source: str | os.PathLike, output: str | os.PathLike,
-            dataset_dir: str | os.PathLike | None = None) -> dict:
+            dataset_dir: str | os.PathLike | None = None, *, params=None) -> dict:
     """Reads ``source``, writes ``output`` (float16 if the check allows) and its sidecars.
+
+    Args:
+        source: the Resemblyzer wheel, or a legacy-format ``.pt``.
+        output: the ``.npz`` to write (``<stem>.json`` and ``<name>.sha256`` beside it).
+        dataset_dir: a manifest folder whose clips join the float16 check.
+        params: the network the checkpoint holds (``voice_encoder.EncoderParams``); None: GE2E.
 
     Returns:
         The provenance record written to ``<output stem>.json``.
     """
     data, name = checkpoint_bytes(source)
-    arrays = encoder_arrays(read_legacy_checkpoint(data, name=name), name=name)
+    arrays = encoder_arrays(read_legacy_checkpoint(data, name=name), name=name, params=params)
     clips = check_clips(dataset_dir)
-    change = float16_change(arrays, clips)
+    change = float16_change(arrays, clips, params)
     dtype = np.float16 if change <= COSINE_TOLERANCE else np.float32
     output = Path(output)
     write_npz(arrays, output, dtype)
