@@ -369,3 +369,15 @@ def test_convert_round_trips_a_small_checkpoint_exactly(tmp_path, monkeypatch):
         assert {info.date_time for info in archive.infolist()} == {convert.NPZ_TIMESTAMP}
     model = ve.load_voice_encoder(output, params=small)
     assert model.output_shape == (None, 2)
+
+
+def test_importing_the_module_loads_no_keras_tensorflow_or_librosa():
+    import subprocess
+
+    code = (f"import sys; sys.path.insert(0, {str(ROOT / 'src')!r}); "
+            "import agegender.voice_encoder; "
+            "print(sorted(m for m in ('keras', 'tensorflow', 'librosa', 'soxr') "
+            "if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, check=True)
+    assert done.stdout.strip() == "[]"
