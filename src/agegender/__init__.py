@@ -1,6 +1,17 @@
-"""Speaker age and gender recognition from speech spectrograms with a MAM-CNN.
+"""Speaker gender and age from speech.
 
-After Tursunov et al., Sensors 2021, 21(17):5892.
+What ships: ``models/pretrained/gender.keras``, a logistic regression on 45 voice statistics
+of a clip (F0 and spectral envelope), trained on the Common Voice speakers of
+``../shared/cv-sample``; ``AgeGenderDetector()`` and ``src/inference.py`` use it when given no
+model. No age model ships.
+
+What ``src/train.py`` builds: the MAM-CNN of Tursunov et al., Sensors 2021, 21(17):5892 (the
+default architecture, ``mam_cnn``), that network with the voice statistics fused in
+(``--pitch_input``), and the voice-statistics model alone (``--architecture=voice_stats``).
+
+Where each is measured: the model card ``models/pretrained/README.md`` (the shipped model and
+every gender run on the same unseen speakers), ``bench/README.md`` (the scripts that measure
+it again, speed and the timeline) and ``docs/experiments.md`` (the settled experiments).
 
 Importing the package is cheap: Keras and TensorFlow (about 3.5 s) load only when something
 uses them, so preprocessing never pays for them. ``keras.models.load_model("x.keras")``
