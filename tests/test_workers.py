@@ -100,15 +100,22 @@ def test_a_killed_worker_ends_the_iteration_with_one_line() -> None:
 
 def test_workers_exit_when_their_parent_is_killed(tmp_path: Path) -> None:
     """A killed preprocessing run must not leave its workers waiting for jobs forever."""
-    code = ("import os, signal, sys, threading, time; from agegender import workers\n"
-            "def job(x):\n    print(os.getpid(), flush=True); time.sleep(60)\n"
-            "threading.Timer(2.0, lambda: os.kill(os.getpid(), signal.SIGKILL)).start()\n"
+    # Each job writes its worker's PID to a file (a pipe would stay open in the orphans).
+    code = ("import os, pathlib, signal, sys, threading, time; from agegender import workers\n"
+            "def job(x):\n"
+            f"    pathlib.Path({str(tmp_path)!r}, str(os.getpid())).touch(); time.sleep(60)\n"
+            "def kill_when_both_started():\n"
+            f"    while len(list(pathlib.Path({str(tmp_path)!r}).iterdir())) < 2:\n"
+            "        time.sleep(0.05)\n"
+            "    os.kill(os.getpid(), signal.SIGKILL)\n"
+            "threading.Thread(target=kill_when_both_started, daemon=True).start()\n"
             "list(workers.imap_unordered(job, range(2), 2))\n")
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=env, timeout=120)
-    pids = [int(line) for line in done.stdout.split()]
-    assert len(pids) == 2, done.stderr[-2000:]
+    done = subprocess.run([sys.executable, "-c", code], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL, env=env, timeout=120)
+    assert done.returncode == -signal.SIGKILL
+    pids = [int(path.name) for path in tmp_path.iterdir()]
+    assert len(pids) == 2
     deadline = time.monotonic() + 10 * workers.POLL_S + 5
     alive = pids
     while alive and time.monotonic() < deadline:
