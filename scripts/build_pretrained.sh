@@ -35,11 +35,11 @@ done
 python - "$SOURCE" "$WORK" $TASKS <<'EOF'
 import sys
 
-from agegender import pretrained
+from agegender import pretrained, shipped
 
 work, tasks = sys.argv[2], sys.argv[3:]
 for task in tasks:
     report = pretrained.ship(f"{work}/models/{task}/best_model_{task}.keras", task)
     print(f"{task}: {report['bytes'] / 1e3:.1f} kB")
-print("reference:", pretrained.write_reference(pretrained.pretrained_dir(), tasks))
+print("reference:", pretrained.write_reference(shipped.pretrained_dir(), tasks))
 EOF

@@ -42,7 +42,7 @@ def test_cleaning_counts_and_reasons(tmp_path: Path) -> None:
     ])
     synth.append_csv(root / "cv-valid-train.csv", [
         synth.v1_row("cv-valid-train/nogender.wav", age="seventies", gender="other")])
-    clips = read_clips(root, "raw")
+    clips = read_clips(root, "raw").clips
     assert len(clips) == 36 + 8
     kept, dropped = clean_clips(clips)
     # Changed with issue 10: rows 14-16 miss one label only and are kept for the other task.
@@ -78,7 +78,7 @@ def test_duplicate_of_a_dropped_row_is_kept(tmp_path: Path) -> None:
         synth.v1_row("cv-valid-train/twice.wav", age="", gender=""),
         synth.v1_row("cv-valid-train/twice.wav", age="twenties", gender="female"),
     ])
-    kept, dropped = clean_clips(read_clips(root, "raw"))
+    kept, dropped = clean_clips(read_clips(root, "raw").clips)
     assert list(kept["source_row"]) == [3]
     assert list(dropped["reason"]) == [
         "no usable label: gender '' not male/female, age '' not one of the 6 groups"]
@@ -92,7 +92,7 @@ def test_group_counts_before_and_after(tmp_path: Path) -> None:
         synth.v1_row("cv-valid-train/old.wav", age="seventies", gender="female"),
         synth.v1_row("cv-valid-train/gone.wav", age="twenties", gender="male"),
     ])
-    clips = read_clips(root, "raw")
+    clips = read_clips(root, "raw").clips
     kept, _ = clean_clips(clips)
     counts = commonvoice.group_counts(clips, kept)
     assert list(counts.columns) == ["split", "group", "before", "after"]
@@ -113,7 +113,7 @@ EXPECTED_AGE = {"teens": 0, "twenties": 1, "thirties": 2, "fourties": 3, "fiftie
 def test_label_codes(tmp_path: Path) -> None:
     root = synth.make_raw_corpus(tmp_path, per_group={"train": 1, "dev": 1, "test": 1},
                                  seconds=0.05)
-    kept, _ = clean_clips(read_clips(root, "raw"))
+    kept, _ = clean_clips(read_clips(root, "raw").clips)
     assert len(kept) == 36
     for row in kept.itertuples(index=False):
         assert row.gender_code == {"male": 0, "female": 1}[row.gender]
@@ -135,7 +135,7 @@ def test_unknown_task_is_a_parameter_error() -> None:
 
 
 def test_clean_clips_of_empty_table(tmp_path: Path) -> None:
-    clips = read_clips(empty_raw_corpus(tmp_path), "raw")
+    clips = read_clips(empty_raw_corpus(tmp_path), "raw").clips
     assert clips.empty
     kept, dropped = clean_clips(clips)
     assert kept.empty and dropped.empty

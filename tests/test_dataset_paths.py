@@ -40,7 +40,7 @@ def escaping_corpus(tmp_path: Path) -> tuple[Path, Path]:
 
 def test_rows_escaping_the_dataset_are_rejected(escaping_corpus) -> None:
     root, _ = escaping_corpus
-    clips = read_clips(root, "raw")
+    clips = read_clips(root, "raw").clips
     problems = dict(zip(clips["source_row"], clips["problem"], strict=True))
     # Changed with issue 10: the symlink's message says what it is and names the flag.
     assert problems == {2: OUTSIDE, 3: OUTSIDE, 4: OUTSIDE, 5: SYMLINK_OUTSIDE,
@@ -61,7 +61,7 @@ def test_clean_layout_escapes_are_rejected(tmp_path: Path) -> None:
         synth.v1_row("../../../x.mp3", age="twenties", gender="male"),
         synth.v1_row("cv-valid-train/../../../x.mp3", age="twenties", gender="male"),
     ])
-    clips = read_clips(root, "clean")
+    clips = read_clips(root, "clean").clips
     assert list(clips.loc[clips["source_row"] >= 14, "problem"]) == [OUTSIDE] * 3
 
 
@@ -73,7 +73,7 @@ def test_cv_layout_escapes_are_rejected(tmp_path: Path) -> None:
         synth.cv_row("a", "../../x.mp3", age="twenties", gender="male_masculine"),
         synth.cv_row("b", "/etc/passwd", age="twenties", gender="male_masculine"),
     ])
-    clips = read_clips(root, "cv")
+    clips = read_clips(root, "cv").clips
     assert list(clips.loc[clips["split"] == "test", "problem"]) == [OUTSIDE, OUTSIDE]
 
 
@@ -84,14 +84,14 @@ def symlinked_manifest(tmp_path: Path) -> Path:
 
 
 def test_symlink_outside_refused_without_the_flag(symlinked_manifest: Path) -> None:
-    clips = read_clips(symlinked_manifest, "manifest")
+    clips = read_clips(symlinked_manifest, "manifest").clips
     problems = clips["problem"].tolist()
     assert problems == [SYMLINK_OUTSIDE] * 2 + [OUTSIDE] * 3 + [""]
     assert "--follow_symlinks" in problems[0]
 
 
 def test_symlink_outside_accepted_with_the_flag(symlinked_manifest: Path) -> None:
-    clips = read_clips(symlinked_manifest, "manifest", follow_symlinks=True)
+    clips = read_clips(symlinked_manifest, "manifest", follow_symlinks=True).clips
     assert clips["problem"].tolist() == ["", ""] + [OUTSIDE] * 3 + [""]
     assert clips["audio_path"].tolist()[:2] == ["links/a.wav", "store_link/b.wav"]
     kept, _ = clean_clips(clips)

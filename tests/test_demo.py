@@ -146,7 +146,7 @@ def test_raw_reader_takes_the_demo_speakers(corpus):
     from agegender.layouts import read_clips
 
     out, _ = corpus
-    read = read_clips(out, "raw")
+    read = read_clips(out, "raw").clips
     clips = read_csv(out / "clips.csv")
     truth = {(split, Path(name).stem): speaker
              for split, name, speaker in zip(clips.split, clips.filename, clips.speaker_id)}

@@ -20,7 +20,7 @@ from agegender.layouts import CLIP_COLUMNS, read_clips
 def test_raw_layout_finds_audio_nested_or_one_level_up(tmp_path: Path, nested: bool) -> None:
     root = synth.make_raw_corpus(tmp_path, per_group={"train": 1, "dev": 1, "test": 1},
                                  seconds=0.05, nested=nested)
-    clips = read_clips(root, "raw")
+    clips = read_clips(root, "raw").clips
     assert list(clips.columns) == list(CLIP_COLUMNS)
     assert clips["split"].value_counts().to_dict() == {"train": 12, "dev": 12, "test": 12}
     assert (clips["problem"] == "").all()
@@ -42,10 +42,10 @@ def test_raw_layout_missing_csv_is_a_warning_while_one_split_exists(tmp_path: Pa
     """Changed with issue 10: a missing split table is a warning naming it (test-only
     folders are legitimate); no table at all is still a DatasetError naming them."""
     root = synth.make_raw_corpus(tmp_path, per_group={"train": 1, "dev": 1}, seconds=0.05)
-    clips = read_clips(root, "raw")
-    assert set(clips["split"]) == {"train", "dev"}
+    read = read_clips(root, "raw")
+    assert set(read.clips["split"]) == {"train", "dev"}
     assert "cv-valid-test.csv" in caplog.text
-    assert clips.attrs["missing_tables"] == [f"{root / 'cv-valid-test.csv'}: not found"]
+    assert read.missing_tables == (f"{root / 'cv-valid-test.csv'}: not found",)
     for split in ("train", "dev"):
         (root / f"cv-valid-{split}.csv").unlink()
     with pytest.raises(DatasetError, match="cv-valid-test.csv"):
@@ -60,7 +60,7 @@ def test_missing_dataset_folder_is_a_dataset_error(tmp_path: Path) -> None:
 @pytest.mark.parametrize("prefix", [True, False])
 def test_clean_layout_with_and_without_split_prefix(tmp_path: Path, prefix: bool) -> None:
     root = synth.make_clean_corpus(tmp_path, prefix=prefix, seconds=0.05)
-    clips = read_clips(root, "clean")
+    clips = read_clips(root, "clean").clips
     assert clips["split"].value_counts().to_dict() == {"train": 12, "dev": 12, "test": 12}
     assert (clips["problem"] == "").all(), clips["problem"].unique()
     row = clips[clips["split"] == "dev"].iloc[3]
@@ -72,7 +72,7 @@ def test_clean_layout_with_and_without_split_prefix(tmp_path: Path, prefix: bool
 
 def test_cv_layout_reads_split_tsvs_and_modern_gender_spellings(tmp_path: Path) -> None:
     root = synth.make_cv_corpus(tmp_path, speakers=10, clips_per_speaker=2, seconds=0.05)
-    clips = read_clips(root, "cv")
+    clips = read_clips(root, "cv").clips
     assert clips["split"].value_counts().to_dict() == {"train": 16, "dev": 2, "test": 2}
     assert (clips["problem"] == "").all()
     assert set(clips["gender_raw"]) == {"male_masculine", "female_feminine"}
@@ -100,7 +100,7 @@ def test_cv_unquoted_sentence_with_quote_and_empty_cells(tmp_path: Path) -> None
     for row in rows:
         touch_clip(root / "clips" / row[1])
     synth.write_tsv(root / "dev.tsv", synth.CV_HEADER, rows)
-    clips = read_clips(root, "cv")
+    clips = read_clips(root, "cv").clips
     dev = clips[clips["split"] == "dev"].set_index("key")
     assert list(dev.index) == ["quote", "empty_age", "empty_gender", "after"]
     assert dev.loc["quote", "age_raw"] == "twenties"
@@ -168,7 +168,7 @@ def test_manifest_with_years_speakers_and_splits(tmp_path: Path) -> None:
     rows.append({"path": "audio/noage.wav", "gender": "female", "age": "",
                  "speaker": "spk9", "split": "train"})
     write_manifest(tmp_path, rows)
-    clips = read_clips(tmp_path, "manifest")
+    clips = read_clips(tmp_path, "manifest").clips
     assert list(clips.columns) == list(CLIP_COLUMNS)
     assert clips.groupby("split").size().to_dict() == {"train": 3, "dev": 1, "test": 2}
     kept, dropped = clean_clips(clips)
@@ -185,20 +185,20 @@ def test_manifest_with_years_speakers_and_splits(tmp_path: Path) -> None:
 def test_speaker_column_under_each_name(tmp_path: Path, column: str) -> None:
     write_manifest(tmp_path / "m", [{"path": "a.wav", "gender": "male", column: "S1",
                                      "split": "test"}])
-    assert read_clips(tmp_path / "m", "manifest")["speaker_id"].tolist() == ["S1"]
+    assert read_clips(tmp_path / "m", "manifest").clips["speaker_id"].tolist() == ["S1"]
     root = empty_raw_corpus(tmp_path / "raw")
     touch_clip(root / "cv-valid-dev" / "cv-valid-dev" / "a.wav")
     table = pd.DataFrame({"filename": ["cv-valid-dev/a.wav"], "age": ["teens"],
                           "gender": ["male"], column: ["S2"]})
     table.to_csv(root / "cv-valid-dev.csv", index=False)
-    clips = read_clips(root, "raw")
+    clips = read_clips(root, "raw").clips
     assert clips.loc[clips["split"] == "dev", "speaker_id"].tolist() == ["S2"]
 
 
 def test_manifest_tsv_and_filename_column(tmp_path: Path) -> None:
     write_manifest(tmp_path, [{"filename": "x/a.wav", "gender": "female_feminine",
                                "split": "dev"}], name="manifest.tsv")
-    clips = read_clips(tmp_path, "manifest")
+    clips = read_clips(tmp_path, "manifest").clips
     assert clips["audio_path"].tolist() == ["x/a.wav"] and clips["problem"].tolist() == [""]
 
 
@@ -237,22 +237,22 @@ def test_manifest_repeated_stems_get_unique_stable_keys(tmp_path: Path) -> None:
     rows += [{"path": "carol/other.wav", "gender": "female", "split": "test"},
              {"path": "carol/other.wav", "gender": "female", "split": "test"}]
     write_manifest(tmp_path, rows)
-    clips = read_clips(tmp_path, "manifest")
+    clips = read_clips(tmp_path, "manifest").clips
     keys = clips["key"].tolist()
     assert keys[0] != keys[1] and all(re.fullmatch(r"clip-[0-9a-f]{8}", k) for k in keys[:2])
     assert keys[2:] == ["other", "other"]  # the same file twice: one key, a duplicate
-    assert read_clips(tmp_path, "manifest")["key"].tolist() == keys
+    assert read_clips(tmp_path, "manifest").clips["key"].tolist() == keys
     kept, dropped = clean_clips(clips)
     assert len(kept) == 3 and dropped["reason"].tolist() == ["duplicate clip key in split"]
 
 
 def test_test_only_manifest_and_clean_folder(tmp_path: Path, caplog) -> None:
     write_manifest(tmp_path / "m", [{"path": "a.wav", "gender": "male", "split": "test"}])
-    clips = read_clips(tmp_path / "m", "manifest")
-    assert clips["split"].tolist() == ["test"]
-    assert len(clips.attrs["missing_tables"]) == 2
+    read = read_clips(tmp_path / "m", "manifest")
+    assert read.clips["split"].tolist() == ["test"]
+    assert [line.rsplit("=", 1)[1] for line in read.missing_tables] == ["train", "dev"]
     root = synth.make_clean_corpus(tmp_path / "c", per_group={"test": 1}, seconds=0.02)
-    clips = read_clips(root, "clean")
+    clips = read_clips(root, "clean").clips
     assert set(clips["split"]) == {"test"} and len(clips) == 12
     assert "cv-valid-train.csv" in caplog.text and "cv-valid-dev.csv" in caplog.text
 

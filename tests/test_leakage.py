@@ -150,7 +150,7 @@ def test_same_file_under_another_path_is_found_by_real_path(tmp_path):
     os.symlink(root / "b" / "c0.wav", root / "link.wav")
     rows.append({"path": "link.wav", "gender": "female", "speaker_id": "y", "split": "test"})
     _manifest(root, rows)
-    lines = leakage.file_overlap(read_clips(root, "manifest"), root)
+    lines = leakage.file_overlap(read_clips(root, "manifest").clips, root)
     assert len(lines) == 2
     assert any("a/c1.wav is listed in train" in line for line in lines)
     assert any("b/c0.wav is listed in train" in line for line in lines)

@@ -12,7 +12,7 @@ import pytest
 from conftest import TINY_IMAGE
 from synth import tone, voice
 
-from agegender.pitch import PITCH_FEATURES, PITCH_REFERENCE_HZ, pitch_features
+from agegender.f0 import PITCH_FEATURES, PITCH_REFERENCE_HZ, pitch_features
 from agegender.voice_stats import (
     ENVELOPE_CENTRE,
     ENVELOPE_FEATURES,

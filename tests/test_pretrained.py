@@ -7,19 +7,19 @@ import json
 
 import pytest
 
-from agegender import pretrained
+from agegender import pretrained, shipped
 
 
 def test_no_model_path_means_the_shipped_model_or_a_clear_error(monkeypatch, tmp_path):
     from agegender import AgeGenderDetector
     from agegender.errors import ModelError
 
-    monkeypatch.setattr(pretrained, "pretrained_dir", lambda: tmp_path)
+    monkeypatch.setattr(shipped, "pretrained_dir", lambda: tmp_path)
     with pytest.raises(ModelError, match=r"no --model_path given and no pretrained age model"
                                          r".*build_pretrained"):
         AgeGenderDetector(task="age")
     with pytest.raises(ModelError, match="pretrained gender model"):
-        pretrained.pretrained_path(None)
+        shipped.pretrained_path(None)
 
 
 def test_ship_then_the_detector_uses_it_by_default_and_gives_the_recorded_values(
@@ -40,7 +40,7 @@ def test_ship_then_the_detector_uses_it_by_default_and_gives_the_recorded_values
     assert report["bytes"] == (folder / "gender.keras").stat().st_size
     assert atomic.read_checksums(folder / "gender.keras") == [
         atomic.sha256_file(trained_gender["keras"])]
-    monkeypatch.setattr(pretrained, "pretrained_dir", lambda: folder)
+    monkeypatch.setattr(shipped, "pretrained_dir", lambda: folder)
     pretrained.write_reference(folder, ["gender"])
     recorded = pretrained.read_reference(folder)["gender"]
     default = AgeGenderDetector()  # no model path: the shipped gender model
@@ -57,18 +57,18 @@ def test_ship_refuses_beyond_the_budget_and_replaces_nothing(trained_gender, mon
     from agegender.errors import ModelError
 
     report = pretrained.ship(trained_gender["keras"], "gender", tmp_path)
-    shipped = tmp_path / "gender.keras"
-    assert atomic.sha256_file(shipped) == atomic.sha256_file(trained_gender["keras"])
-    before = atomic.sha256_file(shipped)
+    shipped_file = tmp_path / "gender.keras"
+    assert atomic.sha256_file(shipped_file) == atomic.sha256_file(trained_gender["keras"])
+    before = atomic.sha256_file(shipped_file)
     (tmp_path / "age.keras").write_bytes(b"x" * 10)  # another shipped model counts too
     monkeypatch.setattr(pretrained, "SHIP_BUDGET_BYTES", report["bytes"] + 9)
     with pytest.raises(ModelError, match=r"MB for all shipped models; not shipped"):
         pretrained.ship(trained_gender["keras"], "gender", tmp_path)
-    assert atomic.sha256_file(shipped) == before  # nothing replaced
+    assert atomic.sha256_file(shipped_file) == before  # nothing replaced
 
 
 def _shipped() -> list[str]:
-    path = pretrained.pretrained_dir() / pretrained.REFERENCE_NAME
+    path = shipped.pretrained_dir() / pretrained.REFERENCE_NAME
     return sorted(json.loads(path.read_text())) if path.is_file() else []
 
 
@@ -76,7 +76,7 @@ def _shipped() -> list[str]:
 def test_shipped_model_gives_the_recorded_probabilities(task):
     from agegender import AgeGenderDetector, atomic
 
-    folder = pretrained.pretrained_dir()
+    folder = shipped.pretrained_dir()
     recorded = pretrained.read_reference()[task]
     path = folder / recorded["model"]
     assert atomic.sha256_file(path) == recorded["sha256"], f"{path} changed"

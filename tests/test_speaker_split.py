@@ -15,7 +15,7 @@ from agegender.layouts import read_clips
 
 
 def _speaker_split(tmp_path: Path, seed: int) -> pd.DataFrame:
-    return read_clips(tmp_path, "cv", split_by_speaker=True, seed=seed)
+    return read_clips(tmp_path, "cv", split_by_speaker=True, seed=seed).clips
 
 
 def test_split_by_speaker_is_disjoint_80_10_10_and_seeded(tmp_path: Path) -> None:
@@ -43,7 +43,7 @@ def test_split_by_speaker_keeps_the_source_row_numbers(tmp_path: Path) -> None:
     root = synth.make_cv_corpus(tmp_path, speakers=10, clips_per_speaker=2, seconds=0.02)
     lines = (root / "validated.tsv").read_text().splitlines()
     line_of = {line.split("\t")[1]: number for number, line in enumerate(lines, start=1)}
-    clips = read_clips(root, "cv", split_by_speaker=True)
+    clips = read_clips(root, "cv", split_by_speaker=True).clips
     for row in clips.itertuples(index=False):
         assert row.source_row == line_of[Path(row.audio_path).name], row
 
@@ -67,7 +67,7 @@ def test_stratified_speaker_split_holds_both_genders_in_dev_and_test(tmp_path: P
                                                                      seed: int) -> None:
     genders = ["male"] * 17 + ["female"] * 3
     write_manifest(tmp_path, _speaker_rows(genders))
-    clips = read_clips(tmp_path, "manifest", seed=seed)
+    clips = read_clips(tmp_path, "manifest", seed=seed).clips
     assert (clips.groupby("speaker_id")["split"].nunique() == 1).all()
     speakers = clips.drop_duplicates("speaker_id")
     for split in ("dev", "test"):
@@ -83,7 +83,7 @@ def test_empty_split_cells_follow_the_speaker(tmp_path: Path) -> None:
         row["split"] = ""
     rows[0]["split"] = "test"  # s00's other clip must follow it into test
     write_manifest(tmp_path, rows)
-    clips = read_clips(tmp_path, "manifest")
+    clips = read_clips(tmp_path, "manifest").clips
     assert (clips.groupby("speaker_id")["split"].nunique() == 1).all()
     assert set(clips.loc[clips["speaker_id"] == "s00", "split"]) == {"test"}
     assert set(clips["split"]) == {"train", "dev", "test"}
@@ -100,12 +100,12 @@ def test_split_by_speaker_for_raw_rebuilds_from_all_tables(tmp_path: Path) -> No
                               "gender": [r["gender"] for r in rows],
                               "client_id": [r["speaker_id"] for r in rows]})
         table.to_csv(root / f"cv-valid-{split}.csv", index=False)
-    clips = read_clips(root, "raw", split_by_speaker=True, seed=3)
+    clips = read_clips(root, "raw", split_by_speaker=True, seed=3).clips
     assert len(clips) == 40
     assert (clips.groupby("speaker_id")["split"].nunique() == 1).all()
     per_split = clips.drop_duplicates("speaker_id")["split"].value_counts().to_dict()
     assert per_split == {"train": 16, "dev": 2, "test": 2}
-    pd.testing.assert_frame_equal(clips, read_clips(root, "raw", split_by_speaker=True, seed=3))
+    pd.testing.assert_frame_equal(clips, read_clips(root, "raw", split_by_speaker=True, seed=3).clips)
 
 
 @pytest.mark.parametrize("layout", ["raw", "clean", "manifest"])

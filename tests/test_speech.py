@@ -13,7 +13,8 @@ import synth
 from agegender import speech
 from agegender.config import FeatureParams
 from agegender.errors import AudioError, ParameterError
-from agegender.speech import NoSpeechError, load_speech
+from agegender.features import load_speech
+from agegender.speech import NoSpeechError
 
 RATE = 16_000
 HAS_ESPEAK = shutil.which("espeak-ng") is not None

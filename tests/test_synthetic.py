@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agegender import pitch, synthetic
+from agegender import synthetic
 from agegender.errors import ParameterError
+from agegender.f0 import median_f0
 from agegender.labels import AGES
 
 RATE = 16_000
@@ -15,7 +16,7 @@ RATE = 16_000
 @pytest.mark.parametrize(("gender", "low", "high"), [("male", 110, 130), ("female", 205, 235)])
 def test_voice_pitch_carries_gender(gender, low, high):
     for seed, age in enumerate(AGES):
-        f0 = pitch.median_f0(synthetic.voice(gender, age, seed=seed, seconds=1.0), RATE)
+        f0 = median_f0(synthetic.voice(gender, age, seed=seed, seconds=1.0), RATE)
         assert low < f0 < high, (gender, age, f0)
 
 
@@ -28,7 +29,7 @@ def test_voices_are_deterministic_in_the_seed_and_differ_between_seeds():
 
 def test_intoned_voice_has_its_f0_and_pauses():
     wave = synthetic.intoned_voice(150.0, seconds=2.0, rate=RATE)
-    assert pitch.median_f0(wave, RATE) == pytest.approx(150.0, rel=0.03)
+    assert median_f0(wave, RATE) == pytest.approx(150.0, rel=0.03)
     frames = wave[: len(wave) // 320 * 320].reshape(-1, 320)  # 20-ms frames
     quiet = np.sqrt((frames ** 2).mean(axis=1)) < 0.05  # a pause holds only the noise, σ 0.02
     assert 0.2 < quiet.mean() < 0.45

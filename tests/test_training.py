@@ -215,6 +215,12 @@ def test_deterministic_runs_are_bit_identical_and_tensorboard_writes_events(tiny
     assert pd.read_csv(results[0]["csv"]).equals(pd.read_csv(results[1]["csv"]))
     events = list(Path(results[0]["tensorboard"]).rglob("events.out.tfevents.*"))
     assert {path.parent.name for path in events} >= {"train", "validation"}
+    import tensorflow as tf
+
+    scalars = {(path.parent.name, value.tag, value.metadata.plugin_data.plugin_name)
+               for path in events for event in tf.compat.v1.train.summary_iterator(str(path))
+               for value in event.summary.value}
+    assert {("train", "epoch_loss", "scalars"), ("validation", "epoch_loss", "scalars")} <= scalars
     assert "tensorboard" not in results[1]
     assert not (tmp_path / "r1" / "gender" / "tensorboard").exists()
 

@@ -267,7 +267,9 @@ class TensorBoardScalars(keras.callbacks.Callback):
     and without it ``tf.summary.scalar`` raises ``TBNotInstalledError`` ("TensorBoard is not
     installed, missing implementation for tf.summary.scalar"; checked 2026-11-30), which
     ``keras.callbacks.TensorBoard`` calls too; training must not depend on the viewer, which
-    is the ``tensorboard`` extra (``pip install -e '.[tensorboard]'``).
+    is the ``tensorboard`` extra (``pip install -e '.[tensorboard]'``). Checked again
+    2026-12-04 (Keras 3.15, TF 2.21, no ``tensorboard`` installed): one epoch of ``fit``
+    with ``keras.callbacks.TensorBoard`` raises ``TBNotInstalledError``; this writer works.
 
     Args:
         log_dir: ``results/<task>/tensorboard``.
@@ -287,9 +289,8 @@ class TensorBoardScalars(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         import tensorflow as tf  # noqa: PLC0415
-        from tensorflow.core.framework import summary_pb2  # noqa: PLC0415
 
-        metadata = summary_pb2.SummaryMetadata()
+        metadata = tf.compat.v1.SummaryMetadata()  # the public name of the summary proto
         metadata.plugin_data.plugin_name = "scalars"  # what tf.summary.scalar would set
         for key, value in (logs or {}).items():
             split, name = ("validation", key[4:]) if key.startswith("val_") else ("train", key)

@@ -169,10 +169,6 @@ def run_cli(work: Callable[[], int | None], *, verbose: bool = False) -> int:
         The process exit status: ``work()``'s own, 0 when it returns None.
     """
     setup_logging(verbose)
-    # TensorFlow's oneDNN notice ignores TF_CPP_MIN_LOG_LEVEL; see native_stderr.
-    from agegender.native_stderr import quiet_tensorflow_import  # noqa: PLC0415
-
-    quiet_tensorflow_import()
     try:
         status = work()
     except AgeGenderError as err:

@@ -17,11 +17,27 @@ import pandas as pd
 
 from agegender import labels
 from agegender.config import SPLITS, split_dirname
+from agegender.errors import DatasetError
 from agegender.layouts import manifest_clips
 
 # A clean clip table has these columns in addition to ``layouts.CLIP_COLUMNS``; a missing
 # label is "" with code -1.
 CLEAN_COLUMNS: tuple[str, ...] = ("gender", "age", "gender_code", "age_code", "gender_age_code")
+
+
+def manifest_path(dataset_dir: str | os.PathLike, split: str) -> Path:
+    """``DIR/Manifest/cv-valid-{split}.csv``."""
+    return Path(dataset_dir) / "Manifest" / f"{split_dirname(split)}.csv"
+
+
+def read_clean_manifest(dataset_dir: str | os.PathLike, split: str) -> pd.DataFrame:
+    """Reads a split's clean manifest ``DIR/Manifest/cv-valid-{split}.csv``, written by
+    ``preprocess.run_clean`` (a user's own labelled table is ``read_user_manifest``)."""
+    path = manifest_path(dataset_dir, split)
+    if not path.is_file():
+        raise DatasetError(f"{path}: not found; run the clean stage first (--stage=clean)")
+    return pd.read_csv(path, dtype={"key": str, "audio_path": str, "speaker_id": str},
+                       keep_default_na=False)
 
 
 def read_user_manifest(path: str | os.PathLike, *, follow_symlinks: bool = False,

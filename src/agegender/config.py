@@ -407,6 +407,22 @@ class CopyParams:
             raise ParameterError(f"segment_s={self.segment_s} must be >= 0")
 
 
+def check_min_voiced(min_voiced: float) -> float:
+    """``min_voiced`` if it is a share in [0, 1]; ParameterError otherwise.
+
+    The one rule for the speech gate's ``min_voiced`` (``agegender.speech``), wherever it is
+    given: preprocessing, inference, evaluation and the timeline.
+    """
+    try:
+        value = float(min_voiced)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not 0.0 <= value <= 1.0:  # NaN fails too
+        raise ParameterError(f"min_voiced={min_voiced!r} must be a share between 0 and 1 "
+                             "(0: no speech gate)")
+    return value
+
+
 @dataclasses.dataclass(frozen=True)
 class PreprocessParams:
     """How a dataset folder is turned into PNGs and TFRecord shards.
@@ -444,8 +460,6 @@ class PreprocessParams:
     allow_speaker_overlap: bool = False
 
     def __post_init__(self) -> None:
-        from agegender.speech import check_min_voiced  # noqa: PLC0415
-
         check_min_voiced(self.min_voiced)
         if self.augment_copies < 0:
             raise ParameterError(f"augment_copies={self.augment_copies} must be >= 0")

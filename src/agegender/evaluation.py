@@ -32,7 +32,7 @@ def manifest_audio_paths(dataset_dir: str | os.PathLike, split: str,
                          keys: Sequence[str]) -> list[str] | None:
     """Audio path (relative to ``dataset_dir``) of each clip key from the split's manifest;
     "" for keys it lacks; None without a manifest."""
-    from agegender.preprocess import read_clean_manifest  # noqa: PLC0415
+    from agegender.commonvoice import read_clean_manifest  # noqa: PLC0415
 
     try:
         manifest = read_clean_manifest(dataset_dir, split)
@@ -235,7 +235,7 @@ def evaluate_clips(model_path: str | os.PathLike, clips: pd.DataFrame, *,
     from agegender import pitch  # noqa: PLC0415
     from agegender.checkpoints import open_model  # noqa: PLC0415
     from agegender.inference import AgeGenderDetector  # noqa: PLC0415
-    from agegender.speech import check_min_voiced  # noqa: PLC0415
+    from agegender.config import check_min_voiced  # noqa: PLC0415
 
     check_min_voiced(min_voiced)
     model = open_model(model_path, task)

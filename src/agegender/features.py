@@ -18,6 +18,13 @@ import numpy as np
 
 from agegender.config import FeatureParams
 from agegender.errors import AudioError, ParameterError
+from agegender.speech import (
+    DEFAULT_MIN_VOICED,
+    NoSpeechError,
+    min_duration_problem,
+    no_speech_reason,
+    voiced_share,
+)
 
 
 def load_clip(path: str | os.PathLike, params: FeatureParams) -> np.ndarray:
@@ -42,15 +49,12 @@ def load_clip(path: str | os.PathLike, params: FeatureParams) -> np.ndarray:
     import soundfile as sf  # noqa: PLC0415 - keeps `import agegender` light
     import soxr  # noqa: PLC0415
 
-    from agegender.native_stderr import filtered_stderr  # noqa: PLC0415
-
     path = os.fspath(path)
     problem = file_problem(path)
     if problem:
         raise AudioError(f"{path}: {problem}")
     try:
-        # libmpg123 prints its own lines about a corrupt MP3; ours is the AudioError.
-        with filtered_stderr(), sf.SoundFile(path) as audio:
+        with sf.SoundFile(path) as audio:
             native_rate = audio.samplerate
             if native_rate <= 0 or audio.channels <= 0:
                 raise AudioError(
@@ -78,8 +82,6 @@ def load_clip(path: str | os.PathLike, params: FeatureParams) -> np.ndarray:
     problem = waveform_problem(waveform)
     if problem:
         if not np.any(waveform[np.isfinite(waveform)]) and np.isfinite(waveform).all():
-            from agegender.speech import NoSpeechError  # noqa: PLC0415
-
             raise NoSpeechError(f"{path}: {problem}", 0.0)
         raise AudioError(f"{path}: {problem}")
     if native_rate != params.sample_rate:
@@ -96,6 +98,36 @@ def load_clip(path: str | os.PathLike, params: FeatureParams) -> np.ndarray:
 # claiming 1 Hz would stretch 15 samples over 15 s).
 MIN_RATE_HZ = 4_000
 MAX_RATE_HZ = 384_000
+
+
+def load_speech(path: str | os.PathLike, params: FeatureParams, *,
+                min_voiced: float = DEFAULT_MIN_VOICED) -> np.ndarray:
+    """``load_clip``, then the preset's minimum duration and the speech gate
+    (``agegender.speech``): the one way a clip becomes a waveform for preprocessing,
+    inference and evaluation.
+
+    Args:
+        path: audio file.
+        params: FeatureParams (``min_duration_s`` and the sample rate).
+        min_voiced: share of frames that must be voiced; 0 turns the gate off.
+
+    Returns:
+        float32 [samples] at ``params.sample_rate``.
+
+    Raises:
+        NoSpeechError: too few voiced frames (``.voiced`` holds the share).
+        AudioError: every reason of ``load_clip``, or shorter than ``params.min_duration_s``.
+    """
+    waveform = load_clip(path, params)
+    problem = min_duration_problem(waveform, params.sample_rate, params.min_duration_s)
+    if problem:
+        raise AudioError(f"{os.fspath(path)}: {problem}")
+    if min_voiced > 0:
+        share = voiced_share(waveform, params.sample_rate)
+        if share < min_voiced:
+            raise NoSpeechError(f"{os.fspath(path)}: {no_speech_reason(share, min_voiced)}",
+                                share)
+    return waveform
 
 
 def truncation_problem(path: str | os.PathLike) -> str:
@@ -417,7 +449,7 @@ def clip_images(path: str | os.PathLike, params: FeatureParams, max_crops: int =
 
     ``max_crops=1`` gives the one image preprocessing stores (``clip_image``); inference asks
     for more crops of a long clip and averages their probabilities. ``min_voiced`` > 0 also
-    applies the preset's minimum duration and the speech gate (``speech.load_speech``, as
+    applies the preset's minimum duration and the speech gate (``load_speech``, as
     preprocessing does) and raises ``speech.NoSpeechError`` for a clip without a voice.
     A model's inputs of every kind come from ``model_inputs.file_inputs``."""
     return spectrogram_images(clip_waveform(path, params, min_voiced=min_voiced), params,
@@ -428,10 +460,8 @@ def clip_waveform(path: str | os.PathLike, params: FeatureParams, *,
                   min_voiced: float = 0.0) -> np.ndarray:
     """Audio file → float32 [samples] at ``params.sample_rate`` (``load_clip``); with
     ``min_voiced`` > 0 through the speech gate and the preset's minimum duration
-    (``speech.load_speech``), as preprocessing does. Raises AudioError / NoSpeechError."""
+    (``load_speech``), as preprocessing does. Raises AudioError / NoSpeechError."""
     if min_voiced > 0:
-        from agegender.speech import load_speech  # noqa: PLC0415
-
         return load_speech(path, params, min_voiced=min_voiced)
     return load_clip(path, params)
 

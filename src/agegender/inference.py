@@ -77,14 +77,14 @@ class AgeGenderDetector:
                  batch_size: int = 64, num_threads: int | None = None,
                  precision: str = "float32", verify: bool = True,
                  max_crops: int = DEFAULT_MAX_CROPS, min_voiced: float = 0.1):
-        from agegender.speech import check_min_voiced  # noqa: PLC0415
+        from agegender.config import check_min_voiced  # noqa: PLC0415
 
         _check_detector_args(batch_size, num_threads, precision)
         self.min_voiced = check_min_voiced(min_voiced)
         if max_crops < 1:
             raise ParameterError(f"max_crops={max_crops} must be >= 1")
         if model_path is None:
-            from agegender.pretrained import pretrained_path  # noqa: PLC0415
+            from agegender.shipped import pretrained_path  # noqa: PLC0415
 
             model_path = pretrained_path(task)
         self._setup(open_model(model_path, task, precision=precision, verify=verify),
@@ -104,7 +104,7 @@ class AgeGenderDetector:
         """A detector around an already opened ``checkpoints.LoadedModel`` (the test step
         uses it so that it scores exactly what inference ships, without loading twice).
         ``max_crops`` None: ``DEFAULT_MAX_CROPS``, as the constructor."""
-        from agegender.speech import check_min_voiced  # noqa: PLC0415
+        from agegender.config import check_min_voiced  # noqa: PLC0415
 
         max_crops = DEFAULT_MAX_CROPS if max_crops is None else max_crops
 

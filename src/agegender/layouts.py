@@ -2,8 +2,8 @@
 
 ``read_clips`` reads ``raw`` (Kaggle Common Voice v1), ``clean`` (the original project's
 ``Audio/`` folder), ``cv`` (a modern Common Voice release) or ``manifest`` (one labelled
-table); every layout becomes a DataFrame with the columns of ``CLIP_COLUMNS``, one row per
-label-file row, nothing dropped yet (cleaning: ``commonvoice.clean_clips``). Path cells go
+table); every layout becomes a ``ClipTable``: a DataFrame with the columns of ``CLIP_COLUMNS``,
+one row per label-file row, nothing dropped yet, and the split tables that were missing (cleaning: ``commonvoice.clean_clips``). Path cells go
 through ``dataset_paths``; ``--split_by_speaker`` and empty split cells through
 ``speaker_split``. (``clean_layout`` *writes* the clean layout after a raw run.)
 """
@@ -42,6 +42,23 @@ MANIFEST_NAMES: tuple[str, ...] = ("manifest.csv", "manifest.tsv")
 _RAW_REQUIRED = ("filename", "age", "gender")
 _CV_REQUIRED = ("client_id", "path", "age", "gender")
 _CV_SPLIT_FILES = {"train": "train.tsv", "dev": "dev.tsv", "test": "test.tsv"}
+
+
+@dataclass(frozen=True)
+class ClipTable:
+    """A dataset folder's clips as ``read_clips`` read them, and what the reading noticed.
+
+    Kept beside the table, not in ``DataFrame.attrs``, which pandas drops on ``concat`` and
+    some merges.
+
+    Attributes:
+        clips: ``CLIP_COLUMNS``, one row per label-file row, nothing dropped yet.
+        missing_tables: one line per split table (or manifest split) not found; that split
+            is empty.
+    """
+
+    clips: pd.DataFrame
+    missing_tables: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -158,7 +175,7 @@ def _with_prefix(cell: str, prefix: str) -> str:
 
 def _read_fixed(root: Path, layout: str, tables: list[_SplitTable],
                 required: tuple[str, ...], *, tsv: bool, split_by_speaker: bool, seed: int,
-                follow_symlinks: bool) -> pd.DataFrame:
+                follow_symlinks: bool) -> ClipTable:
     """Reads a fixed-split layout; missing split tables are a warning while one exists.
 
     With ``split_by_speaker`` the rows of every table are pooled and split again by speaker.
@@ -186,11 +203,10 @@ def _read_fixed(root: Path, layout: str, tables: list[_SplitTable],
     clips = pd.concat(parts, ignore_index=True)
     if split_by_speaker:
         clips = assign_splits(clips.assign(split=""), seed=seed)
-    clips.attrs["missing_tables"] = [f"{table.source}: not found" for table in missing]
-    return clips
+    return ClipTable(clips, tuple(f"{table.source}: not found" for table in missing))
 
 
-def _read_raw(root: Path, **options) -> pd.DataFrame:
+def _read_raw(root: Path, **options) -> ClipTable:
     """Kaggle Common Voice v1: ``cv-valid-{split}.csv`` + ``cv-valid-{split}/cv-valid-{split}/``."""
     # The Kaggle archive nests each folder once more; accept it one level up too.
     tables = [_SplitTable(split, root / f"{split_dirname(split)}.csv", "filename",
@@ -198,7 +214,7 @@ def _read_raw(root: Path, **options) -> pd.DataFrame:
     return _read_fixed(root, "raw", tables, _RAW_REQUIRED, tsv=False, **options)
 
 
-def _read_clean(root: Path, **options) -> pd.DataFrame:
+def _read_clean(root: Path, **options) -> ClipTable:
     """Original project: ``Audio/cv-valid-{split}.csv`` + ``Audio/cv-valid-{split}/*.mp3``."""
     audio = root / "Audio"
     # The filename column may keep its "cv-valid-split/" prefix or not.
@@ -208,7 +224,7 @@ def _read_clean(root: Path, **options) -> pd.DataFrame:
 
 
 def _read_cv(root: Path, *, split_by_speaker: bool, seed: int,
-             follow_symlinks: bool) -> pd.DataFrame:
+             follow_symlinks: bool) -> ClipTable:
     """Modern Common Voice release: ``{train,dev,test,validated}.tsv`` + ``clips/``."""
     clips = root / "clips"
     if split_by_speaker:
@@ -311,7 +327,7 @@ def manifest_clips(source: Path, root: Path, *, split_by_speaker: bool, seed: in
 
 
 def _read_manifest_layout(root: Path, *, split_by_speaker: bool, seed: int,
-                          follow_symlinks: bool) -> pd.DataFrame:
+                          follow_symlinks: bool) -> ClipTable:
     source = manifest_file(root)
     clips = manifest_clips(source, root, split_by_speaker=split_by_speaker, seed=seed,
                            follow_symlinks=follow_symlinks)
@@ -320,8 +336,7 @@ def _read_manifest_layout(root: Path, *, split_by_speaker: bool, seed: int,
         raise DatasetError(f"{source}: holds no rows")
     for split in missing:
         log.warning("%s: no row in the %s split; it will be empty", source, split)
-    clips.attrs["missing_tables"] = [f"{source}: no row with split={split}" for split in missing]
-    return clips
+    return ClipTable(clips, tuple(f"{source}: no row with split={split}" for split in missing))
 
 
 def guess_layout(dataset_dir: str | os.PathLike) -> str | None:
@@ -376,7 +391,7 @@ def _layout_mismatch(root: Path, dataset_type: str, missing: list[Path]) -> Data
 
 def read_clips(dataset_dir: str | os.PathLike, dataset_type: str, *,
                split_by_speaker: bool = False, seed: int = 42,
-               follow_symlinks: bool = False) -> pd.DataFrame:
+               follow_symlinks: bool = False) -> ClipTable:
     """Reads a dataset folder's label files into one clip table.
 
     Args:
@@ -393,9 +408,9 @@ def read_clips(dataset_dir: str | os.PathLike, dataset_type: str, *,
         follow_symlinks: accept symlinks inside the folder that point outside it.
 
     Returns:
-        DataFrame with ``CLIP_COLUMNS``, one row per label-file row, nothing dropped yet;
-        ``attrs["missing_tables"]`` has one line per split table (or manifest split) not
-        found.
+        ``ClipTable``: ``.clips`` with ``CLIP_COLUMNS``, one row per label-file row,
+        nothing dropped yet; ``.missing_tables`` one line per split table (or manifest
+        split) not found.
 
     Raises:
         DatasetError: missing folder, no split table, missing required column, no speaker

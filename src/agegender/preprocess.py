@@ -29,14 +29,15 @@ from agegender import atomic, commonvoice, figures, labels, layouts, leakage, ru
 from agegender.channel import waveform_copy
 from agegender.config import SPLITS, CopyParams, FeatureParams, PreprocessParams, split_dirname
 from agegender.errors import AudioError, DatasetError, ParameterError
+from agegender.commonvoice import manifest_path, read_clean_manifest
 from agegender.features import (
+    load_speech,
     png_bytes,
     png_pitch,
     pitch_text,
     spectrogram_image,
     waveform_pitch,
 )
-from agegender.speech import load_speech
 from agegender.tfrecords import Example, write_shards
 from agegender.voice_stats import STAT_NAMES
 from agegender.workers import imap_unordered
@@ -45,11 +46,6 @@ log = logging.getLogger(__name__)
 
 STAGES: tuple[str, ...] = ("clean", "spectrograms", "tfrecords")
 REPORT_COLUMNS = ("stage", "split", "key", "path", "reason")
-
-
-def manifest_path(dataset_dir: str | os.PathLike, split: str) -> Path:
-    """``DIR/Manifest/cv-valid-{split}.csv``."""
-    return Path(dataset_dir) / "Manifest" / f"{split_dirname(split)}.csv"
 
 
 def report_dir(results_dir: str | os.PathLike, dataset_dir: str | os.PathLike) -> Path:
@@ -77,9 +73,34 @@ def png_path(dataset_dir: str | os.PathLike, split: str, key: str) -> Path:
     return Path(dataset_dir) / "Spectrograms" / split_dirname(split) / name
 
 
+@dataclasses.dataclass(frozen=True)
+class CleanResult:
+    """What the clean stage (``run_clean``) made and noticed.
+
+    Kept beside the tables, not in ``DataFrame.attrs``, which pandas drops on ``concat``
+    and some merges.
+
+    Attributes:
+        kept: clean clips (``commonvoice.clean_clips``), one row per usable clip.
+        dropped: the rows cleaning dropped, with a ``reason`` column.
+        leakage: the split check's record (``leakage.check_splits``): ``overlapping``
+            lines name speakers in two splits that were allowed.
+        missing_tables: one line per split table not found (``layouts.ClipTable``).
+        layout_warnings: lines from writing the clean ``Audio/`` layout (raw runs).
+        label_warnings: one line per unrecognised gender/age label value.
+    """
+
+    kept: pd.DataFrame
+    dropped: pd.DataFrame
+    leakage: dict
+    missing_tables: tuple[str, ...] = ()
+    layout_warnings: tuple[str, ...] = ()
+    label_warnings: tuple[str, ...] = ()
+
+
 def run_clean(dataset_dir: str | os.PathLike, params: PreprocessParams,
               results_dir: str | os.PathLike, *,
-              output_dir: str | os.PathLike | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+              output_dir: str | os.PathLike | None = None) -> CleanResult:
     """Stage 1: reads the layout, drops what is unusable, writes manifests and the summary.
 
     Args:
@@ -88,18 +109,18 @@ def run_clean(dataset_dir: str | os.PathLike, params: PreprocessParams,
             the stages and scripts that read ``output_dir`` still find it.
 
     Returns:
-        (kept, dropped) clip tables (see ``commonvoice.clean_clips``).
+        ``CleanResult``: the kept and dropped clip tables (``commonvoice.clean_clips``) and
+        what cleaning noticed.
     """
     out = Path(output_dir) if output_dir is not None else Path(dataset_dir)
-    clips = layouts.read_clips(dataset_dir, params.dataset_type,
-                               split_by_speaker=params.split_by_speaker, seed=params.seed,
-                               follow_symlinks=params.follow_symlinks)
+    read = layouts.read_clips(dataset_dir, params.dataset_type,
+                              split_by_speaker=params.split_by_speaker, seed=params.seed,
+                              follow_symlinks=params.follow_symlinks)
+    clips = read.clips
     kept, dropped = commonvoice.clean_clips(clips)
     # Before anything is written: a refused split leaves the previous outputs as they were.
     split_leakage = leakage.check_splits(kept, dataset_dir,
                                          allow_speaker_overlap=params.allow_speaker_overlap)
-    kept.attrs["missing_tables"] = clips.attrs.get("missing_tables", [])
-    kept.attrs["leakage"] = split_leakage
     columns = ["key", "audio_path", "speaker_id", *commonvoice.CLEAN_COLUMNS]
     for split in SPLITS:
         table = kept.loc[kept["split"] == split, columns]
@@ -111,7 +132,9 @@ def run_clean(dataset_dir: str | os.PathLike, params: PreprocessParams,
     if params.dataset_type == "raw":  # the original README's next step reads Audio/
         from agegender.clean_layout import write_clean_layout  # noqa: PLC0415
 
-        kept.attrs["layout_warnings"] = write_clean_layout(dataset_dir, kept, output_dir=out)
+        layout_warnings = tuple(write_clean_layout(dataset_dir, kept, output_dir=out))
+    else:
+        layout_warnings = ()
     counts = commonvoice.group_counts(clips, kept)
     results = Path(results_dir)
     atomic.write_text(results / "dataset_summary.csv", counts.to_csv(index=False))
@@ -124,10 +147,12 @@ def run_clean(dataset_dir: str | os.PathLike, params: PreprocessParams,
         if missing:
             log.info("clean: %d kept clips have no %s label (they serve the other task)",
                      missing, name)
-    kept.attrs["label_warnings"] = commonvoice.unrecognised_labels(clips)
-    for line in kept.attrs["label_warnings"]:
+    label_warnings = tuple(commonvoice.unrecognised_labels(clips))
+    for line in label_warnings:
         log.warning("clean: %s", line)
-    return kept, dropped
+    return CleanResult(kept, dropped, split_leakage, missing_tables=read.missing_tables,
+                       layout_warnings=layout_warnings,
+                       label_warnings=label_warnings)
 
 
 def split_report(dataset_dir: str | os.PathLike, counts: dict[str, dict]) -> list[str]:
@@ -151,16 +176,6 @@ def split_report(dataset_dir: str | os.PathLike, counts: dict[str, dict]) -> lis
 def _reason_counts(dropped: pd.DataFrame) -> dict[str, int]:
     # Group "age not one of the 6 groups: 'seventies'" and "...: ''" under one reason.
     return dropped["reason"].str.split(":").str[0].value_counts().to_dict()
-
-
-def read_clean_manifest(dataset_dir: str | os.PathLike, split: str) -> pd.DataFrame:
-    """Reads a split's clean manifest ``DIR/Manifest/cv-valid-{split}.csv``, written by
-    ``run_clean`` (a user's own labelled table is ``commonvoice.read_user_manifest``)."""
-    path = manifest_path(dataset_dir, split)
-    if not path.is_file():
-        raise DatasetError(f"{path}: not found; run the clean stage first (--stage=clean)")
-    return pd.read_csv(path, dtype={"key": str, "audio_path": str, "speaker_id": str},
-                       keep_default_na=False)
 
 
 COPY_MARK = "~copy"  # <key>~copy<k>: the k-th waveform copy of clip <key>
@@ -308,8 +323,8 @@ def run_spectrograms(dataset_dir: str | os.PathLike, features: FeatureParams,
     try:  # the bar ends its line even when a full disk ends the stage
         if workers > 1:
             # Forked workers (numpy/librosa/PIL only: preprocessing never imports TensorFlow,
-            # tests/test_imports.py) whose death (an OOM kill) ends the stage with one line;
-            # multiprocessing.Pool would wait forever for the killed worker's job.
+            # tests/test_imports.py) whose death (an OOM kill) ends the stage with one line
+            # (workers.WorkerDied, from the executor's BrokenProcessPool).
             with contextlib.closing(imap_unordered(_spectrogram_job, jobs, workers,
                                                    name="spectrogram worker")) as results:
                 problems, written = _collect(results, owners, bar)
@@ -502,17 +517,17 @@ def _run_stages(dataset_dir: str | os.PathLike, *, params: PreprocessParams,
     problems: list[dict] = []
     warnings: list[str] = []
     if "clean" in stages:
-        kept, dropped = run_clean(dataset_dir, params, results_dir, output_dir=out)
+        cleaned = run_clean(dataset_dir, params, results_dir, output_dir=out)
+        kept, dropped = cleaned.kept, cleaned.dropped
         summary["kept"], summary["dropped"] = len(kept), len(dropped)
         summary["dropped_by_reason"] = _reason_counts(dropped)
         summary["missing_labels"] = {"gender": int((kept["gender_code"] < 0).sum()),
                                      "age": int((kept["age_code"] < 0).sum())}
-        warnings += [f"{table}, that split is empty"
-                     for table in kept.attrs.get("missing_tables", [])]
-        warnings += kept.attrs.get("layout_warnings", [])
-        warnings += kept.attrs["label_warnings"]
+        warnings += [f"{table}, that split is empty" for table in cleaned.missing_tables]
+        warnings += cleaned.layout_warnings
+        warnings += cleaned.label_warnings
         allowed = [f"{line} (allowed by --allow_speaker_overlap)"
-                   for line in kept.attrs["leakage"]["overlapping"]]
+                   for line in cleaned.leakage["overlapping"]]
         warnings += allowed
         problems += [{"stage": "clean", "split": "", "key": "", "path": "", "reason": line}
                      for line in allowed]

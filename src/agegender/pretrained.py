@@ -1,8 +1,9 @@
 """The models the repository ships (``models/pretrained/``), trained on real Common Voice
 speakers, and the tools that make and check them.
 
-``inference.py`` and ``AgeGenderDetector`` use ``pretrained_path(task)`` when no model is
-given. The files are ordinary ``.keras`` models (``keras.models.load_model`` opens them after
+Where they are (``shipped.pretrained_path(task)``, which ``AgeGenderDetector`` uses when no
+model is given) is ``shipped.py``; this module makes and checks them through
+``AgeGenderDetector``, so it sits above ``inference.py``. The files are ordinary ``.keras`` models (``keras.models.load_model`` opens them after
 ``import agegender``), within ``SHIP_BUDGET_BYTES`` for all of them.
 ``reference.json`` beside them records each model's probabilities on a few CC0 Common Voice
 clips shipped in ``models/pretrained/clips/``, so a test catches a changed or damaged file.
@@ -18,38 +19,13 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from agegender import atomic
+from agegender import atomic, shipped
 from agegender.errors import ModelError
 
 log = logging.getLogger(__name__)
 
 SHIP_BUDGET_BYTES = 40_000_000  # all shipped models together
 REFERENCE_NAME = "reference.json"
-
-
-def pretrained_dir() -> Path:
-    """``models/pretrained/`` of the repository this package sits in (``src/agegender``)."""
-    return Path(__file__).resolve().parents[2] / "models" / "pretrained"
-
-
-def pretrained_path(task: str | None) -> Path:
-    """The shipped model for ``task`` (None: ``gender``).
-
-    Raises:
-        ModelError: no shipped model for the task (names the file and how to make it).
-    """
-    from agegender import labels  # noqa: PLC0415
-
-    task = task or "gender"
-    labels.class_names(task)  # ParameterError for an unknown task
-    path = pretrained_dir() / f"{task}.keras"
-    if not path.is_file():
-        shipped = sorted(p.stem for p in pretrained_dir().glob("*.keras"))
-        raise ModelError(
-            f"no --model_path given and no pretrained {task} model at {path} (shipped: "
-            f"{', '.join(shipped) or 'none'}); pass --model_path, or build one with "
-            "scripts/build_pretrained.sh")
-    return path
 
 
 def ship(source: str | os.PathLike, task: str,
@@ -71,7 +47,7 @@ def ship(source: str | os.PathLike, task: str,
     """
     import shutil  # noqa: PLC0415
 
-    folder = Path(folder or pretrained_dir())
+    folder = Path(folder or shipped.pretrained_dir())
     target = folder / f"{task}.keras"
     others = sum(p.stat().st_size for p in folder.glob("*.keras") if p.name != target.name)
     size = Path(source).stat().st_size
@@ -116,5 +92,5 @@ def write_reference(folder: str | os.PathLike, tasks: Sequence[str]) -> Path:
 
 def read_reference(folder: str | os.PathLike | None = None) -> dict:
     """The recorded reference probabilities (``write_reference``'s file)."""
-    path = Path(folder or pretrained_dir()) / REFERENCE_NAME
+    path = Path(folder or shipped.pretrained_dir()) / REFERENCE_NAME
     return json.loads(path.read_text())

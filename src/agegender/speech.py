@@ -24,10 +24,10 @@ A clip holds speech when at least ``min_voiced`` of its frames are voiced.
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import numpy as np
 
+from agegender.config import check_min_voiced  # noqa: F401  (callers use speech.check_min_voiced)
 from agegender.errors import AudioError
 
 GATE_RATE = 8_000        # Hz the gate analyses at: one decision whatever the model's rate
@@ -215,20 +215,6 @@ def voiced_share(waveform: np.ndarray, sample_rate: int) -> float:
     return float(voiced.mean()) if voiced.size else 0.0
 
 
-def check_min_voiced(min_voiced: float) -> float:
-    """``min_voiced`` if it is a share in [0, 1]; ParameterError otherwise."""
-    from agegender.errors import ParameterError  # noqa: PLC0415
-
-    try:
-        value = float(min_voiced)
-    except (TypeError, ValueError):
-        value = float("nan")
-    if not 0.0 <= value <= 1.0:  # NaN fails too
-        raise ParameterError(f"min_voiced={min_voiced!r} must be a share between 0 and 1 "
-                             "(0: no speech gate)")
-    return value
-
-
 def speech_problem(waveform: np.ndarray, sample_rate: int, min_voiced: float) -> str:
     """Why a decoded clip is not speech ("" when it is): ``min_voiced`` of its frames must
     be voiced. 0 turns the gate off."""
@@ -253,34 +239,3 @@ def min_duration_problem(waveform: np.ndarray, sample_rate: int, min_seconds: fl
         return (f"too short: {seconds * 1000:.0f} ms of audio, the feature preset needs at "
                 f"least {min_seconds * 1000:.0f} ms")
     return ""
-
-
-def load_speech(path: str | os.PathLike, params, *,
-                min_voiced: float = DEFAULT_MIN_VOICED) -> np.ndarray:
-    """``features.load_clip``, then the preset's minimum duration and the speech gate: the
-    one way a clip becomes a waveform for preprocessing, inference and evaluation.
-
-    Args:
-        path: audio file.
-        params: FeatureParams (``min_duration_s`` and the sample rate).
-        min_voiced: share of frames that must be voiced; 0 turns the gate off.
-
-    Returns:
-        float32 [samples] at ``params.sample_rate``.
-
-    Raises:
-        NoSpeechError: too few voiced frames (``.voiced`` holds the share).
-        AudioError: every reason of ``load_clip``, or shorter than ``params.min_duration_s``.
-    """
-    from agegender.features import load_clip  # noqa: PLC0415
-
-    waveform = load_clip(path, params)
-    problem = min_duration_problem(waveform, params.sample_rate, params.min_duration_s)
-    if problem:
-        raise AudioError(f"{os.fspath(path)}: {problem}")
-    if min_voiced > 0:
-        share = voiced_share(waveform, params.sample_rate)
-        if share < min_voiced:
-            raise NoSpeechError(f"{os.fspath(path)}: {no_speech_reason(share, min_voiced)}",
-                                share)
-    return waveform

@@ -2,7 +2,7 @@
 
 Two kinds of evidence that a spectrogram CNN trained on a few thousand clips uses poorly:
 
-* F0 (``pitch.pitch_features``): median, 10th and 90th percentile in octaves around 150 Hz,
+* F0 (``f0.pitch_features``): median, 10th and 90th percentile in octaves around 150 Hz,
   the voiced share, whether F0 was measured.
 * The spectral envelope: the mean and standard deviation over the clip's loud frames of
   MFCC 1-20 (c0, the level, is left out) of the 0-4 kHz band. Vocal-tract length shows in
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from agegender.pitch import PITCH_CENTRE, PITCH_FEATURES, PITCH_SPREAD, pitch_features
+from agegender.f0 import PITCH_CENTRE, PITCH_FEATURES, PITCH_SPREAD, pitch_features
 
 ENVELOPE_RATE = 8_000  # Hz: the band every preset and telephone channel has
 ENVELOPE_N_FFT = 256  # 32 ms at 8 kHz

@@ -1,66 +1,53 @@
-"""A process pool that notices a dead worker.
+"""Preprocessing's process pool: ``concurrent.futures.ProcessPoolExecutor``, forked.
 
-``multiprocessing.Pool`` replaces a worker killed mid-job (by the kernel's out-of-memory
-killer, say) and waits forever for the job's result. Here each worker is a plain
-``multiprocessing.Process`` whose ``exitcode`` the parent checks whenever results pause,
-so a dead worker ends the run with one line naming its PID and signal instead.
+The executor already notices a worker that dies mid-job (the kernel's out-of-memory killer,
+say: ``multiprocessing.Pool`` would wait forever for its result) and raises
+``BrokenProcessPool``; here that becomes one line (``WorkerDied``) saying what to do. Each
+worker also leaves Ctrl-C to the parent, and exits when its parent is killed (an executor's
+worker would otherwise wait for jobs forever).
 """
 
 from __future__ import annotations
 
-import logging
 import multiprocessing
 import os
-import queue
 import signal
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from agegender.errors import AgeGenderError
 
-log = logging.getLogger(__name__)
-
-POLL_S = 0.5  # seconds without a result after which the workers' exit codes are checked
+POLL_S = 0.5  # seconds between a worker's checks that its parent is alive
 
 
 class WorkerDied(AgeGenderError):
     """A worker process ended while jobs were outstanding (killed, or crashed)."""
 
 
-def _serve(function: Callable[[Any], Any], tasks, results, parent: int) -> None:
-    """A worker: runs ``function`` on each ``(index, job)`` until ``None``, or until its
-    parent ``parent`` (a PID) is gone (killed: nobody would read the results)."""
-    # Ctrl-C reaches the whole process group; the parent alone handles it and stops us.
+def death_line(name: str) -> str:
+    """The one line for a pool whose worker died (``BrokenProcessPool`` names no PID or
+    signal; an out-of-memory kill is by far the likeliest)."""
+    return (f"a {name} process died before finishing its job (killed or crashed; the "
+            "kernel's out-of-memory killer is the usual cause: fewer --num_workers use less "
+            "memory); finished outputs are kept: run the same command again to resume")
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(POLL_S)
+    os._exit(1)  # the parent is gone: nobody would read the results
+
+
+def _start_worker(parent: int) -> None:
+    """Runs first in each worker: Ctrl-C reaches the whole process group and the parent
+    alone handles it; a daemon thread ends the worker once its parent ``parent`` (a PID)
+    is gone."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    while True:
-        try:
-            item = tasks.get(timeout=POLL_S)
-        except queue.Empty:
-            if os.getppid() != parent:
-                return
-            continue
-        if item is None:
-            return
-        index, job = item
-        try:
-            results.put((index, True, function(job)))
-        except Exception as err:  # noqa: BLE001  (raised again in the parent, as it is)
-            results.put((index, False, err))
-
-
-def death_line(name: str, pid: int | None, exitcode: int) -> str:
-    """What a worker's exit code says: the signal that killed it, or its status."""
-    if exitcode < 0:
-        try:
-            how = f"was killed by signal {signal.Signals(-exitcode).name}"
-        except ValueError:
-            how = f"was killed by signal {-exitcode}"
-        if -exitcode == signal.SIGKILL:
-            how += " (the kernel's out-of-memory killer sends it: fewer --num_workers use less)"
-    else:
-        how = f"exited with status {exitcode}"
-    return (f"{name} process (PID {pid}) {how} before finishing its job; finished outputs "
-            "are kept: run the same command again to resume")
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
 
 
 def imap_unordered(function: Callable[[Any], Any], jobs: Iterable[Any], processes: int, *,
@@ -68,7 +55,7 @@ def imap_unordered(function: Callable[[Any], Any], jobs: Iterable[Any], processe
     """``function(job)`` for every job, in completion order, from ``processes`` forked workers.
 
     An exception raised by ``function`` is raised here. Leaving the iteration early (or an
-    error) terminates the workers.
+    error) cancels the jobs not started; those running finish, then the workers exit.
 
     Args:
         function: a module-level function (workers are forked: closures work too).
@@ -77,40 +64,19 @@ def imap_unordered(function: Callable[[Any], Any], jobs: Iterable[Any], processe
         name: the workers' name in the message.
 
     Raises:
-        WorkerDied: a worker ended (killed, or crashed) with jobs outstanding; names its PID
-            and signal or exit status.
+        WorkerDied: a worker ended (killed, or crashed) with jobs outstanding.
     """
     context = multiprocessing.get_context("fork")  # cheap; preprocessing never imports TF
-    tasks, results = context.Queue(), context.Queue()
-    workers = [context.Process(target=_serve, args=(function, tasks, results, os.getpid()),
-                               daemon=True, name=f"{name}-{i}") for i in range(processes)]
-    for worker in workers:
-        worker.start()
-    pending = 0
-    for pending, job in enumerate(jobs, start=1):
-        tasks.put((pending - 1, job))
-    for _ in workers:
-        tasks.put(None)
-    try:
-        while pending:
-            try:
-                _, ok, value = results.get(timeout=POLL_S)
-            except queue.Empty:
-                dead = [w for w in workers if w.exitcode is not None and w.exitcode != 0]
-                if dead or all(w.exitcode is not None for w in workers):
-                    worker = dead[0] if dead else workers[0]
-                    raise WorkerDied(death_line(name, worker.pid, worker.exitcode)) from None
-                continue
-            pending -= 1
-            if not ok:
-                raise value
-            yield value
-    finally:
-        for worker in workers:
-            if worker.is_alive():
-                worker.terminate()
-        for worker in workers:
-            worker.join()
-        tasks.cancel_join_thread()  # jobs never taken must not keep this process alive
-        tasks.close()
-        results.close()
+    with ProcessPoolExecutor(processes, mp_context=context, initializer=_start_worker,
+                             initargs=(os.getpid(),)) as pool:
+        pending = {pool.submit(function, job) for job in jobs}
+        try:
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    yield future.result()
+        except BrokenProcessPool:
+            raise WorkerDied(death_line(name)) from None
+        finally:
+            for future in pending:
+                future.cancel()

@@ -1,0 +1,213 @@
+"""The package's import graph flows one way, and private framework modules stay in compat.py.
+
+An AST walk over ``src/agegender``: every ``import`` and ``from ... import`` at any level
+(module top, inside functions, under ``if TYPE_CHECKING``), relative ones resolved. No
+import is executed, so the walk sees the imports a run would take only on some paths.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "agegender"
+
+# Framework modules that are not public API: import them only in compat.py.
+PRIVATE_PREFIXES = ("tensorflow.python", "tensorflow.core", "tensorflow.compiler",
+                    "tensorflow.lite.python", "keras.src", "keras._tf_keras", "tf_keras",
+                    "tensorflow_core")
+FRAMEWORKS = ("tensorflow", "keras", "tf_keras")
+COMPAT = "agegender.compat"
+
+
+def module_name(path: Path, package: Path = PACKAGE) -> str:
+    """``src/agegender/demo/voices.py`` → ``agegender.demo.voices``."""
+    parts = list(path.relative_to(package.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def imports_of(path: Path, modules: set[str], package: Path = PACKAGE) -> list[tuple[str, int]]:
+    """Every module an import statement in ``path`` names (absolute names), with its line.
+
+    ``from X import name`` names ``X.name`` when that is a module in ``modules`` (a
+    submodule), else ``X`` (a name defined in ``X``): ``from agegender import atomic`` is an
+    edge to ``agegender.atomic``, ``from agegender import __version__`` one to ``agegender``.
+    """
+    name = module_name(path, package)
+    is_package = path.name == "__init__.py"
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, node.lineno) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = name.split(".")
+                base = base[:len(base) - node.level + (1 if is_package else 0)]
+                origin = ".".join(base + ([node.module] if node.module else []))
+            else:
+                origin = node.module
+            for alias in node.names:
+                sub = f"{origin}.{alias.name}"
+                found.append((sub if sub in modules else origin, node.lineno))
+    return found
+
+
+def package_graph(package: Path = PACKAGE) -> tuple[dict[str, set[str]], dict]:
+    """The package's own import graph: module → modules it imports (lines in ``where``).
+
+    Importing ``agegender.x`` runs ``agegender/__init__.py`` first, but that implied edge
+    is left out (else any import in ``__init__`` would be a cycle): an edge to a package
+    counts only when the package itself is named (``from agegender import __version__``).
+    """
+    files = {module_name(path, package): path for path in sorted(package.rglob("*.py"))}
+    graph: dict[str, set[str]] = {name: set() for name in files}
+    where: dict[tuple[str, str], int] = {}
+    for name, path in files.items():
+        for target, line in imports_of(path, set(files), package):
+            if target in files and target != name:
+                graph[name].add(target)
+                where.setdefault((name, target), line)
+    return graph, where
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle as ``[a, b, ..., a]``, or ``None`` when the graph is acyclic."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                return path[path.index(nxt):] + [nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        path.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return None
+
+
+def is_private(target: str) -> bool:
+    """A framework module that is not public API: a known internal package, or any
+    dotted part starting with ``_`` under tensorflow/keras."""
+    if any(target == prefix or target.startswith(prefix + ".") for prefix in PRIVATE_PREFIXES):
+        return True
+    parts = target.split(".")
+    return parts[0] in FRAMEWORKS and any(part.startswith("_") for part in parts[1:])
+
+
+def private_imports(package: Path = PACKAGE) -> list[str]:
+    """``file:line imports name`` for each private framework import outside compat.py."""
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        if module_name(path, package) == COMPAT:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            else:
+                continue
+            found += [f"{path.relative_to(package.parent)}:{node.lineno} imports {name}"
+                      for name in names if is_private(name)]
+    return found
+
+
+def cyclic_groups(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The modules that import each other, directly or around a loop: every strongly
+    connected group of two or more (Tarjan), each sorted, the groups sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    groups = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for nxt in graph[node]:
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                groups.append(sorted(group))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return sorted(groups)
+
+
+def test_the_package_import_graph_has_no_cycle():
+    graph, where = package_graph()
+    lines = []
+    for group in cyclic_groups(graph):
+        inside = {name: graph[name] & set(group) for name in group}
+        cycle = find_cycle(inside)
+        lines.append(f"{len(group)} modules import each other: {', '.join(group)}")
+        lines += [f"    {a} → {b} (line {where[a, b]})" for a, b in zip(cycle, cycle[1:])]
+    assert not lines, "import cycles:\n" + "\n".join(lines)
+
+
+def test_private_framework_modules_only_in_compat():
+    found = private_imports()
+    assert not found, "private framework imports outside compat.py:\n  " + "\n  ".join(found)
+
+
+# The checks above must be able to fail: the same functions on a tiny made-up package.
+
+def write_package(root: Path, files: dict[str, str]) -> Path:
+    package = root / "agegender"
+    for name, text in files.items():
+        (package / name).parent.mkdir(parents=True, exist_ok=True)
+        (package / name).write_text(text)
+    return package
+
+
+def test_a_function_level_relative_import_closing_a_cycle_is_found(tmp_path):
+    package = write_package(tmp_path, {
+        "__init__.py": "",
+        "low.py": "def f():\n    from . import high\n",
+        "high.py": "from agegender.low import f\n",
+        "other.py": "import agegender.low\n",
+    })
+    graph, _ = package_graph(package)
+    assert cyclic_groups(graph) == [["agegender.high", "agegender.low"]]
+    assert find_cycle(graph) in (["agegender.high", "agegender.low", "agegender.high"],
+                                 ["agegender.low", "agegender.high", "agegender.low"])
+    (package / "low.py").write_text("def f():\n    pass\n")
+    assert find_cycle(package_graph(package)[0]) is None
+    assert cyclic_groups(package_graph(package)[0]) == []
+
+
+def test_private_framework_imports_are_found_outside_compat(tmp_path):
+    package = write_package(tmp_path, {
+        "__init__.py": "",
+        "compat.py": "from keras.src import backend\n",
+        "a.py": "def f():\n    from tensorflow.core.util import event_pb2\n",
+        "b.py": "import keras._tf_keras\nfrom keras import layers\n",
+        "c.py": "from tensorflow.python.eager import context\n",
+    })
+    found = private_imports(package)
+    assert [line.split(" imports ")[1] for line in found] == [
+        "tensorflow.core.util", "tensorflow.core.util.event_pb2", "keras._tf_keras",
+        "tensorflow.python.eager", "tensorflow.python.eager.context"]
