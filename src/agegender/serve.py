@@ -84,7 +84,7 @@ def shipped_detectors() -> dict:
     """
     from agegender import AgeGenderDetector, labels  # noqa: PLC0415
     from agegender.errors import ModelError  # noqa: PLC0415
-    from agegender.pretrained import pretrained_dir, pretrained_path  # noqa: PLC0415
+    from agegender.shipped import pretrained_dir, pretrained_path  # noqa: PLC0415
 
     detectors = {}
     for task in labels.TASKS:

@@ -89,7 +89,7 @@ def weight_shapes(params: EncoderParams = GE2E) -> dict[str, tuple[int, ...]]:
 
 def default_weights_path() -> Path:
     """``models/pretrained/voice_encoder.npz`` of the repository this package sits in."""
-    from agegender.pretrained import pretrained_dir  # noqa: PLC0415
+    from agegender.shipped import pretrained_dir  # noqa: PLC0415
 
     return pretrained_dir() / WEIGHTS_NAME
 
