@@ -120,10 +120,10 @@ def percentile(values: list[float], share: float) -> float:
 
 def detector_times(clip: Path, runs: int) -> list[float]:
     """Seconds of ``AgeGenderDetector().predict([clip])``, warm (after one untimed call)."""
-    from agegender import AgeGenderDetector
-    from agegender.native_stderr import quiet_tensorflow_import
+    import tensorflow  # noqa: F401  (its import notices on stderr come now, not inside the table)
 
-    quiet_tensorflow_import()  # TensorFlow's oneDNN notice would land inside the table
+    from agegender import AgeGenderDetector
+
     detector = AgeGenderDetector()
     detector.predict([clip])
     times = []

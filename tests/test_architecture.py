@@ -168,6 +168,24 @@ def test_the_package_import_graph_has_no_cycle():
     assert not lines, "import cycles:\n" + "\n".join(lines)
 
 
+def missing_modules(package: Path = PACKAGE) -> list[str]:
+    """``file:line imports name`` for each import of a package module that does not exist
+    (a module removed while a function-level import of it stayed behind)."""
+    files = {module_name(path, package) for path in package.rglob("*.py")}
+    root = package.name
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        for target, line in imports_of(path, files, package):
+            if (target == root or target.startswith(root + ".")) and target not in files:
+                found.append(f"{path.relative_to(package.parent)}:{line} imports {target}")
+    return found
+
+
+def test_every_package_import_names_a_module_that_exists():
+    found = missing_modules()
+    assert not found, "imports of missing modules:\n  " + "\n  ".join(found)
+
+
 def test_private_framework_modules_only_in_compat():
     found = private_imports()
     assert not found, "private framework imports outside compat.py:\n  " + "\n  ".join(found)
@@ -197,6 +215,15 @@ def test_a_function_level_relative_import_closing_a_cycle_is_found(tmp_path):
     (package / "low.py").write_text("def f():\n    pass\n")
     assert find_cycle(package_graph(package)[0]) is None
     assert cyclic_groups(package_graph(package)[0]) == []
+
+
+def test_an_import_of_a_removed_module_is_found(tmp_path):
+    package = write_package(tmp_path, {
+        "__init__.py": "",
+        "a.py": "def f():\n    from agegender.gone import g\n",
+        "b.py": "from agegender import a, __name__ as n\nfrom . import a as again\n",
+    })
+    assert missing_modules(package) == ["agegender/a.py:2 imports agegender.gone"]
 
 
 def test_private_framework_imports_are_found_outside_compat(tmp_path):

@@ -16,7 +16,8 @@ it again, speed and the timeline) and ``docs/experiments.md`` (the settled exper
 Importing the package is cheap: Keras and TensorFlow (about 3.5 s) load only when something
 uses them, so preprocessing never pays for them. ``keras.models.load_model("x.keras")``
 still works after ``import agegender``: the custom layers register as soon as Keras is
-imported (at once if it already is, else by a one-shot import hook).
+imported (at once if it already is, else by a one-shot import hook; why a hook and not an
+``import keras`` here, measured: docs/architecture.md, "Machinery kept and removed").
 """
 
 from __future__ import annotations

@@ -211,19 +211,14 @@ class ModelParams:
         architecture: ``mam_cnn`` (the paper's network; default); ``voice_stats``: a
             logistic regression on the clip's voice statistics alone, no image (reads the
             ``pitch`` input only; ``image_*``, ``bn_momentum`` and ``dense_units`` are
-<<<<<<< HEAD
             unused; on real Common Voice speakers it beats the fused MAM-CNN at gender at a
-            thousandth of the cost); ``embedding``: a head on the clip's speaker embedding
-            from the pretrained voice encoder (``voice_encoder``), with ``pitch_input`` also
-            on the voice statistics.
+            thousandth of the cost: docs/experiments.md, "Common Voice, fifth session");
+            ``embedding``: a head on the clip's speaker embedding from the pretrained voice
+            encoder (``voice_encoder``), with ``pitch_input`` also on the voice statistics.
         embedding_input: a MAM-CNN also reads the clip's speaker embedding, whose logits join
             the CNN's as the voice statistics' do (``embedding`` always reads it).
         head_units: width of the hidden ReLU layer of the ``embedding`` head; 0 = a linear
             (logistic) head.
-=======
-            unused). On real Common Voice speakers it beats the fused MAM-CNN at gender
-            (docs/experiments.md, "Common Voice, fifth session") at a thousandth of the cost.
->>>>>>> bench
     """
 
     image_size: int = 64

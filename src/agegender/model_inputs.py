@@ -124,7 +124,7 @@ def file_inputs(path: str | os.PathLike, features: FeatureParams, kinds: Sequenc
     """An audio file's model inputs (``waveform_inputs`` of its decoded clip).
 
     ``min_voiced`` > 0 applies the preset's minimum duration and the speech gate as
-    preprocessing does (``speech.load_speech``).
+    preprocessing does (``features.load_speech``).
 
     Raises:
         AudioError: the file cannot be decoded; ``speech.NoSpeechError`` when it has no voice.

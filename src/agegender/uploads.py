@@ -173,11 +173,8 @@ def check_audio(path: Path, name: str, size: int, limits: UploadLimits) -> Audio
     """
     import soundfile as sf  # noqa: PLC0415
 
-    from agegender.native_stderr import filtered_stderr  # noqa: PLC0415
-
     try:
-        with filtered_stderr():
-            info = sf.info(os.fspath(path))
+        info = sf.info(os.fspath(path))
     except (sf.LibsndfileError, RuntimeError, ValueError, OSError) as err:
         raise UploadError(f"{name}: not an audio file this service reads (WAV, FLAC, MP3, "
                           "OGG/Opus, AIFF, AU...)", 415) from err
