@@ -56,6 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="speech gate: a clip with fewer voiced frames than this share is "
                              "skipped as 'no speech' and listed in the report; 0: no gate "
                              "(default: %(default)s; README: Speech gate)")
+    parser.add_argument("--inputs", default="spectrogram,pitch",
+                        help="model inputs to compute and store per clip, comma-separated: "
+                             "spectrogram (the PNG a MAM-CNN reads), pitch (the 45 voice "
+                             "statistics), embedding (the voice encoder's speaker embedding); "
+                             "each costs only when named (default: %(default)s)")
     cli.add_bool_flag(parser, "split_by_speaker", default=False,
                       help="rebuild train/dev/test from all rows (cv: validated.tsv), disjoint "
                            "speakers, ~80/10/10 stratified by gender and age; needs a speaker, "
@@ -95,7 +100,9 @@ def main(argv: list[str] | None = None) -> int:
                                   overwrite=args.overwrite, seed=args.seed,
                                   augment_copies=args.augment_copies,
                                   min_voiced=args.min_voiced,
-                                  allow_speaker_overlap=args.allow_speaker_overlap)
+                                  allow_speaker_overlap=args.allow_speaker_overlap,
+                                  inputs=tuple(k.strip() for k in args.inputs.split(",")
+                                               if k.strip()))
         overrides = {name: value for name, value in (("feature_type", args.feature_type),
                                                      ("image_size", args.image_size))
                      if value is not None}

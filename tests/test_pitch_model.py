@@ -77,10 +77,9 @@ def _audio(dataset, split: str, key: str):
 
 def test_the_shards_hold_what_inference_computes_for_the_clip(tiny_dataset):
     from agegender.config import FeatureParams
-    from agegender.features import png_pitch
     from agegender.model_inputs import file_inputs
     from agegender.pipeline import split_folder
-    from agegender.preprocess import png_path
+    from agegender.preprocess import clip_file, read_values
     from agegender.tfrecords import decode_example, read_index
 
     folder = split_folder(tiny_dataset, "dev")
@@ -91,9 +90,7 @@ def test_the_shards_hold_what_inference_computes_for_the_clip(tiny_dataset):
     example = decode_example(record)
     key = example["clip/key"].decode()
     stored = np.frombuffer(example["clip/pitch"], "<f4")
-    assert np.array_equal(stored, png_pitch(png_path(tiny_dataset, "dev", key).read_bytes()))
-    # By path, only the chunks before the pixels are read: the same values.
-    assert np.array_equal(stored, png_pitch(png_path(tiny_dataset, "dev", key)))
+    assert np.array_equal(stored, read_values(clip_file(tiny_dataset, "dev", key, "pitch")))
     served = file_inputs(_audio(tiny_dataset, "dev", key), params, ("spectrogram", "pitch"))
     np.testing.assert_array_equal(stored, served["pitch"][0])
 
@@ -104,32 +101,44 @@ def _records(path):
     return (r.numpy() for r in tf.data.TFRecordDataset(str(path)))
 
 
-def test_a_png_without_pitch_is_remade_on_resume_and_no_other(tmp_path):
+def test_each_input_is_paid_only_when_asked_and_a_missing_file_is_made_on_resume(tmp_path):
+    """--inputs pitch renders no PNG; adding spectrogram later makes only the PNGs; a lost
+    file is remade and no other file is touched."""
     from synth import make_raw_corpus
 
     from agegender.config import FeatureParams, PreprocessParams
-    from agegender.features import png_bytes, png_pitch, read_png
+    from agegender.errors import DatasetError
+    from agegender.pipeline import make_dataset
     from agegender.preprocess import preprocess
 
     root = make_raw_corpus(tmp_path / "corpus", per_group={"train": 1, "dev": 1, "test": 1})
-    run = dict(params=PreprocessParams(dataset_type="raw", num_workers=1),
-               features=FeatureParams(image_size=TINY_IMAGE), results_dir=tmp_path / "r")
-    preprocess(root, **run)
-    pngs = sorted(root.glob("Spectrograms/*/*.png"))
-    old, other = pngs[0], pngs[1]
-    kept = png_pitch(old.read_bytes())
-    old.write_bytes(png_bytes(read_png(old.read_bytes())))  # as an older version wrote it
-    assert png_pitch(old.read_bytes()) is None
-    # The version that stored the five F0 statistics alone, under another key.
-    older = pngs[2]
-    older.write_bytes(png_bytes(read_png(older.read_bytes()),
-                                {"agegender:pitch": json.dumps([0.1] * len(PITCH_FEATURES))}))
-    assert png_pitch(older.read_bytes()) is None
-    other_stamp = other.stat().st_mtime_ns
-    preprocess(root, **run)
-    np.testing.assert_array_equal(png_pitch(old.read_bytes()), kept)
-    assert png_pitch(older.read_bytes()).shape == (len(STAT_NAMES),)
-    assert other.stat().st_mtime_ns == other_stamp
+    features = FeatureParams(image_size=TINY_IMAGE)
+
+    def run(inputs):
+        preprocess(root, params=PreprocessParams(dataset_type="raw", num_workers=1,
+                                                 inputs=inputs),
+                   features=features, results_dir=tmp_path / "r")
+
+    run(("pitch",))
+    assert not list(root.glob("Spectrograms/*/*.png"))
+    statistics = sorted(root.glob("Spectrograms/*/*.pitch.f32"))
+    assert statistics and all(p.stat().st_size == 4 * len(STAT_NAMES) for p in statistics)
+    data, index = make_dataset(root, "train", "gender", batch_size=4, training=False,
+                               inputs=("pitch",))
+    assert index["inputs"] == ["pitch"]
+    (inputs, _), = list(data.take(1))
+    assert list(inputs) == ["pitch"]
+    with pytest.raises(DatasetError, match="hold no spectrograms.*--inputs naming spectrogram"):
+        make_dataset(root, "train", "gender", batch_size=4, training=False)
+    stamps = {p: p.stat().st_mtime_ns for p in statistics}
+    run(("spectrogram", "pitch"))
+    assert len(list(root.glob("Spectrograms/*/*.png"))) == len(statistics)
+    assert {p: p.stat().st_mtime_ns for p in statistics} == stamps  # kept, not remade
+    lost = statistics[0]
+    lost.unlink()
+    run(("spectrogram", "pitch"))
+    assert lost.stat().st_size == 4 * len(STAT_NAMES)
+    assert all(p.stat().st_mtime_ns == stamps[p] for p in statistics[1:])
 
 
 @pytest.fixture(scope="module")

@@ -184,6 +184,11 @@ FEATURE_PRESETS: dict[str, dict] = {
 }
 
 
+# The kinds of model input preprocessing can store per clip and models can read
+# (``model_inputs.KINDS`` describes each): the spectrogram image, the 45 voice statistics, the
+# voice encoder's speaker embedding.
+INPUT_KINDS: tuple[str, ...] = ("spectrogram", "pitch", "embedding")
+
 # The networks build_model makes: the paper's, a linear model of the voice statistics, and a
 # head on the voice encoder's speaker embedding (agegender.voice_encoder).
 ARCHITECTURES: tuple[str, ...] = ("mam_cnn", "voice_stats", "embedding")
@@ -440,6 +445,10 @@ class PreprocessParams:
             than this share is skipped as "no speech"; 0 = no gate.
         allow_speaker_overlap: go on when a speaker's clips lie in two splits (said in the
             preprocess report and the test report) instead of stopping.
+        inputs: which model inputs to compute and store per clip (``INPUT_KINDS``); each
+            costs only when asked: without ``spectrogram`` no PNG is rendered, without
+            ``pitch`` no voice statistics are computed, and ``embedding`` runs the voice
+            encoder. The default serves the paper's MAM-CNN and the voice-statistics models.
     """
 
     dataset_type: str = "clean"
@@ -453,9 +462,14 @@ class PreprocessParams:
     copy: CopyParams = dataclasses.field(default_factory=CopyParams)
     min_voiced: float = 0.1
     allow_speaker_overlap: bool = False
+    inputs: tuple[str, ...] = ("spectrogram", "pitch")
 
     def __post_init__(self) -> None:
         check_min_voiced(self.min_voiced)
+        unknown = [kind for kind in self.inputs if kind not in INPUT_KINDS]
+        if unknown or not self.inputs or len(set(self.inputs)) != len(self.inputs):
+            raise ParameterError(f"inputs={','.join(self.inputs)}: expected one or more of "
+                                 f"{', '.join(INPUT_KINDS)}, each once")
         if self.augment_copies < 0:
             raise ParameterError(f"augment_copies={self.augment_copies} must be >= 0")
         if self.dataset_type not in DATASET_TYPES:

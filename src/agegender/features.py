@@ -485,59 +485,13 @@ def clip_image(path: str | os.PathLike, params: FeatureParams, *,
     return clip_images(path, params, min_voiced=min_voiced)[0]
 
 
-# The PNG text chunk in which preprocessing keeps a clip's ``waveform_pitch`` (JSON list),
-# so the PNG stays the one atomic output per clip and the shard stage reads it from there.
-# Named after what it holds: PNGs made when it held F0 statistics alone
-# ("agegender:pitch", 5 values) have no such chunk and are remade on the next run.
-PITCH_CHUNK = "agegender:voice_stats"
-
-
-def png_bytes(image: np.ndarray, text: dict[str, str] | None = None) -> bytes:
-    """Encodes a uint8 [H, W, 3] image as PNG (lossless, deterministic), with ``text`` as
-    tEXt chunks (decoders of the pixels, TensorFlow's included, skip them)."""
-    from PIL import Image, PngImagePlugin  # noqa: PLC0415
-
-    info = None
-    if text:
-        info = PngImagePlugin.PngInfo()
-        for key, value in text.items():
-            info.add_text(key, value)
-    buffer = io.BytesIO()
-    Image.fromarray(image, mode="RGB").save(buffer, format="PNG", pnginfo=info)
-    return buffer.getvalue()
-
-
-def png_pitch(data: bytes | str | os.PathLike) -> np.ndarray | None:
-    """The ``waveform_pitch`` stored in a PNG (``PITCH_CHUNK``), float32, or None when the
-    PNG holds none or another number of values (made by an older preprocessing) or it is
-    unreadable.
-
-    Args:
-        data: the PNG's bytes, or its path: then only the chunks before the pixels are read
-            (a resumed preprocessing checks every finished PNG this way).
-    """
-    import json  # noqa: PLC0415
-
+def png_bytes(image: np.ndarray) -> bytes:
+    """Encodes a uint8 [H, W, 3] image as PNG (lossless, deterministic)."""
     from PIL import Image  # noqa: PLC0415
 
-    try:
-        with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as image:
-            value = image.text.get(PITCH_CHUNK)  # tEXt before IDAT: no pixels decoded
-        values = None if value is None else np.asarray(json.loads(value), np.float32)
-    except (OSError, ValueError, SyntaxError):
-        return None
-    from agegender.voice_stats import STAT_NAMES  # noqa: PLC0415
-
-    # Another length is another version of the statistics: remade like a missing one.
-    return values if values is not None and values.shape == (len(STAT_NAMES),) else None
-
-
-def pitch_text(values: np.ndarray) -> dict[str, str]:
-    """``png_bytes``' ``text`` for a clip's voice statistics (float32 values, exact in
-    JSON's shortest repr)."""
-    import json  # noqa: PLC0415
-
-    return {PITCH_CHUNK: json.dumps([float(v) for v in np.asarray(values, np.float32)])}
+    buffer = io.BytesIO()
+    Image.fromarray(image, mode="RGB").save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def read_png(data: bytes) -> np.ndarray:

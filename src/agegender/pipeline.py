@@ -235,6 +235,11 @@ def make_dataset(dataset_dir: str | os.PathLike, split: str, task: str, *, batch
     index = {**index, "corrupt": {"records": scan["skipped"], "shards": scan["bad_shards"]}}
     spec = feature_spec()
     label_key = f"label/{task}"
+    if images and "spectrogram" not in index.get("inputs", ["spectrogram"]):
+        raise DatasetError(
+            f"{split_folder(dataset_dir, split)}: the shards hold no spectrograms (made with "
+            f"--inputs {','.join(index['inputs'])}), which this model reads; re-run "
+            f"src/preprocess_dataset.py on {dataset_dir} with --inputs naming spectrogram")
     pitch_size = _pitch_size(index, dataset_dir, split) if pitch else 0
     embedding_size = _embedding_size(index, dataset_dir, split) if embedding else 0
 

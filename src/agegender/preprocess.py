@@ -4,8 +4,10 @@ Outputs, all under the dataset folder (or ``--output_dir``) except the reports:
 
 * ``Manifest/cv-valid-{split}.csv``: the clean clip table (the clean layout, as a manifest;
   the user's audio is never moved, deleted or rewritten).
-* ``Spectrograms/cv-valid-{split}/<key>.png`` and ``Spectrograms/features.json``; with
-  ``--augment_copies N`` also ``<key>~copy1.png`` … ``<key>~copyN.png`` for training clips.
+* ``Spectrograms/cv-valid-{split}/<key>.png`` (``--inputs`` with ``spectrogram``),
+  ``<key>.pitch.f32`` (the voice statistics, with ``pitch``) and ``<key>.embedding.f32`` (the
+  speaker embedding, with ``embedding``), and ``Spectrograms/features.json``; with
+  ``--augment_copies N`` also ``<key>~copy1.*`` … ``<key>~copyN.*`` for training clips.
 * ``TFRecord/cv-valid-{split}/spec_data_{i:03d}.tfrecord`` + ``shards.json``.
 * ``RESULTS/<dataset folder name>/dataset_summary.csv`` + ``.png`` and
   ``RESULTS/<dataset folder name>/preprocess_report.csv`` (``report_dir``).
@@ -28,16 +30,9 @@ import pandas as pd
 from agegender import atomic, commonvoice, figures, labels, layouts, leakage, runlock
 from agegender.channel import waveform_copy
 from agegender.config import SPLITS, CopyParams, FeatureParams, PreprocessParams, split_dirname
-from agegender.errors import AudioError, DatasetError, ParameterError
+from agegender.errors import AudioError, ParameterError
 from agegender.commonvoice import manifest_path, read_clean_manifest
-from agegender.features import (
-    load_speech,
-    png_bytes,
-    png_pitch,
-    pitch_text,
-    spectrogram_image,
-    waveform_pitch,
-)
+from agegender.features import load_speech, png_bytes, spectrogram_image, waveform_pitch
 from agegender.tfrecords import Example, write_shards
 from agegender.voice_stats import STAT_NAMES
 from agegender.workers import imap_unordered
@@ -59,18 +54,33 @@ def report_dir(results_dir: str | os.PathLike, dataset_dir: str | os.PathLike) -
     return Path(results_dir) / Path(os.path.abspath(dataset_dir)).name
 
 
-_PNG_NAME_MAX = 240  # bytes: the name and its atomic temporary sibling fit 255
+_NAME_MAX = 240  # bytes: the longest name and its atomic temporary sibling fit 255
+_SUFFIXES = {"spectrogram": ".png", "pitch": ".pitch.f32", "embedding": ".embedding.f32"}
+
+
+def clip_file(dataset_dir: str | os.PathLike, split: str, key: str, kind: str) -> Path:
+    """Where preprocessing keeps one input ``kind`` of a clip:
+    ``DIR/Spectrograms/cv-valid-{split}/<key>`` + ``.png`` (spectrogram), ``.pitch.f32``
+    (voice statistics) or ``.embedding.f32`` (speaker embedding), the last two raw
+    little-endian float32. A key too long for a file name (over 222 UTF-8 bytes) is cut and
+    given 8 hex digits of its SHA-1, stably."""
+    longest = max(len(suffix) for suffix in _SUFFIXES.values())
+    stem = key
+    if len(key.encode("utf-8")) + longest > _NAME_MAX:
+        tag = hashlib.sha1(key.encode("utf-8")).hexdigest()[:8]
+        cut = key.encode("utf-8")[:_NAME_MAX - longest - 9].decode("utf-8", errors="ignore")
+        stem = f"{cut}-{tag}"
+    return Path(dataset_dir) / "Spectrograms" / split_dirname(split) / (stem + _SUFFIXES[kind])
 
 
 def png_path(dataset_dir: str | os.PathLike, split: str, key: str) -> Path:
-    """``DIR/Spectrograms/cv-valid-{split}/<key>.png``; a key too long for a file name
-    (over 236 UTF-8 bytes) is cut and given 8 hex digits of its SHA-1, stably."""
-    name = f"{key}.png"
-    if len(name.encode("utf-8")) > _PNG_NAME_MAX:
-        tag = hashlib.sha1(key.encode("utf-8")).hexdigest()[:8]
-        cut = key.encode("utf-8")[:_PNG_NAME_MAX - 13].decode("utf-8", errors="ignore")
-        name = f"{cut}-{tag}.png"
-    return Path(dataset_dir) / "Spectrograms" / split_dirname(split) / name
+    """``DIR/Spectrograms/cv-valid-{split}/<key>.png`` (``clip_file``'s spectrogram)."""
+    return clip_file(dataset_dir, split, key, "spectrogram")
+
+
+def read_values(path: str | os.PathLike) -> np.ndarray:
+    """A ``.f32`` input file (``clip_file``) → float32 [values]."""
+    return np.fromfile(path, dtype="<f4")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -240,53 +250,64 @@ def _check_feature_record(dataset_dir: Path, features: FeatureParams, *, overwri
         atomic.write_text(record_path, json.dumps(wanted, indent=2))
 
 
-def _spectrogram_job(job: tuple[str, str, list[tuple[str, int]], FeatureParams, CopyParams,
-                                 int, float]) -> tuple[int, int, list[tuple[str, str]]]:
-    """Worker: one clip → its PNG and its copies' PNGs (the audio is decoded once).
+def _input_bytes(kind: str, source: np.ndarray, features: FeatureParams) -> bytes:
+    """One input ``kind`` of a waveform, as its file holds it (``clip_file``)."""
+    if kind == "spectrogram":
+        return png_bytes(spectrogram_image(source, features))
+    if kind == "pitch":
+        return waveform_pitch(source, features).astype("<f4").tobytes()
+    from agegender.voice_encoder import embed  # noqa: PLC0415  (Keras: only when asked)
+
+    return embed(source, features.sample_rate).astype("<f4").tobytes()
+
+
+def _spectrogram_job(job: tuple[str, str, list[tuple[dict[str, str], int]], FeatureParams,
+                                 CopyParams, int, float]
+                     ) -> tuple[int, int, list[tuple[str, str]]]:
+    """Worker: one clip → its input files and its copies' (the audio is decoded once).
 
     Args:
-        job: (audio path, clip key, [(png path, copy index 0 = the clip)], features, copy
-            ranges, seed, min_voiced of the speech gate).
+        job: (audio path, clip key, [({kind: file path}, copy index 0 = the clip)],
+            features, copy ranges, seed, min_voiced of the speech gate).
 
     Returns:
-        (images tried, images written, [(png path, problem)]); a clip that cannot be read is
-        one problem, named by its first target, whatever the number of its copies.
+        (images tried, images written, [(first file path, problem)]); a clip that cannot be
+        read is one problem, named by its first target, whatever the number of its copies.
     """
     audio, key, targets, features, copy_params, seed, min_voiced = job
+    first = [next(iter(files.values())) for files, _ in targets]
     try:  # what clip_image does, kept for the copies
         waveform = load_speech(audio, features, min_voiced=min_voiced)
     except AudioError as err:
-        return len(targets), 0, [(targets[0][0], str(err).removeprefix(f"{audio}: "))]
+        return len(targets), 0, [(first[0], str(err).removeprefix(f"{audio}: "))]
     problems = []
-    for target, copy in targets:
+    for (files, copy), name in zip(targets, first, strict=True):
         try:
             source = waveform if not copy else waveform_copy(
                 waveform, features.sample_rate, copy_rng(seed, key, copy), copy_params)
-            # The voice statistics travel inside the PNG: one atomic file per image.
-            atomic.write_bytes(target, png_bytes(spectrogram_image(source, features),
-                                                 pitch_text(waveform_pitch(source, features))))
+            for kind, path in files.items():  # each file atomic: a kill leaves whole files
+                atomic.write_bytes(path, _input_bytes(kind, source, features))
         except AudioError as err:
-            problems.append((target, str(err)))
+            problems.append((name, str(err)))
         except OSError as err:  # one clip's output must never end the run (a full disk does)
-            problems.append((target, f"cannot write its spectrogram {target}: "
-                                     f"{err.strerror or err}"))
+            problems.append((name, f"cannot write its inputs {name}: {err.strerror or err}"))
     return len(targets), len(targets) - len(problems), problems
 
 
-def _finished_png(path: Path) -> bool:
-    """A PNG that need not be made again: it exists and holds its voice statistics (PNGs
-    from before they were stored are remade once; their pixels come out the same)."""
-    try:
-        return path.is_file() and png_pitch(path) is not None
-    except OSError:
-        return False
+def _missing_files(root: Path, split: str, key: str, inputs: tuple[str, ...]
+                   ) -> dict[str, str]:
+    """{kind: path} of the inputs of a clip that are still to make."""
+    return {kind: str(clip_file(root, split, key, kind)) for kind in inputs
+            if not clip_file(root, split, key, kind).is_file()}
 
 
 def run_spectrograms(dataset_dir: str | os.PathLike, features: FeatureParams,
                      params: PreprocessParams) -> list[dict]:
-    """Stage 2: one PNG per clean clip, in ``params.workers`` processes.
+    """Stage 2: the input files ``params.inputs`` asks for (``clip_file``) of every clean
+    clip, in ``params.workers`` processes.
 
-    PNGs that exist are kept unless ``params.overwrite``. Bad clips are skipped and returned.
+    Files that exist are kept unless ``params.overwrite``. Bad clips are skipped and
+    returned.
 
     Returns:
         Problems, one dict per skipped clip (``REPORT_COLUMNS``).
@@ -299,27 +320,30 @@ def run_spectrograms(dataset_dir: str | os.PathLike, features: FeatureParams,
     for split in SPLITS:
         copies = params.augment_copies if split == "train" else 0
         for row in read_clean_manifest(root, split).itertuples(index=False):
-            targets = []  # the clip's own PNG and its copies' that are still to make
+            targets = []  # the clip's own input files and its copies' that are still to make
             for copy in range(copies + 1):
                 key = copy_key(row.key, copy)
-                target = png_path(root, split, key)
-                if not params.overwrite and _finished_png(target):
+                files = ({kind: str(clip_file(root, split, key, kind)) for kind in params.inputs}
+                         if params.overwrite else
+                         _missing_files(root, split, key, params.inputs))
+                if not files:
                     continue
-                targets.append((str(target), copy))
-                owners[str(target)] = (split, key, row.audio_path)
+                targets.append((files, copy))
+                owners[next(iter(files.values()))] = (split, key, row.audio_path)
             if targets:
                 jobs.append((str(root / row.audio_path), row.key, targets, features,
                              params.copy, params.seed, params.min_voiced))
     problems = []
     if not jobs:
-        log.info("spectrograms: every PNG already exists (use --overwrite to remake)")
+        log.info("spectrograms: every input file already exists (use --overwrite to remake)")
         return problems
     for split in SPLITS:
         (root / "Spectrograms" / split_dirname(split)).mkdir(parents=True, exist_ok=True)
         atomic.remove_leftovers(root / "Spectrograms" / split_dirname(split))  # of a kill
     workers = min(params.workers, len(jobs))
     images = sum(len(job[2]) for job in jobs)
-    bar = tqdm(total=images, desc="spectrograms", unit="image", disable=None)  # terminal only
+    bar = tqdm(total=images, desc=f"inputs ({', '.join(params.inputs)})", unit="clip",
+               disable=None)  # terminal only
     try:  # the bar ends its line even when a full disk ends the stage
         if workers > 1:
             # Forked workers (numpy/librosa/PIL only: preprocessing never imports TensorFlow,
@@ -352,7 +376,8 @@ def _collect(results, owners: dict, bar) -> tuple[list[dict], int]:
 
 def run_tfrecords(dataset_dir: str | os.PathLike, features: FeatureParams,
                   params: PreprocessParams) -> dict[str, dict]:
-    """Stage 3: shards the PNGs of each split (train shuffled, seeded) into TFRecords.
+    """Stage 3: shards the clips' input files of each split (train shuffled, seeded) into
+    TFRecords.
 
     Returns:
         ``{split: index}`` of the written shard indexes.
@@ -366,14 +391,15 @@ def run_tfrecords(dataset_dir: str | os.PathLike, features: FeatureParams,
     for split in SPLITS:
         copies = params.augment_copies if split == "train" else 0
         manifest = with_copies(read_clean_manifest(root, split), copies)
-        present = [png_path(root, split, key).is_file() for key in manifest["key"]]
+        present = [not _missing_files(root, split, key, params.inputs)
+                   for key in manifest["key"]]
         skipped = len(manifest) - sum(present)
         # A boolean Series: an empty list would select no columns instead of no rows.
         manifest = manifest[pd.Series(present, index=manifest.index, dtype="bool")]
         manifest = manifest.reset_index(drop=True)
         if skipped:
-            log.info("tfrecords: %s: %d images have no PNG (bad clips) and are left out",
-                     split, skipped)
+            log.info("tfrecords: %s: %d clips have no input files (bad clips) and are left "
+                     "out", split, skipped)
         order = np.arange(len(manifest))
         if split == "train":
             # Manifests are grouped by speaker/class; shuffle so no shard is one class.
@@ -381,22 +407,17 @@ def run_tfrecords(dataset_dir: str | os.PathLike, features: FeatureParams,
         rows = {row.key: row for row in manifest.itertuples(index=False)}
         keys = [manifest["key"].iloc[i] for i in order]
 
-        # Shards carry voice statistics only when every PNG has them (a reader for a
-        # --pitch_input model then relies on the index alone).
-        with_pitch = all(png_pitch(png_path(root, split, key)) is not None
-                         for key in keys)
-
-        def make_example(key: str, split: str = split, rows: dict = rows,
-                         with_pitch: bool = with_pitch) -> Example:
+        def make_example(key: str, split: str = split, rows: dict = rows) -> Example:
             row = rows[key]
-            data = png_path(root, split, key).read_bytes()
+            stored = {kind: clip_file(root, split, key, kind).read_bytes()
+                      for kind in params.inputs}
             height, width, channels = features.image_shape
-            pitch = png_pitch(data) if with_pitch else None
-            return Example(png=data, height=height, width=width, channels=channels,
-                           key=key, speaker_id=str(row.speaker_id),
+            return Example(png=stored.get("spectrogram", b""), height=height, width=width,
+                           channels=channels, key=key, speaker_id=str(row.speaker_id),
                            label_codes={task: int(getattr(row, f"{task}_code"))
                                         for task in labels.TASKS},
-                           pitch=b"" if pitch is None else pitch.astype("<f4").tobytes())
+                           pitch=stored.get("pitch", b""),
+                           embedding=stored.get("embedding", b""))
 
         # The rows' digest makes a relabelled clip change the plan, so its shard is rewritten.
         # (Without the copy column, which the keys repeat: no copies, the same digest as ever.)
@@ -407,9 +428,14 @@ def run_tfrecords(dataset_dir: str | os.PathLike, features: FeatureParams,
         metadata = {"image_shape": list(features.image_shape),
                     "tasks": [task for task in labels.TASKS if counts[task]["examples"]],
                     "task_counts": counts, "features": _features_record(features),
-                    "split": split, "rows_digest": rows_digest}
-        if with_pitch:
+                    "split": split, "rows_digest": rows_digest,
+                    "inputs": list(params.inputs)}
+        if "pitch" in params.inputs:
             metadata["pitch_features"] = list(STAT_NAMES)
+        if "embedding" in params.inputs:
+            from agegender.model import EMBEDDING_SIZE  # noqa: PLC0415
+
+            metadata["embedding_size"] = EMBEDDING_SIZE
         if copies:  # absent otherwise, so shards made before copies existed stay valid
             metadata |= {"augment_copies": copies, "copy": dataclasses.asdict(params.copy)}
         with tqdm(total=len(keys), desc=f"tfrecords {split}", unit="clip", disable=None) as bar:
