@@ -68,9 +68,10 @@ def test_shard_name_template() -> None:
 
 def test_serialize_writes_every_key_of_the_feature_spec() -> None:
     pitch = np.array([-0.3, -0.5, 0.1, 0.6, 1.0], "<f4").tobytes()
+    embedding = np.array([0.6, 0.8], "<f4").tobytes()
     example = Example(png=b"\x89PNG fake", height=5, width=6, channels=3, key="clé-1",
                       speaker_id="spk", label_codes={"gender": 1, "age": 4, "gender_age": 4},
-                      pitch=pitch)
+                      pitch=pitch, embedding=embedding)
     record = example.serialize()
     proto = tf.train.Example.FromString(record)
     assert set(proto.features.feature) == set(feature_spec())
@@ -80,6 +81,7 @@ def test_serialize_writes_every_key_of_the_feature_spec() -> None:
         "image/png": b"\x89PNG fake", "image/height": 5, "image/width": 6,
         "image/channels": 3, "clip/key": "clé-1".encode(), "clip/speaker_id": b"spk",
         "label/gender": 1, "label/age": 4, "label/gender_age": 4, "clip/pitch": pitch,
+        "clip/embedding": embedding,
     }
 
 

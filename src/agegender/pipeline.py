@@ -92,7 +92,8 @@ def scan_split(dataset_dir: str | os.PathLike, split: str, index: dict | None = 
     for name, expected in zip(index["shards"], counts, strict=True):
         path = folder / name
         try:
-            scan = scan_shard(path, expected=expected, image_shape=index.get("image_shape"))
+            scan = scan_shard(path, expected=expected, image_shape=index.get("image_shape"),
+                              images="spectrogram" in index.get("inputs", ["spectrogram"]))
         except OSError as err:
             raise DatasetError(f"{path}: cannot be read ({err.strerror or err})") from err
         good += [(codes, speaker) for *_, codes, speaker in scan.good]

@@ -373,12 +373,10 @@ def _png_channels(image) -> int:
     return len(image.getbands())
 
 
-def _record_problem(data: bytes, image_shape: Sequence[int] | None) -> tuple[str, dict, str]:
-    """(problem or "", label codes, speaker) of one framed record's data."""
-    import io  # noqa: PLC0415
-
-    from PIL import Image  # noqa: PLC0415
-
+def _record_problem(data: bytes, image_shape: Sequence[int] | None, images: bool = True
+                    ) -> tuple[str, dict, str]:
+    """(problem or "", label codes, speaker) of one framed record's data; ``images`` False:
+    the shards were made without spectrograms (``--inputs``), so the PNG is not checked."""
     try:
         values = decode_example(data)
     except ValueError as err:
@@ -386,21 +384,9 @@ def _record_problem(data: bytes, image_shape: Sequence[int] | None) -> tuple[str
     missing = [name for name, _, default in FIELDS if default is None and name not in values]
     if missing:
         return f"example lacks {', '.join(missing)}", {}, ""
-    try:
-        with Image.open(io.BytesIO(values["image/png"])) as image:
-            if image.format != "PNG":
-                raise OSError(f"{image.format} image, not PNG")
-            image.load()  # full decode: what tf.io.decode_png would choke on
-            size = (image.height, image.width)
-            channels = _png_channels(image)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
-        return f"corrupt PNG image ({err})", {}, ""
-    if image_shape is not None and size != tuple(image_shape[:2]):
-        return (f"image is {size[0]}×{size[1]}, the index says "
-                f"{image_shape[0]}×{image_shape[1]}"), {}, ""
-    if image_shape is not None and len(image_shape) > 2 and channels != image_shape[2]:
-        # decode_png(channels=3) would silently turn a grey image into three equal ones.
-        return (f"image has {channels} channel(s), the index says {image_shape[2]}"), {}, ""
+    problem = _png_problem(values["image/png"], image_shape) if images else ""
+    if problem:
+        return problem, {}, ""
     codes = {task: int(values.get(f"label/{task}", -1)) for task in labels.TASKS}
     for task, code in codes.items():
         names = labels.class_names(task)
@@ -411,8 +397,33 @@ def _record_problem(data: bytes, image_shape: Sequence[int] | None) -> tuple[str
     return "", codes, speaker.decode("utf-8", errors="replace")
 
 
+def _png_problem(png: bytes, image_shape: Sequence[int] | None) -> str:
+    """What is wrong with a record's PNG (decoded in full, as ``tf.io.decode_png`` would),
+    or ""."""
+    import io  # noqa: PLC0415
+
+    from PIL import Image  # noqa: PLC0415
+
+    try:
+        with Image.open(io.BytesIO(png)) as image:
+            if image.format != "PNG":
+                raise OSError(f"{image.format} image, not PNG")
+            image.load()  # full decode: what tf.io.decode_png would choke on
+            size = (image.height, image.width)
+            channels = _png_channels(image)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+        return f"corrupt PNG image ({err})"
+    if image_shape is not None and size != tuple(image_shape[:2]):
+        return (f"image is {size[0]}×{size[1]}, the index says "
+                f"{image_shape[0]}×{image_shape[1]}")
+    if image_shape is not None and len(image_shape) > 2 and channels != image_shape[2]:
+        # decode_png(channels=3) would silently turn a grey image into three equal ones.
+        return f"image has {channels} channel(s), the index says {image_shape[2]}"
+    return ""
+
+
 def scan_shard(path: str | os.PathLike, *, expected: int | None = None,
-               image_shape: Sequence[int] | None = None) -> ShardScan:
+               image_shape: Sequence[int] | None = None, images: bool = True) -> ShardScan:
     """Checks a shard's framing, both CRC-32Cs of every record, that each record is an
     Example of ``FIELDS`` and that its PNG decodes (to ``image_shape``), without TensorFlow.
 
@@ -423,11 +434,12 @@ def scan_shard(path: str | os.PathLike, *, expected: int | None = None,
         expected: records the index lists for it; fewer found is a problem (a truncation
             at a record boundary leaves valid framing).
         image_shape: (height, width, ...) the index promises.
+        images: the shard holds spectrogram PNGs (False: made without, ``--inputs``).
     """
     path = os.fspath(path)
     info = os.stat(path)
     cache_key = (path, info.st_size, info.st_mtime_ns, expected,
-                 tuple(image_shape) if image_shape is not None else None)
+                 tuple(image_shape) if image_shape is not None else None, images)
     if cache_key in _SCAN_CACHE:
         return _SCAN_CACHE[cache_key]
     with open(path, "rb") as handle:
@@ -459,7 +471,7 @@ def scan_shard(path: str | os.PathLike, *, expected: int | None = None,
             problems.append(ShardProblem(path, number, pos, "corrupt record (data CRC "
                                          "mismatch)"))
         else:
-            problem, codes, speaker = _record_problem(data, image_shape)
+            problem, codes, speaker = _record_problem(data, image_shape, images)
             if problem:
                 problems.append(ShardProblem(path, number, pos, problem))
             else:
