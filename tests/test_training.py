@@ -86,7 +86,8 @@ def test_saved_model_export_serves_without_project_code(trained_gender, tmp_path
         sys.modules["agegender"] = None
         import numpy as np, tensorflow as tf
         served = tf.saved_model.load({str(export)!r})
-        np.save("served.npy", served.serve(tf.constant(np.load("x.npy"))).numpy())
+        np.save("served.npy",
+                served.serve({{"spectrogram": tf.constant(np.load("x.npy"))}}).numpy())
         try:
             import agegender
             sys.exit("agegender should not be importable here")
