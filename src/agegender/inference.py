@@ -120,7 +120,9 @@ class AgeGenderDetector:
     def scoring(self) -> str:
         """How a clip's probabilities are made, in words (the test report prints it)."""
         if "spectrogram" not in self.model.inputs:
-            return "the whole clip's voice statistics (a voice_stats model: no image)"
+            read = {"pitch": "voice statistics", "embedding": "speaker embedding"}
+            return (f"the whole clip's {' and '.join(read[k] for k in self.model.inputs)} "
+                    "(no image)")
         if self.model.features.fixed_time and self.max_crops > 1:
             return (f"mean over up to {self.max_crops} crops per clip, spread over the clip "
                     f"(max_crops={self.max_crops}, as AgeGenderDetector)")
