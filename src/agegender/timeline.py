@@ -158,14 +158,20 @@ def audio_blocks(path: str | os.PathLike, rates: tuple[int, ...],
 def gate_pass(path: str | os.PathLike, block_s: float) -> tuple[speech.FrameVoicing, float]:
     """Pass 1: the gate's measurements of every frame, and the duration, seconds."""
     parts, carry, total = [], np.zeros(0, np.float32), 0
+    measured = 0  # frames at the start of ``carry`` already measured
     for (block,) in audio_blocks(path, (speech.GATE_RATE,), block_s):
         total += block.shape[0]
         joined = np.concatenate([carry, block])
         count = 0 if joined.shape[0] < speech.FRAME else (
             1 + (joined.shape[0] - speech.FRAME) // speech.HOP)
-        if count:
-            parts.append(speech.frame_voicing(joined[:(count - 1) * speech.HOP + speech.FRAME]))
-        carry = joined[count * speech.HOP:]  # the next frame starts here
+        if count > measured:
+            voicing = speech.frame_voicing(joined[:(count - 1) * speech.HOP + speech.FRAME])
+            parts.append(voicing.tail(measured))
+        # The next block's frames are measured beside the last SIMILARITY_LAG of these,
+        # so that each has the frame it is compared with (speech.stationary).
+        keep = max(0, count - speech.SIMILARITY_LAG) if count > measured else 0
+        carry = joined[keep * speech.HOP:]
+        measured = max(count, measured) - keep
     return speech.FrameVoicing.concatenate(parts), total / speech.GATE_RATE
 
 
