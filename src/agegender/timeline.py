@@ -36,22 +36,29 @@ NO_SPEECH = "no speech"
 STEP_FRAMES = 5  # gate frames per decision step: 0.1 s
 
 
+# Bounds of the flags that size allocations (TimelineParams refuses values outside them).
+MIN_HOP_S = 0.05      # hops below the 0.1-s decision step add model calls, not resolution
+MIN_WINDOW_S = 0.1
+MAX_WINDOW_S = 60.0
+MAX_BLOCK_S = 600.0
+
+
 @dataclasses.dataclass(frozen=True)
 class TimelineParams:
     """How a recording is cut into segments.
 
     Attributes:
         window_s: model window, seconds; 0 = the model's crop (fixed-time presets: the
-            image width; ``paper``: ``PAPER_WINDOW_S``).
+            image width; ``paper``: ``PAPER_WINDOW_S``); else 0.1-60 s.
         hop_s: window hop, seconds; 0 = the window (windows side by side: half the model
             calls of a half-window hop, for 2x the speed; the Viterbi pass smooths the
-            seams).
+            seams); else 0.05-60 s.
         min_pause_s: voiceless gaps shorter than this stay inside a speech region.
         min_speech_s: speech regions shorter than this are dropped.
         pad_s: each region widened by this much either side (onsets, unvoiced consonants).
         switch_penalty: Viterbi cost of a label change, nats; higher = fewer, longer
             segments.
-        block_s: seconds decoded at a time.
+        block_s: seconds decoded at a time, 1-600.
         min_voiced: the gate's share of voiced frames a file needs to be called speech at all
             (as for a clip); 0 = any voiced region counts.
     """
@@ -69,10 +76,23 @@ class TimelineParams:
         for name in ("window_s", "hop_s", "min_pause_s", "min_speech_s", "pad_s",
                      "switch_penalty"):
             value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ParameterError(f"{name}={value!r} must be a finite number >= 0")
-        if not (math.isfinite(self.block_s) and self.block_s >= 1):
-            raise ParameterError(f"block_s={self.block_s!r} must be >= 1")
+        # The flags that size allocations, bounded before anything is decoded: a window's
+        # audio and a decoded block are held in memory, and every hop adds a model window.
+        for name, low, high, why in (
+                ("window_s", MIN_WINDOW_S, MAX_WINDOW_S, "the audio of each window is held"),
+                ("hop_s", MIN_HOP_S, MAX_WINDOW_S,
+                 f"at most {1 / MIN_HOP_S:.0f} model windows per second of speech")):
+            value = getattr(self, name)
+            if value and not low <= value <= high:
+                raise ParameterError(f"{name}={value!r} must be 0 (the default) or from {low} "
+                                     f"to {high} s ({why})")
+        if not (isinstance(self.block_s, (int, float)) and math.isfinite(self.block_s)
+                and 1 <= self.block_s <= MAX_BLOCK_S):
+            raise ParameterError(f"block_s={self.block_s!r} must be from 1 to {MAX_BLOCK_S} s "
+                                 f"(a block is decoded whole: {MAX_BLOCK_S} s of 384-kHz "
+                                 "audio is 0.9 GB)")
         speech.check_min_voiced(self.min_voiced)
 
 
