@@ -31,6 +31,7 @@ NOISE = re.compile(
     r"^(?:\[src/libmpg123/[^\]]*\] "  # libmpg123's decoder errors and warnings
     r"|Note: (?:Illegal Audio-MPEG-Header|Trying to resync|Skipped \d+ bytes in input"
     r"|Giving up resync)"
+    r"|Warning: Xing stream size off by more than"  # a damaged MP3's Xing header
     r"|WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR$"
     r"|I\d{4} [\d:. ]+\d+ port\.cc:\d+\] oneDNN custom operations are on)"
 )

@@ -125,6 +125,12 @@ def audio_blocks(path: str | os.PathLike, rates: tuple[int, ...],
                  block_s: float) -> Iterator[tuple[np.ndarray, ...]]:
     """Decodes a file ``block_s`` seconds at a time, mono, resampled to each of ``rates``.
 
+    An MP3 damaged in places (``mp3_frames.frame_runs`` finds more than one run of frames)
+    is decoded run by run; each damaged stretch between runs becomes silence of its
+    estimated length, named in one WARNING (the gate then gives it no label), instead of the
+    whole recording being refused or silently cut at the first bad byte. The decoder's own
+    complaints are kept off stderr (``native_stderr``).
+
     Yields:
         One tuple per block: float32 [samples'] at each rate; the blocks of one rate join
         seamlessly (the resampler keeps its state across blocks).
@@ -136,8 +142,6 @@ def audio_blocks(path: str | os.PathLike, rates: tuple[int, ...],
     import soxr  # noqa: PLC0415
 
     from agegender.features import (  # noqa: PLC0415
-        MAX_RATE_HZ,
-        MIN_RATE_HZ,
         _libsndfile_reason,
         file_problem,
         truncation_problem,
@@ -148,31 +152,91 @@ def audio_blocks(path: str | os.PathLike, rates: tuple[int, ...],
     if problem:
         raise AudioError(f"{path}: {problem}")
     try:
-        with sf.SoundFile(path) as audio:
-            native = audio.samplerate
-            if not MIN_RATE_HZ <= native <= MAX_RATE_HZ or audio.channels <= 0:
-                raise AudioError(f"{path}: implausible sample rate {native} Hz in the header "
-                                 f"(accepted: {MIN_RATE_HZ}-{MAX_RATE_HZ} Hz)")
-            streams = [None if rate == native else
-                       soxr.ResampleStream(native, rate, 1, dtype="float32", quality="HQ")
-                       for rate in rates]
-            frames = max(1, int(block_s * native))
-            while True:
-                data = audio.read(frames=frames, dtype="float32", always_2d=True)
-                last = data.shape[0] < frames
-                mono = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1)
-                if not np.isfinite(mono).all():
-                    raise AudioError(f"{path}: not finite: NaN or infinite samples")
-                yield tuple(mono.copy() if stream is None else
-                            stream.resample_chunk(mono, last=last) for stream in streams)
-                if last:
-                    return
+        streams, native = None, None
+        for mono, rate, last in _native_blocks(path, block_s):
+            if streams is None:
+                native = rate
+                streams = [None if want == native else
+                           soxr.ResampleStream(native, want, 1, dtype="float32", quality="HQ")
+                           for want in rates]
+            if not np.isfinite(mono).all():
+                raise AudioError(f"{path}: not finite: NaN or infinite samples")
+            yield tuple(mono.copy() if stream is None else
+                        stream.resample_chunk(mono, last=last) for stream in streams)
     except sf.LibsndfileError as err:
         raise AudioError(f"{path}: {_libsndfile_reason(err)}") from err
     except OSError as err:
         raise AudioError(f"{path}: cannot be read ({err.strerror or err})") from err
     except (RuntimeError, ValueError) as err:
         raise AudioError(f"{path}: corrupt or not an audio file ({err})") from err
+
+
+def _native_blocks(path: str, block_s: float) -> Iterator[tuple[np.ndarray, int, bool]]:
+    """(mono float32 block at the file's rate, that rate, last block?) of a file; an MP3
+    with damaged stretches run by run, each stretch as silence (see ``audio_blocks``)."""
+    from agegender.mp3_frames import ByteRange, frame_runs  # noqa: PLC0415
+
+    runs = frame_runs(path) if path.lower().endswith(".mp3") else []
+    if len(runs) <= 1:
+        yield from _file_blocks(path, path, block_s, final=True)
+        return
+    rate, elapsed, gaps = None, 0.0, []
+    for number, run in enumerate(runs):
+        if number:  # the damaged bytes before this run: silence of their length
+            before = runs[number - 1]
+            per_byte = (before.seconds + run.seconds) / max(1, (before.end - before.start)
+                                                           + (run.end - run.start))
+            seconds = (run.start - before.end) * per_byte
+            gaps.append((elapsed, elapsed + seconds))
+            yield np.zeros(int(round(seconds * rate)), np.float32), rate, False
+            elapsed += seconds
+        with ByteRange(path, run.start, run.end) as source:
+            for mono, block_rate, last in _file_blocks(source, path, block_s,
+                                                       final=number == len(runs) - 1):
+                if rate is None:
+                    rate = block_rate
+                elif block_rate != rate:
+                    raise AudioError(f"{path}: sample rate changes from {rate} to "
+                                     f"{block_rate} Hz after a damaged stretch")
+                elapsed += mono.shape[0] / rate
+                yield mono, rate, last
+    key = (path, os.stat(path).st_mtime_ns)
+    if key not in _WARNED:  # once per file, though each pass decodes it
+        _WARNED.add(key)
+        log.warning("%s: %d damaged stretch(es) of MP3 data (%s), kept as silence: no label "
+                    "there", path, len(gaps),
+                    ", ".join(f"{a:.1f}-{b:.1f} s" for a, b in gaps[:5])
+                    + (f", ... ({len(gaps) - 5} more)" if len(gaps) > 5 else ""))
+
+
+_WARNED: set[tuple[str, int]] = set()
+
+
+def _file_blocks(source, path: str, block_s: float, *, final: bool
+                 ) -> Iterator[tuple[np.ndarray, int, bool]]:
+    """(mono float32 block, native rate, last block?) of one decodable source (a path or a
+    ``ByteRange``); ``final``: the source ends the recording."""
+    import soundfile as sf  # noqa: PLC0415
+
+    from agegender.features import MAX_RATE_HZ, MIN_RATE_HZ  # noqa: PLC0415
+    from agegender.native_stderr import filtered_stderr  # noqa: PLC0415
+
+    with filtered_stderr():  # libmpg123's lines about a damaged MP3; ours is the message
+        audio = sf.SoundFile(source)
+    with audio:
+        native = audio.samplerate
+        if not MIN_RATE_HZ <= native <= MAX_RATE_HZ or audio.channels <= 0:
+            raise AudioError(f"{path}: implausible sample rate {native} Hz in the header "
+                             f"(accepted: {MIN_RATE_HZ}-{MAX_RATE_HZ} Hz)")
+        frames = max(1, int(block_s * native))
+        while True:
+            with filtered_stderr():
+                data = audio.read(frames=frames, dtype="float32", always_2d=True)
+            last = data.shape[0] < frames
+            yield (data[:, 0] if data.shape[1] == 1 else data.mean(axis=1)), native, \
+                last and final
+            if last:
+                return
 
 
 def gate_pass(path: str | os.PathLike, block_s: float) -> tuple[speech.FrameVoicing, float]:

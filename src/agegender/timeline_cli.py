@@ -3,16 +3,19 @@
 The run never replaces a file it did not write: every output name is planned before the
 first file is read, each name once per run (``a/x.wav``, ``b/x.wav`` and ``c/x-2.wav`` give
 ``x``, ``x-2`` and ``x-2-2``), and an existing file under a planned name stops the run in
-one line unless ``--overwrite`` is given. The folder is locked while the run writes it, and
+one line unless ``--overwrite`` is given. The folder is locked (``flock`` on the folder
+itself: no lock file) while the run writes it, and
 ``.tmp-`` leftovers of a killed run's timeline files are removed first.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 
 from agegender.errors import AgeGenderError, OutputError, ParameterError
@@ -78,7 +81,6 @@ def run_timelines(detector, files: list[str], args, identity: dict) -> int:
     """
     from agegender.checkpoints import describe_model  # noqa: PLC0415
     from agegender.inference import input_problem  # noqa: PLC0415
-    from agegender.runlock import RunLock  # noqa: PLC0415
     from agegender.timeline import NO_SPEECH, TimelineParams  # noqa: PLC0415
     from agegender.timeline_formats import FORMATS, write_timeline  # noqa: PLC0415
 
@@ -93,9 +95,7 @@ def run_timelines(detector, files: list[str], args, identity: dict) -> int:
                 f"{taken[0]}: exists and this run did not write it"
                 + (f" ({len(taken) - 1} more planned files exist)" if len(taken) > 1 else "")
                 + "; pass --overwrite to replace them, or choose another --timeline_dir")
-    lock = RunLock(args.timeline_dir, what="timeline",
-                   lock_path=Path(args.timeline_dir) / ".timeline.lock")
-    with lock:
+    with folder_lock(args.timeline_dir):
         # Leftovers of a killed run's timeline files (and only those: it may be your folder).
         _remove_timeline_leftovers(args.timeline_dir, FORMATS)
         done, results = 0, []
@@ -124,8 +124,6 @@ def run_timelines(detector, files: list[str], args, identity: dict) -> int:
                   + (f": {shares}" if shares else ": no speech")
                   + f" -> {prefix}.{{csv,json,rttm,TextGrid,png}}")
             done += 1
-        if not done:
-            lock.remove_if_alone()
     if output:
         try:
             write_segments(output, results, identity, detector.task)
@@ -136,6 +134,35 @@ def run_timelines(detector, files: list[str], args, identity: dict) -> int:
     print(f"{done} of {len(files)} files put on a timeline ({detector.task}) by "
           f"{describe_model(identity, short=True)}")
     return 0 if done else 1
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike) -> Iterator[None]:
+    """Holds an exclusive ``flock`` on ``folder`` itself (created if missing) for the block:
+    no lock file is left in what may be the user's own folder; the lock goes with the
+    process, even after ``kill -9``.
+
+    Raises:
+        OutputError: another process holds it, or the folder cannot be made or opened.
+    """
+    import fcntl  # noqa: PLC0415
+
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as err:
+        raise OutputError(f"--timeline_dir={folder}: cannot be made or opened "
+                          f"({err.strerror or err})") from err
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            raise OutputError(f"--timeline_dir={folder}: another timeline run is writing "
+                              "this folder; wait for it to finish, or give this run another "
+                              "--timeline_dir") from err
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _remove_timeline_leftovers(folder: str | os.PathLike, formats: tuple[str, ...]) -> int:
