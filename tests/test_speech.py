@@ -254,8 +254,9 @@ def clicks_and_buzz() -> dict[str, np.ndarray]:
         for ms in (10.0, 20.0)}
     clips.update({f"square_{f}hz": synthetic.square_wave(f) for f in (100.0, 150.0, 165.5, 220.0,
                                                                       275.7)})
+    # Seed 420497699: a 120-Hz hum whose harmonics the old gate called 38 % voiced.
     clips.update({f"hum_{f}hz_seed{seed}": synthetic.hum(f, seed=seed)
-                  for f in (50.0, 60.0, 100.0, 120.0) for seed in range(3)})
+                  for f in (50.0, 60.0, 100.0, 120.0) for seed in (0, 1, 420497699)})
     return clips
 
 
