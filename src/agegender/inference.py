@@ -83,15 +83,16 @@ def path_list(items, argument: str, *, one: bool = False) -> list[str]:
     """``items`` (one path or a sequence of them) as a list of ``str`` paths.
 
     Raises:
-        ParameterError: an array (a waveform is not a list of paths: each sample would be
-            taken for a file name), or an item that is not a path; one line naming
-            ``argument``.
+        ParameterError: a numeric array (a waveform is not a list of paths: each sample
+            would be taken for a file name), or an item that is not a path (a sample, a
+            tensor); one line naming ``argument``. An array or Series of path strings is
+            a sequence of paths.
     """
     in_memory = ("pass file paths; in-memory audio: write it to a WAV first, e.g. "
                  "soundfile.write('clip.wav', waveform, sample_rate)")
-    if isinstance(items, np.ndarray) or hasattr(items, "__array__"):
-        raise ParameterError(f"{argument}: got an array of shape "
-                             f"{tuple(np.shape(items))}, not file paths; {in_memory}")
+    if isinstance(items, np.ndarray) and items.dtype.kind not in "USO":  # not paths
+        raise ParameterError(f"{argument}: got an array of shape {items.shape}, not file "
+                             f"paths; {in_memory}")
     if isinstance(items, (str, bytes, os.PathLike)):  # one path, not its letters
         items = [items]
     elif one:
@@ -102,7 +103,7 @@ def path_list(items, argument: str, *, one: bool = False) -> list[str]:
         if not isinstance(item, (str, bytes, os.PathLike)):
             raise ParameterError(f"{argument}: expected file paths, got an item of type "
                                  f"{type(item).__name__} ({str(item)[:40]}); {in_memory}")
-        paths.append(os.fsdecode(item))
+        paths.append(str(os.fsdecode(item)))
     return paths
 
 

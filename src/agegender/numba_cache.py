@@ -65,6 +65,13 @@ def prepare_numba_cache() -> None:
         return
     _prepared = True
     folder = cache_dir()
+    if not os.environ.get(CHILD_ENV):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:  # no writable home: numba keeps its own default
+            log.warning("numba cache %s cannot be made (%s); not checked", folder,
+                        err.strerror or err)
+            return
     os.environ["NUMBA_CACHE_DIR"] = str(folder)
     if "numba" in sys.modules:  # imported by the caller already: its config is read
         from numba.core import config  # noqa: PLC0415
@@ -73,7 +80,6 @@ def prepare_numba_cache() -> None:
     if os.environ.get(CHILD_ENV):
         return
     try:
-        folder.mkdir(parents=True, exist_ok=True)
         with _locked(folder):
             _verify(folder)
     except OSError as err:

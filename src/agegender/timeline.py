@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import numbers
 import os
 from collections.abc import Iterator
 
@@ -76,7 +77,7 @@ class TimelineParams:
         for name in ("window_s", "hop_s", "min_pause_s", "min_speech_s", "pad_s",
                      "switch_penalty"):
             value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+            if not (isinstance(value, numbers.Real) and math.isfinite(value) and value >= 0):
                 raise ParameterError(f"{name}={value!r} must be a finite number >= 0")
         # The flags that size allocations, bounded before anything is decoded: a window's
         # audio and a decoded block are held in memory, and every hop adds a model window.
@@ -88,7 +89,7 @@ class TimelineParams:
             if value and not low <= value <= high:
                 raise ParameterError(f"{name}={value!r} must be 0 (the default) or from {low} "
                                      f"to {high} s ({why})")
-        if not (isinstance(self.block_s, (int, float)) and math.isfinite(self.block_s)
+        if not (isinstance(self.block_s, numbers.Real) and math.isfinite(self.block_s)
                 and 1 <= self.block_s <= MAX_BLOCK_S):
             raise ParameterError(f"block_s={self.block_s!r} must be from 1 to {MAX_BLOCK_S} s "
                                  f"(a block is decoded whole: {MAX_BLOCK_S} s of 384-kHz "
