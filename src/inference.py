@@ -40,14 +40,19 @@ def build_parser() -> argparse.ArgumentParser:
                              "paper models always use the whole clip (default: 3)")
     parser.add_argument("--output", default=None,
                         help="write every class probability per file to a .csv or .json "
-                             "(missing folders on its path are created)")
+                             "(missing folders on its path are created); with --timeline: "
+                             "every file's segments")
     cli.add_bool_flag(parser, "timeline", default=False,
                       help="label who speaks when over each whole file: segments (start, end, "
                            "label, probability) with 'no speech' marked, written as CSV, JSON, "
                            "RTTM, TextGrid and PNG to --timeline_dir (README: Timeline)")
-    parser.add_argument("--timeline_dir", default="timeline",
-                        help="--timeline: folder for <file stem>.{csv,json,rttm,TextGrid,png} "
-                             "(default: %(default)s)")
+    parser.add_argument("--timeline_dir", default=os.path.join("results", "timeline"),
+                        help="--timeline: folder for <file stem>.{csv,json,rttm,TextGrid,png}; "
+                             "a file there that this run did not write is never replaced "
+                             "without --overwrite (default: %(default)s)")
+    cli.add_bool_flag(parser, "overwrite", default=False,
+                      help="--timeline: replace timeline files that exist already in "
+                           "--timeline_dir")
     parser.add_argument("--hop_s", type=float, default=0.0,
                         help="--timeline: seconds between model windows; 0: the model's "
                              "window, side by side; half of it: twice the model calls "
@@ -117,11 +122,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
 
     def work() -> int:
-        cli.check_numbers(args, {"top_k": cli.POSITIVE_INT, "batch_size": cli.POSITIVE_INT,
-                                 "max_crops": cli.POSITIVE_INT,
+        from agegender.inference import MAX_BATCH_SIZE, MAX_CROPS  # noqa: PLC0415
+
+        cli.check_numbers(args, {"top_k": cli.POSITIVE_INT,
+                                 "batch_size": cli.Bounds(1, MAX_BATCH_SIZE),
+                                 "max_crops": cli.Bounds(1, MAX_CROPS),
                                  "min_voiced": cli.Bounds(0, 1), "hop_s": cli.Bounds(0)})
         from agegender.checkpoints import describe_model, model_identity  # noqa: PLC0415
         from agegender.inference import AgeGenderDetector, expand_audio_paths  # noqa: PLC0415
+
+        if args.timeline:  # its flags, judged before the model is loaded
+            from agegender.timeline import TimelineParams  # noqa: PLC0415
+
+            try:
+                TimelineParams(hop_s=args.hop_s)
+            except ParameterError as err:
+                raise ParameterError(f"--{err}") from err
 
         if args.top_k < 1:
             raise ParameterError(f"--top_k={args.top_k} must be >= 1")

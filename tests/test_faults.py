@@ -12,6 +12,8 @@ import json
 import os
 import shutil
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -601,3 +603,261 @@ def test_out_of_range_label_in_a_shard_is_one_line(shards: Path, gender_model: P
     assert status == 2
     assert f"{shard}: record 1 (byte " in line
     assert "label/gender is 7, outside 0..1 (male, female) and -1 (no label)" in line
+
+
+# -- issue 32: never overwrite a user's file, one result per input, no label for clicks -------
+
+def voice_wav(path: Path, seconds: float = 3.0, seed: int = 0) -> Path:
+    return synth.write_audio(path, synth.voice("female", "twenties", seed=seed,
+                                               seconds=seconds))
+
+
+def timeline_cli(model: Path, *args: str) -> int:
+    return inference_cli.main([f"--model_path={model}", "--timeline", *args])
+
+
+def test_timeline_never_replaces_the_users_files(gender_model: Path, tmp_path: Path,
+                                                 capsys) -> None:
+    """Was: DIR/meeting.TextGrid and .csv beside meeting.wav replaced, exit 0."""
+    folder = tmp_path / "recordings"
+    wav = voice_wav(folder / "meeting.wav")
+    for suffix in (".TextGrid", ".csv"):
+        (folder / f"meeting{suffix}").write_text("mine\n")
+    status = timeline_cli(gender_model, f"--audio_file={wav}", f"--timeline_dir={folder}")
+    line = one_error_line(capsys)
+    assert status == 2
+    assert "meeting.csv: exists and this run did not write it" in line and "--overwrite" in line
+    assert (folder / "meeting.TextGrid").read_text() == "mine\n"
+    assert (folder / "meeting.csv").read_text() == "mine\n"
+    assert not (folder / "meeting.json").exists()  # refused before anything was written
+    status = timeline_cli(gender_model, f"--audio_file={wav}", f"--timeline_dir={folder}",
+                          "--overwrite")
+    assert status == 0
+    assert (folder / "meeting.TextGrid").read_text().startswith('File type = "ooTextFile"')
+
+
+def test_timeline_folder_defaults_under_results() -> None:
+    args = inference_cli.parse_args(["--audio_file=a.wav", "--timeline"])
+    assert Path(args.timeline_dir) == Path("results") / "timeline"
+
+
+def test_one_timeline_run_never_overwrites_its_own_files(gender_model: Path,
+                                                         tmp_path: Path, capsys) -> None:
+    """Was: a/x.wav b/x.wav c/x-2.wav: the third replaced the second's x-2.*, "3 of 3"."""
+    files = [voice_wav(tmp_path / "a" / "x.wav", seed=1), voice_wav(tmp_path / "b" / "x.wav",
+                                                                    seed=2),
+             voice_wav(tmp_path / "c" / "x-2.wav", seed=3)]
+    out = tmp_path / "tl"
+    status = timeline_cli(gender_model, "--audio_file", *map(str, files),
+                          f"--timeline_dir={out}")
+    assert status == 0
+    written = {json.loads(p.read_text())["file"] for p in out.glob("*.json")}
+    assert written == {str(f) for f in files}
+    assert len(list(out.glob("*.TextGrid"))) == 3
+
+
+def test_timeline_run_removes_leftovers_of_a_killed_run(gender_model: Path,
+                                                        tmp_path: Path) -> None:
+    """Was: .tmp-…-<stem>.json of a kill -9 stayed for ever."""
+    out = tmp_path / "tl"
+    out.mkdir()
+    leftover = out / ".tmp-0123abcd-meeting.json"
+    leftover.write_text("{")
+    theirs = out / ".tmp-0123abcd-notes.txt"  # not a timeline file: not ours to remove
+    theirs.write_text("x")
+    wav = voice_wav(tmp_path / "other.wav")
+    assert timeline_cli(gender_model, f"--audio_file={wav}", f"--timeline_dir={out}") == 0
+    assert not leftover.exists() and theirs.exists()
+
+
+def test_timeline_honours_output(gender_model: Path, tmp_path: Path) -> None:
+    """Was: --output beside --timeline silently ignored."""
+    wavs = [voice_wav(tmp_path / "one.wav", seed=1), voice_wav(tmp_path / "two.wav", seed=2)]
+    table = tmp_path / "segments.csv"
+    status = timeline_cli(gender_model, "--audio_file", *map(str, wavs),
+                          f"--timeline_dir={tmp_path / 'tl'}", f"--output={table}")
+    assert status == 0
+    frame = pd.read_csv(table)
+    assert list(frame.columns) == ["file", "start", "end", "label", "probability"]
+    assert set(frame["file"]) == {str(w) for w in wavs}
+    assert (tmp_path / "segments.csv.model.json").is_file()
+
+
+def test_tiny_hop_is_refused_before_anything_is_allocated(gender_model: Path,
+                                                          tmp_path: Path, capsys) -> None:
+    """Was: --hop_s 1e-9 accepted; a 3-s clip grew to 21 GB and the OOM killer ended it."""
+    wav = voice_wav(tmp_path / "a.wav")
+    status = timeline_cli(gender_model, f"--audio_file={wav}", "--hop_s=1e-9",
+                          f"--timeline_dir={tmp_path / 'tl'}")
+    line = one_error_line(capsys)
+    assert status == 2 and "--hop_s=1e-09 must be 0" in line and "0.05" in line
+    from agegender.timeline import TimelineParams
+
+    for name, value in (("window_s", 1e6), ("block_s", 1e12), ("hop_s", 1e-9)):
+        with pytest.raises(ParameterError, match=f"{name}="):
+            TimelineParams(**{name: value})
+
+
+@pytest.mark.parametrize("arguments, message", [
+    ({"batch_size": 10**9}, "batch_size=1000000000 must be an integer from 1 to 4096"),
+    ({"max_crops": 10**6}, "max_crops=1000000 must be an integer from 1 to 64"),
+    ({"max_crops": 2.5}, "max_crops=2.5 must be an integer"),
+    ({"max_crops": float("nan")}, "max_crops=nan must be an integer"),
+])
+def test_detector_bounds_its_allocation_arguments(gender_model: Path, arguments: dict,
+                                                  message: str) -> None:
+    """Was: max_crops=2.5 and nan accepted; nothing bounded batch_size or max_crops."""
+    from agegender import AgeGenderDetector
+
+    with pytest.raises(ParameterError, match=message):
+        AgeGenderDetector(gender_model, **arguments)
+
+
+def test_input_budget_is_checked_before_a_batch_is_made() -> None:
+    from agegender.inference import check_input_budget
+
+    big = FeatureParams(image_size=512)
+    check_input_budget(64, 3, big)  # 64 x 3 images of 512 x 512: 0.56 GiB
+    with pytest.raises(ParameterError, match=r"batch_size=4096 x max_crops=64 would need "
+                                             r"768\.0 GiB .* over the 2 GiB budget"):
+        check_input_budget(4096, 64, big)
+
+
+def test_predict_gives_one_result_per_input_in_order(gender_model: Path,
+                                                     tmp_path: Path) -> None:
+    """Was: predict([a, b, a, c]) returned 3 results: zip paired the wrong clips."""
+    from agegender import AgeGenderDetector
+
+    a, b, c = (voice_wav(tmp_path / f"{n}.wav", seed=i) for i, n in enumerate("abc"))
+    folder = tmp_path / "more"
+    d, e = voice_wav(folder / "d.wav", seed=4), voice_wav(folder / "e.wav", seed=5)
+    detector = AgeGenderDetector(gender_model)
+    results = detector.predict([a, b, a, c])
+    assert [r["file"] for r in results] == [str(a), str(b), str(a), str(c)]
+    assert results[0]["probabilities"] == results[2]["probabilities"]
+    results = detector.predict([a, folder, a])  # a folder expands in place
+    assert [r["file"] for r in results] == [str(a), str(d), str(e), str(a)]
+
+
+@pytest.mark.parametrize("audio", [np.zeros(16_000, np.float32), np.zeros(0, np.float32),
+                                   [np.float32(0.1), np.float32(0.2)]])
+def test_waveforms_are_refused_in_one_line(gender_model: Path, audio) -> None:
+    """Was: TypeError: expected str ... (each sample taken for a path); [] for an empty one."""
+    from agegender import AgeGenderDetector
+
+    detector = AgeGenderDetector(gender_model)
+    with pytest.raises(ParameterError, match=r"audio_files: .*pass file paths; in-memory "
+                                             r"audio: write it to a WAV first"):
+        detector.predict(audio)
+    with pytest.raises(ParameterError, match="path: .*pass file paths"):
+        detector.timeline(audio)
+
+
+def test_garbage_checksum_sidecar_is_named_not_the_model(gender_model: Path,
+                                                         tmp_path: Path, capsys) -> None:
+    """Was: checksum mismatch ... expected not, blaming the intact model."""
+    model = copy_model(gender_model, tmp_path)
+    atomic.checksum_path(model).write_text("not a checksum\n")
+    status = inference_cli.main([f"--model_path={model}", "--audio_file=x.wav"])
+    line = one_error_line(capsys)
+    assert status == 2
+    assert f"its checksum file {atomic.checksum_path(model)} is unreadable" in line
+    assert "mismatch" not in line and "'not'" in line
+
+
+def _rewrite_record(path: Path, number: int, change) -> None:
+    scan = tfrecords.scan_shard(path)
+    records = tfrecords.read_records(path, [(o, n) for o, n, *_ in scan.good])
+    values = tfrecords.decode_example(records[number])
+    values["image/png"] = change(bytearray(values["image/png"]))
+    records[number] = tfrecords.encode_example(values)
+    path.write_bytes(b"".join(tfrecords.tfrecord_frame(r) for r in records))
+
+
+def _bad_idat_crc(png: bytearray) -> bytes:
+    """The IDAT chunk's CRC flipped: Pillow decodes it, libpng (TensorFlow) refuses it."""
+    start = png.index(b"IDAT") - 4
+    length = int.from_bytes(png[start:start + 4], "big")
+    png[start + 8 + length] ^= 0xFF
+    return bytes(png)
+
+
+def test_png_with_a_bad_chunk_crc_is_named_and_skipped(shards: Path, gender_model: Path,
+                                                       tmp_path: Path, capsys) -> None:
+    """Was (regression): TensorFlow's InvalidArgumentError traceback from test.py, even with
+    --skip_corrupt."""
+    path = shard(shards)
+    _rewrite_record(path, 2, _bad_idat_crc)
+    status = test_cli.main(["--dataset_dir", str(shards), "--model_path", str(gender_model),
+                            "--results_dir", str(tmp_path / "r")])
+    line = one_error_line(capsys)
+    assert status == 2 and f"{path}: record 2 (byte " in line
+    assert "corrupt PNG image (CRC mismatch in chunk IDAT" in line
+    status = test_cli.main(["--dataset_dir", str(shards), "--model_path", str(gender_model),
+                            "--results_dir", str(tmp_path / "r2"), "--skip_corrupt"])
+    captured = capsys.readouterr()
+    assert status == 0, captured.err
+    assert "Traceback" not in captured.err
+
+
+def _run_voice_statistics(env: dict) -> subprocess.CompletedProcess:
+    code = ("from agegender.voice_stats import voice_statistics\n"
+            "from agegender.synthetic import intoned_voice\n"
+            "print(voice_statistics(intoned_voice(150.0, seconds=1.0, rate=8000), 8000)[0])")
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=900, check=False)
+
+
+def test_corrupt_numba_cache_is_caught_and_rebuilt(tmp_path: Path) -> None:
+    """Was: a bad file in numba's cache of librosa.yin's compiled code: every run ended with
+    SIGSEGV (exit 139) or an LLVM traceback, no message."""
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [src, env.get("PYTHONPATH")]))
+    good = _run_voice_statistics(env)  # fills and verifies the per-user cache (once)
+    assert good.returncode == 0, good.stderr
+    from agegender.numba_cache import cache_dir
+
+    user_cache = cache_dir() if not os.environ.get("NUMBA_CACHE_DIR") else None
+    cache = tmp_path / "numba"
+    shutil.copytree(user_cache or Path(os.environ["NUMBA_CACHE_DIR"]), cache)
+    compiled = sorted(cache.rglob("pitch._pi_wrapper-*.1.nbc"))  # yin's parabolic step
+    assert compiled, sorted(p.name for p in cache.rglob("*"))
+    data = bytearray(compiled[0].read_bytes())
+    data[len(data) // 2:len(data) // 2 + 64] = bytes(b ^ 0xFF for b in
+                                                     data[len(data) // 2:len(data) // 2 + 64])
+    compiled[0].write_bytes(bytes(data))
+    result = _run_voice_statistics({**env, "NUMBA_CACHE_DIR": str(cache)})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert float(result.stdout) == float(good.stdout)
+    assert "numba cache" in result.stderr and "compiled afresh" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("damage", ["zeros", "random"])
+def test_partly_corrupt_mp3_keeps_its_good_audio_on_the_timeline(
+        gender_model: Path, tmp_path: Path, capfd, caplog, damage: str) -> None:
+    """Was: libmpg123's resync notes on stderr, and the whole recording refused (zeros) or
+    silently cut at the bad spot (random bytes)."""
+    from agegender import synthetic
+
+    path = synth.write_audio(tmp_path / "talk.mp3", synthetic.intoned_voice(
+        150.0, seconds=20.0, rate=16_000))
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 2000] = (bytes(2000) if damage == "zeros" else
+                                  np.random.default_rng(1).integers(0, 256, 2000,
+                                                                    np.uint8).tobytes())
+    path.write_bytes(bytes(data))
+    out = tmp_path / "tl"
+    status = timeline_cli(gender_model, f"--audio_file={path}", f"--timeline_dir={out}")
+    err = capfd.readouterr().err
+    assert status == 0, err
+    assert "libmpg123" not in err and "Note:" not in err and "Xing" not in err, err
+    assert "talk.mp3: 1 damaged stretch(es) of MP3 data (9." in caplog.text
+    saved = json.loads((out / "talk.json").read_text())
+    assert saved["duration"] == pytest.approx(20.0, abs=0.6)  # the audio after it is kept
+    segments = saved["segments"]
+    assert any(s["end"] > 15 and s["label"] != "no speech" for s in segments), segments
+    assert any(s["start"] <= 10.1 <= s["end"] and s["label"] == "no speech"  # the stretch
+               for s in segments), segments

@@ -242,3 +242,70 @@ def test_a_lone_weakly_periodic_frame_is_not_a_voice():
     periodicity = np.array([0.65, 0, 0, 0.9, 0, 0.62, 0.62, 0, 0.69], np.float32)
     dropped = speech.weak_lone_frames(periodicity, voiced)
     np.testing.assert_array_equal(dropped, [1, 0, 0, 0, 0, 0, 0, 0, 1])
+
+
+# -- issue 32 item 4: clicks and buzz are no voice ---------------------------------------------
+
+def clicks_and_buzz() -> dict[str, np.ndarray]:
+    """3-s clips of impulsive and stationary periodic sounds, [samples] at 16 kHz."""
+    from agegender import synthetic
+
+    clips = {f"clicks_{rate}_per_s_{ring}hz_{int(ms)}ms": synthetic.click_train(
+        rate, ring_hz=ring, ring_s=ms / 1000) for rate in (5, 10, 20) for ring in (1000, 2000)
+        for ms in (10.0, 20.0)}
+    clips.update({f"square_{f}hz": synthetic.square_wave(f) for f in (100.0, 150.0, 165.5, 220.0,
+                                                                      275.7)})
+    # Seed 420497699: a 120-Hz hum whose harmonics the old gate called 38 % voiced.
+    clips.update({f"hum_{f}hz_seed{seed}": synthetic.hum(f, seed=seed)
+                  for f in (50.0, 60.0, 100.0, 120.0) for seed in (0, 1, 420497699)})
+    return clips
+
+
+@pytest.mark.parametrize("kind", sorted(clicks_and_buzz()))
+def test_clicks_and_buzz_have_no_voiced_frame(kind):
+    """Was: 3 s of clicks (10/s) -> male (p=0.550), a steady 150 Hz square wave -> male
+    (p=0.787): the timeline labels any voiced stretch, so not one frame may pass."""
+    waveform = clicks_and_buzz()[kind]
+    voicing = speech.frame_voicing(speech.to_gate_rate(waveform, RATE))
+    assert not speech.voiced_frames(voicing).any()
+
+
+def test_clicks_get_no_label_on_the_timeline(tmp_path):
+    """Was: 60 s of clicks (5/s) -> "female 59.9 s" on the timeline."""
+    from types import SimpleNamespace
+
+    from agegender import synthetic, timeline
+
+    path = synth.write_audio(tmp_path / "clicks.wav", synthetic.click_train(
+        5.0, seconds=20.0, ring_hz=2000.0, ring_s=0.01))
+    model = SimpleNamespace(features=FeatureParams(), class_names=("male", "female"),
+                            predict=None)  # never called: no window may be made
+    result = timeline.timeline(model, path)
+    assert [s.label for s in result["segments"]] == [timeline.NO_SPEECH]
+    assert result["windows"] == 0
+
+
+def test_a_voice_between_clicks_and_buzz_still_passes():
+    from agegender import synthetic
+
+    voice = synthetic.intoned_voice(150.0, seconds=3.0)
+    noisy = voice + synthetic.click_train(5.0, ring_s=0.01) + 0.3 * synthetic.hum(60.0)
+    assert speech.voiced_share(voice, RATE) > 0.5
+    assert speech.voiced_share(noisy, RATE) > 0.3
+
+
+def test_blocks_measure_every_frame_as_one_pass_does(tmp_path):
+    """The stationarity cue compares each frame with one 0.1 s before: a recording measured
+    in 1-s blocks (the timeline's gate pass) must compare across block edges alike."""
+    from agegender import synthetic, timeline
+
+    wave = np.concatenate([synthetic.intoned_voice(150.0, seconds=2.3, rate=8_000),
+                           synthetic.square_wave(150.0, seconds=2.0, rate=8_000)])
+    path = tmp_path / "mixed.wav"
+    import soundfile as sf
+
+    sf.write(path, wave, 8_000, subtype="FLOAT")
+    blocks, _ = timeline.gate_pass(path, 1.0)
+    whole = speech.frame_voicing(wave)
+    np.testing.assert_allclose(blocks.similarity, whole.similarity, atol=1e-5)
+    np.testing.assert_array_equal(speech.voiced_frames(blocks), speech.voiced_frames(whole))

@@ -1,4 +1,4 @@
-"""Turning what a user names (files, folders, quoted globs) into audio files, each once.
+"""Turning what a user names (files, folders, quoted globs) into audio files.
 
 Shared by ``src/inference.py`` and ``AgeGenderDetector.predict``. Folders are searched
 recursively and links to folders are followed, but never into a folder already visited,
@@ -93,27 +93,39 @@ def glob_files(pattern: str) -> list[str]:
     return sorted(found)
 
 
-def expand_audio_paths(items: Iterable[str | os.PathLike]) -> list[str]:
+def expand_audio_paths(items: Iterable[str | os.PathLike], *, unique: bool = True) -> list[str]:
     """Expands files, globs and folders (searched recursively) into audio file paths, each
-    real file once.
+    item in place.
 
     A name that matches nothing, a glob without a match and a folder without audio files are
     kept as they are, so that each is reported (``input_problem`` says why).
+
+    Args:
+        items: what the user named.
+        unique: True (``src/inference.py``): each real file once over all items, at its
+            first place. False (``AgeGenderDetector.predict``: one result per input): a
+            file named twice stays twice; only within one folder or glob is each real
+            file listed once.
     """
     paths: list[str] = []
     for item in map(os.fspath, items):
         if os.path.isdir(item):
             found = [path for path in walk_files(item)
                      if os.path.splitext(path)[1].lower() in AUDIO_SUFFIXES]
-            paths += sorted(found) or [item]
+            paths += _once(sorted(found)) or [item]
         elif glob.has_magic(item) and not os.path.lexists(item):
-            paths += glob_files(item) or [item]
+            paths += _once(glob_files(item)) or [item]
         else:
             paths.append(item)
-    unique: dict[str, str] = {}  # real path (the name itself if it is no file) -> as named
+    return _once(paths) if unique else paths
+
+
+def _once(paths: list[str]) -> list[str]:
+    """Each real file once, at its first place (a name that is no file: by the name)."""
+    first: dict[str, str] = {}  # real path (the name itself if it is no file) -> as named
     for path in paths:
-        unique.setdefault(os.path.realpath(path) if os.path.isfile(path) else path, path)
-    return list(unique.values())
+        first.setdefault(os.path.realpath(path) if os.path.isfile(path) else path, path)
+    return list(first.values())
 
 
 def input_problem(item: str) -> str:

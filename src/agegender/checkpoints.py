@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import struct
 import warnings
@@ -124,6 +125,14 @@ def verify_checksum(path: str | os.PathLike) -> None:
     expected, where = recorded_checksums(path)
     if expected is None:
         return
+    unreadable = [digest for digest in expected if not re.fullmatch(r"[0-9a-f]{64}", digest)]
+    if unreadable or not expected:
+        # A damaged sidecar says nothing about the model: blame the sidecar, not the model.
+        got = f"got {unreadable[0][:40]!r}" if unreadable else "it is empty"
+        raise ModelError(f"--model_path={path}: its checksum file {where} is unreadable "
+                         f"(expected a 64-hex-digit SHA-256 per line, {got}); the model was "
+                         "not checked: delete or rewrite that file (sha256sum), or "
+                         "--no_verify loads the model anyway")
     actual = atomic.sha256_file(path)
     if actual not in expected:
         raise ModelError(f"--model_path={path}: checksum mismatch, the file is corrupt or was "

@@ -47,6 +47,9 @@ def voiced_f0(waveform: np.ndarray, sample_rate: int, *, min_periodicity: float 
     Returns:
         F0 of the voiced frames, Hz, shape [voiced_frames] (empty when none).
     """
+    from agegender.numba_cache import prepare_numba_cache  # noqa: PLC0415
+
+    prepare_numba_cache()  # before numba loads: a bad compiled-code cache is caught
     import librosa  # noqa: PLC0415
     import soxr  # noqa: PLC0415
 

@@ -306,6 +306,9 @@ def feature_matrix(waveform: np.ndarray, params: FeatureParams) -> np.ndarray:
         band, magnitude = band[:, span], magnitude[:, span]  # [.., speech frames]
     if params.feature_type == "spectrogram":
         return normalise_rows(amplitude_db(band, params.top_db), params)
+    from agegender.numba_cache import prepare_numba_cache  # noqa: PLC0415
+
+    prepare_numba_cache()  # before numba loads: a bad compiled-code cache is caught
     import librosa  # noqa: PLC0415
 
     with warnings.catch_warnings():

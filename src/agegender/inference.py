@@ -30,19 +30,81 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_CROPS = 3
 
 
-def _check_detector_args(batch_size, num_threads, precision) -> None:
+# Memory the model's input batch may take (float32 images: batch_size x max_crops crops):
+# argument values that would need more are refused before anything is allocated.
+INPUT_BUDGET_BYTES = 2 << 30
+MAX_BATCH_SIZE = 4096
+MAX_CROPS = 64
+
+
+def _is_count(value) -> bool:
+    """An int (numpy's too), not a bool."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _check_detector_args(batch_size, num_threads, precision, max_crops=1) -> None:
     """ParameterError naming the argument and its value, before the model is loaded."""
     from agegender.checkpoints import PRECISIONS  # noqa: PLC0415
     from agegender.errors import ParameterError  # noqa: PLC0415
 
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ParameterError(f"batch_size={batch_size!r} must be an integer >= 1")
+    if not _is_count(batch_size) or not 1 <= batch_size <= MAX_BATCH_SIZE:
+        raise ParameterError(f"batch_size={batch_size!r} must be an integer from 1 to "
+                             f"{MAX_BATCH_SIZE}")
+    if not _is_count(max_crops) or not 1 <= max_crops <= MAX_CROPS:
+        raise ParameterError(f"max_crops={max_crops!r} must be an integer from 1 to "
+                             f"{MAX_CROPS}")
     if num_threads is not None and (isinstance(num_threads, bool)
                                     or not isinstance(num_threads, int) or num_threads < 1):
         raise ParameterError(f"num_threads={num_threads!r} must be an integer >= 1 (or None: "
                              "all cores)")
     if precision not in PRECISIONS:
         raise ParameterError(f"precision={precision!r} is not one of {', '.join(PRECISIONS)}")
+
+
+def check_input_budget(batch_size: int, max_crops: int, features) -> None:
+    """Refuses a ``batch_size`` x ``max_crops`` whose float32 model input would exceed
+    ``INPUT_BUDGET_BYTES`` (``features``: the model's FeatureParams; None: no image).
+
+    Raises:
+        ParameterError: one line naming both arguments, the bytes and the budget.
+    """
+    if features is None:
+        return
+    height, width = features.image_shape[:2]
+    needed = batch_size * max_crops * height * width * 3 * 4
+    if needed > INPUT_BUDGET_BYTES:
+        raise ParameterError(
+            f"batch_size={batch_size} x max_crops={max_crops} would need "
+            f"{needed / 2**30:.1f} GiB for one model batch of {height}x{width} images, over "
+            f"the {INPUT_BUDGET_BYTES / 2**30:.0f} GiB budget: lower batch_size")
+
+
+def path_list(items, argument: str, *, one: bool = False) -> list[str]:
+    """``items`` (one path or a sequence of them) as a list of ``str`` paths.
+
+    Raises:
+        ParameterError: a numeric array (a waveform is not a list of paths: each sample
+            would be taken for a file name), or an item that is not a path (a sample, a
+            tensor); one line naming ``argument``. An array or Series of path strings is
+            a sequence of paths.
+    """
+    in_memory = ("pass file paths; in-memory audio: write it to a WAV first, e.g. "
+                 "soundfile.write('clip.wav', waveform, sample_rate)")
+    if isinstance(items, np.ndarray) and items.dtype.kind not in "USO":  # not paths
+        raise ParameterError(f"{argument}: got an array of shape {items.shape}, not file "
+                             f"paths; {in_memory}")
+    if isinstance(items, (str, bytes, os.PathLike)):  # one path, not its letters
+        items = [items]
+    elif one:
+        raise ParameterError(f"{argument}: expected one file path, got "
+                             f"{type(items).__name__}; {in_memory}")
+    paths = []
+    for item in items:
+        if not isinstance(item, (str, bytes, os.PathLike)):
+            raise ParameterError(f"{argument}: expected file paths, got an item of type "
+                                 f"{type(item).__name__} ({str(item)[:40]}); {in_memory}")
+        paths.append(str(os.fsdecode(item)))
+    return paths
 
 
 class AgeGenderDetector:
@@ -69,7 +131,9 @@ class AgeGenderDetector:
             the preset's ``min_duration_s`` are refused as well when the gate is on.
 
     Raises:
-        ParameterError: batch_size or num_threads below 1, unknown precision.
+        ParameterError: batch_size (1-4096), max_crops (1-64) or num_threads not an integer
+            in range, unknown precision, or batch_size x max_crops images over the input
+            budget (``INPUT_BUDGET_BYTES``).
         ModelError: the model cannot be loaded or does not fit ``task``.
     """
 
@@ -79,16 +143,16 @@ class AgeGenderDetector:
                  max_crops: int = DEFAULT_MAX_CROPS, min_voiced: float = 0.1):
         from agegender.config import check_min_voiced  # noqa: PLC0415
 
-        _check_detector_args(batch_size, num_threads, precision)
+        _check_detector_args(batch_size, num_threads, precision, max_crops)
         self.min_voiced = check_min_voiced(min_voiced)
-        if max_crops < 1:
-            raise ParameterError(f"max_crops={max_crops} must be >= 1")
         if model_path is None:
             from agegender.shipped import pretrained_path  # noqa: PLC0415
 
             model_path = pretrained_path(task)
-        self._setup(open_model(model_path, task, precision=precision, verify=verify),
-                    batch_size=batch_size, num_threads=num_threads, max_crops=max_crops)
+        model = open_model(model_path, task, precision=precision, verify=verify)
+        check_input_budget(batch_size, max_crops, model.features if model.images else None)
+        self._setup(model, batch_size=batch_size, num_threads=num_threads,
+                    max_crops=int(max_crops))
 
     def _setup(self, model, *, batch_size: int, num_threads: int | None,
                max_crops: int) -> None:
@@ -161,18 +225,19 @@ class AgeGenderDetector:
         Args:
             audio_files: one path, or a sequence of them: audio files (any format libsndfile
                 reads, any rate, mono/stereo), folders (searched recursively) and globs,
-                expanded as ``src/inference.py`` does (``expand_audio_paths``).
+                each expanded in place (``expand_audio_paths``); a file named twice is
+                predicted twice. Not a waveform: write in-memory audio to a file first.
 
         Returns:
-            One dict per file, in order: ``file``, ``label``, ``probability`` (of the label),
+            One dict per file, in order (``zip(files, results)`` pairs them when no folder
+            or glob is among them): ``file``, ``label``, ``probability`` (of the label),
             ``probabilities`` ({class name: probability}), ``error`` (None, or why the
             file could not be predicted, in which case the label is None) and ``speech``
             (False when the speech gate found no voice: ``voiced`` then holds the share of
             voiced frames and ``error`` says "no speech: ..."; True otherwise).
         """
-        if isinstance(audio_files, (str, bytes, os.PathLike)):  # one path, not its letters
-            audio_files = [audio_files]
-        return self.predict_files(expand_audio_paths(os.fsdecode(f) for f in audio_files))
+        audio_files = path_list(audio_files, "audio_files")
+        return self.predict_files(expand_audio_paths(audio_files, unique=False))
 
     def predict_files(self, files: Sequence[str]) -> list[dict]:
         """Predicts exactly ``files``, in order, one result each (as ``predict``'s), with
@@ -204,9 +269,11 @@ class AgeGenderDetector:
 
         Raises:
             AudioError: the file cannot be decoded.
+            ParameterError: ``path`` is not a path (a waveform, say).
         """
         from agegender import timeline  # noqa: PLC0415
 
+        (path,) = path_list(path, "path", one=True)
         return timeline.timeline(self.model, path, params, batch_size=self.batch_size)
 
     def _crop_average(self, inputs: list[dict[str, np.ndarray]]) -> np.ndarray:

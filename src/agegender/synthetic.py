@@ -125,3 +125,47 @@ def struck_chord(frequencies: Sequence[float], samples: int, rate: int, *, decay
     envelope = np.minimum(t / 0.01, 1.0) * np.exp(-t / decay_s)
     return amplitude * envelope * sum(np.sin(2 * np.pi * f * k * t) / k
                                       for f in frequencies for k in range(1, 7))
+
+
+def click_train(per_second: float, *, seconds: float = 3.0, rate: int = 16_000, seed: int = 0,
+                ring_hz: float = 1000.0, ring_s: float = 0.01, amplitude: float = 0.5,
+                noise: float = 0.0) -> np.ndarray:
+    """Impulsive non-voice: clicks (a metronome's or a keyboard's: a struck resonance at
+    ``ring_hz`` decaying over ``ring_s``) ``per_second`` times a second, over optional white
+    noise (standard deviation ``noise``). A tone burst is periodic within its frame, so
+    only its brevity tells it from a voice.
+
+    Returns:
+        float32 waveform [samples].
+    """
+    rng = np.random.default_rng(seed)
+    samples = int(round(seconds * rate))
+    wave = rng.normal(0.0, noise, samples) if noise else np.zeros(samples)
+    t = np.arange(int(ring_s * rate)) / rate  # [ring] s
+    click = np.sin(2 * np.pi * ring_hz * t) * np.exp(-t / (ring_s / 3))
+    interval = rate / per_second
+    for k in range(int(seconds * per_second)):
+        start = int(round((k + 0.5) * interval))
+        stop = min(samples, start + click.shape[0])
+        wave[start:stop] += amplitude * click[:stop - start]
+    return wave.astype(np.float32)
+
+
+def square_wave(frequency: float, *, seconds: float = 3.0, rate: int = 16_000,
+                amplitude: float = 0.3) -> np.ndarray:
+    """A steady square wave (a buzz: every odd harmonic, 1/k), float32 [samples]."""
+    t = np.arange(int(round(seconds * rate))) / rate
+    return (amplitude * np.sign(np.sin(2 * np.pi * frequency * t))).astype(np.float32)
+
+
+def hum(frequency: float, *, seconds: float = 3.0, rate: int = 16_000, seed: int = 0,
+        harmonics: int = 8, amplitude: float = 0.2, noise: float = 0.005) -> np.ndarray:
+    """A constant-pitch mains hum: ``frequency`` and its harmonics with fixed random
+    amplitudes and phases, over light white noise, float32 [samples]."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(round(seconds * rate))) / rate
+    wave = sum(rng.uniform(0.2, 1.0) / k * np.sin(2 * np.pi * frequency * k * t
+                                                  + rng.uniform(0, 2 * np.pi))
+               for k in range(1, harmonics + 1))
+    wave = amplitude * wave / np.max(np.abs(wave))
+    return (wave + rng.normal(0.0, noise, t.shape[0])).astype(np.float32)

@@ -373,6 +373,33 @@ def _png_channels(image) -> int:
     return len(image.getbands())
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def png_chunk_problem(png: bytes) -> str:
+    """Why a PNG's chunk structure is damaged ("" when it is not): every chunk's length and
+    CRC-32, up to ``IEND``. libpng (``tf.io.decode_png``) refuses a chunk whose CRC does not
+    match, Pillow's decoder does not check IDAT's and IEND's: without this a record with
+    valid shard CRCs could pass the scan and stop TensorFlow mid-epoch."""
+    import zlib  # noqa: PLC0415
+
+    if not png.startswith(PNG_SIGNATURE):
+        return "no PNG signature"
+    pos = len(PNG_SIGNATURE)
+    while pos + 12 <= len(png):
+        length = int.from_bytes(png[pos:pos + 4], "big")
+        kind = png[pos + 4:pos + 8]
+        end = pos + 12 + length
+        if end > len(png):
+            return f"chunk {kind!r} at byte {pos} runs past the end"
+        if zlib.crc32(png[pos + 4:end - 4]) != int.from_bytes(png[end - 4:end], "big"):
+            return f"CRC mismatch in chunk {kind.decode('latin-1')} at byte {pos}"
+        if kind == b"IEND":
+            return ""
+        pos = end
+    return "no IEND chunk (truncated)"
+
+
 def _record_problem(data: bytes, image_shape: Sequence[int] | None, images: bool = True
                     ) -> tuple[str, dict, str]:
     """(problem or "", label codes, speaker) of one framed record's data; ``images`` False:
@@ -404,6 +431,9 @@ def _png_problem(png: bytes, image_shape: Sequence[int] | None) -> str:
 
     from PIL import Image  # noqa: PLC0415
 
+    problem = png_chunk_problem(png)
+    if problem:
+        return f"corrupt PNG image ({problem})"
     try:
         with Image.open(io.BytesIO(png)) as image:
             if image.format != "PNG":

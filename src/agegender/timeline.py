@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import numbers
 import os
 from collections.abc import Iterator
 
@@ -36,22 +37,29 @@ NO_SPEECH = "no speech"
 STEP_FRAMES = 5  # gate frames per decision step: 0.1 s
 
 
+# Bounds of the flags that size allocations (TimelineParams refuses values outside them).
+MIN_HOP_S = 0.05      # hops below the 0.1-s decision step add model calls, not resolution
+MIN_WINDOW_S = 0.1
+MAX_WINDOW_S = 60.0
+MAX_BLOCK_S = 600.0
+
+
 @dataclasses.dataclass(frozen=True)
 class TimelineParams:
     """How a recording is cut into segments.
 
     Attributes:
         window_s: model window, seconds; 0 = the model's crop (fixed-time presets: the
-            image width; ``paper``: ``PAPER_WINDOW_S``).
+            image width; ``paper``: ``PAPER_WINDOW_S``); else 0.1-60 s.
         hop_s: window hop, seconds; 0 = the window (windows side by side: half the model
             calls of a half-window hop, for 2x the speed; the Viterbi pass smooths the
-            seams).
+            seams); else 0.05-60 s.
         min_pause_s: voiceless gaps shorter than this stay inside a speech region.
         min_speech_s: speech regions shorter than this are dropped.
         pad_s: each region widened by this much either side (onsets, unvoiced consonants).
         switch_penalty: Viterbi cost of a label change, nats; higher = fewer, longer
             segments.
-        block_s: seconds decoded at a time.
+        block_s: seconds decoded at a time, 1-600.
         min_voiced: the gate's share of voiced frames a file needs to be called speech at all
             (as for a clip); 0 = any voiced region counts.
     """
@@ -69,10 +77,23 @@ class TimelineParams:
         for name in ("window_s", "hop_s", "min_pause_s", "min_speech_s", "pad_s",
                      "switch_penalty"):
             value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
+            if not (isinstance(value, numbers.Real) and math.isfinite(value) and value >= 0):
                 raise ParameterError(f"{name}={value!r} must be a finite number >= 0")
-        if not (math.isfinite(self.block_s) and self.block_s >= 1):
-            raise ParameterError(f"block_s={self.block_s!r} must be >= 1")
+        # The flags that size allocations, bounded before anything is decoded: a window's
+        # audio and a decoded block are held in memory, and every hop adds a model window.
+        for name, low, high, why in (
+                ("window_s", MIN_WINDOW_S, MAX_WINDOW_S, "the audio of each window is held"),
+                ("hop_s", MIN_HOP_S, MAX_WINDOW_S,
+                 f"at most {1 / MIN_HOP_S:.0f} model windows per second of speech")):
+            value = getattr(self, name)
+            if value and not low <= value <= high:
+                raise ParameterError(f"{name}={value!r} must be 0 (the default) or from {low} "
+                                     f"to {high} s ({why})")
+        if not (isinstance(self.block_s, numbers.Real) and math.isfinite(self.block_s)
+                and 1 <= self.block_s <= MAX_BLOCK_S):
+            raise ParameterError(f"block_s={self.block_s!r} must be from 1 to {MAX_BLOCK_S} s "
+                                 f"(a block is decoded whole: {MAX_BLOCK_S} s of 384-kHz "
+                                 "audio is 0.9 GB)")
         speech.check_min_voiced(self.min_voiced)
 
 
@@ -105,6 +126,12 @@ def audio_blocks(path: str | os.PathLike, rates: tuple[int, ...],
                  block_s: float) -> Iterator[tuple[np.ndarray, ...]]:
     """Decodes a file ``block_s`` seconds at a time, mono, resampled to each of ``rates``.
 
+    An MP3 damaged in places (``mp3_frames.frame_runs`` finds more than one run of frames)
+    is decoded run by run; each damaged stretch between runs becomes silence of its
+    estimated length, named in one WARNING (the gate then gives it no label), instead of the
+    whole recording being refused or silently cut at the first bad byte. The decoder's own
+    complaints are kept off stderr (``native_stderr``).
+
     Yields:
         One tuple per block: float32 [samples'] at each rate; the blocks of one rate join
         seamlessly (the resampler keeps its state across blocks).
@@ -116,8 +143,6 @@ def audio_blocks(path: str | os.PathLike, rates: tuple[int, ...],
     import soxr  # noqa: PLC0415
 
     from agegender.features import (  # noqa: PLC0415
-        MAX_RATE_HZ,
-        MIN_RATE_HZ,
         _libsndfile_reason,
         file_problem,
         truncation_problem,
@@ -128,25 +153,17 @@ def audio_blocks(path: str | os.PathLike, rates: tuple[int, ...],
     if problem:
         raise AudioError(f"{path}: {problem}")
     try:
-        with sf.SoundFile(path) as audio:
-            native = audio.samplerate
-            if not MIN_RATE_HZ <= native <= MAX_RATE_HZ or audio.channels <= 0:
-                raise AudioError(f"{path}: implausible sample rate {native} Hz in the header "
-                                 f"(accepted: {MIN_RATE_HZ}-{MAX_RATE_HZ} Hz)")
-            streams = [None if rate == native else
-                       soxr.ResampleStream(native, rate, 1, dtype="float32", quality="HQ")
-                       for rate in rates]
-            frames = max(1, int(block_s * native))
-            while True:
-                data = audio.read(frames=frames, dtype="float32", always_2d=True)
-                last = data.shape[0] < frames
-                mono = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1)
-                if not np.isfinite(mono).all():
-                    raise AudioError(f"{path}: not finite: NaN or infinite samples")
-                yield tuple(mono.copy() if stream is None else
-                            stream.resample_chunk(mono, last=last) for stream in streams)
-                if last:
-                    return
+        streams, native = None, None
+        for mono, rate, last in _native_blocks(path, block_s):
+            if streams is None:
+                native = rate
+                streams = [None if want == native else
+                           soxr.ResampleStream(native, want, 1, dtype="float32", quality="HQ")
+                           for want in rates]
+            if not np.isfinite(mono).all():
+                raise AudioError(f"{path}: not finite: NaN or infinite samples")
+            yield tuple(mono.copy() if stream is None else
+                        stream.resample_chunk(mono, last=last) for stream in streams)
     except sf.LibsndfileError as err:
         raise AudioError(f"{path}: {_libsndfile_reason(err)}") from err
     except OSError as err:
@@ -155,17 +172,91 @@ def audio_blocks(path: str | os.PathLike, rates: tuple[int, ...],
         raise AudioError(f"{path}: corrupt or not an audio file ({err})") from err
 
 
+def _native_blocks(path: str, block_s: float) -> Iterator[tuple[np.ndarray, int, bool]]:
+    """(mono float32 block at the file's rate, that rate, last block?) of a file; an MP3
+    with damaged stretches run by run, each stretch as silence (see ``audio_blocks``)."""
+    from agegender.mp3_frames import ByteRange, frame_runs  # noqa: PLC0415
+
+    runs = frame_runs(path) if path.lower().endswith(".mp3") else []
+    if len(runs) <= 1:
+        yield from _file_blocks(path, path, block_s, final=True)
+        return
+    rate, elapsed, gaps = None, 0.0, []
+    for number, run in enumerate(runs):
+        if number:  # the damaged bytes before this run: silence of their length
+            before = runs[number - 1]
+            per_byte = (before.seconds + run.seconds) / max(1, (before.end - before.start)
+                                                           + (run.end - run.start))
+            seconds = (run.start - before.end) * per_byte
+            gaps.append((elapsed, elapsed + seconds))
+            yield np.zeros(int(round(seconds * rate)), np.float32), rate, False
+            elapsed += seconds
+        with ByteRange(path, run.start, run.end) as source:
+            for mono, block_rate, last in _file_blocks(source, path, block_s,
+                                                       final=number == len(runs) - 1):
+                if rate is None:
+                    rate = block_rate
+                elif block_rate != rate:
+                    raise AudioError(f"{path}: sample rate changes from {rate} to "
+                                     f"{block_rate} Hz after a damaged stretch")
+                elapsed += mono.shape[0] / rate
+                yield mono, rate, last
+    key = (path, os.stat(path).st_mtime_ns)
+    if key not in _WARNED:  # once per file, though each pass decodes it
+        _WARNED.add(key)
+        log.warning("%s: %d damaged stretch(es) of MP3 data (%s), kept as silence: no label "
+                    "there", path, len(gaps),
+                    ", ".join(f"{a:.1f}-{b:.1f} s" for a, b in gaps[:5])
+                    + (f", ... ({len(gaps) - 5} more)" if len(gaps) > 5 else ""))
+
+
+_WARNED: set[tuple[str, int]] = set()
+
+
+def _file_blocks(source, path: str, block_s: float, *, final: bool
+                 ) -> Iterator[tuple[np.ndarray, int, bool]]:
+    """(mono float32 block, native rate, last block?) of one decodable source (a path or a
+    ``ByteRange``); ``final``: the source ends the recording."""
+    import soundfile as sf  # noqa: PLC0415
+
+    from agegender.features import MAX_RATE_HZ, MIN_RATE_HZ  # noqa: PLC0415
+    from agegender.native_stderr import filtered_stderr  # noqa: PLC0415
+
+    with filtered_stderr():  # libmpg123's lines about a damaged MP3; ours is the message
+        audio = sf.SoundFile(source)
+    with audio:
+        native = audio.samplerate
+        if not MIN_RATE_HZ <= native <= MAX_RATE_HZ or audio.channels <= 0:
+            raise AudioError(f"{path}: implausible sample rate {native} Hz in the header "
+                             f"(accepted: {MIN_RATE_HZ}-{MAX_RATE_HZ} Hz)")
+        frames = max(1, int(block_s * native))
+        while True:
+            with filtered_stderr():
+                data = audio.read(frames=frames, dtype="float32", always_2d=True)
+            last = data.shape[0] < frames
+            yield (data[:, 0] if data.shape[1] == 1 else data.mean(axis=1)), native, \
+                last and final
+            if last:
+                return
+
+
 def gate_pass(path: str | os.PathLike, block_s: float) -> tuple[speech.FrameVoicing, float]:
     """Pass 1: the gate's measurements of every frame, and the duration, seconds."""
     parts, carry, total = [], np.zeros(0, np.float32), 0
+    measured = 0  # frames at the start of ``carry`` already measured
     for (block,) in audio_blocks(path, (speech.GATE_RATE,), block_s):
         total += block.shape[0]
         joined = np.concatenate([carry, block])
         count = 0 if joined.shape[0] < speech.FRAME else (
             1 + (joined.shape[0] - speech.FRAME) // speech.HOP)
-        if count:
-            parts.append(speech.frame_voicing(joined[:(count - 1) * speech.HOP + speech.FRAME]))
-        carry = joined[count * speech.HOP:]  # the next frame starts here
+        if count > measured:
+            voicing = speech.frame_voicing(joined[:(count - 1) * speech.HOP + speech.FRAME])
+            parts.append(voicing.tail(measured))
+        # The next block's frames are measured beside the last SIMILARITY_LAG of these,
+        # so that each has the frame it is compared with (speech.stationary).
+        keep = max(0, count - speech.SIMILARITY_LAG) if count > measured else 0
+        carry = joined[keep * speech.HOP:]
+        measured = max(count, measured) - keep
     return speech.FrameVoicing.concatenate(parts), total / speech.GATE_RATE
 
 

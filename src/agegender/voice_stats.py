@@ -62,6 +62,9 @@ def envelope_frames(waveform: np.ndarray, sample_rate: int) -> np.ndarray:
         10 ms frame of the 8 kHz signal within ``ENVELOPE_RANGE_DB`` of the loudest; [0, 20]
         for a waveform shorter than one frame or without energy.
     """
+    from agegender.numba_cache import prepare_numba_cache  # noqa: PLC0415
+
+    prepare_numba_cache()  # before numba loads: a bad compiled-code cache is caught
     import librosa  # noqa: PLC0415
     import soxr  # noqa: PLC0415
 
