@@ -158,7 +158,7 @@ def probe(folder: Path) -> tuple[int, str]:
     env = {**os.environ, "NUMBA_CACHE_DIR": str(folder), CHILD_ENV: "1",
            "PYTHONPATH": os.pathsep.join(filter(None, [package_root,
                                                        os.environ.get("PYTHONPATH")]))}
-    code = "from agegender.numba_cache import _exercise; _exercise()"
+    code = "from agegender.voice_stats import exercise_compiled; exercise_compiled()"
     result = subprocess.run([sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, check=False)
     if result.returncode < 0:
@@ -169,12 +169,3 @@ def probe(folder: Path) -> tuple[int, str]:
     blamed = result.returncode != 0 and any(word in result.stderr.lower()
                                             for word in (b"numba", b"llvm"))
     return result.returncode, (lines[-1][:120] if blamed and lines else "")
-
-
-def _exercise() -> None:
-    """The child's work: every numba-compiled function the package calls (through
-    ``voice_stats.voice_statistics``: librosa's yin and the envelope)."""
-    from agegender.synthetic import intoned_voice  # noqa: PLC0415
-    from agegender.voice_stats import voice_statistics  # noqa: PLC0415
-
-    voice_statistics(intoned_voice(150.0, seconds=1.0, rate=8_000), 8_000)

@@ -113,3 +113,12 @@ def voice_statistics(waveform: np.ndarray, sample_rate: int) -> np.ndarray:
     """
     return np.concatenate([pitch_features(waveform, sample_rate),
                            envelope_features(waveform, sample_rate)]).astype(np.float32)
+
+
+def exercise_compiled() -> None:
+    """Runs every numba-compiled function the package calls (librosa's yin and the
+    envelope, through ``voice_statistics``) once: ``numba_cache`` runs it in a child process
+    to find out whether the compiled-code cache is sound."""
+    from agegender.synthetic import intoned_voice  # noqa: PLC0415
+
+    voice_statistics(intoned_voice(150.0, seconds=1.0, rate=8_000), 8_000)
