@@ -52,8 +52,10 @@ def test_input_kinds_follow_the_architecture(params, kinds):
     ModelParams(image_size=32, dense_units=24, pitch_input=True, bn_momentum=0.9, **GENDER),
     ModelParams(architecture="voice_stats", pitch_input=True, l2=0.003, **GENDER),
     ModelParams(architecture="embedding", pitch_input=True, head_units=8, **GENDER),
+    ModelParams(architecture="embedding", l2=0.001, **GENDER),
     ModelParams(image_size=32, dense_units=16, embedding_input=True, **GENDER),
-], ids=["dense16", "pitch-dense24", "voice_stats", "embedding-stats-mlp", "cnn-embedding"])
+], ids=["dense16", "pitch-dense24", "voice_stats", "embedding-stats-mlp", "embedding",
+        "cnn-embedding"])
 def test_a_saved_model_records_its_parameters_and_bfloat16_copies_keep_them(tmp_path, params):
     """Was: --precision bfloat16 raised ValueError on any model with dense_units != 80."""
     import keras

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from agegender import atomic, labels
-from agegender.config import FeatureParams
+from agegender.config import INPUT_KINDS, FeatureParams
 from agegender.errors import ModelError, OutputError, ParameterError
 
 log = logging.getLogger(__name__)
@@ -360,7 +360,7 @@ def _image_shape(model) -> tuple[int, int, int] | None:
     A model not built by agegender has one input, taken for the spectrogram."""
     named = {i.name.split(":")[0]: i for i in model.inputs}
     image = named.get("spectrogram")
-    if image is None and len(named) == 1 and "pitch" not in named:
+    if image is None and len(named) == 1 and not set(named) & set(INPUT_KINDS):
         image = model.inputs[0]
     return None if image is None else tuple(int(d) for d in image.shape[1:])
 
