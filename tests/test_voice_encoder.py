@@ -381,3 +381,15 @@ def test_importing_the_module_loads_no_keras_tensorflow_or_librosa():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_embed_many_equals_embed_one_at_a_time():
+    """The timeline's batched path gives each window the embedding ``embed`` gives it."""
+    from agegender.voice_encoder import embed, embed_many
+
+    rng = np.random.default_rng(5)
+    waves = [rng.normal(0, 0.1, n).astype(np.float32) for n in (8_000, 30_000, 52_000)]
+    together = embed_many(waves, 16_000)
+    assert together.shape == (3, 256)
+    for wave, row in zip(waves, together, strict=True):
+        np.testing.assert_allclose(row, embed(wave, 16_000), atol=2e-3)

@@ -119,6 +119,24 @@ def waveform_inputs(waveform: np.ndarray, features: FeatureParams, kinds: Sequen
     return {kind: inputs[kind] for kind in kinds}
 
 
+def waveforms_inputs(waveforms: Sequence[np.ndarray], features: FeatureParams,
+                     kinds: Sequence[str]) -> dict[str, np.ndarray]:
+    """Model inputs of many waveforms (the timeline's windows), one row (crop) each:
+    ``stack`` of ``waveform_inputs``, but with every embedding made in one batched encoder
+    call (``voice_encoder.embed_many``; the LSTM is the cost).
+
+    Returns:
+        {kind: float32 [len(waveforms), ...]}.
+    """
+    others = [kind for kind in kinds if kind != "embedding"]
+    batch = stack([waveform_inputs(w, features, others) for w in waveforms]) if others else {}
+    if "embedding" in kinds:
+        from agegender.voice_encoder import embed_many  # noqa: PLC0415
+
+        batch["embedding"] = embed_many(waveforms, features.sample_rate)  # [windows, 256]
+    return {kind: batch[kind] for kind in kinds}
+
+
 def file_inputs(path: str | os.PathLike, features: FeatureParams, kinds: Sequence[str], *,
                 max_crops: int = 1, min_voiced: float = 0.0) -> dict[str, np.ndarray]:
     """An audio file's model inputs (``waveform_inputs`` of its decoded clip).

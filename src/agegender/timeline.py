@@ -317,18 +317,11 @@ def windows_in(regions: list[tuple[float, float]], window_s: float, hop_s: float
     return windows
 
 
-def window_inputs(path, windows: list[tuple[float, float]], features, block_s: float,
-                  kinds: tuple[str, ...] = ("spectrogram",)
-                  ) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
-    """Pass 2: (window index, the window's model inputs {kind: [1, ...]}) per window, in
-    order, from a stream resampled to ``features.sample_rate``; only the audio of pending
-    windows is kept. A window's inputs are made from its own audio exactly as a clip's are
-    (``model_inputs.waveform_inputs``, one crop)."""
-    from agegender.model_inputs import waveform_inputs  # noqa: PLC0415
-
-    def inputs(piece):
-        return (waveform_inputs(piece, features, kinds),)
-
+def window_audio(path, windows: list[tuple[float, float]], features, block_s: float
+                 ) -> Iterator[tuple[int, np.ndarray]]:
+    """Pass 2: (window index, the window's audio float32 [samples]) per window long enough
+    to analyse, in order, from a stream resampled to ``features.sample_rate``; only the audio
+    of pending windows is kept."""
     rate = features.sample_rate
     buffer, buffer_start, index = np.zeros(0, np.float32), 0, 0  # buffer_start: samples
     for (block,) in audio_blocks(path, (rate,), block_s):
@@ -340,7 +333,7 @@ def window_inputs(path, windows: list[tuple[float, float]], features, block_s: f
                 break  # more audio is coming
             piece = buffer[max(0, start - buffer_start):max(0, end - buffer_start)]
             if piece.shape[0] >= features.n_fft:
-                yield index, *inputs(piece)
+                yield index, piece
             index += 1
         keep_from = (int(round(windows[index][0] * rate)) if index < len(windows)
                      else buffer_end)
@@ -350,7 +343,7 @@ def window_inputs(path, windows: list[tuple[float, float]], features, block_s: f
         start, end = (int(round(t * rate)) for t in windows[index])
         piece = buffer[max(0, start - buffer_start):max(0, end - buffer_start)]
         if piece.shape[0] >= features.n_fft:
-            yield index, *inputs(piece)
+            yield index, piece
         index += 1
 
 
@@ -375,19 +368,22 @@ def viterbi(log_probs: np.ndarray, switch_penalty: float) -> np.ndarray:
 
 def predict_windows(model, windows, path, features, block_s: float,
                     batch_size: int = 64) -> np.ndarray:
-    """Probabilities [windows, classes] (NaN rows: a window too short to analyse)."""
-    from agegender.model_inputs import stack  # noqa: PLC0415
+    """Probabilities [windows, classes] (NaN rows: a window too short to analyse). A
+    window's inputs are made from its own audio exactly as a clip's are
+    (``model_inputs.waveforms_inputs``, one crop each), ``batch_size`` windows at a time."""
+    from agegender.model_inputs import waveforms_inputs  # noqa: PLC0415
 
     probabilities = np.full((len(windows), len(model.class_names)), np.nan, np.float32)
     indexes, pending = [], []
-    for index, inputs in window_inputs(path, windows, features, block_s, model.inputs):
+    for index, piece in window_audio(path, windows, features, block_s):
         indexes.append(index)
-        pending.append(inputs)
+        pending.append(piece)
         if len(pending) == batch_size:
-            probabilities[indexes] = model.predict(stack(pending))
+            probabilities[indexes] = model.predict(
+                waveforms_inputs(pending, features, model.inputs))
             indexes, pending = [], []
     if pending:
-        probabilities[indexes] = model.predict(stack(pending))
+        probabilities[indexes] = model.predict(waveforms_inputs(pending, features, model.inputs))
     return probabilities
 
 

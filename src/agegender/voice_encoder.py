@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -371,3 +372,22 @@ def embed(wave: np.ndarray, sample_rate: int, *, encoder=None,
     mean = embed_partials(partials, encoder=encoder).mean(axis=0)  # [embedding]
     norm = float(np.linalg.norm(mean))
     return (mean / norm if norm > 0 else mean).astype(np.float32)
+
+
+def embed_many(waves: Sequence[np.ndarray], sample_rate: int, *, encoder=None,
+               params: EncoderParams = GE2E) -> np.ndarray:
+    """``embed`` of many utterances (e.g. a recording's windows), their partials run
+    through the network together.
+
+    Returns:
+        float32 [len(waves), embedding], each row as ``embed`` gives it.
+    """
+    partials = [utterance_partials(wave, sample_rate, params=params) for wave in waves]
+    if not partials:
+        return np.zeros((0, params.embedding), np.float32)
+    embeddings = embed_partials(np.concatenate(partials), encoder=encoder)  # [all, embedding]
+    bounds = np.cumsum([0] + [len(p) for p in partials])
+    means = np.stack([embeddings[a:b].mean(axis=0) for a, b in zip(bounds[:-1], bounds[1:],
+                                                                       strict=True)])
+    norms = np.linalg.norm(means, axis=1, keepdims=True)
+    return (means / np.where(norms > 0, norms, 1.0)).astype(np.float32)
