@@ -150,7 +150,8 @@ class AgeGenderDetector:
 
             model_path = pretrained_path(task)
         model = open_model(model_path, task, precision=precision, verify=verify)
-        check_input_budget(batch_size, max_crops, model.features if "spectrogram" in model.inputs else None)
+        images = "spectrogram" in model.inputs
+        check_input_budget(batch_size, max_crops, model.features if images else None)
         self._setup(model, batch_size=batch_size, num_threads=num_threads,
                     max_crops=int(max_crops))
 
