@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="speech gate: a clip with fewer voiced frames than this share is "
                              "skipped as 'no speech' and listed in the report; 0: no gate "
                              "(default: %(default)s; README: Speech gate)")
+    parser.add_argument("--sample_rate", type=int, default=None,
+                        help="Hz every clip is resampled to (default: the preset's; "
+                             "--inputs naming embedding needs 16000, the voice encoder's rate)")
     parser.add_argument("--inputs", default="spectrogram,pitch",
                         help="model inputs to compute and store per clip, comma-separated: "
                              "spectrogram (the PNG a MAM-CNN reads), pitch (the 45 voice "
@@ -104,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
                                   inputs=tuple(k.strip() for k in args.inputs.split(",")
                                                if k.strip()))
         overrides = {name: value for name, value in (("feature_type", args.feature_type),
-                                                     ("image_size", args.image_size))
+                                                     ("image_size", args.image_size),
+                                                     ("sample_rate", args.sample_rate))
                      if value is not None}
         features = FeatureParams.preset(args.feature_preset, **overrides)
         stages = STAGES if args.stage == "all" else (args.stage,)

@@ -278,3 +278,13 @@ def test_image_dropout_model_trains_and_loads_alike_from_keras_h5_and_savedmodel
                                atol=1e-6)
     saved = open_model(export_saved_model(result["keras"], tmp_path / "saved"))
     np.testing.assert_allclose(saved.predict(inputs), expected, atol=1e-5)
+
+
+def test_embeddings_are_refused_below_the_encoders_rate(tmp_path):
+    from agegender.config import FeatureParams, PreprocessParams
+    from agegender.errors import ParameterError
+    from agegender.preprocess import preprocess
+
+    with pytest.raises(ParameterError, match="embedding needs --sample_rate 16000.*not 8000"):
+        preprocess(tmp_path, params=PreprocessParams(inputs=("pitch", "embedding")),
+                   features=FeatureParams.preset("voice"), results_dir=tmp_path / "r")

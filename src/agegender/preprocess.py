@@ -40,6 +40,7 @@ from agegender.workers import imap_unordered
 log = logging.getLogger(__name__)
 
 STAGES: tuple[str, ...] = ("clean", "spectrograms", "tfrecords")
+ENCODER_RATE_HZ = 16_000  # voice_encoder.GE2E.sample_rate (no Keras import to read it here)
 REPORT_COLUMNS = ("stage", "split", "key", "path", "reason")
 
 
@@ -507,7 +508,13 @@ def preprocess(dataset_dir: str | os.PathLike, *, params: PreprocessParams,
 
     Raises:
         OutputError: another preprocessing run holds the dataset's lock (names its PID).
+        ParameterError: ``embedding`` asked for below the voice encoder's 16 kHz.
     """
+    if "embedding" in params.inputs and features.sample_rate < ENCODER_RATE_HZ:
+        # Resampled up from 8 kHz the encoder hears no band above 4 kHz: on cv-sample's test
+        # split its gender head fell from UAR 0.967 to 0.940 (bench/embedding_heads.py).
+        raise ParameterError(f"--inputs with embedding needs --sample_rate {ENCODER_RATE_HZ} "
+                             f"(the voice encoder's rate), not {features.sample_rate}")
     out = Path(output_dir) if output_dir is not None else Path(dataset_dir)
     if not Path(dataset_dir).is_dir():  # said by the clean stage; no lock folder made there
         return _run_stages(dataset_dir, params=params, features=features,
