@@ -6,14 +6,14 @@ Trains the product's ``embedding`` heads (``model.build_model`` → ``compile_mo
 picks L2 and learning rate on dev UAR, and prints per head: dev UAR, test UAR with the
 speaker bootstrap (stratified by class), paired differences against the shipped
 ``gender.keras`` and the pitch rule, per-class recall; for age also the 3-group view, MAE in
-years and the confusion matrix. With ``--ocean`` the best gender heads are checked on
-speechocean762 (adults and children apart; never trained on).
+years and the confusion matrix. With ``--ocean`` every gender head is checked on
+speechocean762 (adults, teens, children apart; never trained on it).
 
-Inputs, cached in --cache (computed once, then reused):
-  * ``cv_embeddings.npz``: ``voice_encoder.embed`` of each decoded clip at 16 kHz;
-  * ``cv_inputs.npz``: the 45 voice statistics and the embedding computed at the shipped
-    model's features (``model_inputs.file_inputs``, speech gate on, as inference does);
-  * ``cv_f0.csv``: median F0 for the pitch rule (``pitch.cached_median_f0``).
+Inputs, cached in --cache (computed once, then reused), all through the product's path
+(``model_inputs.file_inputs``, speech gate on, as inference does): ``cv_embeddings.npz``
+(embedding at 16 kHz), ``cv_inputs.npz`` (the 45 voice statistics at the shipped model's
+features), ``cv_test_emb8k.npz`` (test embeddings at the shipped 8 kHz preset: the skew such a
+model would meet), ``cv_f0.csv`` (median F0 for the pitch rule), ``ocean_*``.
 
     python3 bench/embedding_heads.py --share /work/shared/cv-sample --cache /work/cache \
         --task gender --seeds 2 [--ocean DIR] [--save /work/cache/heads]
@@ -88,7 +88,8 @@ def load_share(share: Path, cache: Path, features, jobs: int) -> pd.DataFrame:
     made = cached(cache / "cv_inputs.npz", lambda: {
         "path": table["path"].to_numpy(str),
         **clip_inputs(paths, features, ("pitch",), jobs)})
-    assert list(made["path"]) == list(table["path"]), "cv_inputs.npz is of another manifest"
+    if list(made["path"]) != list(table["path"]):
+        raise SystemExit(f"{cache / 'cv_inputs.npz'} is of another manifest: remove it")
     table["emb"] = list(emb.get("embedding")[[order[p] for p in table["path"]]])
     table["stats"] = list(made["pitch"])
     table["f0"] = pitch.cached_median_f0(list(table["path"]), root=share,
@@ -106,7 +107,7 @@ def arrays(table: pd.DataFrame, emb: str | None, stats: bool) -> dict:
     return inputs
 
 
-def fit_head(task, data, emb, stats, units, l2, lr, seed, *, epochs, batch, balanced):
+def fit_head(task, data, emb, stats, units, l2, lr, seed):
     """One head trained as ``training.train`` does; returns (model, best dev UAR, epoch)."""
     import keras
 
@@ -127,8 +128,9 @@ def fit_head(task, data, emb, stats, units, l2, lr, seed, *, epochs, batch, bala
             if logs["val_uar"] > best["uar"]:
                 best.update(uar=logs["val_uar"], epoch=epoch + 1, weights=model.get_weights())
 
-    weight = balanced_class_weight(y, len(names)) if balanced else None
-    model.fit(arrays(train, emb, stats), y, batch_size=batch, epochs=epochs, verbose=0,
+    weight = balanced_class_weight(y, len(names)) if task == "age" else None
+    model.fit(arrays(train, emb, stats), y, batch_size=data["batch"], epochs=data["epochs"],
+              verbose=0,
               validation_data=(arrays(dev, emb, stats), y_dev), class_weight=weight,
               callbacks=[KeepBest()], shuffle=True)
     model.set_weights(best["weights"])
@@ -164,17 +166,14 @@ def fmt(row: dict) -> str:
     return text
 
 
-def search(task, heads, data, args) -> dict:
+def search(task, heads, data, seeds: int) -> dict:
     """Per head: the (l2, lr) of best dev UAR at seed 0, then every seed of that recipe."""
     found = {}
     for name, (emb, stats, units) in heads.items():
-        trials = [(fit_head(task, data, emb, stats, units, l2, lr, 0, epochs=args.epochs,
-                            batch=args.batch, balanced=task == "age"), l2, lr)
-                  for l2, lr in GRID]
+        trials = [(fit_head(task, data, emb, stats, units, l2, lr, 0), l2, lr) for l2, lr in GRID]
         (model, dev, epoch), l2, lr = max(trials, key=lambda t: t[0][1])
-        runs = [(model, dev, epoch)] + [
-            fit_head(task, data, emb, stats, units, l2, lr, seed, epochs=args.epochs,
-                     batch=args.batch, balanced=task == "age") for seed in range(1, args.seeds)]
+        runs = [(model, dev, epoch)] + [fit_head(task, data, emb, stats, units, l2, lr, seed)
+                                        for seed in range(1, seeds)]
         found[name] = {"recipe": (emb, stats, units, l2, lr), "runs": runs}
         print(f"  {name}: l2={l2:g} lr={lr:g}; dev UAR by (l2, lr): "
               + " ".join(f"{t[0][1]:.3f}" for t in trials), file=sys.stderr, flush=True)
@@ -205,12 +204,11 @@ def report(task, found, data, others, k, save: Path | None):
         checkpoints.save_keras(info["model"], save / f"{task}.keras")
         emb, stats, units, l2, lr = found[name]["recipe"]
         figures = {"head": name, "dev_uar": info["dev"], "best_epoch": info["epoch"],
-                   "recipe": {"architecture": "embedding" if emb else "voice_stats",
-                              "embedding": emb, "pitch_input": stats, "head_units": units,
-                              "l2": l2, "learning_rate": lr, "epochs": data["epochs"],
-                              "batch_size": data["batch"],
-                              "class_weight": "balanced" if task == "age" else "none"},
-                   "test": {k: v for k, v in info["test"].items()}}
+                   "test": info["test"], "recipe": {
+                       "architecture": "embedding" if emb else "voice_stats", "pitch_input": stats,
+                       "head_units": units, "l2": l2, "learning_rate": lr, "epochs": data["epochs"],
+                       "batch_size": data["batch"],
+                       "class_weight": "balanced" if task == "age" else "none"}}
         (save / f"{task}.json").write_text(json.dumps(figures, indent=1, default=list))
     return name
 
@@ -257,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         data = {**base, **{s: (t, t["gender_code"].to_numpy()) for s, t in speech.items()}}
         shipped_prob = shipped.predict({"pitch": np.stack(speech["test"]["stats"])})
         others = {"shipped": shipped_prob.argmax(1), "pitch rule": rule_pred}
-        found = search("gender", GENDER_HEADS, data, args)
+        found = search("gender", GENDER_HEADS, data, args.seeds)
         report("gender", found, data, others, 2, args.save)
         y, spk = speech["test"]["gender_code"].to_numpy(), speech["test"]["speaker_id"].tolist()
         dev = speech["dev"]
@@ -280,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         data = {**base, **{s: (t, t["age_code"].to_numpy()) for s, t in aged.items()}}
         print("test speakers per age group:", aged["test"].groupby("age_code")["speaker_id"]
               .nunique().to_dict())
-        report("age", search("age", AGE_HEADS, data, args), data, {}, 6, args.save)
+        report("age", search("age", AGE_HEADS, data, args.seeds), data, {}, 6, args.save)
     return 0
 
 
