@@ -28,8 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "speaker and split; see README) evaluated straight from its "
                              "audio, through the model's own feature settings; rows without "
                              "a split count as --split, train/dev rows fit the pitch baseline")
-    parser.add_argument("--model_path", required=True,
-                        help=".keras or .h5 file, or a SavedModel folder")
+    parser.add_argument("--model_path", default=None,
+                        help=".keras or .h5 file, or a SavedModel folder (default: the "
+                             "shipped model for --cls_task, gender when none is given, from "
+                             "models/pretrained/, as inference.py)")
     parser.add_argument("--cls_task", default=None, choices=TASKS,
                         help="task to evaluate (default: the one stored in the model)")
     parser.add_argument("--split", default="test", choices=("dev", "test"),
@@ -65,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     def work() -> None:
         cli.check_numbers(args, {"batch_size": cli.POSITIVE_INT, "max_crops": cli.POSITIVE_INT,
                                  "min_voiced": cli.Bounds(0, 1)})
+        if args.model_path is None:  # the same resolution and message as inference.py
+            from agegender.shipped import pretrained_path  # noqa: PLC0415
+
+            args.model_path = str(pretrained_path(args.cls_task))
         if args.manifest:
             result = _evaluate_manifest(args)
         else:

@@ -185,3 +185,24 @@ def test_numeric_flags_outside_their_range_are_one_line(script, flag, expected, 
     err = capsys.readouterr().err
     assert "Traceback" not in err
     assert err.strip().splitlines() == [f"error: {expected}"]
+
+
+def test_test_script_defaults_to_the_shipped_model_like_inference(monkeypatch, capsys, tmp_path):
+    """Was: --model_path was required by test.py while inference.py used the shipped model."""
+    from agegender import shipped
+
+    seen = {}
+
+    def fake_evaluate(dataset_dir, model_path, task, **kwargs):
+        seen["model_path"] = model_path
+        return {"text": "report", "paths": {}}
+
+    import agegender.evaluation
+
+    monkeypatch.setattr(agegender.evaluation, "evaluate", fake_evaluate)
+    assert test_cli.main(["--dataset_dir=d"]) == 0
+    assert seen["model_path"] == str(shipped.pretrained_path("gender"))
+    monkeypatch.setattr(shipped, "pretrained_dir", lambda: tmp_path)
+    assert test_cli.main(["--dataset_dir=d", "--cls_task=age"]) == 2
+    err = capsys.readouterr().err
+    assert "no --model_path given and no pretrained age model" in err
