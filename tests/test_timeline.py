@@ -153,3 +153,12 @@ def test_viterbi_ignores_a_short_flip_but_keeps_a_long_one():
     probs[25:] = [0.2, 0.8]     # a real change
     path = viterbi(np.log(probs), switch_penalty=3.0)
     assert path[:25].tolist() == [0] * 25 and path[25:].tolist() == [1] * 15
+
+
+def test_segments_are_written_with_times_rounded_to_the_millisecond():
+    """Was: JSON times such as 12.300000000000001 (issue 33, first hour)."""
+    from agegender.timeline import Segment
+
+    row = Segment(0.1 + 0.2, 12.300000000000001, "male", 0.876543219).as_dict()
+    assert row == {"start": 0.3, "end": 12.3, "label": "male", "probability": 0.8765}
+    assert Segment(1.0, 2.0, "no speech", None).as_dict()["probability"] is None

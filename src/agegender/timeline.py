@@ -118,8 +118,10 @@ class Segment:
     probability: float | None
 
     def as_dict(self) -> dict:
-        """JSON-ready form."""
-        return dataclasses.asdict(self)
+        """JSON-ready form: times rounded to the millisecond (what the analysis resolves;
+        float noise like 12.300000000000001 s helps no reader), probability to 4 places."""
+        return {"start": round(self.start, 3), "end": round(self.end, 3), "label": self.label,
+                "probability": None if self.probability is None else round(self.probability, 4)}
 
 
 def audio_blocks(path: str | os.PathLike, rates: tuple[int, ...],
