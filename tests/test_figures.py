@@ -96,3 +96,17 @@ def test_per_speaker_draws_and_labels_chance_as_one_over_the_classes(tmp_path, m
     assert [tuple(line.get_ydata()) for line in dashed] == [(chance, chance)]
     labels = [text.get_text() for text in axes.get_legend().get_texts()]
     assert f"chance (1/{len(class_names)} = {chance:.2f})" in labels
+
+
+def test_the_per_speaker_figure_draws_the_worst_speakers_only(tmp_path, monkeypatch):
+    """Was: 183 hair-thin bars for 183 speakers (issue 33, first hour)."""
+    table = pd.DataFrame({"speaker_id": [f"s{i}" for i in range(183)],
+                          "true": ["male", "female"] * 91 + ["male"],
+                          "clips": 1, "accuracy": np.linspace(0, 1, 183)})
+    drawn = []
+    save = figures.save_png
+    monkeypatch.setattr(figures, "save_png", lambda figure, path: (
+        drawn.append(len(figure.axes[0].patches)), save(figure, path)))
+    figures.per_speaker(table, ["male", "female"], tmp_path / "s.png")
+    assert drawn == [figures.SHOWN_SPEAKERS]
+    assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
