@@ -158,7 +158,9 @@ def timeline_figure(result: dict, path: str, *, max_points: int = 20_000) -> Non
     axis.fill_between(times, -envelope, envelope, color="black", lw=0)
     handles = [plt.Rectangle((0, 0), 1, 1, color=colours[name], alpha=0.35) for name in labels]
     handles.append(plt.Rectangle((0, 0), 1, 1, color=(0.85, 0.85, 0.85), alpha=0.35))
-    axis.legend(handles, [*labels, NO_SPEECH], loc="upper right", fontsize=8)
+    # Above the plot, not on it: inside, the legend hid the last ~20 s of the recording.
+    axis.legend(handles, [*labels, NO_SPEECH], loc="lower right", bbox_to_anchor=(1.0, 1.0),
+                ncol=len(handles), fontsize=8, frameon=False)
     axis.set_xlim(0, duration)
     axis.set_xlabel("time (s)")
     axis.set_yticks([])
