@@ -3,6 +3,7 @@ its RTTM and TextGrid read back."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -153,3 +154,86 @@ def test_viterbi_ignores_a_short_flip_but_keeps_a_long_one():
     probs[25:] = [0.2, 0.8]     # a real change
     path = viterbi(np.log(probs), switch_penalty=3.0)
     assert path[:25].tolist() == [0] * 25 and path[25:].tolist() == [1] * 15
+
+
+# A timeline whose right answer is known to the tenth of a second: a stand-in model that
+# calls a window "male" when its median F0 is under THRESHOLD_HZ, on a recording whose
+# voices change pitch at known times. The trained fixture above learns from a few clips and
+# may call anything anything, so only this pins which label goes where.
+THRESHOLD_HZ = 165.0
+# (start, end, truth) seconds; the voices are synthetic.harmonic_voice at 120 / 220 Hz.
+PITCH_PLAN = [(0.0, 1.0, NO_SPEECH), (1.0, 5.0, "male"), (5.0, 9.0, "female"),
+              (9.0, 10.0, NO_SPEECH), (10.0, 13.0, "male"), (13.0, 14.0, NO_SPEECH)]
+# How far a segment edge may sit from the truth, seconds: the gate pads speech by
+# TimelineParams.pad_s (0.1 s) and frames are 40 ms; a 1-s window hopped by 0.25 s places a
+# change of voice within about a hop.
+EDGE_TOLERANCE_S = 0.3
+
+
+@pytest.fixture(scope="module")
+def pitch_threshold_model(tmp_path_factory):
+    """A ``voice_stats`` gender model whose weights are set by hand: male exactly where the
+    window's median F0 is under THRESHOLD_HZ, with probability ~0.9 on the voices below."""
+    import math
+
+    from agegender.config import FeatureParams, ModelParams
+    from agegender.labels import GENDERS
+    from agegender.model import PITCH_BOOST, voice_stats_model
+    from agegender.pitch import PITCH_CENTRE, PITCH_REFERENCE_HZ, PITCH_SPREAD
+    from agegender.voice_stats import STAT_NAMES
+
+    features = dataclasses.asdict(FeatureParams.preset("voice"))
+    model = voice_stats_model(ModelParams(architecture="voice_stats", pitch_input=True,
+                                          num_classes=2, task="gender",
+                                          class_names=GENDERS), features=features)
+    median = STAT_NAMES.index("log2_median_f0")
+    # The model sees z = (log2(F0 / 150 Hz) - centre) / spread and gives
+    # logit(male) - logit(female) = boost * 2w * (z_threshold - z).
+    z_threshold = ((math.log2(THRESHOLD_HZ / PITCH_REFERENCE_HZ) - PITCH_CENTRE[median])
+                   / PITCH_SPREAD[median])
+    w = 0.05
+    kernel = np.zeros((len(STAT_NAMES), 2), np.float32)
+    kernel[median] = [-w, w]
+    bias = np.array([w * z_threshold, -w * z_threshold], np.float32)
+    assert list(GENDERS) == ["male", "female"]  # the column order the weights assume
+    model.get_layer("logits").set_weights([kernel, bias])
+    assert PITCH_BOOST * 2 * w * z_threshold > 0  # 150 Hz is on the male side
+    path = tmp_path_factory.mktemp("stub") / "pitch_threshold.keras"
+    model.save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def pitch_recording(tmp_path_factory):
+    """PITCH_PLAN as a 14-s, 16-kHz WAV: a 120-Hz voice running straight into a 220-Hz
+    one, a pause, the 120-Hz voice again, with near-silence around them."""
+    from agegender.synthetic import harmonic_voice
+
+    rng = np.random.default_rng(11)
+    parts = []
+    for start, end, truth in PITCH_PLAN:
+        seconds = end - start
+        if truth == NO_SPEECH:
+            parts.append((1e-4 * rng.standard_normal(int(seconds * RATE))).astype(np.float32))
+        else:
+            parts.append(harmonic_voice(120.0 if truth == "male" else 220.0, seconds=seconds,
+                                        rate=RATE, rng=rng, vibrato=0.02))
+    folder = tmp_path_factory.mktemp("pitch_recording")
+    return synth.write_audio(folder / "two_voices.wav", np.concatenate(parts))
+
+
+def test_stub_model_labels_land_on_the_right_voice_at_the_right_time(pitch_threshold_model,
+                                                                      pitch_recording):
+    """Fails when the timeline swaps labels (male <-> female), misplaces them in time by more
+    than EDGE_TOLERANCE_S, or loses or invents a segment."""
+    detector = AgeGenderDetector(pitch_threshold_model)
+    result = detector.timeline(pitch_recording, TimelineParams(window_s=1.0, hop_s=0.25))
+    segments = result["segments"]
+    _check_cover(result, PITCH_PLAN[-1][1])
+    assert [s.label for s in segments] == [truth for _, _, truth in PITCH_PLAN], \
+        [(round(s.start, 2), round(s.end, 2), s.label) for s in segments]
+    for segment, (start, end, truth) in zip(segments, PITCH_PLAN, strict=True):
+        assert segment.start == pytest.approx(start, abs=EDGE_TOLERANCE_S), (segment, truth)
+        assert segment.end == pytest.approx(end, abs=EDGE_TOLERANCE_S), (segment, truth)
+        if truth != NO_SPEECH:
+            assert segment.probability > 0.8, segment
