@@ -13,7 +13,17 @@ import synth
 import inference as inference_cli
 from agegender import AgeGenderDetector
 from agegender.errors import AudioError, ParameterError
-from agegender.timeline import NO_SPEECH, TimelineParams, viterbi
+from agegender.timeline import (
+    NO_SPEECH,
+    PAPER_WINDOW_S,
+    TimelineParams,
+    label_segments,
+    local_reference_db,
+    model_window_s,
+    speech_regions,
+    viterbi,
+    windows_in,
+)
 from agegender.timeline_formats import read_rttm, read_textgrid, write_timeline
 
 RATE = 16_000
@@ -165,9 +175,9 @@ THRESHOLD_HZ = 165.0
 PITCH_PLAN = [(0.0, 1.0, NO_SPEECH), (1.0, 5.0, "male"), (5.0, 9.0, "female"),
               (9.0, 10.0, NO_SPEECH), (10.0, 13.0, "male"), (13.0, 14.0, NO_SPEECH)]
 # How far a segment edge may sit from the truth, seconds: the gate pads speech by
-# TimelineParams.pad_s (0.1 s) and frames are 40 ms; a 1-s window hopped by 0.25 s places a
-# change of voice within about a hop.
-EDGE_TOLERANCE_S = 0.3
+# TimelineParams.pad_s (0.1 s) and frames are 40 ms (measured: edges 0.10-0.14 s off); a 1-s
+# window hopped by 0.25 s places the change of voice 0.1 s late.
+EDGE_TOLERANCE_S = 0.25
 
 
 @pytest.fixture(scope="module")
@@ -237,3 +247,138 @@ def test_stub_model_labels_land_on_the_right_voice_at_the_right_time(pitch_thres
         assert segment.end == pytest.approx(end, abs=EDGE_TOLERANCE_S), (segment, truth)
         if truth != NO_SPEECH:
             assert segment.probability > 0.8, segment
+
+
+# The pure steps of the timeline, on hand-made inputs whose answers follow from the rules in
+# their docstrings (gate frames: 20-ms hop, 40-ms long; decision steps: 0.1 s).
+
+
+def _pairs(actual, expected) -> bool:
+    """Whether two lists of (start, end) seconds agree to a microsecond."""
+    return len(actual) == len(expected) and np.allclose(np.reshape(actual, (-1, 2)),
+                                                        np.reshape(expected, (-1, 2)),
+                                                        rtol=0, atol=1e-6)
+
+
+def _frames(duration_s: float, voiced_s: list[tuple[float, float]]) -> np.ndarray:
+    """A gate's voiced mask [frames] with frames [start/0.02, stop/0.02) set."""
+    mask = np.zeros(int(round(duration_s / 0.02)), bool)
+    for start, stop in voiced_s:
+        mask[int(round(start / 0.02)):int(round(stop / 0.02))] = True
+    return mask
+
+
+def test_speech_regions_bridge_short_pauses_drop_short_bursts_and_pad():
+    # A run of voiced frames [i, j) spans i * 20 ms to j * 20 ms + 40 ms (the frame length).
+    # Voiced 1.0-2.0 s and 2.2-3.0 s (a 0.16-s pause between the spans), a 0.1-s burst at
+    # 6.0 s (0.14 s long), and 8.0 s to the end.
+    voiced = _frames(10.0, [(1.0, 2.0), (2.2, 3.0), (6.0, 6.1), (8.0, 10.0)])
+    regions = speech_regions(voiced, TimelineParams(), 10.0)
+    assert _pairs(regions, [(0.9, 3.14), (7.9, 10.0)])  # padded 0.1, clipped at 10
+    # A pause of min_pause_s or more splits the region; shorter, it is bridged.
+    split = speech_regions(voiced, TimelineParams(min_pause_s=0.15, pad_s=0.0), 10.0)
+    assert _pairs(split, [(1.0, 2.04), (2.2, 3.04), (8.0, 10.0)])
+    # min_speech_s keeps the burst when it is short enough.
+    kept = speech_regions(voiced, TimelineParams(min_speech_s=0.1, pad_s=0.0), 10.0)
+    assert _pairs(kept, [(1.0, 3.04), (6.0, 6.14), (8.0, 10.0)])
+    # Regions whose padding overlaps become one; the first starts no earlier than 0.
+    near = _frames(4.0, [(0.06, 1.0), (1.7, 2.5)])
+    assert _pairs(speech_regions(near, TimelineParams(pad_s=0.4), 4.0), [(0.0, 2.94)])
+    assert _pairs(speech_regions(near, TimelineParams(pad_s=0.3), 4.0),
+                  [(0.0, 1.34), (1.4, 2.84)])
+    assert speech_regions(np.zeros(50, bool), TimelineParams(), 1.0) == []
+
+
+def test_windows_cover_each_region_and_short_ones_get_one_centred_window():
+    windows = windows_in([(1.0, 2.0), (3.0, 7.0), (7.5, 8.0)], 2.0, 1.0, 8.0)
+    assert _pairs(windows, [(0.5, 2.5),                                # centred on 1.5
+                            (3.0, 5.0), (4.0, 6.0), (5.0, 7.0),        # hop 1 s
+                            (6.0, 8.0)])                 # centred, then kept inside
+    # The windows spread evenly when the hop does not divide the region.
+    assert _pairs(windows_in([(3.0, 6.5)], 2.0, 1.0, 8.0),
+                  [(3.0, 5.0), (3.75, 5.75), (4.5, 6.5)])
+    # A region at the very start, and a recording shorter than one window.
+    assert _pairs(windows_in([(0.0, 0.4)], 2.0, 1.0, 8.0), [(0.0, 2.0)])
+    assert _pairs(windows_in([(0.2, 1.0)], 2.0, 1.0, 1.5), [(0.0, 1.5)])
+    assert windows_in([], 2.0, 1.0, 8.0) == []
+
+
+def _spans(segments):
+    return [(round(s.start, 6), round(s.end, 6), s.label,
+             None if s.probability is None else round(s.probability, 6)) for s in segments]
+
+
+def test_label_segments_give_each_step_its_windows_and_fill_the_gaps_with_no_speech():
+    names = ["a", "b"]
+    windows = [(1.0, 1.5), (1.5, 2.0), (3.0, 4.0)]
+    probabilities = np.array([[0.9, 0.1], [0.2, 0.8], [0.3, 0.7]])
+    segments = label_segments([(1.0, 2.0), (3.0, 4.0)], windows, probabilities, names, 5.0,
+                              switch_penalty=0.0)
+    assert _spans(segments) == [(0.0, 1.0, NO_SPEECH, None), (1.0, 1.5, "a", 0.9),
+                                (1.5, 2.0, "b", 0.8), (2.0, 3.0, NO_SPEECH, None),
+                                (3.0, 4.0, "b", 0.7), (4.0, 5.0, NO_SPEECH, None)]
+    # Overlapping windows are averaged per step: 1.0-1.5 s is (0.9 + 0.3) / 2 = 0.6 "a".
+    segments = label_segments([(0.0, 1.5)], [(0.0, 1.0), (0.5, 1.5)],
+                              np.array([[0.9, 0.1], [0.3, 0.7]]), names, 1.5, 0.0)
+    assert _spans(segments) == [(0.0, 1.0, "a", 0.75), (1.0, 1.5, "b", 0.7)]
+    # A high switching penalty keeps one label: the one of more evidence.
+    segments = label_segments([(0.0, 1.5)], [(0.0, 1.0), (0.5, 1.5)],
+                              np.array([[0.9, 0.1], [0.3, 0.7]]), names, 1.5, 100.0)
+    assert [s.label for s in segments] == ["a"]
+
+
+def test_label_segments_skip_windows_too_short_to_analyse():
+    names = ["a", "b"]
+    nan = [np.nan, np.nan]
+    # Steps no window reaches take the nearest covered step's probabilities.
+    segments = label_segments([(0.0, 1.0)], [(0.0, 0.5), (0.5, 1.0)],
+                              np.array([nan, [0.3, 0.7]]), names, 1.0, 0.0)
+    assert _spans(segments) == [(0.0, 1.0, "b", 0.7)]
+    # No window analysed: the region has no class.
+    segments = label_segments([(0.5, 1.0)], [(0.5, 1.0)], np.array([nan]), names, 2.0, 0.0)
+    assert _spans(segments) == [(0.0, 0.5, NO_SPEECH, None), (0.5, 1.0, NO_SPEECH, None),
+                                (1.0, 2.0, NO_SPEECH, None)]
+    # No region at all: one stretch of no speech.
+    assert _spans(label_segments([], [], np.zeros((0, 0)), names, 3.0, 8.0)) == [
+        (0.0, 3.0, NO_SPEECH, None)]
+
+
+def test_local_reference_is_each_stretch_own_95th_percentile():
+    rms_db = np.array([0, 0, 0, 0, 100, -50, -50, -50, -50, -10, 7], float)
+    # 0.1 s = 5 frames a stretch; 95th percentile by linear interpolation.
+    reference = local_reference_db(rms_db, span_s=0.1)
+    assert reference.tolist() == pytest.approx([80.0] * 5 + [-18.0] * 5 + [7.0])
+    assert local_reference_db(rms_db).tolist() == pytest.approx(
+        [np.percentile(rms_db, 95)] * 11)  # the default 30 s holds all of it
+
+
+def test_model_window_is_the_image_width_or_the_paper_window():
+    from agegender.config import FeatureParams
+
+    assert model_window_s(FeatureParams.preset("voice")) == pytest.approx(64 * 320 / 8000)
+    assert model_window_s(FeatureParams()) == PAPER_WINDOW_S == 3.0
+
+
+@pytest.mark.parametrize("field", ["window_s", "hop_s", "min_pause_s", "min_speech_s", "pad_s",
+                                   "switch_penalty"])
+@pytest.mark.parametrize("value", [-0.1, float("inf"), float("nan")])
+def test_every_timeline_parameter_is_checked(field, value):
+    with pytest.raises(ParameterError, match=rf"^{field}="):
+        TimelineParams(**{field: value})
+    TimelineParams(**{field: 0.0})  # zero is allowed: "the model's", or "off"
+
+
+def test_block_and_voiced_share_limits():
+    TimelineParams(block_s=1.0)
+    for bad in (0.99, float("nan"), float("inf")):
+        with pytest.raises(ParameterError, match="block_s"):
+            TimelineParams(block_s=bad)
+    with pytest.raises(ParameterError, match="min_voiced"):
+        TimelineParams(min_voiced=1.5)
+
+
+def test_segment_as_dict():
+    from agegender.timeline import Segment
+
+    assert Segment(1.0, 2.5, "male", 0.75).as_dict() == {
+        "start": 1.0, "end": 2.5, "label": "male", "probability": 0.75}
