@@ -382,3 +382,62 @@ def test_segment_as_dict():
 
     assert Segment(1.0, 2.5, "male", 0.75).as_dict() == {
         "start": 1.0, "end": 2.5, "label": "male", "probability": 0.75}
+
+
+# Gaps found by mutation testing (docs/mutation.md): each test below fails on a mutant of
+# agegender.timeline's pure steps that the tests above let through.
+
+
+def test_steps_before_the_first_and_after_the_last_window_take_the_closest_ones():
+    # Windows cover steps 2 (a), 3-6 (b) and 7 (a, 0.7); steps 0-1 take step 2's values,
+    # steps 8-9 step 7's.
+    segments = label_segments([(0.0, 1.0)], [(0.2, 0.3), (0.3, 0.7), (0.7, 0.8)],
+                              np.array([[0.9, 0.1], [0.2, 0.8], [0.7, 0.3]]), ["a", "b"],
+                              1.0, 0.0)
+    assert _spans(segments) == [(0.0, 0.3, "a", 0.9), (0.3, 0.7, "b", 0.8),
+                                (0.7, 1.0, "a", 0.7)]
+
+
+def test_a_window_starting_before_its_region_still_counts():
+    # A short region's window is centred on it, so it starts before the region does.
+    segments = label_segments([(1.0, 1.4)], [(0.2, 2.2)], np.array([[0.2, 0.8]]), ["a", "b"],
+                              3.0, 8.0)
+    assert _spans(segments) == [(0.0, 1.0, NO_SPEECH, None), (1.0, 1.4, "b", 0.8),
+                                (1.4, 3.0, NO_SPEECH, None)]
+
+
+def test_a_late_region_weighs_only_its_own_steps():
+    # 0.5 s of a (0.9) then 0.5 s of b (0.6): with a switching penalty of 3 nats, staying on
+    # a (log-score -5.1) beats switching (-6.1); extra steps of b would tip it.
+    segments = label_segments([(5.0, 6.0)], [(5.0, 5.5), (5.5, 6.0)],
+                              np.array([[0.9, 0.1], [0.4, 0.6]]), ["a", "b"], 6.0, 3.0)
+    assert [(s.label, round(s.start, 6), round(s.end, 6)) for s in segments] == [
+        (NO_SPEECH, 0.0, 5.0), ("a", 5.0, 6.0)]
+
+
+def test_viterbi_starts_from_the_first_step_and_switches_from_the_best_class():
+    # The first step alone says class 1, strongly: cheap switches follow each step; a dear
+    # one keeps class 1 throughout (log 0.9 + 3 log 0.4 = -2.85 beats log 0.1 + 3 log 0.6).
+    log_probs = np.log([[0.1, 0.9], [0.6, 0.4], [0.6, 0.4], [0.6, 0.4]])
+    assert viterbi(log_probs, switch_penalty=0.1).tolist() == [1, 0, 0, 0]
+    assert viterbi(log_probs, switch_penalty=5.0).tolist() == [1, 1, 1, 1]
+    # Three classes: the switch comes from the best-scoring class (2), not from class 0.
+    three = np.log([[0.1, 0.1, 0.8], [0.1, 0.8, 0.1], [0.1, 0.8, 0.1]])
+    assert viterbi(three, switch_penalty=1.0).tolist() == [2, 1, 1]
+    # The first step counts once: [0.45, 0.55] then an even step, penalty 0: class 1 first.
+    assert viterbi(np.log([[0.45, 0.55], [0.5, 0.5001]]), 0.0).tolist() == [1, 1]
+
+
+def test_windows_hop_by_hop_s_and_a_late_short_region_ends_with_the_recording():
+    assert _pairs(windows_in([(0.0, 3.0)], 2.0, 0.5, 8.0),
+                  [(0.0, 2.0), (0.5, 2.5), (1.0, 3.0)])
+    # Recording 2.5 s, window 2 s: the window of a region at 2.0-2.4 s is 0.5-2.5 s.
+    assert _pairs(windows_in([(2.0, 2.4)], 2.0, 1.0, 2.5), [(0.5, 2.5)])
+
+
+def test_local_reference_stretches_are_thirty_seconds_by_default():
+    # 20-ms frames: 1,500 to 30 s. A quiet first 30 s, a loud 10 s after.
+    rms_db = np.r_[np.full(1500, -40.0), np.full(500, -10.0)]
+    reference = local_reference_db(rms_db)
+    assert reference[:1500].tolist() == [-40.0] * 1500
+    assert reference[1500:].tolist() == [-10.0] * 500
