@@ -200,6 +200,11 @@ def test_speaker_message_names_every_split_in_order_and_counts_the_rows(tmp_path
     assert leakage.speaker_overlap(clips) == [
         "speaker 's1' is in train (manifest.csv rows 2, 3, 4 (+2 more)), "
         "dev (manifest.csv rows 7, 8) and test (manifest.csv row 9)"]
+    # Exactly _ROWS_SHOWN rows: all named, nothing "more".
+    three = _clips([("train", f"{n}.wav", "s3", n) for n in (2, 3, 4)]
+                   + [("dev", "x.wav", "s3", 5)])
+    assert leakage.speaker_overlap(three) == [
+        "speaker 's3' is in train (manifest.csv rows 2, 3, 4) and dev (manifest.csv row 5)"]
     # Rows of two tables: each named, in the order they come.
     two = _clips([("train", "a.wav", "s2", 5, "/x/b.csv"), ("train", "b.wav", "s2", 2, "/x/a.csv"),
                   ("test", "c.wav", "s2", 3, "/x/a.csv")])

@@ -424,8 +424,9 @@ def test_viterbi_starts_from_the_first_step_and_switches_from_the_best_class():
     # Three classes: the switch comes from the best-scoring class (2), not from class 0.
     three = np.log([[0.1, 0.1, 0.8], [0.1, 0.8, 0.1], [0.1, 0.8, 0.1]])
     assert viterbi(three, switch_penalty=1.0).tolist() == [2, 1, 1]
-    # The first step counts once: [0.45, 0.55] then an even step, penalty 0: class 1 first.
-    assert viterbi(np.log([[0.45, 0.55], [0.5, 0.5001]]), 0.0).tolist() == [1, 1]
+    # The first step counts once: staying on 0 scores log 0.3 + log 0.8 = -1.43, starting on
+    # 1 and switching log 0.7 - 1 + log 0.8 = -1.58 (counting step 0 twice would flip it).
+    assert viterbi(np.log([[0.3, 0.7], [0.8, 0.2]]), 1.0).tolist() == [0, 0]
 
 
 def test_windows_hop_by_hop_s_and_a_late_short_region_ends_with_the_recording():
