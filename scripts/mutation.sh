@@ -5,7 +5,11 @@
 #   e.g. scripts/mutation.sh pure "metrics.py leakage.py" "tests/test_metrics.py tests/test_leakage.py"
 #
 # Optional: PYTEST_K, a pytest -k expression narrowing TESTS; MUTANTS, mutmut mutant-name
-# patterns (e.g. "agegender.timeline.x_viterbi__mutmut_*") to run only those mutants.
+# patterns (e.g. "agegender.timeline.x_viterbi__mutmut_*") to run only those mutants;
+# DO_NOT_MUTATE, a regex of source lines whose statements stay unmutated (layers.py needs
+# 'def __init__\(': mutmut's trampoline hides a Layer constructor's signature from Keras);
+# FORKSERVER=1 for tests that run TensorFlow: mutmut then forks each mutant from a process
+# that has not run TF (a fork of one that has hangs in TF's thread pools).
 #
 # Runs mutmut 3 (pip install mutmut; not a project requirement) in a scratch copy of the
 # working tree, ${MUTATION_DIR:-/tmp/agegender-mutation}/NAME, so the repository gets no
@@ -27,6 +31,14 @@ rm -rf "$work" && mkdir -p "$work"
   if [ -n "${PYTEST_K:-}" ]; then printf '    -k\n    %s\n' "$PYTEST_K"; fi
   printf 'pytest_add_cli_args =\n    -p\n    no:cacheprovider\n'
   echo "use_git_change_detection = false"
+  # mutmut copies src/ and tests/ into mutants/; the shipped models are test data too.
+  printf 'also_copy =\n    models\n'
+
+  if [ -n "${DO_NOT_MUTATE:-}" ]; then printf 'do_not_mutate_patterns =\n    %s\n' "$DO_NOT_MUTATE"; fi
+  if [ -n "${FORKSERVER:-}" ]; then
+    echo "process_isolation = forkserver"
+    echo "forkserver_warmup = collect"
+  fi
 } > "$work/setup.cfg"
 cd "$work"
 export MPLBACKEND=Agg TF_CPP_MIN_LOG_LEVEL=2
