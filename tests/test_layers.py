@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import expected_outputs
 import keras
 import numpy as np
 import pytest
@@ -102,3 +103,16 @@ def test_example_dropout_zeroes_whole_examples_in_training_only_and_does_not_res
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(off(x, training=True)), x)
     with pytest.raises(ParameterError, match="rate=1.0"):
         ExampleDropout(1.0)
+
+
+LAYER_OUTPUT_CASES = [name for name in expected_outputs.CASES
+                      if not name.startswith(("mam_cnn", "voice_stats"))]
+
+
+@pytest.mark.parametrize("case", LAYER_OUTPUT_CASES)
+def test_layer_gives_the_stored_output_on_seeded_weights(case):
+    """Numbers, not only shapes: the MAM without its frequency branch, with the branches
+    swapped, or an attention convolving along the other axis keeps every shape above and
+    fails here (fixture: tests/data/expected_outputs.json, made by
+    ``python tests/expected_outputs.py --regen``)."""
+    expected_outputs.check(case)

@@ -178,3 +178,104 @@ def test_unquoted_comma_in_the_first_row_names_the_row(tmp_path):
     message = str(raised.value)
     assert "manifest.csv: row 2 has 4 cells, the header 3" in message
     assert "unquoted comma" in message and "\n" not in message
+
+
+# The checks on in-memory tables, message by message: gaps found by mutation testing
+# (docs/mutation.md), each test fails on a mutant of agegender.leakage that the tests above
+# let through.
+
+
+def _clips(rows: list[tuple]) -> pd.DataFrame:
+    """(split, audio_path, speaker_id, source_row[, source_file]) → the cleaned-clips table."""
+    return pd.DataFrame([{"split": r[0], "audio_path": r[1], "speaker_id": r[2],
+                          "source_row": r[3], "source_file": r[4] if len(r) > 4 else
+                          "/data/manifest.csv"} for r in rows])
+
+
+def test_speaker_message_names_every_split_in_order_and_counts_the_rows(tmp_path):
+    clips = _clips([("test", "t.wav", "s1", 9), ("train", "a.wav", "s1", 2),
+                    ("train", "b.wav", "s1", 3), ("train", "c.wav", "s1", 4),
+                    ("train", "d.wav", "s1", 5), ("train", "e.wav", "s1", 6),
+                    ("dev", "f.wav", "s1", 7), ("dev", "g.wav", "s1", 8)])
+    assert leakage.speaker_overlap(clips) == [
+        "speaker 's1' is in train (manifest.csv rows 2, 3, 4 (+2 more)), "
+        "dev (manifest.csv rows 7, 8) and test (manifest.csv row 9)"]
+    # Exactly _ROWS_SHOWN rows: all named, nothing "more".
+    three = _clips([("train", f"{n}.wav", "s3", n) for n in (2, 3, 4)]
+                   + [("dev", "x.wav", "s3", 5)])
+    assert leakage.speaker_overlap(three) == [
+        "speaker 's3' is in train (manifest.csv rows 2, 3, 4) and dev (manifest.csv row 5)"]
+    # Rows of two tables: each named, in the order they come.
+    two = _clips([("train", "a.wav", "s2", 5, "/x/b.csv"), ("train", "b.wav", "s2", 2, "/x/a.csv"),
+                  ("test", "c.wav", "s2", 3, "/x/a.csv")])
+    assert leakage.speaker_overlap(two) == [
+        "speaker 's2' is in train (b.csv row 5; a.csv row 2) and test (a.csv row 3)"]
+
+
+def test_speakers_are_named_in_the_order_of_their_first_row(tmp_path):
+    clips = _clips([("train", "1.wav", "zed", 2), ("train", "2.wav", "amy", 3),
+                    ("test", "3.wav", "amy", 4), ("test", "4.wav", "zed", 5),
+                    ("dev", "5.wav", "bob", 6)])
+    lines = leakage.speaker_overlap(clips)
+    assert [line.split("'")[1] for line in lines] == ["zed", "amy"]
+    with pytest.raises(DatasetError) as refused:  # refused by default
+        leakage.check_splits(clips, tmp_path)
+    assert str(refused.value) == (
+        f"{lines[0]} (1 more speakers in two splits): a speaker in two splits makes the test "
+        "score a memory test; put all their rows in one split (or --split_by_speaker), or "
+        "pass --allow_speaker_overlap to go on knowingly")
+    one = clips[clips["speaker_id"] != "amy"]
+    with pytest.raises(DatasetError, match=r"row 5\): a speaker in two splits"):
+        leakage.check_splits(one, tmp_path)
+
+
+def test_allowed_overlap_is_logged_with_the_folder_and_recorded(tmp_path, caplog):
+    clips = _clips([("train", "1.wav", "zed", 2), ("test", "2.wav", "zed", 3)])
+    with caplog.at_level("WARNING", logger="agegender.leakage"):
+        record = leakage.check_splits(clips, tmp_path, allow_speaker_overlap=True)
+    line = leakage.speaker_overlap(clips)[0]
+    assert record == {"speakers": "allowed", "overlapping": [line], "files": "checked"}
+    assert caplog.messages == [f"{tmp_path}: {line} (allowed by --allow_speaker_overlap)"]
+
+
+def test_clips_without_a_speaker_id_are_no_speaker(tmp_path):
+    clips = _clips([("train", "1.wav", "", 2), ("test", "2.wav", "", 3),
+                    ("train", "3.wav", "a", 4), ("test", "4.wav", "b", 5)])
+    assert leakage.speaker_overlap(clips) == []
+    assert leakage.check_splits(clips, tmp_path) == {"speakers": "checked", "overlapping": [],
+                                                     "files": "checked"}
+
+
+def test_no_speaker_ids_at_all_is_said_and_recorded(tmp_path, caplog):
+    clips = _clips([("train", "1.wav", "", 2), ("test", "2.wav", "", 3)])
+    with caplog.at_level("WARNING", logger="agegender.leakage"):
+        record = leakage.check_splits(clips, tmp_path)
+    assert record == {"speakers": "unchecked", "overlapping": [], "files": "checked"}
+    assert caplog.messages == [
+        f"{tmp_path}: the dataset names no speakers (no speaker, speaker_id or client_id "
+        "column): whether a speaker is in two splits cannot be checked"]
+
+
+def test_file_message_names_the_file_the_splits_and_the_count(tmp_path):
+    clips = _clips([("train", "x.wav", "a", 2), ("test", "x.wav", "b", 3),
+                    ("dev", "y.wav", "c", 4), ("test", "y.wav", "d", 5)])
+    with pytest.raises(DatasetError) as refused:
+        leakage.check_splits(clips, tmp_path, allow_speaker_overlap=True)
+    assert str(refused.value) == (
+        "audio file x.wav is listed in train (manifest.csv row 2) and test (manifest.csv row "
+        "3) (1 more files in two splits): a clip in two splits is scored on what the model "
+        "was trained on; keep each file in one split")
+
+
+def test_report_lines_of_each_record(tmp_path):
+    for record, line in [
+            ({"speakers": "unchecked"}, "speaker leakage: cannot be checked (the dataset names "
+             "no speakers); the score may include speakers heard in training"),
+            ({"speakers": "allowed", "overlapping": []},
+             "speaker leakage: ALLOWED (--allow_speaker_overlap): 0 speaker(s) in two splits"),
+            ({"speakers": "allowed", "overlapping": ["speaker 'a' is in x and y", "z"]},
+             "speaker leakage: ALLOWED (--allow_speaker_overlap): 2 speaker(s) in two splits; "
+             "first: speaker 'a' is in x and y")]:
+        leakage.write_record(tmp_path, record)
+        assert leakage.report_line(tmp_path) == line
+    assert leakage.record_path(tmp_path) == tmp_path / "Manifest" / "leakage.json"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -166,4 +168,124 @@ def test_paired_difference_refuses_unequal_lengths():
     from agegender.errors import ParameterError
 
     with pytest.raises(ParameterError, match="differ in length: 2, 2, 1, 2"):
+        paired_bootstrap_difference([0, 1], [0, 1], [0], ["a", "b"])
+
+
+# Gaps found by mutation testing (docs/mutation.md): each test below fails on a mutant of
+# agegender.metrics that the tests above let through.
+
+
+def test_the_report_names_the_scored_classes_with_four_decimals():
+    # c is predicted but never true: its recall is 0/0, reported as 0 (zero_division=0).
+    result = classification_metrics([0, 1, 1], [0, 1, 2], ["a", "b", "c"])
+    rows = {line.split()[0]: line.split()[1:] for line in result["report"].splitlines()
+            if line.strip() and line.split()[0] in ("a", "b", "c")}
+    assert sorted(rows) == ["a", "b", "c"]
+    assert rows["c"][:3] == ["0.0000", "0.0000", "0.0000"]  # precision, recall, F1
+    assert rows["b"][:3] == ["1.0000", "0.5000", "0.6667"]
+    assert result["n"] == 3 and result["report_labels"] == [0, 1, 2]
+    assert result["absent"] == []
+
+
+def test_one_clip_is_its_own_majority():
+    result = classification_metrics([1], [0], ["a", "b"])
+    assert result["majority_baseline"] == 1.0 and result["accuracy"] == 0.0
+    ci = bootstrap_ci([1], [1], ["s"], n_resamples=10)
+    assert ci["balanced_accuracy"] == (1.0, 1.0) and ci["n_units"] == 1
+
+
+# Class 0: speakers a (right) and b (wrong); class 1: speaker c (right). Each resample's
+# recall of class 0 is 0, 1/2 or 1 (chance 1/4, 1/2, 1/4): UAR 0.5, 0.75 or 1.0. A 45 %
+# interval (percentiles 27.5 and 72.5) is therefore (0.75, 0.75), a 95 % one (0.5, 1.0).
+BY_HAND = ([0, 0, 1], [0, 1, 1], ["a", "b", "c"])
+
+
+def test_interval_percentiles_follow_the_level_and_the_result_records_it():
+    narrow = bootstrap_ci(*BY_HAND, n_resamples=4000, level=0.45, seed=2)
+    assert narrow["balanced_accuracy"] == (0.75, 0.75)
+    assert narrow["level"] == 0.45 and narrow["n_resamples"] == 4000
+    assert narrow["n_units"] == 3 and narrow["unit"] == "speakers"
+    wide = bootstrap_ci(*BY_HAND, n_resamples=4000, level=0.999, seed=2)
+    assert wide["balanced_accuracy"] == (0.5, 1.0)
+    # Paired: a = BY_HAND's predictions, b calls everyone class 1: UAR a - UAR b is half of
+    # a's class-0 recall, 0, 1/4 or 1/2 with chance 1/4, 1/2, 1/4.
+    y_true, pred_a, speakers = BY_HAND
+    paired = paired_bootstrap_difference(y_true, pred_a, [1, 1, 1], speakers,
+                                         n_resamples=4000, level=0.45, seed=2)
+    assert paired["interval"] == (0.25, 0.25)
+    assert paired["difference"] == pytest.approx(0.25)
+    assert paired["a_better"] == pytest.approx(0.75, abs=0.03)
+    assert paired["level"] == 0.45 and paired["n_resamples"] == 4000
+    assert paired["n_units"] == 3
+    assert paired_bootstrap_difference(y_true, pred_a, [1, 1, 1], speakers, n_resamples=4000,
+                                       level=0.999, seed=2)["interval"] == (0.0, 0.5)
+
+
+def test_the_seed_decides_the_resamples():
+    rng = np.random.default_rng(0)
+    y_true = rng.integers(0, 2, 60)
+    y_pred = np.where(rng.uniform(size=60) < 0.7, y_true, 1 - y_true)
+    speakers = [f"s{i}" for i in range(60)]
+    one = bootstrap_ci(y_true, y_pred, speakers, n_resamples=200, seed=5)
+    assert bootstrap_ci(y_true, y_pred, speakers, n_resamples=200, seed=5) == one
+    assert bootstrap_ci(y_true, y_pred, speakers, n_resamples=200, seed=6) != one
+    other = 1 - y_pred
+    pair = paired_bootstrap_difference(y_true, y_pred, other, speakers, n_resamples=200, seed=5)
+    assert paired_bootstrap_difference(y_true, y_pred, other, speakers, n_resamples=200,
+                                       seed=5) == pair
+    assert paired_bootstrap_difference(y_true, y_pred, other, speakers, n_resamples=200,
+                                       seed=6) != pair
+
+
+def test_each_stratum_draws_only_its_own_class_speakers():
+    # Three classes, one speaker each: a stratum of one unit always draws that unit, so
+    # UAR is 2/3 in every resample. Drawing from another class's units would vary it.
+    ci = bootstrap_ci([0, 1, 2], [0, 0, 2], ["a", "b", "c"], n_resamples=500)
+    assert ci["balanced_accuracy"] == pytest.approx((2 / 3, 2 / 3))
+    assert ci["accuracy"] == pytest.approx((2 / 3, 2 / 3))
+
+
+def test_large_strata_are_drawn_in_chunks_with_the_same_answer():
+    # 6,001 speakers: the draws of class 0 come in chunks of 5,000,000 // 6,000 = 833
+    # resamples, so 1,000 resamples take two chunks.
+    y_true = np.r_[np.zeros(6000, int), 1]
+    speakers = [f"s{i}" for i in range(6001)]
+    ci = bootstrap_ci(y_true, y_true, speakers, n_resamples=1000)
+    assert ci["balanced_accuracy"] == (1.0, 1.0) and ci["n_units"] == 6001
+
+
+def test_clips_without_a_speaker_id_are_counted_in_the_unit_name():
+    ci = bootstrap_ci([0, 0, 1, 1], [0, 0, 1, 1], ["a", "", "b", ""], n_resamples=10)
+    assert ci["unit"] == "speakers (2 clips without speaker id count as one each)"
+    assert ci["n_units"] == 4
+
+
+@pytest.mark.parametrize(("kwargs", "needle"), [
+    ({"n_resamples": 0}, "n_resamples=0, level=0.95: need >= 1 and in (0, 1)"),
+    ({"level": 0.0}, "level=0.0"),
+    ({"level": 1.0}, "level=1.0"),
+    ({"level": 1.5}, "level=1.5"),
+])
+def test_bad_resample_count_or_level_is_refused(kwargs, needle):
+    from agegender.errors import ParameterError
+
+    for function, args in ((bootstrap_ci, BY_HAND),
+                           (paired_bootstrap_difference, (BY_HAND[0], BY_HAND[1], BY_HAND[1],
+                                                          BY_HAND[2]))):
+        with pytest.raises(ParameterError, match=re.escape(needle)):
+            function(*args, **kwargs)
+    assert bootstrap_ci(*BY_HAND, n_resamples=1)["n_resamples"] == 1  # one is enough
+
+
+def test_no_clips_or_unequal_lengths_are_refused_naming_the_function_and_arrays():
+    from agegender.errors import ParameterError
+
+    with pytest.raises(ParameterError, match="^bootstrap_ci needs at least one clip$"):
+        bootstrap_ci([], [], [])
+    with pytest.raises(ParameterError, match="^paired_bootstrap_difference needs at least"):
+        paired_bootstrap_difference([], [], [], [])
+    with pytest.raises(ParameterError, match=r"^y_true, y_pred, speakers differ in length: "
+                                             r"2, 2, 1$"):
+        bootstrap_ci([0, 1], [0, 1], ["a"])
+    with pytest.raises(ParameterError, match=r"^y_true, pred_a, pred_b, speakers differ"):
         paired_bootstrap_difference([0, 1], [0, 1], [0], ["a", "b"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import expected_outputs
 import keras
 import numpy as np
 import pytest
@@ -99,3 +100,11 @@ def test_default_bn_momentum_converges_on_small_data_and_keras_default_does_not(
     assert ours_batch >= 0.9 and keras_batch >= 0.9
     assert ours_moving >= 0.9
     assert keras_moving <= 0.65
+
+
+@pytest.mark.parametrize("case", ["mam_cnn", "mam_cnn_pitch", "voice_stats"])
+def test_model_gives_the_stored_outputs_on_seeded_weights(case):
+    """Each stage's output (FLB-1, MAM, FLB-2, dense, probabilities; the fused heads' logits)
+    on seeded weights and a seeded 40x24 input, against tests/data/expected_outputs.json
+    (``python tests/expected_outputs.py --regen`` remakes it)."""
+    expected_outputs.check(case)

@@ -86,3 +86,84 @@ def test_shipped_model_gives_the_recorded_probabilities(task):
     for clip, result in zip(clips, results, strict=True):
         expected = recorded["probabilities"][clip.name]
         assert result["probabilities"] == pytest.approx(expected, abs=1e-4), clip.name
+
+
+def _tampered_copy(folder, *, sidecar: bool):
+    """``folder/gender.keras``: the shipped gender model with one byte of one weight changed
+    (the zip rewritten with valid CRCs, so only a checksum can tell), and, with ``sidecar``,
+    the shipped ``.sha256`` beside it. Returns (path, the changed weight's (old, new))."""
+    import io
+    import shutil
+
+    import h5py
+
+    source = pretrained.pretrained_dir() / "gender.keras"
+    with zipfile.ZipFile(source) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    weights = bytearray(members[pretrained.WEIGHTS_MEMBER])
+    with h5py.File(io.BytesIO(bytes(weights)), "r") as handle:
+        kernel = handle["layers/boosted_linear/vars/0"]
+        offset = kernel.id.get_offset()  # contiguous storage: the raw values start here
+        old = float(kernel[0, 0])
+    assert offset is not None, "the kernel is stored in chunks; pick another weight"
+    weights[offset] ^= 0x01  # lowest bit of the first value's first (little-endian) byte
+    members[pretrained.WEIGHTS_MEMBER] = bytes(weights)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / "gender.keras"
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    if sidecar:
+        shutil.copyfile(f"{source}.sha256", f"{target}.sha256")
+    with h5py.File(io.BytesIO(members[pretrained.WEIGHTS_MEMBER]), "r") as handle:
+        new = float(handle["layers/boosted_linear/vars/0"][0, 0])
+    return target, (old, new)
+
+
+@pytest.mark.skipif(not (pretrained.pretrained_dir() / "gender.keras").is_file(),
+                    reason="no shipped gender model")
+def test_a_shipped_model_with_one_weight_byte_changed_is_refused(monkeypatch, tmp_path):
+    from agegender import AgeGenderDetector
+    from agegender.checkpoints import load_model
+    from agegender.errors import ModelError
+
+    path, (old, new) = _tampered_copy(tmp_path / "with_sidecar", sidecar=True)
+    lone, _ = _tampered_copy(tmp_path / "lone", sidecar=False)
+    assert old != new  # the change reached a weight, not padding
+    # Unchecked, Keras loads the tampered file: only the checksums stand in the way.
+    assert load_model(path, verify=False).get_layer("logits").get_weights()[0][0, 0] == new
+    # Beside its sidecar: the file's SHA-256 is not the recorded one.
+    with pytest.raises(ModelError, match=r"gender\.keras: checksum mismatch"):
+        AgeGenderDetector(path)
+    # A lone copy, no sidecar: the weights digest stored inside the file catches it.
+    with pytest.raises(ModelError, match=r"gender\.keras: its weights do not match the "
+                                         r"checksum stored inside the file \(expected "
+                                         r"[0-9a-f]{16}…, got [0-9a-f]{16}…\): the file is "
+                                         r"corrupt or was changed after training; "
+                                         r"--no_verify loads it anyway$"):
+        AgeGenderDetector(lone)
+    # As the default model (no path given), through the same checks.
+    monkeypatch.setattr(pretrained, "pretrained_dir", lambda: path.parent)
+    with pytest.raises(ModelError, match="checksum mismatch"):
+        AgeGenderDetector()
+
+
+@pytest.mark.skipif(not (pretrained.pretrained_dir() / "gender.keras").is_file(),
+                    reason="no shipped gender model")
+def test_a_shipped_model_whose_sidecar_was_changed_is_refused(tmp_path):
+    import shutil
+
+    from agegender import AgeGenderDetector
+    from agegender.errors import ModelError
+
+    source = pretrained.pretrained_dir() / "gender.keras"
+    path = tmp_path / "gender.keras"
+    shutil.copyfile(source, path)
+    sidecar = tmp_path / "gender.keras.sha256"
+    recorded = (source.parent / sidecar.name).read_text().split()[0]
+    changed = ("0" if recorded[0] != "0" else "1") + recorded[1:]
+    sidecar.write_text(f"{changed}  gender.keras\n")
+    with pytest.raises(ModelError, match=rf"checksum mismatch.*expected {changed}"):
+        AgeGenderDetector(path)
+    sidecar.write_text(f"{recorded}  gender.keras\n")  # the shipped sidecar: accepted
+    assert list(AgeGenderDetector(path).class_names) == ["male", "female"]
