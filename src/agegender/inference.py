@@ -205,19 +205,17 @@ class AgeGenderDetector:
         """The model's class names, index = label code."""
         return self.model.class_names
 
-    def _inputs(self, path: str) -> dict[str, np.ndarray] | AudioError:
-        """A clip's model inputs ({kind: [crops, ...]}, ``model_inputs.file_inputs``), or
-        why it has none."""
-        from agegender.model_inputs import file_inputs  # noqa: PLC0415
+    def _inputs(self, paths: Sequence[str], pool) -> list[dict[str, np.ndarray] | AudioError]:
+        """Each clip's model inputs ({kind: [crops, ...]}, ``model_inputs.files_inputs``,
+        decoding in ``pool``'s threads), or why it has none."""
+        from agegender.model_inputs import files_inputs  # noqa: PLC0415
 
-        problem = input_problem(path)
-        if problem:
-            return AudioError(problem)
-        try:
-            return file_inputs(path, self.model.features, self.model.inputs,
-                               max_crops=self.max_crops, min_voiced=self.min_voiced)
-        except AudioError as err:
-            return err
+        problems = [input_problem(path) for path in paths]
+        readable = [path for path, problem in zip(paths, problems, strict=True) if not problem]
+        made = iter(files_inputs(readable, self.model.features, self.model.inputs,
+                                 max_crops=self.max_crops, min_voiced=self.min_voiced,
+                                 map_fn=pool.map))
+        return [AudioError(problem) if problem else next(made) for problem in problems]
 
     def predict(self, audio_files: str | os.PathLike | Sequence[str | os.PathLike]
                 ) -> list[dict]:
@@ -248,7 +246,7 @@ class AgeGenderDetector:
         with ThreadPoolExecutor(self.num_threads) as pool:
             for start in range(0, len(files), self.batch_size):
                 chunk = files[start:start + self.batch_size]
-                inputs = list(pool.map(self._inputs, chunk))
+                inputs = self._inputs(chunk, pool)
                 good = [i for i, made in enumerate(inputs) if isinstance(made, dict)]
                 probabilities = self._crop_average([inputs[i] for i in good])
                 by_index = dict(zip(good, probabilities, strict=True))

@@ -147,10 +147,49 @@ def file_inputs(path: str | os.PathLike, features: FeatureParams, kinds: Sequenc
     Raises:
         AudioError: the file cannot be decoded; ``speech.NoSpeechError`` when it has no voice.
     """
+    (made,) = files_inputs([path], features, kinds, max_crops=max_crops,
+                           min_voiced=min_voiced)
+    if isinstance(made, Exception):
+        raise made
+    return made
+
+
+def files_inputs(paths: Sequence[str | os.PathLike], features: FeatureParams,
+                 kinds: Sequence[str], *, max_crops: int = 1, min_voiced: float = 0.0,
+                 map_fn=map) -> list[dict[str, np.ndarray] | Exception]:
+    """``file_inputs`` of many files, in order: each clip's inputs, or the ``AudioError``
+    why it has none.
+
+    Decoding and the per-clip kinds go through ``map_fn`` (e.g. a thread pool's ``map``);
+    the speaker embeddings of all decoded clips are then made here, in one batched encoder
+    call (``voice_encoder.embed_many``): the LSTM is the cost, and the one Keras encoder is
+    not called from several threads at once.
+    """
+    from agegender.errors import AudioError  # noqa: PLC0415
     from agegender.features import clip_waveform  # noqa: PLC0415
 
-    return waveform_inputs(clip_waveform(path, features, min_voiced=min_voiced), features,
-                           kinds, max_crops=max_crops)
+    others = [kind for kind in kinds if kind != "embedding"]
+
+    def decoded(path):
+        try:
+            waveform = clip_waveform(path, features, min_voiced=min_voiced)
+            return waveform, (waveform_inputs(waveform, features, others, max_crops=max_crops)
+                              if others else {})
+        except AudioError as err:
+            return err
+
+    made = list(map_fn(decoded, paths))
+    good = [i for i, item in enumerate(made) if not isinstance(item, Exception)]
+    if "embedding" in kinds and good:
+        from agegender.voice_encoder import embed_many  # noqa: PLC0415
+
+        vectors = embed_many([made[i][0] for i in good], features.sample_rate)  # [good, 256]
+        for i, vector in zip(good, vectors, strict=True):
+            inputs = made[i][1]
+            crops = crop_count(inputs) if inputs else 1
+            inputs["embedding"] = np.repeat(vector[np.newaxis], crops, axis=0)
+    return [item if isinstance(item, Exception) else {k: item[1][k] for k in kinds}
+            for item in made]
 
 
 def crop_count(inputs: dict[str, np.ndarray]) -> int:
