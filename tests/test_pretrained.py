@@ -97,7 +97,7 @@ def _tampered_copy(folder, *, sidecar: bool):
 
     import h5py
 
-    source = pretrained.pretrained_dir() / "gender.keras"
+    source = shipped.pretrained_dir() / "gender.keras"
     with zipfile.ZipFile(source) as archive:
         members = {name: archive.read(name) for name in archive.namelist()}
     weights = bytearray(members[pretrained.WEIGHTS_MEMBER])
@@ -120,7 +120,7 @@ def _tampered_copy(folder, *, sidecar: bool):
     return target, (old, new)
 
 
-@pytest.mark.skipif(not (pretrained.pretrained_dir() / "gender.keras").is_file(),
+@pytest.mark.skipif(not (shipped.pretrained_dir() / "gender.keras").is_file(),
                     reason="no shipped gender model")
 def test_a_shipped_model_with_one_weight_byte_changed_is_refused(monkeypatch, tmp_path):
     from agegender import AgeGenderDetector
@@ -143,12 +143,12 @@ def test_a_shipped_model_with_one_weight_byte_changed_is_refused(monkeypatch, tm
                                          r"--no_verify loads it anyway$"):
         AgeGenderDetector(lone)
     # As the default model (no path given), through the same checks.
-    monkeypatch.setattr(pretrained, "pretrained_dir", lambda: path.parent)
+    monkeypatch.setattr(shipped, "pretrained_dir", lambda: path.parent)
     with pytest.raises(ModelError, match="checksum mismatch"):
         AgeGenderDetector()
 
 
-@pytest.mark.skipif(not (pretrained.pretrained_dir() / "gender.keras").is_file(),
+@pytest.mark.skipif(not (shipped.pretrained_dir() / "gender.keras").is_file(),
                     reason="no shipped gender model")
 def test_a_shipped_model_whose_sidecar_was_changed_is_refused(tmp_path):
     import shutil
@@ -156,7 +156,7 @@ def test_a_shipped_model_whose_sidecar_was_changed_is_refused(tmp_path):
     from agegender import AgeGenderDetector
     from agegender.errors import ModelError
 
-    source = pretrained.pretrained_dir() / "gender.keras"
+    source = shipped.pretrained_dir() / "gender.keras"
     path = tmp_path / "gender.keras"
     shutil.copyfile(source, path)
     sidecar = tmp_path / "gender.keras.sha256"

@@ -124,7 +124,8 @@ def test_readme_is_short_and_gives_no_test_count():
 
 def test_every_summary_says_what_ships_and_what_train_builds():
     """Title, package description, package docstring and model card agree: the shipped model
-    is the voice-statistics one, no age model ships, and train.py builds the MAM-CNN."""
+    reads the speaker embedding and the voice statistics, no age model ships, and train.py
+    builds the MAM-CNN."""
     import tomllib  # noqa: PLC0415
 
     import agegender  # noqa: PLC0415
@@ -139,10 +140,11 @@ def test_every_summary_says_what_ships_and_what_train_builds():
     summaries = {where: " ".join(text.split()) for where, text in summaries.items()}
     for where, text in summaries.items():
         assert "voice-statistics" in text or "voice statistics" in text, where
+        assert "embedding" in text, where
         assert "MAM-CNN" in text, where
     for where in ("package docstring", "model card"):
         assert "No age model ships" in summaries[where], where
-        assert "--architecture=voice_stats" in summaries[where], where
+        assert "--architecture=embedding" in summaries[where], where
 
 
 def test_the_original_commands_are_documented_as_written():

@@ -1,13 +1,15 @@
 """Speaker gender and age from speech.
 
-What ships: ``models/pretrained/gender.keras``, a logistic regression on 45 voice statistics
-of a clip (F0 and spectral envelope), trained on the Common Voice speakers of
-``../shared/cv-sample``; ``AgeGenderDetector()`` and ``src/inference.py`` use it when given no
-model. No age model ships.
+What ships: ``models/pretrained/gender.keras``, a logistic regression on a clip's speaker
+embedding (from the pretrained GE2E voice encoder, ``models/pretrained/voice_encoder.npz``)
+and its 45 voice statistics (F0 and spectral envelope), trained on the Common Voice speakers
+of ``../shared/cv-sample``; ``AgeGenderDetector()`` and ``src/inference.py`` use it when given
+no model. No age model ships.
 
 What ``src/train.py`` builds: the MAM-CNN of Tursunov et al., Sensors 2021, 21(17):5892 (the
-default architecture, ``mam_cnn``), that network with the voice statistics fused in
-(``--pitch_input``), and the voice-statistics model alone (``--architecture=voice_stats``).
+default architecture, ``mam_cnn``), that network with the voice statistics or the embedding
+fused in (``--pitch_input``, ``--embedding_input``), the voice-statistics model alone
+(``--architecture=voice_stats``) and heads on the embedding (``--architecture=embedding``).
 
 Where each is measured: the model card ``models/pretrained/README.md`` (the shipped model and
 every gender run on the same unseen speakers), ``bench/README.md`` (the scripts that measure
