@@ -369,8 +369,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--run", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--files", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if not args.run and not Path(args.gender_model).is_file():
-        parser.error(f"--gender_model {args.gender_model}: no such model file")
+    for flag in ("manifest", "gender_model"):
+        if not args.run and not Path(getattr(args, flag)).is_file():
+            parser.error(f"--{flag} {getattr(args, flag)}: no such file")
     return args
 
 
