@@ -19,16 +19,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("TQDM_DISABLE", "1")  # the stages' progress bars would break the tables
 
-from agegender.config import SPLITS  # noqa: E402  (light: no TensorFlow)
-from agegender.labels import AGES, GENDERS  # noqa: E402
-from agegender.synthetic import random_voice  # noqa: E402
+from agegender.config import SPLITS
+from agegender.labels import AGES, GENDERS
+from agegender.synthetic import random_voice
 
 RAW_HEADER = ["filename", "text", "up_votes", "down_votes", "age", "gender", "accent",
               "duration"]
 
 
 def _write_clip(job: tuple[str, int, float, int, str]) -> None:
-    import soundfile as sf  # noqa: PLC0415
+    import soundfile as sf
 
     path, seed, seconds, rate, fmt = job
     sf.write(path, random_voice(seed, seconds=seconds, rate=rate), rate, format=fmt)
@@ -108,18 +108,15 @@ def timed(fn: Callable[[], object]) -> tuple[float, object]:
     return time.perf_counter() - start, result
 
 
-def cpu_seconds() -> float:
-    """User + system CPU seconds of this process and its reaped children so far."""
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
-
-
 def measured(fn: Callable[[], object]) -> tuple[float, float, object]:
     """(wall seconds, CPU seconds incl. reaped child processes, result) of one call."""
-    cpu = cpu_seconds()
+    def cpu() -> float:
+        usage = [resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+        return sum(u.ru_utime + u.ru_stime for u in usage)
+
+    before = cpu()
     wall, result = timed(fn)
-    return wall, cpu_seconds() - cpu, result
+    return wall, cpu() - before, result
 
 
 def _spin(seconds: float) -> None:

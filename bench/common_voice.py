@@ -1,26 +1,13 @@
-"""A model's accuracy on real speakers: ``src/test.py`` on a manifest dataset's test split,
-beside simple baselines on the same clips.
+"""The shipped models' accuracy on real speakers: ``src/test.py`` on a manifest dataset's test
+split, beside the majority class and the pitch rule (pitch+majority for age) on the same clips.
 
-Works on any ``manifest`` dataset folder with a ``split`` column (first target:
-``../shared/cv-sample``, 184 test speakers). It preprocesses a work copy with the product's
-CLI, runs ``src/test.py`` with each ``--model`` (default: the shipped models of
-``models/pretrained/``), and scores the test step's ``predictions_<task>.csv`` with the
-product's metrics (``agegender.metrics``: UAR, accuracy, the stratified speaker bootstrap,
-the paired difference) beside:
+Preprocesses a work copy of ``--dataset_dir`` (clips hard-linked; the dataset is only read) in
+``--work_dir`` with the product's CLI, runs ``src/test.py`` per ``--model`` (default: the
+shipped models), scores each ``predictions_<task>.csv`` with ``agegender.metrics`` (speaker
+bootstrap, paired difference from the baseline) and writes ``report/summary.{md,csv}``,
+``languages.csv``, ``groups.csv``::
 
-* **majority**: the most frequent class of the train split;
-* **pitch** (gender): the test report's pitch rule (median F0 above a threshold fitted on
-  train+dev → female);
-* **pitch+majority** (age, gender_age): the pitch rule's gender, then the most frequent age
-  group of the train clips of that gender: the bar an age model must clear by hearing age.
-
-``--work_dir`` (default ``~/.cache/agegender/common_voice``) holds ``data/<preset>/`` (the
-work copy: clips hard-linked, symlinks where a link is impossible, then preprocessed; the
-dataset folder is only read), ``runs/<task>/`` (reports, logs) and ``report/``
-(``summary.{md,csv}``, ``languages.csv``, ``groups.csv``). Run from the repository root::
-
-    python bench/common_voice.py --dataset_dir ../shared/cv-sample
-    python bench/common_voice.py --dataset_dir ../shared/cv-sample --model gender=M.keras
+    python bench/common_voice.py --dataset_dir ../shared/cv-sample [--model gender=M.keras]
 """
 
 from __future__ import annotations
@@ -35,15 +22,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, format_table, measured  # noqa: E402  (puts src/ on the path)
+import numpy as np
+import pandas as pd
+from common import REPO, format_table, measured
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from agegender import labels  # noqa: E402
-from agegender.metrics import (  # noqa: E402
-    bootstrap_ci, classification_metrics, paired_bootstrap_difference)
+from agegender import labels
+from agegender.metrics import bootstrap_ci, classification_metrics, paired_bootstrap_difference
 
 LOG = logging.getLogger("common_voice")
 DEFAULT_WORK = Path.home() / ".cache" / "agegender" / "common_voice"
@@ -73,16 +57,10 @@ def _inside(path: Path, folder: Path) -> bool:
 
 
 def make_work_copy(source: Path, target: Path) -> bool:
-    """Links every clip of ``source/manifest.csv`` into ``target`` (hard links, else
-    symlinks) and copies the manifest. A manifest path that leaves ``source`` is refused.
-    The product replaces files by rename, so a hard-linked clip is never written through.
-
-    Returns:
-        True when any clip is a symlink (preprocessing then needs ``--follow_symlinks``).
-
-    Raises:
-        SystemExit: naming the row or folder that is wrong.
-    """
+    """Links every clip of ``source/manifest.csv`` into ``target`` (hard links, else symlinks:
+    the product replaces files by rename, so none is written through) and copies the manifest;
+    True when any clip is a symlink (preprocessing then needs ``--follow_symlinks``). Raises
+    ``SystemExit`` naming a row whose path leaves ``source``, or a ``target`` inside it."""
     source, target = source.resolve(), target.resolve()
     if _inside(target, source) or _inside(source, target):
         raise SystemExit(f"--work_dir: the work copy {target} must lie outside the dataset "
@@ -111,18 +89,15 @@ def make_work_copy(source: Path, target: Path) -> bool:
 
 
 def run_cli(script: str, args: Sequence[str], log_path: Path) -> float:
-    """Runs ``src/<script>`` from the repository root, output to ``log_path``; CPU seconds.
-
-    Raises:
-        SystemExit: one line naming the script and its log when it fails.
-    """
+    """Runs ``src/<script>`` from the repository root, output to ``log_path``; its CPU seconds
+    (``SystemExit`` naming the script and its log when it fails)."""
     command = [sys.executable, f"src/{script}", *args]
     LOG.info("%s", shlex.join(command))
     log_path.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         filter(None, (str(REPO / "src"), os.environ.get("PYTHONPATH"))))}
     with log_path.open("w") as log:
-        _, cpu, done = measured(lambda: subprocess.run(command, cwd=REPO, env=env,
+        _, cpu, done = measured(lambda: subprocess.run(command, cwd=REPO, env=env, check=False,
                                                        stdout=log, stderr=subprocess.STDOUT))
     if done.returncode:
         tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or [""]
@@ -213,7 +188,7 @@ def summary_row(clips: pd.DataFrame, task: str, model: str, predicted: dict[str,
     stratified speaker bootstrap, the model's speaker-level UAR (majority vote per speaker),
     ±1 accuracy (age), and the model's paired UAR difference from the signal baseline
     (pitch, or pitch+majority for age) on the same speaker resamples."""
-    from agegender.analysis import speaker_level_metrics, speaker_table  # noqa: PLC0415
+    from agegender.analysis import speaker_level_metrics, speaker_table
 
     names = labels.class_names(task)
     true = clips["true_code"].to_numpy(dtype=int)
@@ -353,8 +328,8 @@ def write_report(out: Path, summary: Sequence[dict], groups: Sequence[dict], *,
 def evaluate_task(data: Path, source: Path, predictions: Path, task: str, model: str, *,
                   cpu: dict, seed: int = 0) -> tuple[dict, list[dict]]:
     """Scores one predictions CSV against every baseline: (summary row, breakdown rows)."""
-    from agegender import pitch  # noqa: PLC0415
-    from agegender.preprocess import read_clean_manifest  # noqa: PLC0415
+    from agegender import pitch
+    from agegender.preprocess import read_clean_manifest
 
     clips = clip_table(predictions, source / "manifest.csv", task)
     train = read_clean_manifest(data, "train")

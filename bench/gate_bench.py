@@ -1,38 +1,30 @@
 """The speech gate on real speech and on sounds that are no voice: how many clips it calls speech.
 
-Real speech: the clips of one split of a ``manifest.csv`` dataset (default: cv-sample's test
-split), decoded as the product decodes them (``features.load_clip`` at the default preset's
-16 kHz, which the gate resamples to its 8 kHz); a clip passes when ``speech.voiced_share`` reaches ``DEFAULT_MIN_VOICED``. Non-voice:
-the synthetic click trains, square waves and hums of ``agegender.synthetic`` (seeded). Run from
-the repository root::
+Real speech: one split of a ``manifest.csv`` dataset, decoded as the product decodes it. Non-voice:
+the seeded click trains, square waves and hums of ``agegender.synthetic``; for those it also counts
+clips with any voiced frame (what the timeline would label)::
 
     python bench/gate_bench.py --manifest /work/shared/cv-sample/manifest.csv --split test
-
-Prints one table row per kind of audio: clips, called speech, share, and (non-voice) how
-many clips hold any voiced frame at all.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
+from common import format_table  # first: puts src/ on the path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
-
-from agegender import speech, synthetic  # noqa: E402
-from agegender.config import FeatureParams  # noqa: E402
-from agegender.errors import AudioError  # noqa: E402
+from agegender import speech, synthetic
+from agegender.config import FeatureParams
+from agegender.errors import AudioError
 
 
 def real_speech(manifest: Path, split: str, limit: int | None) -> tuple[int, int, list[str]]:
     """(clips, called speech, paths refused) of one split."""
-    from agegender.features import load_clip  # noqa: PLC0415
+    from agegender.features import load_clip
 
     features = FeatureParams()  # the default preset's 16 kHz; the gate resamples to 8 kHz
     with open(manifest, newline="") as handle:
@@ -85,18 +77,17 @@ def main(argv=None) -> int:
     parser.add_argument("--limit", type=int, default=None, help="first N clips only")
     parser.add_argument("--synthetic_only", action="store_true")
     args = parser.parse_args(argv)
-    print("| audio | clips | called speech | share | with a voiced frame |\n|---|---|---|---|---|")
-    for kind, (clips, called, any_voiced) in non_voice().items():
-        print(f"| {kind} | {clips} | {called} | {called / clips:.1%} | {any_voiced} |")
+    rows = [[kind, clips, called, f"{called / clips:.1%}", any_voiced]
+            for kind, (clips, called, any_voiced) in non_voice().items()]
     if not args.synthetic_only:
         clips, passed, refused = real_speech(args.manifest, args.split, args.limit)
-        print(f"| {args.manifest.parent.name} {args.split} (real speech) | {clips} | {passed} "
-              f"| {passed / max(clips, 1):.1%} | |")
+        rows.append([f"{args.manifest.parent.name} {args.split} (real speech)", clips, passed,
+                     f"{passed / max(clips, 1):.1%}", ""])
         for line in refused:
             print(f"  refused: {line}", file=sys.stderr)
+    print(format_table(["audio", "clips", "called speech", "share", "with a voiced frame"], rows))
     return 0
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     sys.exit(main())

@@ -1,15 +1,10 @@
-"""Inference benchmark: ``agegender.inference.AgeGenderDetector`` on 5-second 48 kHz MP3s.
+"""Inference benchmark: ``AgeGenderDetector`` on 5-s 48 kHz MP3s, with a random-weight MAM-CNN
+(timings are real, predictions are not).
 
-The model is a default-size MAM-CNN age model with RANDOM weights (``build_model``, saved to
-a temporary ``.keras``): timings do not depend on the weights, predictions are meaningless.
-Measured in one run: cold start in fresh subprocesses (``import agegender``, constructing
-the detector, the first ``predict([clip])``); warm latency of one clip (median of
-``--runs``) beside its parts, ``features.clip_image`` and the model call; batch throughput
-of ``predict(files)`` over ``--clips`` files in float32 and bfloat16, beside features alone
-(1 thread and all) and the model alone, each the best of ``--repeats`` rotated runs.
-
-Run: ``python bench/inference_bench.py`` (500 clips); quick: ``--clips 64 --runs 10
---cold_runs 1 --repeats 1``.
+Cold start in fresh processes; warm one-clip latency beside its parts (features, model);
+batch throughput in float32 and bfloat16 beside features and model alone, best of
+``--repeats`` rotated runs. ``python bench/inference_bench.py [--clips 64 --runs 10
+--cold_runs 1 --repeats 1]``
 """
 
 from __future__ import annotations
@@ -22,17 +17,14 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import numpy as np
+from common import AGES, REPO, format_table, load_line, measured, met, timed, write_clips
 
-import numpy as np  # noqa: E402
-from common import (  # noqa: E402
-    AGES, REPO, format_table, load_line, measured, met, timed, write_clips)
-
+CLIP_SECONDS, CLIP_RATE = 5.0, 48_000  # synthetic MP3 clips, Common Voice's rate
 TARGET_WARM_MS = 30.0
 TARGET_CLIPS_PER_S = 200.0
 
@@ -57,21 +49,10 @@ print(json.dumps(out))
 """
 
 
-def child(args: Sequence[str], env: dict, cwd: Path) -> tuple[float, dict]:
-    """Runs ``CHILD`` in a fresh interpreter: (process wall s, its JSON)."""
-    start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", CHILD, *args], capture_output=True,
-                          text=True, env=env, cwd=cwd, check=False)
-    wall = time.perf_counter() - start
-    if done.returncode:
-        raise SystemExit(f"cold-start subprocess failed:\n{done.stderr[-3000:]}")
-    return wall, json.loads(done.stdout.strip().splitlines()[-1])
-
-
 def make_model(path: Path) -> None:
     """An untrained age model of the default size, saved as ``.keras``."""
-    from agegender.config import FeatureParams, ModelParams  # noqa: PLC0415
-    from agegender.model import build_model  # noqa: PLC0415
+    from agegender.config import FeatureParams, ModelParams
+    from agegender.model import build_model
 
     model = build_model(ModelParams(task="age", num_classes=len(AGES), class_names=AGES),
                         features=dataclasses.asdict(FeatureParams()))
@@ -79,27 +60,26 @@ def make_model(path: Path) -> None:
 
 
 def cold_start(tmp: Path, model_path: Path, clip: Path, runs: int) -> list[list[str]]:
-    """Fresh-process timings, median over ``runs``."""
+    """Fresh-process timings (``CHILD``), median ms over ``runs``."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "MPLBACKEND": "Agg"}
-    args = [str(REPO / "src"), str(model_path), str(clip)]
+    command = [sys.executable, "-c", CHILD, str(REPO / "src"), str(model_path), str(clip)]
     phases: dict[str, list[float]] = {}
     for _ in range(runs):
-        wall, out = child(args, env, tmp)
+        wall, done = timed(lambda: subprocess.run(command, capture_output=True, text=True,
+                                                  env=env, cwd=tmp, check=False))
+        if done.returncode:
+            raise SystemExit(f"cold-start subprocess failed:\n{done.stderr[-3000:]}")
+        out = json.loads(done.stdout.strip().splitlines()[-1])
+        out["import + construct + first predict"] = sum(out.values())
         out["whole process, spawn to exit"] = wall
-        out["import + construct + first predict"] = sum(
-            out[k] for k in ("import agegender", "construct detector", "first predict([clip])"))
         for key, value in out.items():
             phases.setdefault(key, []).append(value)
-    rows = []
-    for key in ("import agegender", "construct detector", "first predict([clip])",
-                "import + construct + first predict", "whole process, spawn to exit"):
-        rows.append([key, f"{statistics.median(phases[key]) * 1e3:.0f}"])
-    return rows
+    return [[key, f"{statistics.median(values) * 1e3:.0f}"] for key, values in phases.items()]
 
 
 def warm_latency(detector, files: Sequence[Path], runs: int) -> dict[str, float]:
     """Median ms of predict([clip]) and of its two parts, interleaved clip by clip."""
-    from agegender.features import clip_image  # noqa: PLC0415
+    from agegender.features import clip_image
 
     for file in files[:3]:
         detector.predict([file])
@@ -124,7 +104,7 @@ def throughput(detector, files: Sequence[Path], cores: int, *,
     Every contender runs ``repeats`` times, in rotation; the best run of each is kept (noise
     from other processes only ever slows a run down).
     """
-    from agegender.features import clip_image  # noqa: PLC0415
+    from agegender.features import clip_image
 
     params, size = detector.model.features, detector.batch_size
     detector.predict(files[:size + 1])  # traces the full and a partial batch
@@ -165,7 +145,7 @@ def throughput(detector, files: Sequence[Path], cores: int, *,
 
 def bfloat16_predictor(detector, files: Sequence[Path]) -> Callable[[], None]:
     """``AgeGenderDetector(..., precision="bfloat16").predict(files)`` (traced first)."""
-    import agegender  # noqa: PLC0415
+    import agegender
 
     bf16 = agegender.AgeGenderDetector(detector.model.path, batch_size=detector.batch_size,
                                        precision="bfloat16")
@@ -181,8 +161,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clips", type=int, default=500,
                         help="clips for the batch throughput (default 500)")
-    parser.add_argument("--seconds", type=float, default=5.0, help="clip length, s")
-    parser.add_argument("--rate", type=int, default=48_000, help="clip rate, Hz")
     parser.add_argument("--runs", type=int, default=30,
                         help="warm single-clip runs (default 30)")
     parser.add_argument("--cold_runs", type=int, default=2,
@@ -206,15 +184,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         clip_dir = tmp / "clips"
         clip_dir.mkdir()
         files = [clip_dir / f"clip-{i:05d}.mp3" for i in range(args.clips)]
-        print(f"writing {args.clips} synthetic {args.seconds:g} s {args.rate} Hz MP3 clips in "
+        print(f"writing {args.clips} synthetic {CLIP_SECONDS:g} s {CLIP_RATE} Hz MP3 clips in "
               f"{clip_dir} ...", flush=True)
         gen_s, _ = timed(lambda: write_clips(
-            [(str(f), i, args.seconds, args.rate, "MP3") for i, f in enumerate(files)],
+            [(str(f), i, CLIP_SECONDS, CLIP_RATE, "MP3") for i, f in enumerate(files)],
             cores))
         print(f"  written in {gen_s:.1f} s", flush=True)
 
         model_path = tmp / "random_age_model.keras"
-        import agegender  # noqa: PLC0415
+        import agegender
 
         make_model(model_path)
         print(f"cold start ({args.cold_runs} fresh processes) ... {load_line()}",
@@ -232,7 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print(format_table(["cold start (fresh process), median", "ms"], cold_rows,
                        title=f"Inference, untrained random-weight age model, {cores} cores; "
-                             f"clips: {args.seconds:g} s {args.rate} Hz MP3"))
+                             f"clips: {CLIP_SECONDS:g} s {CLIP_RATE} Hz MP3"))
     rows = [
         ["detector.predict([clip]), wall", f"{warm['total']:.2f}"],
         ["  features.clip_image (decode, resample, STFT, image)", f"{warm['features']:.2f}"],
@@ -259,8 +237,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Where the CPU goes: features (1 thread, so CPU = wall) and the model (its cores).
     features_ms = 1e3 / speed["features_1"][0]
     model_ms = 1e3 * speed["model"][1] / speed["model"][0]
-    rows.insert(3, [f"  CPU ms per clip, features + model: {features_ms:.1f} + {model_ms:.1f}"
-                    f"; {TARGET_CLIPS_PER_S:.0f} clips/s on {cores} cores allows",
+    rows.insert(3, [(f"  CPU ms per clip, features + model: {features_ms:.1f} + "
+                     f"{model_ms:.1f}; {TARGET_CLIPS_PER_S:.0f} clips/s on {cores} cores allows"),
                     f"{cores * 1e3 / TARGET_CLIPS_PER_S:.1f}", ""])
     print()
     print(format_table([f"batch throughput, best of {args.repeats}", "clips/s", "cores busy"],

@@ -1,17 +1,9 @@
-"""Preprocessing benchmark: agegender's preprocessing vs the original project's approach.
+"""Preprocessing benchmark: agegender's ``preprocess()`` vs the original project's pipeline.
 
-N synthetic 5-s 48 kHz MP3 clips in the Kaggle Common Voice v1 raw layout (a temporary
-folder), timed in one run, interleaved round by round so machine noise hits all alike:
-
-* ours: ``agegender.preprocess.preprocess`` (clean → spectrograms → tfrecords) with 1 and
-  2 workers, each stage timed;
-* original: the first project's single-process pipeline re-created: ``librosa.load`` at
-  16 kHz, ``stft(n_fft=256, hop_length=128)``, dB, min-max to uint8, one matplotlib figure
-  per clip (``savefig``), then ``load_img(target_size=(64, 64))`` and
-  ``tf.io.serialize_tensor`` of the float32 64×64×3 array into a TFRecord, 300 a shard.
-
-Run: ``python bench/preprocess_bench.py`` (200 clips, 3 rounds); quick: ``--clips 24
---rounds 1``.
+Synthetic 5-s 48 kHz MP3 clips in the Kaggle Common Voice v1 layout, in interleaved rounds:
+ours with 1 and 2 workers, stage by stage, against the original re-created (``librosa.load``
+at 16 kHz, STFT, one matplotlib figure per clip, ``load_img`` 64x64, float32
+``serialize_tensor`` into TFRecords). ``python bench/preprocess_bench.py [--clips 24 --rounds 1]``
 """
 
 from __future__ import annotations
@@ -24,12 +16,10 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import numpy as np
+from common import format_table, load_line, measured, met, split_counts, timed, write_raw_corpus
 
-import numpy as np  # noqa: E402
-from common import (  # noqa: E402
-    format_table, load_line, measured, met, split_counts, timed, write_raw_corpus)
-
+CLIP_SECONDS, CLIP_RATE = 5.0, 48_000  # synthetic MP3 clips, Common Voice's rate
 # The original project's settings (SpectrogramGenerator / TFRecordDatasetProcessor).
 ORIGINAL_RATE = 16_000
 ORIGINAL_N_FFT = 256
@@ -40,8 +30,8 @@ ORIGINAL_SHARD_SIZE = 300
 
 def original_spectrogram(audio: Path, png: Path) -> None:
     """The original project's SpectrogramGenerator, one clip: audio → full-size PNG figure."""
-    import librosa  # noqa: PLC0415
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    import librosa
+    import matplotlib.pyplot as plt
 
     y, _ = librosa.load(audio, sr=ORIGINAL_RATE)  # [samples] at 16 kHz (soxr_hq)
     spec = librosa.stft(y, n_fft=ORIGINAL_N_FFT, hop_length=ORIGINAL_HOP)  # [129, frames]
@@ -60,8 +50,8 @@ def original_spectrogram(audio: Path, png: Path) -> None:
 
 def original_example(png: Path, labels: tuple[int, int, int]) -> bytes:
     """The original project's TFRecordDatasetProcessor, one clip: PNG → serialized Example."""
-    import tensorflow as tf  # noqa: PLC0415
-    from keras.utils import img_to_array, load_img  # noqa: PLC0415
+    import tensorflow as tf
+    from keras.utils import img_to_array, load_img
 
     img = img_to_array(load_img(png, target_size=ORIGINAL_IMAGE))  # [64, 64, 3] float32
     tensor = tf.io.serialize_tensor(img).numpy()
@@ -82,12 +72,9 @@ def original_example(png: Path, labels: tuple[int, int, int]) -> bytes:
 
 
 def run_original(clips: Sequence[Path], out_dir: Path, tag: str) -> dict[str, float]:
-    """Spectrogram stage then TFRecord stage of the original, over ``clips``.
-
-    Returns:
-        ``{stage: wall s}``, ``{stage}_cpu: CPU s``, and bytes written (PNGs, shards).
-    """
-    import tensorflow as tf  # noqa: PLC0415
+    """The original's spectrogram then TFRecord stage over ``clips``: ``{stage: wall s}``,
+    ``{stage}_cpu: CPU s``, bytes written (``png_bytes``, ``shard_bytes``)."""
+    import tensorflow as tf
 
     png_dir, shard_dir = out_dir / "Spectrograms", out_dir / "TFRecord"
     png_dir.mkdir(parents=True, exist_ok=True)
@@ -117,14 +104,10 @@ def run_original(clips: Sequence[Path], out_dir: Path, tag: str) -> dict[str, fl
 
 
 def run_ours(root: Path, results: Path, workers: int) -> dict[str, float]:
-    """The real ``preprocess()``, stage by stage, remaking every output (overwrite).
-
-    Returns:
-        ``{stage: wall s}``, ``{stage}_cpu: CPU s`` (workers included), clips kept and
-        examples written.
-    """
-    from agegender.config import FeatureParams, PreprocessParams  # noqa: PLC0415
-    from agegender.preprocess import STAGES, preprocess  # noqa: PLC0415
+    """The real ``preprocess()``, stage by stage, remaking every output: ``{stage: wall s}``,
+    ``{stage}_cpu: CPU s`` (workers included), clips ``kept`` and ``examples`` written."""
+    from agegender.config import FeatureParams, PreprocessParams
+    from agegender.preprocess import STAGES, preprocess
 
     params = PreprocessParams(dataset_type="raw", num_workers=workers, overwrite=True)
     result: dict[str, float] = {}
@@ -143,7 +126,7 @@ def run_ours(root: Path, results: Path, workers: int) -> dict[str, float]:
 
 def ours_bytes(root: Path) -> tuple[int, int, int]:
     """(shard bytes, examples, PNG bytes) of a preprocessed dataset folder."""
-    import json  # noqa: PLC0415
+    import json
 
     shard_bytes = examples = 0
     for index_path in (root / "TFRecord").glob("*/shards.json"):
@@ -158,8 +141,6 @@ def ours_bytes(root: Path) -> tuple[int, int, int]:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clips", type=int, default=200, help="synthetic clips (default 200)")
-    parser.add_argument("--seconds", type=float, default=5.0, help="clip length, s (default 5)")
-    parser.add_argument("--rate", type=int, default=48_000, help="clip sample rate, Hz")
     parser.add_argument("--rounds", type=int, default=3,
                         help="interleaved rounds; ours runs every clip each round, the "
                              "original a 1/rounds slice (default 3)")
@@ -176,17 +157,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="agegender-preprocess-bench-") as tmp:
         tmp = Path(tmp)
         root = tmp / "corpus"
-        print(f"writing {args.clips} synthetic {args.seconds:g} s {args.rate} Hz MP3 clips "
+        print(f"writing {args.clips} synthetic {CLIP_SECONDS:g} s {CLIP_RATE} Hz MP3 clips "
               f"in {root} ...", flush=True)
         gen_s, clips = timed(lambda: write_raw_corpus(
-            root, split_counts(args.clips), seconds=args.seconds, rate=args.rate))
+            root, split_counts(args.clips), seconds=CLIP_SECONDS, rate=CLIP_RATE))
         print(f"  written in {gen_s:.1f} s", flush=True)
 
-        import agegender  # noqa: F401,PLC0415  (TensorFlow, keras: imported once, up front)
+        import agegender  # noqa: F401  (TensorFlow, keras: imported once, up front)
 
         # Warm-up: first calls import librosa/soxr/pyplot and fill caches (viridis LUT).
-        from agegender.config import FeatureParams  # noqa: PLC0415
-        from agegender.features import clip_image  # noqa: PLC0415
+        from agegender.config import FeatureParams
+        from agegender.features import clip_image
 
         clip_image(clips[0], FeatureParams())
         original_spectrogram(clips[0], tmp / "warmup.png")
@@ -261,7 +242,7 @@ def report(args: argparse.Namespace, ours: dict[int, list[dict[str, float]]],
     ]
     print()
     print(format_table(header, rows, title=(
-        f"Preprocessing {n} synthetic clips of {args.seconds:g} s {args.rate} Hz MP3, "
+        f"Preprocessing {n} synthetic clips of {CLIP_SECONDS:g} s {CLIP_RATE} Hz MP3, "
         f"{cores} cores. Ours: median of {args.rounds} round(s), every clip each round; "
         f"original: one process, 1/{args.rounds} of the clips each round.")))
 

@@ -1,17 +1,10 @@
 """Load check of ``agegender serve`` on loopback: a bounded number of uploads, a few at a time.
 
-Starts ``agegender serve`` (``python -m agegender.cli_main serve``) as a child process on
-127.0.0.1 and a free port, waits for ``/healthz``, then sends ``--requests`` uploads of one
-shipped clip, ``--concurrency`` at a time, and prints: errors (a failed request, or an answer
-that differs from the first: the same clip must get the same label under load), p50/p95
-latency, throughput, beside the time of ``AgeGenderDetector.predict`` on the same clip in
-this process (what ``inference.py`` spends per clip once loaded). The target is loopback
-only, the loop is bounded in count (``--requests``) and time (``--max_seconds``), and the
-server is stopped at the end.
-
-Run:
-    python bench/serve_load.py                                # 200 requests, 8 at a time
-    python bench/serve_load.py --endpoint timeline --requests 40
+Starts the server as a child on 127.0.0.1, sends ``--requests`` uploads of one shipped clip
+(``--concurrency`` at a time, for at most ``--max_seconds``), and prints errors (a failed
+request or an answer unlike the first), p50/p95 latency and throughput beside
+``AgeGenderDetector.predict`` in this process. ``python bench/serve_load.py [--endpoint
+timeline --requests 40]``
 """
 
 from __future__ import annotations
@@ -30,9 +23,8 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from common import REPO, format_table, load_line  # noqa: E402
+import numpy as np
+from common import REPO, format_table, load_line
 
 HOST = "127.0.0.1"  # never anything else: this is a loopback check
 DEFAULT_CLIP = REPO / "models" / "pretrained" / "clips" / "common_voice_it_17420783.mp3"
@@ -109,15 +101,6 @@ def one_request(url: str, body: bytes, content_type: str,
     return time.perf_counter() - start, problem, payload
 
 
-def percentile(values: list[float], share: float) -> float:
-    """The ``share`` quantile (0-1), linear between ranks."""
-    ordered = sorted(values)
-    position = share * (len(ordered) - 1)
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
-
-
 def detector_times(clip: Path, runs: int) -> list[float]:
     """Seconds of ``AgeGenderDetector().predict([clip])``, warm (after one untimed call)."""
     import tensorflow  # noqa: F401  (its import notices on stderr come now, not inside the table)
@@ -171,13 +154,13 @@ def main(argv=None) -> int:
     latencies = [seconds for seconds, _, _ in results]
     errors = [problem for _, problem, _ in results if problem]
     local = detector_times(args.clip, args.detector_runs)
-    rows = [[f"POST /v1/{args.endpoint} ({args.concurrency} at a time, --workers "
-             f"{args.workers})", len(results), len(errors),
-             f"{1000 * percentile(latencies, 0.5):.0f}",
-             f"{1000 * percentile(latencies, 0.95):.0f}",
+    rows = [[(f"POST /v1/{args.endpoint} ({args.concurrency} at a time, --workers "
+              f"{args.workers})"), len(results), len(errors),
+             f"{1000 * np.percentile(latencies, 50):.0f}",
+             f"{1000 * np.percentile(latencies, 95):.0f}",
              f"{len(results) / wall:.1f}"],
             ["AgeGenderDetector.predict, in-process, one at a time", len(local), 0,
-             f"{1000 * percentile(local, 0.5):.0f}", f"{1000 * percentile(local, 0.95):.0f}",
+             f"{1000 * np.percentile(local, 50):.0f}", f"{1000 * np.percentile(local, 95):.0f}",
              f"{1 / statistics.mean(local):.1f}"]]
     print(format_table(["what", "requests", "errors", "p50 ms", "p95 ms", "per s"], rows,
                        title=f"agegender serve on {HOST}, clip {args.clip.name} "

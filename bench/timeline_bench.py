@@ -1,26 +1,15 @@
 """Who speaks when on long recordings of real voices: our timeline vs a pitch rule vs
 inaSpeechSegmenter.
 
-Recordings (``build``, seeded by ``--seed``, kept in ``--work_dir``): clips of one split of a
-``manifest`` dataset (default: cv-sample's ``test`` split), no speaker twice in a row, joined
-with pauses of 0.2-2 s into recordings of 2-10 min at 16 kHz; every third lies over pink noise
-(15 dB below the speech), every third over struck chords (12 dB below). The truth is the
-voiced stretches inside each clip (within 35 dB of its peak), in ``recN.truth.csv``.
+``build`` joins clips of one split of a manifest dataset (no speaker twice in a row, pauses of
+0.2-2 s) into seeded 2-10 min recordings at 16 kHz, every third over pink noise (-15 dB), every
+third over struck chords (-12 dB); the truth is each clip's voiced stretches. Each system runs
+in its own process (CPU seconds, peak RSS): ``ours`` (``AgeGenderDetector.timeline``), ``pitch``
+(the same regions and windows labelled by median F0 against 165 Hz), ``ina`` (the venv of
+``--ina_python``, skipped when missing). Scored on a 10-ms grid: missed speech, false alarm,
+gender error, and the gender error on the speech every system labels (``common_ground``)::
 
-Systems, each in its own process on the same WAV files (its own CPU seconds and peak RSS):
-``ours`` (``AgeGenderDetector.timeline``, ``--gender_model``, default the shipped model; no
-age model ships, so the age table is left at commit 644064d); ``pitch`` (the same regions
-and windows, each window's median F0 against 165 Hz, the same smoothing); ``ina``
-(inaSpeechSegmenter 0.8.0, the venv of ``--ina_python``, made as bench/README.md says;
-skipped when missing). TensorFlow runs with one thread and oneDNN on (docs/experiments.md).
-
-Scored on a 10-ms grid, per recording and pooled: missed speech (% of speech time), false
-alarm (% of non-speech time), gender error (% of speech time); the gender error on the true
-speech all systems label (``common_ground``); real-time factor (audio s per CPU s of the
-process, model loading included) and peak RSS. Run from the repo root::
-
-    python bench/timeline_bench.py --ina_python /tmp/ina-venv/bin/python
-    python bench/timeline_bench.py --gender_model M.keras --long_hours 2   # + a 2-h file
+    python bench/timeline_bench.py --ina_python /tmp/ina-venv/bin/python [--long_hours 2]
 """
 
 from __future__ import annotations
@@ -33,11 +22,11 @@ import sys
 import time
 from pathlib import Path
 
-from common import REPO, format_table  # noqa: F401  (puts src/ on the path)
+import numpy as np
+from common import REPO, format_table
 
-import numpy as np  # noqa: E402
-
-from agegender.synthetic import struck_chord  # noqa: E402
+from agegender.atomic import sha256_file
+from agegender.synthetic import struck_chord
 
 RATE = 16_000
 GRID = 0.01  # s, scoring resolution
@@ -57,7 +46,7 @@ print("RESULT " + json.dumps({"segments": out, "rss_mib": int(hwm) / 1024}))
 def voiced_stretches(wave: np.ndarray, rate: int) -> list[tuple[float, float]]:
     """(start, end) seconds of a clip's speech: frames within 35 dB of its peak, gaps under
     0.3 s bridged (independent of the speech gate, which is under test)."""
-    import librosa  # noqa: PLC0415
+    import librosa
 
     spans = librosa.effects.split(wave, top_db=35, frame_length=400, hop_length=160)
     merged: list[list[float]] = []
@@ -94,12 +83,12 @@ def chord_music(samples: int, rng: np.random.Generator) -> np.ndarray:
 
 def build(args) -> list[dict]:
     """Writes the recordings and their truth; returns one dict per recording."""
-    import pandas as pd  # noqa: PLC0415
-    import soundfile as sf  # noqa: PLC0415
+    import pandas as pd
+    import soundfile as sf
 
-    from agegender.config import FeatureParams  # noqa: PLC0415
-    from agegender.errors import AudioError  # noqa: PLC0415
-    from agegender.features import load_clip  # noqa: PLC0415
+    from agegender.config import FeatureParams
+    from agegender.errors import AudioError
+    from agegender.features import load_clip
 
     table = pd.read_csv(args.manifest, dtype=str, keep_default_na=False)
     table = table[table["split"] == args.split].reset_index(drop=True)
@@ -158,7 +147,7 @@ def build(args) -> list[dict]:
 
 def run_ours(files: list[str], model: str) -> dict:
     """Child: our timeline per file → {file: [[label, start, end]]}."""
-    from agegender import AgeGenderDetector  # noqa: PLC0415
+    from agegender import AgeGenderDetector
 
     detector = AgeGenderDetector(model)
     return {f: [[s.label, s.start, s.end] for s in detector.timeline(f)["segments"]]
@@ -167,7 +156,7 @@ def run_ours(files: list[str], model: str) -> dict:
 
 def run_pitch(files: list[str], threshold_hz: float = 165.0) -> dict:
     """Child: the speech gate's regions and windows, each window labelled by its median F0."""
-    from agegender import speech, timeline  # noqa: PLC0415
+    from agegender import speech, timeline
 
     params = timeline.TimelineParams()
     out = {}
@@ -221,7 +210,7 @@ CHILD_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "TF_ENABLE_ONEDNN_OPTS": "1",
 
 def run_child(command: list[str], env: dict) -> tuple[dict | None, float, float]:
     """Runs a child: (its RESULT json, CPU seconds user+sys, its own peak RSS MiB)."""
-    import tempfile  # noqa: PLC0415
+    import tempfile
 
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         process = subprocess.Popen(command, stdout=out, stderr=err, env=env, text=True)
@@ -246,14 +235,14 @@ def grid_labels(segments, duration: float, names: list[str]) -> np.ndarray:
     grid = np.zeros(int(np.ceil(duration / GRID)), np.int16)
     for label, start, end in segments:
         if label in names:
-            grid[int(round(start / GRID)):int(round(end / GRID))] = 1 + names.index(label)
+            grid[round(start / GRID):round(end / GRID)] = 1 + names.index(label)
     return grid
 
 
 def truth_grid(rec: dict, names: list[str], column: str) -> tuple[float, np.ndarray]:
     """(the recording's seconds, its true labels of ``column`` on the ``GRID``)."""
-    import pandas as pd  # noqa: PLC0415
-    import soundfile as sf  # noqa: PLC0415
+    import pandas as pd
+    import soundfile as sf
 
     duration = sf.info(rec["wav"]).duration
     table = pd.read_csv(rec["truth"], dtype={column: str}, keep_default_na=False)
@@ -284,7 +273,7 @@ def add(a: dict | None, b: dict) -> dict:
 
 def evaluate(recordings, outputs: dict, task: str, names: list[str], column: str) -> list:
     """Rows per recording and pooled: per system missed/FA/error."""
-    import soundfile as sf  # noqa: PLC0415
+    import soundfile as sf
 
     rows, pooled = [], {}
     for rec in recordings:
@@ -346,7 +335,7 @@ def ina_segments(raw: dict) -> dict:
 
 def long_file(recordings, hours: float, path: Path) -> float:
     """Writes ``hours`` of the recordings repeated, block by block; returns seconds."""
-    import soundfile as sf  # noqa: PLC0415
+    import soundfile as sf
 
     total = 0
     with sf.SoundFile(path, "w", samplerate=RATE, channels=1, subtype="PCM_16") as out:
@@ -362,10 +351,8 @@ def long_file(recordings, hours: float, path: Path) -> float:
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--manifest", default=str(REPO.parent / "shared" / "cv-sample" /
-                                                  "manifest.csv"),
-                        help="a manifest dataset's table, only read (default: "
-                             "../shared/cv-sample/manifest.csv beside the repository)")
+    parser.add_argument("--manifest", help="a manifest dataset's table, only read",
+                        default=str(REPO.parent / "shared" / "cv-sample" / "manifest.csv"))
     parser.add_argument("--split", default="test")
     parser.add_argument("--recordings", type=int, default=6)
     parser.add_argument("--min_minutes", type=float, default=2.0)
@@ -381,14 +368,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="also time ours on one file this many hours long (in work_dir)")
     parser.add_argument("--run", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--files", default=None, help=argparse.SUPPRESS)
-    return parser.parse_args(argv)
-
-
-def model_digest(path: str | None) -> str | None:
-    """SHA-256 of a model file: a kept run is reused only for the very same model."""
-    from agegender.atomic import sha256_file  # noqa: PLC0415
-
-    return sha256_file(path) if path and Path(path).is_file() else path
+    args = parser.parse_args(argv)
+    for flag in ("manifest", "gender_model"):
+        if not args.run and not Path(getattr(args, flag)).is_file():
+            parser.error(f"--{flag} {getattr(args, flag)}: no such file")
+    return args
 
 
 def main(argv=None) -> int:
@@ -416,7 +400,7 @@ def main(argv=None) -> int:
     for system, (command, child_env) in commands.items():
         # Each system's run is kept (``outputs/<system>.json``, keyed by its model and the
         # files), so adding a system does not re-run the others.
-        key = json.dumps([files, model_digest(args.gender_model) if system == "ours" else None])
+        key = json.dumps([files, sha256_file(args.gender_model) if system == "ours" else None])
         saved = cache / f"{system}.json"
         if saved.is_file() and json.loads(saved.read_text())["key"] == key:
             stored = json.loads(saved.read_text())

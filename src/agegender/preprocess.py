@@ -512,7 +512,8 @@ def preprocess(dataset_dir: str | os.PathLike, *, params: PreprocessParams,
     """
     if "embedding" in params.inputs and features.sample_rate < ENCODER_RATE_HZ:
         # Resampled up from 8 kHz the encoder hears no band above 4 kHz: on cv-sample's test
-        # split its gender head fell from UAR 0.967 to 0.940 (bench/embedding_heads.py).
+        # split its gender head fell from UAR 0.967 to 0.940 (docs/experiments.md, "Heads on
+        # the voice-encoder embedding").
         raise ParameterError(f"--inputs with embedding needs --sample_rate {ENCODER_RATE_HZ} "
                              f"(the voice encoder's rate), not {features.sample_rate}")
     out = Path(output_dir) if output_dir is not None else Path(dataset_dir)
