@@ -4,10 +4,13 @@ files checked against the probabilities their card records."""
 from __future__ import annotations
 
 import json
+import zipfile
 
 import pytest
 
 from agegender import pretrained, shipped
+
+WEIGHTS_MEMBER = "model.weights.h5"  # where a .keras zip keeps the weights
 
 
 def test_no_model_path_means_the_shipped_model_or_a_clear_error(monkeypatch, tmp_path):
@@ -100,14 +103,14 @@ def _tampered_copy(folder, *, sidecar: bool):
     source = shipped.pretrained_dir() / "gender.keras"
     with zipfile.ZipFile(source) as archive:
         members = {name: archive.read(name) for name in archive.namelist()}
-    weights = bytearray(members[pretrained.WEIGHTS_MEMBER])
+    weights = bytearray(members[WEIGHTS_MEMBER])
     with h5py.File(io.BytesIO(bytes(weights)), "r") as handle:
         kernel = handle["layers/boosted_linear/vars/0"]
         offset = kernel.id.get_offset()  # contiguous storage: the raw values start here
         old = float(kernel[0, 0])
     assert offset is not None, "the kernel is stored in chunks; pick another weight"
     weights[offset] ^= 0x01  # lowest bit of the first value's first (little-endian) byte
-    members[pretrained.WEIGHTS_MEMBER] = bytes(weights)
+    members[WEIGHTS_MEMBER] = bytes(weights)
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / "gender.keras"
     with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
@@ -115,7 +118,7 @@ def _tampered_copy(folder, *, sidecar: bool):
             archive.writestr(name, data)
     if sidecar:
         shutil.copyfile(f"{source}.sha256", f"{target}.sha256")
-    with h5py.File(io.BytesIO(members[pretrained.WEIGHTS_MEMBER]), "r") as handle:
+    with h5py.File(io.BytesIO(members[WEIGHTS_MEMBER]), "r") as handle:
         new = float(handle["layers/boosted_linear/vars/0"][0, 0])
     return target, (old, new)
 
