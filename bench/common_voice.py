@@ -329,7 +329,7 @@ def evaluate_task(data: Path, source: Path, predictions: Path, task: str, model:
                   cpu: dict, seed: int = 0) -> tuple[dict, list[dict]]:
     """Scores one predictions CSV against every baseline: (summary row, breakdown rows)."""
     from agegender import pitch
-    from agegender.preprocess import read_clean_manifest
+    from agegender.commonvoice import read_clean_manifest
 
     clips = clip_table(predictions, source / "manifest.csv", task)
     train = read_clean_manifest(data, "train")
