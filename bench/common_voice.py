@@ -379,13 +379,18 @@ def main(argv: list[str] | None = None) -> int:
     source, work = args.dataset_dir.resolve(), args.work_dir.expanduser().resolve()
     if not (source / "manifest.csv").is_file():
         raise SystemExit(f"--dataset_dir {source}: no manifest.csv")
-    data = work / "data" / args.preset
+    from agegender.checkpoints import open_model  # the models' own rate and inputs
+
+    opened = [open_model(path) for path in args.model.values()]
+    rate = max(m.features.sample_rate for m in opened)
+    kinds = ",".join(sorted({k for m in opened for k in m.inputs}))
+    data = work / "data" / f"{args.preset}-{rate}-{kinds.replace(',', '-')}"
     symlinks = make_work_copy(source, data)
     # Every time: preprocessing resumes, keeps what is done and updates older outputs.
     prep_cpu = run_cli("preprocess_dataset.py", [
         f"--dataset_dir={data}", "--dataset_type=manifest", f"--feature_preset={args.preset}",
-        f"--results_dir={data / 'results'}", *(["--follow_symlinks"] if symlinks else [])],
-        data / "preprocess.log")
+        f"--sample_rate={rate}", f"--inputs={kinds}", f"--results_dir={data / 'results'}",
+        *(["--follow_symlinks"] if symlinks else [])], data / "preprocess.log")
     summary, groups = [], []
     for task, model in args.model.items():
         run = work / "runs" / task

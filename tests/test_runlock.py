@@ -16,6 +16,7 @@ import preprocess_dataset
 import train as train_cli
 from agegender import atomic, preprocess, runlock
 from agegender.config import FeatureParams, PreprocessParams
+from agegender.errors import DatasetError
 
 
 def error_line(capsys) -> str:
@@ -111,7 +112,7 @@ def test_rerun_sweeps_every_folder_it_writes(raw: Path, tmp_path: Path) -> None:
 
 
 def test_preprocessing_a_missing_folder_creates_nothing(tmp_path: Path) -> None:
-    with pytest.raises(preprocess.DatasetError):
+    with pytest.raises(DatasetError):
         preprocess.preprocess(tmp_path / "nowhere", params=PreprocessParams(
             dataset_type="raw"), features=FeatureParams(), results_dir=tmp_path / "r")
     assert not (tmp_path / "nowhere").exists()
