@@ -393,3 +393,17 @@ def test_embed_many_equals_embed_one_at_a_time():
     assert together.shape == (3, 256)
     for wave, row in zip(waves, together, strict=True):
         np.testing.assert_allclose(row, embed(wave, 16_000), atol=2e-3)
+
+
+def test_shipped_encoder_matches_torch_on_the_reference_fixture(encoder):
+    """``scripts/torch_reference.py`` ran ``torch.nn.LSTM`` with Resemblyzer's own state dict on
+    these frames (torch 2.13, float64); the Keras port with torch's float32 weights was within
+    2.2e-7 of it. The shipped float16 weights were within 2.8e-4 (1 − cosine 4e-7): a swapped
+    gate, a lost bias or a transposed kernel moves embeddings by orders of magnitude more."""
+    with np.load(ROOT / "tests" / "data" / "voice_encoder_torch_reference.npz",
+                 allow_pickle=False) as fixture:
+        frames, expected = fixture["frames"], fixture["embeddings"]
+    assert frames.shape == (4, 160, 40) and expected.shape == (4, 256)
+    got = ve.embed_partials(frames, encoder=encoder)
+    assert np.max(np.abs(got - expected)) <= 1e-3
+    assert np.max(1.0 - np.sum(got * expected, axis=1)) <= 1e-5
