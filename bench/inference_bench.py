@@ -1,10 +1,11 @@
 """Inference benchmark: ``AgeGenderDetector`` on 5-s 48 kHz MP3s, with a random-weight MAM-CNN
-(timings are real, predictions are not).
+(timings are real, predictions are not) or, ``--model_path shipped``, the shipped gender model
+(voice encoder + statistics).
 
 Cold start in fresh processes; warm one-clip latency beside its parts (features, model);
 batch throughput in float32 and bfloat16 beside features and model alone, best of
 ``--repeats`` rotated runs. ``python bench/inference_bench.py [--clips 64 --runs 10
---cold_runs 1 --repeats 1]``
+--cold_runs 1 --repeats 1] [--model_path shipped]``
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
 from common import AGES, REPO, format_table, load_line, measured, met, timed, write_clips
 
 CLIP_SECONDS, CLIP_RATE = 5.0, 48_000  # synthetic MP3 clips, Common Voice's rate
@@ -79,8 +79,9 @@ def cold_start(tmp: Path, model_path: Path, clip: Path, runs: int) -> list[list[
 
 def warm_latency(detector, files: Sequence[Path], runs: int) -> dict[str, float]:
     """Median ms of predict([clip]) and of its two parts, interleaved clip by clip."""
-    from agegender.features import clip_image
+    from agegender.model_inputs import file_inputs
 
+    params, kinds = detector.model.features, detector.model.inputs
     for file in files[:3]:
         detector.predict([file])
     total, features, model, cpu = [], [], [], []
@@ -89,10 +90,9 @@ def warm_latency(detector, files: Sequence[Path], runs: int) -> dict[str, float]
         wall, cpu_s, _ = measured(lambda file=file: detector.predict([file]))
         total.append(wall * 1e3)
         cpu.append(cpu_s * 1e3)
-        wall, image = timed(lambda file=file: clip_image(file, detector.model.features))
+        wall, batch = timed(lambda file=file: file_inputs(file, params, kinds))
         features.append(wall * 1e3)
-        batch = image[None].astype(np.float32)
-        model.append(timed(lambda batch=batch: detector.model.predict({"spectrogram": batch}))[0] * 1e3)
+        model.append(timed(lambda batch=batch: detector.model.predict(batch))[0] * 1e3)
     return {"total": statistics.median(total), "features": statistics.median(features),
             "model": statistics.median(model), "cpu": statistics.median(cpu)}
 
@@ -104,12 +104,11 @@ def throughput(detector, files: Sequence[Path], cores: int, *,
     Every contender runs ``repeats`` times, in rotation; the best run of each is kept (noise
     from other processes only ever slows a run down).
     """
-    from agegender.features import clip_image
+    from agegender.model_inputs import files_inputs, stack
 
-    params, size = detector.model.features, detector.batch_size
+    params, kinds, size = detector.model.features, detector.model.inputs, detector.batch_size
     detector.predict(files[:size + 1])  # traces the full and a partial batch
-    images = [clip_image(f, params) for f in files]
-    stacked = np.stack(images).astype(np.float32)
+    stacked = stack(files_inputs(files, params, kinds))
 
     def predict() -> None:
         bad = [r["error"] for r in detector.predict(files) if r["error"]]
@@ -119,12 +118,12 @@ def throughput(detector, files: Sequence[Path], cores: int, *,
     def features_in_threads(threads: int) -> Callable[[], None]:
         def run() -> None:
             with ThreadPoolExecutor(threads) as pool:
-                list(pool.map(lambda f: clip_image(f, params), files))
+                files_inputs(files, params, kinds, map_fn=pool.map)
         return run
 
     def model_only() -> None:
-        for start in range(0, len(stacked), size):
-            detector.model.predict({"spectrogram": stacked[start:start + size]})
+        for start in range(0, len(files), size):
+            detector.model.predict({k: v[start:start + size] for k, v in stacked.items()})
 
     contenders = {"predict": predict, "features_1": features_in_threads(1)}
     if cores > 1:
@@ -170,6 +169,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=2,
                         help="runs of each batch-throughput contender; the best counts "
                              "(default 2)")
+    parser.add_argument("--model_path", default=None,
+                        help="a .keras model, or 'shipped' (models/pretrained/gender.keras); "
+                             "default: an untrained MAM-CNN")
     args = parser.parse_args(argv)
     if min(args.clips, args.runs, args.cold_runs, args.batch_size, args.repeats) < 1:
         parser.error("--clips, --runs, --cold_runs, --batch_size, --repeats must be >= 1")
@@ -191,10 +193,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             cores))
         print(f"  written in {gen_s:.1f} s", flush=True)
 
-        model_path = tmp / "random_age_model.keras"
         import agegender
 
-        make_model(model_path)
+        model_path = (REPO / "models" / "pretrained" / "gender.keras"
+                      if args.model_path == "shipped" else args.model_path)
+        if model_path is None:
+            model_path = tmp / "random_age_model.keras"
+            make_model(model_path)
         print(f"cold start ({args.cold_runs} fresh processes) ... {load_line()}",
               flush=True)
         cold_rows = cold_start(tmp, model_path, files[0], args.cold_runs)
@@ -209,11 +214,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     print()
     print(format_table(["cold start (fresh process), median", "ms"], cold_rows,
-                       title=f"Inference, untrained random-weight age model, {cores} cores; "
+                       title=f"Inference, {args.model_path or 'untrained random-weight age model'}, {cores} cores; "
                              f"clips: {CLIP_SECONDS:g} s {CLIP_RATE} Hz MP3"))
     rows = [
         ["detector.predict([clip]), wall", f"{warm['total']:.2f}"],
-        ["  features.clip_image (decode, resample, STFT, image)", f"{warm['features']:.2f}"],
+        ["  model_inputs.file_inputs (decode, resample, the model's inputs)",
+         f"{warm['features']:.2f}"],
         ["  model call (predict_on_batch, batch 1)", f"{warm['model']:.2f}"],
         ["  rest (thread pool, stacking, result dicts) = total - parts",
          f"{warm['total'] - warm['features'] - warm['model']:.2f}"],
