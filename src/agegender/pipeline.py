@@ -220,6 +220,8 @@ def make_dataset(dataset_dir: str | os.PathLike, split: str, task: str, *, batch
         label int32 [batch], only the examples labelled for ``task`` (code >= 0); plus the
         split's index as a second return value.
     """
+    # Long because: a 32-line docstring (eleven arguments, element shapes); the tf.data chain is one
+    # sequence of stages, each needing the flags above it (split pending).
     import tensorflow as tf  # noqa: PLC0415
 
     from agegender.model_inputs import check_kinds  # noqa: PLC0415

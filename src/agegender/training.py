@@ -173,6 +173,9 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
     Raises:
         ParameterError: settings differ from the backup's.
     """
+    # Long because: a 42-line docstring (fourteen arguments, resume and multi-worker rules); the
+    # try/finally holding the run lock, precision policy and scratch folder spans the whole run
+    # (split pending).
     import tensorflow as tf  # noqa: PLC0415
 
     from agegender.model import build_model, compile_model  # noqa: PLC0415
