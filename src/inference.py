@@ -119,6 +119,8 @@ def predict_with_progress(detector, files: list[str], items: list[str],
 
 def main(argv: list[str] | None = None) -> int:
     """Predicts; exit status 0 if at least one file was predicted, 1 if none, 2 on errors."""
+    # Long because: work() is the whole CLI run, a closure so that run_cli turns its errors into one
+    # line.
     args = parse_args(argv)
 
     def work() -> int:

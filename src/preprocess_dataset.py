@@ -16,6 +16,7 @@ from agegender.config import (DATASET_TYPES, FEATURE_PRESETS, FEATURE_TYPES, Fea
 
 def build_parser() -> argparse.ArgumentParser:
     """The script's flags; ``--help`` shows each default."""
+    # Long because: an argparse table, one flag per statement.
     parser = cli.make_parser(__doc__.splitlines()[0])
     parser.add_argument("--dataset_dir", required=True, help="dataset folder")
     parser.add_argument("--dataset_type", default="clean", choices=DATASET_TYPES,

@@ -25,6 +25,7 @@ from agegender.labels import TASKS
 
 def build_parser() -> argparse.ArgumentParser:
     """The script's flags; ``--help`` shows each default."""
+    # Long because: an argparse table, one flag per statement.
     parser = cli.make_parser(__doc__.splitlines()[0])
     parser.add_argument("--dataset_dir", required=True,
                         help="dataset folder holding TFRecord/ (made by preprocess_dataset.py; "
@@ -112,34 +113,54 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return build_parser().parse_args(argv)
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """Checks the flags' ranges and combinations; raises ParameterError naming the flag."""
+    cli.check_numbers(args, {
+        "batch_size": cli.POSITIVE_INT, "learning_rate": cli.Bounds(0, open_low=True),
+        "num_epochs": cli.POSITIVE_INT, "seed": cli.SEED,
+        "early_stopping_patience": cli.COUNT, "image_size": cli.IMAGE_SIZE,
+        "l2": cli.Bounds(0), "bn_momentum": cli.Bounds(0, 1, open_high=True),
+        "dense_units": cli.POSITIVE_INT,
+        "image_dropout": cli.Bounds(0, 1, open_high=True), "head_units": cli.COUNT})
+    if args.image_dropout and not args.pitch_input:
+        from agegender.errors import ParameterError  # noqa: PLC0415
+
+        raise ParameterError(f"--image_dropout={args.image_dropout} needs --pitch_input "
+                             "(it drops the CNN's logits in favour of the voice statistics)")
+    if args.architecture != "mam_cnn":
+        from agegender.errors import ParameterError  # noqa: PLC0415
+
+        image_flags = [flag for flag, used in (
+            ("--image_dropout", args.image_dropout), ("--augment", args.augment),
+            ("--embedding_input", args.embedding_input)) if used]
+        if image_flags:
+            raise ParameterError(f"{', '.join(image_flags)}: not for "
+                                 f"--architecture={args.architecture}, which reads no image")
+
+
+def print_result(result: dict) -> None:
+    """Prints where training left the best score, checkpoints, log and curves."""
+    from agegender.pipeline import corrupt_summary  # noqa: PLC0415
+
+    print(f"best {result['monitor']} {result['best_score']:.4f} at epoch "
+          f"{result['best_epoch']}")
+    print(f"  checkpoints: {result['keras']}  {result['h5']}")
+    print(f"  training log: {result['csv']}")
+    print(f"  training curves: {result['plot']}")
+    if "tensorboard" in result:
+        print(f"  TensorBoard: {result['tensorboard']}")
+    skipped = corrupt_summary(result.get("corrupt", {}))
+    if skipped:
+        print(f"  WARNING: {skipped}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Trains; returns the exit status."""
     args = parse_args(argv)
 
     def work() -> None:
-        cli.check_numbers(args, {
-            "batch_size": cli.POSITIVE_INT, "learning_rate": cli.Bounds(0, open_low=True),
-            "num_epochs": cli.POSITIVE_INT, "seed": cli.SEED,
-            "early_stopping_patience": cli.COUNT, "image_size": cli.IMAGE_SIZE,
-            "l2": cli.Bounds(0), "bn_momentum": cli.Bounds(0, 1, open_high=True),
-            "dense_units": cli.POSITIVE_INT,
-            "image_dropout": cli.Bounds(0, 1, open_high=True), "head_units": cli.COUNT})
-        if args.image_dropout and not args.pitch_input:
-            from agegender.errors import ParameterError  # noqa: PLC0415
-
-            raise ParameterError(f"--image_dropout={args.image_dropout} needs --pitch_input "
-                                 "(it drops the CNN's logits in favour of the voice statistics)")
-        if args.architecture != "mam_cnn":
-            from agegender.errors import ParameterError  # noqa: PLC0415
-
-            image_flags = [flag for flag, used in (
-                ("--image_dropout", args.image_dropout), ("--augment", args.augment),
-                ("--embedding_input", args.embedding_input)) if used]
-            if image_flags:
-                raise ParameterError(f"{', '.join(image_flags)}: not for "
-                                     f"--architecture={args.architecture}, which reads no image")
+        check_args(args)
         from agegender.checkpoints import export_saved_model  # noqa: PLC0415
-        from agegender.pipeline import corrupt_summary  # noqa: PLC0415
         from agegender.training import train  # noqa: PLC0415
 
         params = TrainParams(batch_size=args.batch_size, learning_rate=args.learning_rate,
@@ -162,16 +183,7 @@ def main(argv: list[str] | None = None) -> int:
                        save_optimizer=args.save_optimizer, overwrite=args.overwrite,
                        tensorboard=args.tensorboard,
                        skip_corrupt=args.skip_corrupt, verbose=cli.keras_verbosity())
-        print(f"best {result['monitor']} {result['best_score']:.4f} at epoch "
-              f"{result['best_epoch']}")
-        print(f"  checkpoints: {result['keras']}  {result['h5']}")
-        print(f"  training log: {result['csv']}")
-        print(f"  training curves: {result['plot']}")
-        if "tensorboard" in result:
-            print(f"  TensorBoard: {result['tensorboard']}")
-        skipped = corrupt_summary(result.get("corrupt", {}))
-        if skipped:
-            print(f"  WARNING: {skipped}")
+        print_result(result)
         if args.export_dir:
             print(f"  SavedModel: {export_saved_model(result['keras'], args.export_dir)}")
 

@@ -237,3 +237,68 @@ def test_private_framework_imports_are_found_outside_compat(tmp_path):
     assert [line.split(" imports ")[1] for line in found] == [
         "tensorflow.core.util", "tensorflow.core.util.event_pb2", "keras._tf_keras",
         "tensorflow.python.eager", "tensorflow.python.eager.context"]
+
+
+# Functions longer than this need a stated reason (STYLE.md: "over ~60 lines").
+MAX_FUNCTION_LINES = 60
+LONG_REASON = "# Long because:"
+# The reason must sit near the top: the def line or up to this many lines below it.
+REASON_WITHIN = 5
+
+
+def long_functions(files: list[Path], limit: int = MAX_FUNCTION_LINES) -> list[str]:
+    """Every function or method over ``limit`` lines without a ``# Long because:`` comment.
+
+    Length counts from the ``def`` line to the last line of the body, docstring included
+    (decorators not): the docstring is part of what a reader scrolls through. The reason
+    counts when it appears on the ``def`` line or within ``REASON_WITHIN`` lines after the
+    end of the signature (so after a docstring's first lines is too late: put it first).
+
+    Returns:
+        ``"path:line name (N lines)"`` per offender, in file order.
+    """
+    found = []
+    for path in files:
+        text = path.read_text()
+        lines = text.splitlines()
+        for node in ast.walk(ast.parse(text, filename=str(path))):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            length = node.end_lineno - node.lineno + 1
+            if length <= limit:
+                continue
+            body_start = node.body[0].lineno
+            head = lines[node.lineno - 1:body_start - 1 + REASON_WITHIN]
+            doc = ast.get_docstring(node, clean=False)
+            if doc is not None:  # the docstring is skipped, the reason may follow it
+                end = node.body[0].end_lineno
+                head = lines[node.lineno - 1:body_start - 1] + lines[end:end + REASON_WITHIN]
+            if not any(LONG_REASON in line for line in head):
+                found.append(f"{path}:{node.lineno} {node.name} ({length} lines)")
+    return found
+
+
+def source_files() -> list[Path]:
+    """The package and the four CLIs: ``src/agegender/**/*.py`` and ``src/*.py``."""
+    return sorted(PACKAGE.rglob("*.py")) + sorted(PACKAGE.parent.glob("*.py"))
+
+
+def test_no_function_over_60_lines_without_a_stated_reason():
+    offenders = long_functions(source_files())
+    assert not offenders, (
+        f"{len(offenders)} function(s) over {MAX_FUNCTION_LINES} lines: split them into named "
+        f"helpers, or add '{LONG_REASON} <reason>' just after the signature/docstring:\n  "
+        + "\n  ".join(offenders))
+
+
+def test_a_long_function_is_found_unless_it_states_why(tmp_path):
+    body = "".join(f"    x{i} = {i}\n" for i in range(70))
+    bare = tmp_path / "bare.py"
+    bare.write_text(f"def f():\n    \"\"\"Doc.\"\"\"\n{body}\n\ndef short():\n    return 1\n")
+    reasoned = tmp_path / "reasoned.py"
+    reasoned.write_text(f"def g():\n    \"\"\"Doc.\n\n    More.\n    \"\"\"\n"
+                        f"    # Long because: one flag per line\n{body}")
+    late = tmp_path / "late.py"
+    late.write_text(f"def h():\n{body}    # Long because: too far down\n")
+    found = long_functions([bare, reasoned, late])
+    assert [item.split(" ", 1)[1] for item in found] == ["f (72 lines)", "h (71 lines)"]

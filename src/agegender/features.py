@@ -46,6 +46,7 @@ def load_clip(path: str | os.PathLike, params: FeatureParams) -> np.ndarray:
             channel count, NaN/inf samples, digital silence, or fewer samples than one STFT
             window after resampling; the message names the file and the reason.
     """
+    # Long because: an 18-line docstring (formats, errors); the code is 46 lines.
     import soundfile as sf  # noqa: PLC0415 - keeps `import agegender` light
     import soxr  # noqa: PLC0415
 

@@ -220,6 +220,8 @@ def make_dataset(dataset_dir: str | os.PathLike, split: str, task: str, *, batch
         label int32 [batch], only the examples labelled for ``task`` (code >= 0); plus the
         split's index as a second return value.
     """
+    # Long because: a 32-line docstring (eleven arguments, element shapes); the code is one
+    # tf.data chain (read, parse, filter, cache/shuffle, batch, augment) whose order matters.
     import tensorflow as tf  # noqa: PLC0415
 
     from agegender.model_inputs import check_kinds  # noqa: PLC0415
@@ -234,7 +236,6 @@ def make_dataset(dataset_dir: str | os.PathLike, split: str, task: str, *, batch
     scan = scan_split(dataset_dir, split, index, skip_corrupt=skip_corrupt)
     files = scan["clean_files"]
     index = {**index, "corrupt": {"records": scan["skipped"], "shards": scan["bad_shards"]}}
-    spec = feature_spec()
     label_key = f"label/{task}"
     if images and "spectrogram" not in index.get("inputs", ["spectrogram"]):
         raise DatasetError(
@@ -244,22 +245,8 @@ def make_dataset(dataset_dir: str | os.PathLike, split: str, task: str, *, batch
     pitch_size = _pitch_size(index, dataset_dir, split) if pitch else 0
     embedding_size = _embedding_size(index, dataset_dir, split) if embedding else 0
 
-    def parse(record):
-        example = tf.io.parse_single_example(record, spec)
-        parsed = {}
-        if images:  # a kind the model does not read is never decoded (PNG: the main cost)
-            image = tf.io.decode_png(example["image/png"], channels=channels)  # [H, W, 3] uint8
-            parsed["spectrogram"] = tf.ensure_shape(image, (height, width, channels))
-        if pitch:
-            values = tf.io.decode_raw(example["clip/pitch"], tf.float32, little_endian=True)
-            parsed["pitch"] = tf.ensure_shape(values, (pitch_size,))
-        if embedding:
-            values = tf.io.decode_raw(example["clip/embedding"], tf.float32, little_endian=True)
-            parsed["embedding"] = tf.ensure_shape(values, (embedding_size,))
-        label = tf.cast(example[label_key], tf.int32)
-        if with_keys:
-            return parsed, label, example["clip/key"], example["clip/speaker_id"]
-        return parsed, label
+    parse = _record_parser(kinds, (height, width, channels), pitch_size, embedding_size,
+                           label_key, with_keys=with_keys)
 
     def labelled(parsed, label, *rest):
         # A clip kept for the other task only stores -1 here.
@@ -270,13 +257,8 @@ def make_dataset(dataset_dir: str | os.PathLike, split: str, task: str, *, batch
         return ({kind: tf.cast(parsed[kind], tf.float32) for kind in kinds}, *rest)
 
     autotune = tf.data.AUTOTUNE
-    if training and len(files) > 1:
-        dataset = tf.data.Dataset.from_tensor_slices(files).shuffle(len(files), seed=seed)
-        dataset = dataset.interleave(tf.data.TFRecordDataset, cycle_length=min(8, len(files)),
-                                     num_parallel_calls=autotune, deterministic=deterministic)
-    elif files:
-        dataset = tf.data.TFRecordDataset(files, num_parallel_reads=min(8, len(files)))
-    dataset = _with_records(dataset if files else None, scan["extra"])
+    dataset = _read_records(files, scan["extra"], training=training, seed=seed,
+                            deterministic=deterministic)
     count = labelled_count(index, task)
     if scan["bad_shards"]:
         count = sum(1 for codes, _ in scan["good"] if codes.get(task, -1) >= 0)
@@ -308,6 +290,64 @@ def make_dataset(dataset_dir: str | os.PathLike, split: str, task: str, *, batch
             num_parallel_calls=autotune)
     dataset = dataset.prefetch(autotune)
     return dataset, index
+
+
+def _record_parser(kinds: Sequence[str], shape: Sequence[int], pitch_size: int,
+                   embedding_size: int, label_key: str, *, with_keys: bool):
+    """The function parsing one serialized Example into ``(inputs, label[, key, speaker])``.
+
+    Args:
+        kinds: input kinds to decode; a kind the model does not read is never decoded.
+        shape: (height, width, channels) of the spectrogram PNGs.
+        pitch_size: floats in ``clip/pitch`` (0 when not read).
+        embedding_size: floats in ``clip/embedding`` (0 when not read).
+        label_key: the task's label feature, ``label/<task>``.
+        with_keys: also return ``clip/key`` and ``clip/speaker_id``.
+
+    Returns:
+        ``parse(record)``: inputs {kind: uint8 [H, W, C] or float32 [n]}, label int32 scalar.
+    """
+    import tensorflow as tf  # noqa: PLC0415
+
+    spec = feature_spec()
+    height, width, channels = shape
+    images, pitch, embedding = ("spectrogram" in kinds, "pitch" in kinds,
+                                "embedding" in kinds)
+
+    def parse(record):
+        example = tf.io.parse_single_example(record, spec)
+        parsed = {}
+        if images:  # a kind the model does not read is never decoded (PNG: the main cost)
+            image = tf.io.decode_png(example["image/png"], channels=channels)  # [H, W, 3] uint8
+            parsed["spectrogram"] = tf.ensure_shape(image, (height, width, channels))
+        if pitch:
+            values = tf.io.decode_raw(example["clip/pitch"], tf.float32, little_endian=True)
+            parsed["pitch"] = tf.ensure_shape(values, (pitch_size,))
+        if embedding:
+            values = tf.io.decode_raw(example["clip/embedding"], tf.float32, little_endian=True)
+            parsed["embedding"] = tf.ensure_shape(values, (embedding_size,))
+        label = tf.cast(example[label_key], tf.int32)
+        if with_keys:
+            return parsed, label, example["clip/key"], example["clip/speaker_id"]
+        return parsed, label
+
+    return parse
+
+
+def _read_records(files: list[str], extra, *, training: bool, seed: int,
+                  deterministic: bool):
+    """The serialized records of ``files`` (shuffled shard order and interleaved when
+    ``training``), plus the ``extra`` records ``scan_split`` kept from damaged shards."""
+    import tensorflow as tf  # noqa: PLC0415
+
+    autotune = tf.data.AUTOTUNE
+    if training and len(files) > 1:
+        dataset = tf.data.Dataset.from_tensor_slices(files).shuffle(len(files), seed=seed)
+        dataset = dataset.interleave(tf.data.TFRecordDataset, cycle_length=min(8, len(files)),
+                                     num_parallel_calls=autotune, deterministic=deterministic)
+    elif files:
+        dataset = tf.data.TFRecordDataset(files, num_parallel_reads=min(8, len(files)))
+    return _with_records(dataset if files else None, extra)
 
 
 def _augmented(inputs, seed):

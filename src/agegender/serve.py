@@ -157,6 +157,7 @@ def create_app(params: ServeParams | None = None, *, detectors: Mapping | None =
         A ``fastapi.FastAPI``; serve it with uvicorn (``agegender serve``) or test it with
         ``fastapi.testclient.TestClient`` (inside ``with``, so that the models load).
     """
+    # Long because: the routes are closures over the app's detectors, lock and pending count.
     from fastapi import FastAPI, Request  # noqa: PLC0415
     from fastapi.responses import FileResponse, JSONResponse  # noqa: PLC0415
     from fastapi.staticfiles import StaticFiles  # noqa: PLC0415

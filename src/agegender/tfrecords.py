@@ -452,28 +452,15 @@ def _png_problem(png: bytes, image_shape: Sequence[int] | None) -> str:
     return ""
 
 
-def scan_shard(path: str | os.PathLike, *, expected: int | None = None,
-               image_shape: Sequence[int] | None = None, images: bool = True) -> ShardScan:
-    """Checks a shard's framing, both CRC-32Cs of every record, that each record is an
-    Example of ``FIELDS`` and that its PNG decodes (to ``image_shape``), without TensorFlow.
+def _walk_records(path: str, blob: bytes, image_shape: Sequence[int] | None,
+                  images: bool) -> tuple[list, list, int, int, bool]:
+    """Walks a shard's records in ``blob``, checking framing, CRCs and each Example.
 
-    Cached per (path, size, mtime) in the process. About 0.1 ms a record (see README).
-
-    Args:
-        path: the shard.
-        expected: records the index lists for it; fewer found is a problem (a truncation
-            at a record boundary leaves valid framing).
-        image_shape: (height, width, ...) the index promises.
-        images: the shard holds spectrogram PNGs (False: made without, ``--inputs``).
+    Returns:
+        ``(good, problems, pos, number, framed)``: ``(offset, length, codes, speaker)`` per
+        good record, the ``ShardProblem``s, the byte offset and record count where the walk
+        stopped, and False when the framing broke (nothing past ``pos`` is readable).
     """
-    path = os.fspath(path)
-    info = os.stat(path)
-    cache_key = (path, info.st_size, info.st_mtime_ns, expected,
-                 tuple(image_shape) if image_shape is not None else None, images)
-    if cache_key in _SCAN_CACHE:
-        return _SCAN_CACHE[cache_key]
-    with open(path, "rb") as handle:
-        blob = handle.read()
     good, problems, pos, number = [], [], 0, 0
     framed = True
     while pos < len(blob):
@@ -507,6 +494,32 @@ def scan_shard(path: str | os.PathLike, *, expected: int | None = None,
             else:
                 good.append((pos + 12, length, codes, speaker))
         pos, number = end, number + 1
+    return good, problems, pos, number, framed
+
+
+def scan_shard(path: str | os.PathLike, *, expected: int | None = None,
+               image_shape: Sequence[int] | None = None, images: bool = True) -> ShardScan:
+    """Checks a shard's framing, both CRC-32Cs of every record, that each record is an
+    Example of ``FIELDS`` and that its PNG decodes (to ``image_shape``), without TensorFlow.
+
+    Cached per (path, size, mtime) in the process. About 0.1 ms a record (see README).
+
+    Args:
+        path: the shard.
+        expected: records the index lists for it; fewer found is a problem (a truncation
+            at a record boundary leaves valid framing).
+        image_shape: (height, width, ...) the index promises.
+        images: the shard holds spectrogram PNGs (False: made without, ``--inputs``).
+    """
+    path = os.fspath(path)
+    info = os.stat(path)
+    cache_key = (path, info.st_size, info.st_mtime_ns, expected,
+                 tuple(image_shape) if image_shape is not None else None, images)
+    if cache_key in _SCAN_CACHE:
+        return _SCAN_CACHE[cache_key]
+    with open(path, "rb") as handle:
+        blob = handle.read()
+    good, problems, pos, number, framed = _walk_records(path, blob, image_shape, images)
     if expected is not None:
         if framed and number < expected:
             problems.append(ShardProblem(path, number, pos, f"truncated shard: {number} "

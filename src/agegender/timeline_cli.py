@@ -79,6 +79,7 @@ def run_timelines(detector, files: list[str], args, identity: dict) -> int:
         OutputError: a planned file exists (without ``args.overwrite``), another run holds
             the folder, or it cannot be written.
     """
+    # Long because: a 7-line docstring; the per-file loop (write, report, errors) is 55 lines.
     from agegender.checkpoints import describe_model  # noqa: PLC0415
     from agegender.inference import input_problem  # noqa: PLC0415
     from agegender.timeline import NO_SPEECH, TimelineParams  # noqa: PLC0415

@@ -173,12 +173,14 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
     Raises:
         ParameterError: settings differ from the backup's.
     """
+    # Long because: a 42-line docstring (fourteen arguments, resume and multi-worker rules);
+    # the try/finally holding the run lock, precision policy and scratch folder spans the
+    # run; data and callbacks are in _datasets and _callbacks.
     import tensorflow as tf  # noqa: PLC0415
 
     from agegender.model import build_model, compile_model  # noqa: PLC0415
     from agegender.pipeline import (  # noqa: PLC0415
         labelled_count,
-        make_dataset,
         split_index,
         split_labels,
     )
@@ -196,7 +198,6 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
     model_params = dataclasses.replace(model_params or ModelParams(), image_size=image_size,
                                        image_width=image_width, num_classes=len(names),
                                        task=task, class_names=names)
-    images = "spectrogram" in model_params.input_kinds
     settings = runstate.run_settings(model_params, train_params, features=features,
                                      dataset=runstate.dataset_fingerprint(train_index,
                                                                           dev_index))
@@ -239,27 +240,9 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
         if show_summary:
             model.summary()
 
-        # Decoded images are 12 KB each at 64 px: cache corpora that fit in ~2 GB.
-        cache = train_count * int(np.prod(train_index["image_shape"])) < 2**31
-        train_data, train_read = make_dataset(dataset_dir, "train", task,
-                                              batch_size=train_params.batch_size, training=True,
-                                              seed=train_params.seed, cache=cache,
-                                              deterministic=train_params.deterministic,
-                                              skip_corrupt=skip_corrupt,
-                                              augment=train_params.augment,
-                                              inputs=model_params.input_kinds)
-        dev_data, dev_read = make_dataset(dataset_dir, "dev", task,
-                                          batch_size=train_params.batch_size, training=False,
-                                          cache=cache, deterministic=train_params.deterministic,
-                                          skip_corrupt=skip_corrupt,
-                                          inputs=model_params.input_kinds)
-        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-            # DATA: every worker reads all shards and keeps its part of each batch; FILE
-            # sharding would give workers unequal step counts with few shards.
-            options = tf.data.Options()
-            options.experimental_distribute.auto_shard_policy = (
-                tf.data.experimental.AutoShardPolicy.DATA)
-            train_data, dev_data = train_data.with_options(options), dev_data.with_options(options)
+        train_data, train_read, dev_data, dev_read = _datasets(
+            dataset_dir, task, train_params, model_params, train_index, train_count, strategy,
+            skip_corrupt=skip_corrupt)
         steps = max(1, train_count // train_params.batch_size)
         log.info("worker %s: %d steps an epoch, %d examples a replica a step",
                  _worker_name(strategy), steps,
@@ -271,23 +254,10 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
             log.info("class weights: %s", {names[c]: round(w, 3)
                                            for c, w in class_weight.items()})
 
-        info = {**model_params.to_record(), "features": features}
-        best = BestCheckpoint(model_dir, task, record, extra_info=info,
-                              monitor=train_params.monitor, save_optimizer=save_optimizer)
-        callbacks = [best, EpochBackup(paths["backup"], record),
-                     CsvLog(paths["csv"], record),
-                     LivePlot(paths["csv"], paths["plot"], show=show_live_plot and chief,
-                              title=f"{'MAM-CNN' if images else 'voice statistics'}, {task}",
-                              best=best)]
-        if tensorboard and chief:
-            callbacks.append(TensorBoardScalars(paths["tensorboard"]))
-        callbacks += list(extra_callbacks or [])
-        guard = StopOnNonFinite()  # first, so it has stopped fit before the others look
-        callbacks.insert(0, guard)
-        if train_params.early_stopping_patience:
-            callbacks.append(keras.callbacks.EarlyStopping(
-                monitor=train_params.monitor, mode="max",
-                patience=train_params.early_stopping_patience))
+        best, guard, callbacks = _callbacks(
+            paths, record, model_dir, task, model_params, features, train_params,
+            save_optimizer=save_optimizer, show_live_plot=show_live_plot and chief,
+            tensorboard=tensorboard and chief, extra_callbacks=extra_callbacks)
         patched = (compat.multiworker_fit(model, strategy, train_data)
                    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
                    else contextlib.nullcontext())
@@ -313,6 +283,70 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
             "best_epoch": best.best_epoch,
             "run_id": record.run_id, "replicas": strategy.num_replicas_in_sync,
             "corrupt": {"train": train_read["corrupt"], "dev": dev_read["corrupt"]}}
+
+
+def _datasets(dataset_dir, task: str, train_params: TrainParams, model_params: ModelParams,
+              train_index: dict, train_count: int, strategy, *, skip_corrupt: bool) -> tuple:
+    """The train and dev datasets of ``train``, each worker reading its part of a batch.
+
+    Returns:
+        ``(train_data, train_index, dev_data, dev_index)`` as ``pipeline.make_dataset`` gives.
+    """
+    import tensorflow as tf  # noqa: PLC0415
+
+    from agegender.pipeline import make_dataset  # noqa: PLC0415
+
+    # Decoded images are 12 KB each at 64 px: cache corpora that fit in ~2 GB.
+    cache = train_count * int(np.prod(train_index["image_shape"])) < 2**31
+    train_data, train_read = make_dataset(dataset_dir, "train", task,
+                                          batch_size=train_params.batch_size, training=True,
+                                          seed=train_params.seed, cache=cache,
+                                          deterministic=train_params.deterministic,
+                                          skip_corrupt=skip_corrupt,
+                                          augment=train_params.augment,
+                                          inputs=model_params.input_kinds)
+    dev_data, dev_read = make_dataset(dataset_dir, "dev", task,
+                                      batch_size=train_params.batch_size, training=False,
+                                      cache=cache, deterministic=train_params.deterministic,
+                                      skip_corrupt=skip_corrupt,
+                                      inputs=model_params.input_kinds)
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        # DATA: every worker reads all shards and keeps its part of each batch; FILE
+        # sharding would give workers unequal step counts with few shards.
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = (
+            tf.data.experimental.AutoShardPolicy.DATA)
+        train_data, dev_data = train_data.with_options(options), dev_data.with_options(options)
+    return train_data, train_read, dev_data, dev_read
+
+
+def _callbacks(paths: dict, record, model_dir: Path, task: str, model_params: ModelParams,
+               features, train_params: TrainParams, *, save_optimizer: bool,
+               show_live_plot: bool, tensorboard: bool, extra_callbacks: list | None) -> tuple:
+    """The callbacks of ``train``'s fit, in the order they must run.
+
+    Returns:
+        ``(best, guard, callbacks)``: the ``BestCheckpoint``, the ``StopOnNonFinite`` (first in
+        the list) and the whole list.
+    """
+    title = "MAM-CNN" if "spectrogram" in model_params.input_kinds else "voice statistics"
+    info = {**model_params.to_record(), "features": features}
+    best = BestCheckpoint(model_dir, task, record, extra_info=info,
+                          monitor=train_params.monitor, save_optimizer=save_optimizer)
+    callbacks = [best, EpochBackup(paths["backup"], record),
+                 CsvLog(paths["csv"], record),
+                 LivePlot(paths["csv"], paths["plot"], show=show_live_plot,
+                          title=f"{title}, {task}", best=best)]
+    if tensorboard:
+        callbacks.append(TensorBoardScalars(paths["tensorboard"]))
+    callbacks += list(extra_callbacks or [])
+    guard = StopOnNonFinite()  # first, so it has stopped fit before the others look
+    callbacks.insert(0, guard)
+    if train_params.early_stopping_patience:
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor=train_params.monitor, mode="max",
+            patience=train_params.early_stopping_patience))
+    return best, guard, callbacks
 
 
 def _worker_name(strategy) -> str:

@@ -98,6 +98,8 @@ async def receive_upload(request, folder: str | os.PathLike, limits: UploadLimit
     Raises:
         UploadError: not multipart (415), no such field (400), empty (400), too large (413).
     """
+    # Long because: the multipart parser's callbacks are closures over one upload's state, and its
+    # try/finally must close the file.
     from python_multipart.multipart import MultipartParser, parse_options_header  # noqa: PLC0415
 
     content_type, options = parse_options_header(request.headers.get("content-type", ""))

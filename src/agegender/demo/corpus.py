@@ -307,6 +307,8 @@ def make_demo_dataset(
         DatasetError: espeak-ng is missing, or ``out_dir`` may not be written (see above).
         AudioError: espeak-ng fails on a clip.
     """
+    # Long because: a 24-line docstring; the code (checks, resume, per-split writes, espeak jobs)
+    # reads top to bottom once.
     if params is None:
         params = DemoParams()
     if num_workers is None:
