@@ -160,8 +160,8 @@ def voice_statistics(waveform: np.ndarray, sample_rate: int) -> np.ndarray:
 
 
 def exercise_compiled() -> None:
-    """Runs every numba-compiled function the package calls (librosa's yin and the
-    envelope, through ``voice_statistics``) once: ``numba_cache`` runs it in a child process
+    """Runs every numba-compiled function the package calls (librosa's yin, through
+    ``voice_statistics``) once: ``numba_cache`` runs it in a child process
     to find out whether the compiled-code cache is sound."""
     from agegender.synthetic import intoned_voice  # noqa: PLC0415
 
