@@ -17,9 +17,11 @@ same values, by the one call that preprocessing and inference share
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
-from agegender.f0 import PITCH_CENTRE, PITCH_FEATURES, PITCH_SPREAD, pitch_features
+from agegender.f0 import PITCH_CENTRE, PITCH_FEATURES, PITCH_RATE, PITCH_SPREAD, pitch_features
 
 ENVELOPE_RATE = 8_000  # Hz: the band every preset and telephone channel has
 ENVELOPE_N_FFT = 256  # 32 ms at 8 kHz
@@ -62,10 +64,6 @@ def envelope_frames(waveform: np.ndarray, sample_rate: int) -> np.ndarray:
         10 ms frame of the 8 kHz signal within ``ENVELOPE_RANGE_DB`` of the loudest; [0, 20]
         for a waveform shorter than one frame or without energy.
     """
-    from agegender.numba_cache import prepare_numba_cache  # noqa: PLC0415
-
-    prepare_numba_cache()  # before numba loads: a bad compiled-code cache is caught
-    import librosa  # noqa: PLC0415
     import soxr  # noqa: PLC0415
 
     waveform = np.asarray(waveform, dtype=np.float32)
@@ -73,15 +71,52 @@ def envelope_frames(waveform: np.ndarray, sample_rate: int) -> np.ndarray:
         waveform = soxr.resample(waveform, sample_rate, ENVELOPE_RATE, quality="HQ")
     if waveform.shape[0] < ENVELOPE_N_FFT or not np.any(waveform):
         return np.zeros((0, ENVELOPE_COEFFICIENTS), np.float32)
-    power = np.abs(librosa.stft(waveform, n_fft=ENVELOPE_N_FFT,
-                                hop_length=ENVELOPE_HOP)) ** 2  # [bins, frames]
-    energy = power.sum(axis=0)  # [frames]
+    power = _power_frames(waveform)  # [frames, bins]
+    energy = power.sum(axis=1)  # [frames]
     loud = 10 * np.log10(energy / energy.max() + 1e-12) > -ENVELOPE_RANGE_DB
-    mel = librosa.feature.melspectrogram(S=power, sr=ENVELOPE_RATE, n_mels=ENVELOPE_MELS,
-                                         fmin=50.0, fmax=ENVELOPE_RATE / 2)
-    cepstra = librosa.feature.mfcc(S=librosa.power_to_db(mel + 1e-10),
-                                   n_mfcc=ENVELOPE_COEFFICIENTS + 1)[1:, loud]  # [20, loud]
-    return cepstra.T.astype(np.float32)
+    mel_basis, dct = _envelope_bases()
+    # np.einsum rather than @: a BLAS call this small costs more in OpenBLAS thread
+    # wake-ups than in arithmetic on a shared 2-core machine.
+    mel = np.einsum("fb,mb->fm", power, mel_basis)  # [frames, mels]
+    # librosa.power_to_db(mel + 1e-10) with its defaults: ref 1, amin 1e-10, top_db 80.
+    log_mel = 10.0 * np.log10(np.maximum(mel + 1e-10, 1e-10))
+    log_mel = np.maximum(log_mel, log_mel.max() - 80.0)
+    return np.einsum("fm,cm->fc", log_mel[loud], dct).astype(np.float32)  # [loud, 20]
+
+
+def _power_frames(waveform: np.ndarray) -> np.ndarray:
+    """|STFT|^2 as ``librosa.stft(n_fft=ENVELOPE_N_FFT, hop_length=ENVELOPE_HOP)`` makes it
+    (centred, zero padding, periodic Hann), frames first: float32 [frames, n_fft / 2 + 1].
+    Done here with numpy's rfft because librosa's STFT set-up costs more than the transform
+    on a 5-s clip."""
+    padded = np.pad(waveform, ENVELOPE_N_FFT // 2)
+    frames = np.lib.stride_tricks.sliding_window_view(padded, ENVELOPE_N_FFT)[::ENVELOPE_HOP]
+    spectrum = np.fft.rfft(frames * _hann(), axis=1)  # [frames, bins]
+    return (spectrum.real ** 2 + spectrum.imag ** 2).astype(np.float32)
+
+
+@functools.cache
+def _hann() -> np.ndarray:
+    """Periodic Hann window of ENVELOPE_N_FFT samples (scipy's ``get_window("hann")``)."""
+    return (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(ENVELOPE_N_FFT) / ENVELOPE_N_FFT)
+            ).astype(np.float32)
+
+
+@functools.cache
+def _envelope_bases() -> tuple[np.ndarray, np.ndarray]:
+    """librosa's mel filterbank [ENVELOPE_MELS, bins] over 50-4000 Hz, and the rows 1-20 of
+    the orthonormal DCT-II [ENVELOPE_COEFFICIENTS, ENVELOPE_MELS] that ``librosa.feature.mfcc``
+    applies, built once."""
+    from agegender.numba_cache import prepare_numba_cache  # noqa: PLC0415
+
+    prepare_numba_cache()  # before numba loads: a bad compiled-code cache is caught
+    import librosa  # noqa: PLC0415
+    import scipy.fft  # noqa: PLC0415
+
+    mel_basis = librosa.filters.mel(sr=ENVELOPE_RATE, n_fft=ENVELOPE_N_FFT,
+                                    n_mels=ENVELOPE_MELS, fmin=50.0, fmax=ENVELOPE_RATE / 2)
+    dct = scipy.fft.dct(np.eye(ENVELOPE_MELS), type=2, norm="ortho", axis=0)  # [mels, mels]
+    return mel_basis.astype(np.float32), dct[1:ENVELOPE_COEFFICIENTS + 1].astype(np.float32)
 
 
 def envelope_features(waveform: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -111,13 +146,22 @@ def voice_statistics(waveform: np.ndarray, sample_rate: int) -> np.ndarray:
     Returns:
         float32 [len(STAT_NAMES)], in ``STAT_NAMES``' order.
     """
+    import soxr  # noqa: PLC0415
+
+    waveform = np.asarray(waveform, dtype=np.float32)
+    if (sample_rate != ENVELOPE_RATE and PITCH_RATE == ENVELOPE_RATE and sample_rate > 0
+            and waveform.ndim == 1):
+        # One 8 kHz resample for both (PITCH_RATE == ENVELOPE_RATE): the same samples
+        # each would make on its own.
+        waveform = soxr.resample(waveform, sample_rate, ENVELOPE_RATE, quality="HQ")
+        sample_rate = ENVELOPE_RATE
     return np.concatenate([pitch_features(waveform, sample_rate),
                            envelope_features(waveform, sample_rate)]).astype(np.float32)
 
 
 def exercise_compiled() -> None:
-    """Runs every numba-compiled function the package calls (librosa's yin and the
-    envelope, through ``voice_statistics``) once: ``numba_cache`` runs it in a child process
+    """Runs every numba-compiled function the package calls (librosa's yin, through
+    ``voice_statistics``) once: ``numba_cache`` runs it in a child process
     to find out whether the compiled-code cache is sound."""
     from agegender.synthetic import intoned_voice  # noqa: PLC0415
 
