@@ -28,10 +28,13 @@ for task in gender age; do
 done
 step "5/5 inference on four held-out clips"
 clips=("$DEMO"/cv-valid-test/cv-valid-test/sample-00000{0..3}.mp3)
-time "$PY" src/inference.py --model_path=models/gender/best_model_gender.keras \
-  --audio_file "${clips[@]}" --top_k=2
-time "$PY" src/inference.py --model_path=models/age/best_model_age.keras \
-  --audio_file "${clips[@]}" --top_k=2 --output=results/age/demo_inference_age.csv
+for task in gender age; do
+  time "$PY" src/inference.py --model_path="models/$task/best_model_$task.keras" \
+    --audio_file "${clips[@]}" --top_k=2 --output="results/$task/demo_inference_$task.csv"
+  # each prediction beside its clip's true label (from the corpus CSVs): right or wrong
+  "$PY" -m agegender.demo.truth --dataset_dir="$DEMO" --cls_task="$task" \
+    --predictions="results/$task/demo_inference_$task.csv"
+done
 
 cat <<TXT
 
@@ -42,5 +45,5 @@ cat <<TXT
   checkpoints:                     models/{gender,age}/best_model_*.keras and .h5
   training logs and curves:        results/{gender,age}/train_logs_*.csv  training_metrics_*.png
   test reports:                    results/{gender,age}/test_log_*.txt  confusion_matrix_*.png  predictions_*.csv
-  inference probabilities:         results/age/demo_inference_age.csv
+  inference probabilities:         results/{gender,age}/demo_inference_*.csv
 TXT

@@ -24,7 +24,12 @@ imported (at once if it already is, else by a one-shot import hook; why a hook a
 
 from __future__ import annotations
 
+import os
 import sys
+
+# TensorFlow reads this once, when it loads; set before anything imports it (never imported
+# here) so that its C++ INFO and WARNING log stays quiet for every user of the package.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "0.1.0"
 
@@ -74,6 +79,48 @@ class _RegisterLayersAfterKeras:
         loader.exec_module = exec_module
         return spec
 
+
+class _QuietTensorFlowImport:
+    """A ``sys.meta_path`` finder that keeps TensorFlow's 4 import lines off stderr.
+
+    Why: ``TF_CPP_MIN_LOG_LEVEL`` does not reach them (absl writes them before its log is
+    initialised): twice "WARNING: All log messages before absl::InitializeLog() ..." and
+    twice "oneDNN custom operations are on ..." (``TF_ENABLE_ONEDNN_OPTS=0`` would hide the
+    latter but change speed and numerics). So the first ``import tensorflow`` (also the one
+    inside ``import keras``) runs inside ``native_stderr.filtered_stderr``, which drops those
+    known lines and passes on every other. Removes itself on its first lookup.
+    """
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "tensorflow":
+            return None
+        sys.meta_path.remove(self)
+        for finder in sys.meta_path:
+            find_spec = getattr(finder, "find_spec", None)
+            spec = find_spec(name, path, target) if find_spec else None
+            if spec is not None:
+                break
+        else:
+            return None
+        loader = spec.loader
+        if loader is None or not hasattr(loader, "exec_module"):
+            return spec
+        exec_tensorflow = loader.exec_module
+
+        def exec_module(module):
+            from agegender.native_stderr import filtered_stderr  # noqa: PLC0415
+
+            with filtered_stderr():
+                exec_tensorflow(module)
+
+        loader.exec_module = exec_module
+        return spec
+
+
+if "tensorflow" not in sys.modules and not any(
+    isinstance(finder, _QuietTensorFlowImport) for finder in sys.meta_path
+):
+    sys.meta_path.insert(0, _QuietTensorFlowImport())
 
 if "keras" in sys.modules:
     from agegender import keras_metrics as _metrics  # noqa: F401  (registers the metric)

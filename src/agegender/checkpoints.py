@@ -501,6 +501,22 @@ def save_model_files(model, keras_path: str | os.PathLike, h5_path: str | os.Pat
         save_h5(saved, tmp, include_optimizer=include_optimizer)
 
 
+def shown_path(path: str | os.PathLike) -> str:
+    """A model's path as JSON and logs show it: no absolute machine path the user did not type.
+
+    Relative to the working folder when the file is under it, else relative to the
+    repository root when under it (the shipped models: ``models/pretrained/gender.keras``),
+    else exactly as given (a path the user named, absolute or not).
+    """
+    absolute = Path(path).resolve()
+    for base in (Path.cwd().resolve(), Path(__file__).resolve().parents[2]):
+        try:
+            return str(absolute.relative_to(base))
+        except ValueError:
+            continue
+    return str(path)
+
+
 def model_identity(path: str | os.PathLike) -> dict:
     """What a report needs to name the model it was made from.
 
@@ -508,7 +524,7 @@ def model_identity(path: str | os.PathLike) -> dict:
         path: a ``.keras``/``.h5`` file or a SavedModel folder.
 
     Returns:
-        ``path`` (absolute), ``sha256`` (of the file; of ``saved_model.pb`` for a folder),
+        ``path`` (``shown_path``: relative where it can be), ``sha256`` (of the file; of ``saved_model.pb`` for a folder),
         ``size`` (bytes; the folder's files summed), and ``epoch``: the best epoch from
         ``best_model_<task>.json`` beside the file (same stem), None when there is none.
     """
@@ -525,7 +541,7 @@ def model_identity(path: str | os.PathLike) -> dict:
             epoch = json.loads(state.read_text()).get("epoch")
         except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
             epoch = None
-    return {"path": str(path.resolve()), "sha256": atomic.sha256_file(hashed), "epoch": epoch,
+    return {"path": shown_path(path), "sha256": atomic.sha256_file(hashed), "epoch": epoch,
             "size": int(size)}
 
 

@@ -6,7 +6,9 @@ dequantization failed!`` and ``Note: Illegal Audio-MPEG-Header …`` lines for a
 beside the one-line ``AudioError`` or WARNING we report for it. Kept for the timeline's
 decoding of long, possibly damaged recordings only (issue 32: a partly corrupt MP3 printed
 the decoder's resync lines); clips are no longer wrapped (0 such lines over the 3,320
-Common Voice clips of cv-sample).
+Common Voice clips of cv-sample). Also wraps the first ``import tensorflow`` (the finder in
+``agegender/__init__.py``), whose absl and oneDNN start-up lines ``TF_CPP_MIN_LOG_LEVEL``
+does not reach.
 
 ``filtered_stderr()`` points fd 2 at a temporary file for the duration of a block and then
 copies every captured line to the real stderr except those matching ``NOISE``. Our own
