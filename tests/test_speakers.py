@@ -3,11 +3,13 @@ a fixed count honoured, per-speaker log-odds."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from agegender.errors import ParameterError
-from agegender.speakers import cluster_speakers, speaker_ids, speaker_log_odds
+from agegender.speakers import cluster_speakers, speaker_ids, speaker_labels, speaker_log_odds
 
 DIMS = 256
 
@@ -88,3 +90,56 @@ def test_speaker_log_odds_is_the_mean_per_speaker():
     np.testing.assert_allclose(speaker_log_odds(log_odds, labels), [2.0, -2.0])
     with pytest.raises(ParameterError, match="shape"):
         speaker_log_odds(log_odds, labels[:3])
+
+
+def test_speaker_labels_follow_the_speaker_and_keep_only_strong_dissent():
+    # S1 leans positive overall, S2 negative; a weak and a strong dissenter in S1.
+    log_odds = np.array([3.0, 2.0, -1.0, -6.0, 5.0, -2.0, -3.0, 0.5])
+    labels = np.array([0, 0, 0, 0, 0, 1, 1, 1])
+    speaker_pos, window_pos = speaker_labels(log_odds, labels, strong=4.0)
+    assert speaker_pos.tolist() == [True, False]
+    assert window_pos.tolist() == [True, True, True, False, True, False, False, False]
+    with pytest.raises(ParameterError, match="strong"):
+        speaker_labels(log_odds, labels, strong=-1)
+
+
+def test_speaker_labels_do_not_swap_between_speakers():
+    """A stub model: speaker A's windows say female (log-odds > 0), B's male. If the per-speaker
+    vote were indexed by the wrong speaker, A and B would swap."""
+    rng = np.random.default_rng(3)
+    centres = _voices(rng, 2)
+    order = np.array([1, 1, 1, 1, 0, 0, 0, 0, 1, 0])  # B first: B becomes S1
+    stub_log_odds = np.where(order == 0, 2.5, -2.5) + rng.normal(0, 0.5, len(order))
+    labels = cluster_speakers(_windows(rng, centres, order))
+    speaker_pos, window_pos = speaker_labels(stub_log_odds, labels)
+    assert speaker_pos.tolist() == [False, True]  # S1 = B (negative), S2 = A (positive)
+    np.testing.assert_array_equal(window_pos, order == 0)
+
+
+CLIPS = Path(__file__).resolve().parent.parent / "models" / "pretrained" / "clips"
+
+
+def test_two_shipped_clips_joined_give_two_speakers_with_the_turn_in_place():
+    """Real voices: two CC0 clips of different speakers, back to back; 1.6-s windows embedded
+    by the shipped voice encoder; the switch must fall within 1 s of the join."""
+    soundfile = pytest.importorskip("soundfile")
+    soxr = pytest.importorskip("soxr")
+    from agegender import voice_encoder
+
+    rate = 16_000
+    waves = []
+    for name in ("common_voice_pl_20862262", "common_voice_rw_21551074"):
+        audio, native = soundfile.read(CLIPS / f"{name}.mp3", dtype="float32", always_2d=True)
+        waves.append(soxr.resample(audio.mean(axis=1), native, rate))
+    joined = np.concatenate(waves)  # [samples]
+    cut_s = len(waves[0]) / rate
+    window, hop = int(1.6 * rate), int(0.8 * rate)
+    starts = np.arange(0, len(joined) - window + 1, hop)
+    embeddings = voice_encoder.embed_many([joined[s:s + window] for s in starts], rate)
+    labels = cluster_speakers(embeddings, num_speakers=2)
+    assert labels[0] == 0 and labels[-1] == 1
+    switches = np.flatnonzero(np.diff(labels))
+    assert len(switches) == 1, labels
+    # The turn lies between the centres of the last S1 window and the first S2 window.
+    turn_s = (starts[switches[0]] + starts[switches[0] + 1] + window) / 2 / rate
+    assert abs(turn_s - cut_s) <= 1.0, (turn_s, cut_s, labels)

@@ -121,3 +121,35 @@ def speaker_log_odds(window_log_odds: np.ndarray, labels: np.ndarray) -> np.ndar
     sums = np.bincount(labels, weights=window_log_odds, minlength=count)  # [speakers]
     hits = np.bincount(labels, minlength=count)  # [speakers]
     return sums / np.maximum(hits, 1)
+
+
+# A window keeps its own label against its speaker's only when the model is this sure of the
+# other class (|log-odds| >= 4 nats, p >= 0.982): one speaker's voice is one gender, so a
+# lone window's weak disagreement is noise, but a confident one hints at a clustering error
+# (two voices merged) that the per-speaker vote would hide.
+STRONG_DISAGREEMENT = 4.0
+
+
+def speaker_labels(window_log_odds: np.ndarray, labels: np.ndarray, *,
+                   strong: float = STRONG_DISAGREEMENT) -> tuple[np.ndarray, np.ndarray]:
+    """Per-window binary labels decided per speaker, with strong dissent kept.
+
+    Args:
+        window_log_odds: [windows] log-odds of the positive class per window.
+        labels: [windows] speaker index from ``cluster_speakers``.
+        strong: |log-odds| (nats) from which a window that disagrees with its speaker keeps
+            its own label.
+
+    Returns:
+        ``(speaker_positive, window_positive)``: [speakers] bool, the sign of each speaker's
+        mean log-odds (> 0 = positive class); [windows] bool, the speaker's label except for
+        windows of the other sign with |log-odds| >= ``strong``.
+    """
+    if not (isinstance(strong, numbers.Real) and math.isfinite(strong) and strong >= 0):
+        raise ParameterError(f"strong={strong!r}; expected log-odds >= 0")
+    window_log_odds = np.asarray(window_log_odds, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    speaker_positive = speaker_log_odds(window_log_odds, labels) > 0  # [speakers]
+    window_positive = speaker_positive[labels]  # [windows]
+    dissent = (window_positive != (window_log_odds > 0)) & (np.abs(window_log_odds) >= strong)
+    return speaker_positive, np.where(dissent, window_log_odds > 0, window_positive)
