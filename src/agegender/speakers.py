@@ -1,0 +1,155 @@
+"""Who is who: per-window voice embeddings → speaker ids ``S1``, ``S2``, ...
+
+Windows of one recording are grouped by agglomerative clustering on cosine distance
+(average linkage): either cut at a distance threshold (the number of speakers is then
+found, not given) or into a fixed number of clusters. Speaker ids follow the order in which
+each speaker first speaks, so ``S1`` is always the first voice heard.
+
+Pure functions over numpy arrays; no model is loaded here.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+from scipy.cluster import hierarchy
+from scipy.spatial import distance
+
+from agegender.errors import ParameterError
+
+# Cosine distance at which two groups of windows stop being merged. Provisional: to be
+# chosen on the dev recordings of bench/timeline_bench.py (not yet measured; see the report
+# of branch diar).
+DEFAULT_DISTANCE_THRESHOLD = 0.5
+
+
+def speaker_ids(count: int) -> list[str]:
+    """Names of ``count`` speakers: ``["S1", "S2", ...]``."""
+    return [f"S{i + 1}" for i in range(count)]
+
+
+def _check_embeddings(embeddings: np.ndarray) -> np.ndarray:
+    embeddings = np.asarray(embeddings, dtype=np.float64)
+    if embeddings.ndim != 2 or embeddings.shape[1] == 0:
+        raise ParameterError(
+            f"embeddings has shape {embeddings.shape}; expected [windows, dims] with dims > 0")
+    if not np.all(np.isfinite(embeddings)):
+        raise ParameterError("embeddings contains NaN or infinite values")
+    norms = np.linalg.norm(embeddings, axis=1, keepdims=True)  # [windows, 1]
+    if np.any(norms == 0):
+        row = int(np.flatnonzero(norms[:, 0] == 0)[0])
+        raise ParameterError(f"embeddings row {row} is all zeros; cannot take its direction")
+    return embeddings / norms
+
+
+def _order_by_first_appearance(raw: np.ndarray) -> np.ndarray:
+    """Relabels cluster numbers 0..k-1 so that cluster 0 holds window 0, and so on."""
+    _, first = np.unique(raw, return_index=True)
+    order = raw[np.sort(first)]  # cluster numbers in order of first window
+    mapping = {int(c): i for i, c in enumerate(order)}
+    return np.array([mapping[int(c)] for c in raw], dtype=np.int64)
+
+
+def cluster_speakers(
+    embeddings: np.ndarray,
+    *,
+    distance_threshold: float = DEFAULT_DISTANCE_THRESHOLD,
+    num_speakers: int | None = None,
+) -> np.ndarray:
+    """Groups windows by voice.
+
+    Args:
+        embeddings: [windows, dims] voice embeddings in time order (normalised here, so
+            L2-normalised input is fine but not required).
+        distance_threshold: cosine distance (0-2) above which clusters are not merged;
+            ignored when ``num_speakers`` is given.
+        num_speakers: exact number of speakers wanted (>= 1); ``None`` = found from
+            ``distance_threshold``. More speakers than windows gives one per window.
+
+    Returns:
+        [windows] int64 speaker index, 0 for the first speaker heard, 1 for the next new
+        voice, and so on (index ``i`` is speaker ``speaker_ids(...)[i]``).
+
+    Raises:
+        ParameterError: on a bad shape, non-finite or all-zero rows, or bad parameters.
+    """
+    if num_speakers is not None and (
+            isinstance(num_speakers, bool) or not isinstance(num_speakers, numbers.Integral)
+            or num_speakers < 1):
+        raise ParameterError(f"num_speakers={num_speakers!r}; expected an integer >= 1")
+    if not (isinstance(distance_threshold, numbers.Real)
+            and math.isfinite(distance_threshold) and 0 <= distance_threshold <= 2):
+        raise ParameterError(
+            f"distance_threshold={distance_threshold!r}; expected a cosine distance in 0-2")
+    unit = _check_embeddings(embeddings)  # [windows, dims]
+    windows = unit.shape[0]
+    if windows == 0:
+        return np.zeros(0, dtype=np.int64)
+    if windows == 1:
+        return np.zeros(1, dtype=np.int64)
+    # Rounding can leave tiny negative distances between identical rows.
+    condensed = np.clip(distance.pdist(unit, metric="cosine"), 0.0, 2.0)  # [w*(w-1)/2]
+    tree = hierarchy.linkage(condensed, method="average")
+    if num_speakers is not None:
+        raw = hierarchy.fcluster(tree, t=min(int(num_speakers), windows), criterion="maxclust")
+    else:
+        raw = hierarchy.fcluster(tree, t=float(distance_threshold), criterion="distance")
+    return _order_by_first_appearance(np.asarray(raw))
+
+
+def speaker_log_odds(window_log_odds: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Mean log-odds of each speaker's windows.
+
+    Args:
+        window_log_odds: [windows] log-odds of one class per window (e.g. log p/(1-p)).
+        labels: [windows] speaker index from ``cluster_speakers``.
+
+    Returns:
+        [speakers] mean log-odds over all windows of each speaker.
+    """
+    window_log_odds = np.asarray(window_log_odds, dtype=np.float64)
+    labels = np.asarray(labels)
+    if window_log_odds.shape != labels.shape or labels.ndim != 1:
+        raise ParameterError(
+            f"window_log_odds has shape {window_log_odds.shape} and labels "
+            f"{labels.shape}; expected two [windows] arrays")
+    if labels.size == 0:
+        return np.zeros(0)
+    count = int(labels.max()) + 1
+    sums = np.bincount(labels, weights=window_log_odds, minlength=count)  # [speakers]
+    hits = np.bincount(labels, minlength=count)  # [speakers]
+    return sums / np.maximum(hits, 1)
+
+
+# A window keeps its own label against its speaker's only when the model is this sure of the
+# other class (|log-odds| >= 4 nats, p >= 0.982): one speaker's voice is one gender, so a
+# lone window's weak disagreement is noise, but a confident one hints at a clustering error
+# (two voices merged) that the per-speaker vote would hide.
+STRONG_DISAGREEMENT = 4.0
+
+
+def speaker_labels(window_log_odds: np.ndarray, labels: np.ndarray, *,
+                   strong: float = STRONG_DISAGREEMENT) -> tuple[np.ndarray, np.ndarray]:
+    """Per-window binary labels decided per speaker, with strong dissent kept.
+
+    Args:
+        window_log_odds: [windows] log-odds of the positive class per window.
+        labels: [windows] speaker index from ``cluster_speakers``.
+        strong: |log-odds| (nats) from which a window that disagrees with its speaker keeps
+            its own label.
+
+    Returns:
+        ``(speaker_positive, window_positive)``: [speakers] bool, the sign of each speaker's
+        mean log-odds (> 0 = positive class); [windows] bool, the speaker's label except for
+        windows of the other sign with |log-odds| >= ``strong``.
+    """
+    if not (isinstance(strong, numbers.Real) and math.isfinite(strong) and strong >= 0):
+        raise ParameterError(f"strong={strong!r}; expected log-odds >= 0")
+    window_log_odds = np.asarray(window_log_odds, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    speaker_positive = speaker_log_odds(window_log_odds, labels) > 0  # [speakers]
+    window_positive = speaker_positive[labels]  # [windows]
+    dissent = (window_positive != (window_log_odds > 0)) & (np.abs(window_log_odds) >= strong)
+    return speaker_positive, np.where(dissent, window_log_odds > 0, window_positive)

@@ -1,0 +1,145 @@
+"""Speaker clustering on synthetic embeddings: groups found, ids by first appearance,
+a fixed count honoured, per-speaker log-odds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agegender.errors import ParameterError
+from agegender.speakers import cluster_speakers, speaker_ids, speaker_labels, speaker_log_odds
+
+DIMS = 256
+
+
+def _voices(rng, count):
+    """``count`` random unit directions in 256-D (nearly orthogonal to each other)."""
+    centres = rng.normal(size=(count, DIMS))
+    return centres / np.linalg.norm(centres, axis=1, keepdims=True)
+
+
+def _windows(rng, centres, order, spread=0.15):
+    """One noisy unit embedding per entry of ``order`` (an index into ``centres``)."""
+    points = centres[order] + spread * rng.normal(size=(len(order), DIMS)) / np.sqrt(DIMS)
+    return points / np.linalg.norm(points, axis=1, keepdims=True)
+
+
+def test_two_separated_groups_give_two_speakers_ordered_by_first_appearance():
+    rng = np.random.default_rng(0)
+    centres = _voices(rng, 2)
+    # Voice 1 speaks first, so it must be S1 (index 0) whatever scipy numbers it.
+    order = np.array([1, 1, 1, 0, 0, 0, 0, 1, 1, 0])
+    labels = cluster_speakers(_windows(rng, centres, order))
+    np.testing.assert_array_equal(labels, (order == 0).astype(int))
+    assert speaker_ids(labels.max() + 1) == ["S1", "S2"]
+
+
+def test_four_voices_found_without_a_count():
+    rng = np.random.default_rng(1)
+    centres = _voices(rng, 4)
+    order = np.array([2, 2, 0, 0, 3, 1, 1, 2, 3, 0])
+    labels = cluster_speakers(_windows(rng, centres, order))
+    expected = np.array([0, 0, 1, 1, 2, 3, 3, 0, 2, 1])
+    np.testing.assert_array_equal(labels, expected)
+
+
+def test_num_speakers_is_honoured():
+    rng = np.random.default_rng(2)
+    centres = _voices(rng, 3)
+    order = np.array([0, 1, 2, 0, 1, 2])
+    points = _windows(rng, centres, order)
+    assert cluster_speakers(points, num_speakers=1).tolist() == [0] * 6
+    assert cluster_speakers(points, num_speakers=3).tolist() == [0, 1, 2, 0, 1, 2]
+    # Threshold 2 would merge everything; a count overrides it.
+    assert cluster_speakers(points, distance_threshold=2.0, num_speakers=2).max() == 1
+    # More speakers than windows: one each, still in order.
+    assert cluster_speakers(points[:2], num_speakers=5).tolist() == [0, 1]
+
+
+def test_one_and_zero_windows():
+    assert cluster_speakers(np.ones((1, DIMS))).tolist() == [0]
+    assert cluster_speakers(np.zeros((0, DIMS))).tolist() == []
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"num_speakers": 0}, "num_speakers"),
+    ({"num_speakers": 1.5}, "num_speakers"),
+    ({"num_speakers": True}, "num_speakers"),
+    ({"distance_threshold": -0.1}, "distance_threshold"),
+    ({"distance_threshold": float("nan")}, "distance_threshold"),
+])
+def test_bad_parameters_are_named(kwargs, match):
+    with pytest.raises(ParameterError, match=match):
+        cluster_speakers(np.eye(3, DIMS), **kwargs)
+
+
+def test_bad_embeddings_are_named():
+    with pytest.raises(ParameterError, match="shape"):
+        cluster_speakers(np.ones(DIMS))
+    with pytest.raises(ParameterError, match="row 1"):
+        cluster_speakers(np.stack([np.ones(DIMS), np.zeros(DIMS)]))
+    with pytest.raises(ParameterError, match="NaN"):
+        cluster_speakers(np.full((2, DIMS), np.nan))
+
+
+def test_speaker_log_odds_is_the_mean_per_speaker():
+    log_odds = np.array([2.0, 4.0, -1.0, -3.0, 0.0])
+    labels = np.array([0, 0, 1, 1, 0])
+    np.testing.assert_allclose(speaker_log_odds(log_odds, labels), [2.0, -2.0])
+    with pytest.raises(ParameterError, match="shape"):
+        speaker_log_odds(log_odds, labels[:3])
+
+
+def test_speaker_labels_follow_the_speaker_and_keep_only_strong_dissent():
+    # S1 leans positive overall, S2 negative; a weak and a strong dissenter in S1.
+    log_odds = np.array([3.0, 2.0, -1.0, -6.0, 5.0, -2.0, -3.0, 0.5])
+    labels = np.array([0, 0, 0, 0, 0, 1, 1, 1])
+    speaker_pos, window_pos = speaker_labels(log_odds, labels, strong=4.0)
+    assert speaker_pos.tolist() == [True, False]
+    assert window_pos.tolist() == [True, True, True, False, True, False, False, False]
+    with pytest.raises(ParameterError, match="strong"):
+        speaker_labels(log_odds, labels, strong=-1)
+
+
+def test_speaker_labels_do_not_swap_between_speakers():
+    """A stub model: speaker A's windows say female (log-odds > 0), B's male. If the per-speaker
+    vote were indexed by the wrong speaker, A and B would swap."""
+    rng = np.random.default_rng(3)
+    centres = _voices(rng, 2)
+    order = np.array([1, 1, 1, 1, 0, 0, 0, 0, 1, 0])  # B first: B becomes S1
+    stub_log_odds = np.where(order == 0, 2.5, -2.5) + rng.normal(0, 0.5, len(order))
+    labels = cluster_speakers(_windows(rng, centres, order))
+    speaker_pos, window_pos = speaker_labels(stub_log_odds, labels)
+    assert speaker_pos.tolist() == [False, True]  # S1 = B (negative), S2 = A (positive)
+    np.testing.assert_array_equal(window_pos, order == 0)
+
+
+CLIPS = Path(__file__).resolve().parent.parent / "models" / "pretrained" / "clips"
+
+
+def test_two_shipped_clips_joined_give_two_speakers_with_the_turn_in_place():
+    """Real voices: two CC0 clips of different speakers, back to back; 1.6-s windows embedded
+    by the shipped voice encoder; the switch must fall within 1 s of the join."""
+    soundfile = pytest.importorskip("soundfile")
+    soxr = pytest.importorskip("soxr")
+    from agegender import voice_encoder
+
+    rate = 16_000
+    waves = []
+    for name in ("common_voice_pl_20862262", "common_voice_rw_21551074"):
+        audio, native = soundfile.read(CLIPS / f"{name}.mp3", dtype="float32", always_2d=True)
+        waves.append(soxr.resample(audio.mean(axis=1), native, rate))
+    joined = np.concatenate(waves)  # [samples]
+    cut_s = len(waves[0]) / rate
+    window, hop = int(1.6 * rate), int(0.8 * rate)
+    starts = np.arange(0, len(joined) - window + 1, hop)
+    embeddings = voice_encoder.embed_many([joined[s:s + window] for s in starts], rate)
+    labels = cluster_speakers(embeddings, num_speakers=2)
+    assert labels[0] == 0 and labels[-1] == 1
+    switches = np.flatnonzero(np.diff(labels))
+    assert len(switches) == 1, labels
+    # The turn lies between the centres of the last S1 window and the first S2 window.
+    turn_s = (starts[switches[0]] + starts[switches[0] + 1] + window) / 2 / rate
+    assert abs(turn_s - cut_s) <= 1.0, (turn_s, cut_s, labels)
