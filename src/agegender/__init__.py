@@ -45,18 +45,18 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-class _RegisterLayersAfterKeras:
-    """A ``sys.meta_path`` finder that registers our layers right after ``keras`` loads.
+class _AroundFirstImport:
+    """A one-shot ``sys.meta_path`` finder that wraps the first import of one module.
 
-    Why: safe-mode ``keras.models.load_model`` finds custom layers only when registered, and
-    registering means importing Keras, which ``import agegender`` must not do. So the first
-    ``import keras`` is found through the other finders as usual, and the loader's
-    ``exec_module`` is wrapped to import ``agegender.layers`` once Keras has executed. The
-    finder removes itself on the first ``keras`` lookup, so it fires once and never recurses.
+    The module is found through the other finders as usual, and its loader's ``exec_module``
+    is wrapped by :meth:`around`. The finder removes itself on its first lookup of that name,
+    so it fires once and never recurses.
     """
 
+    module = ""
+
     def find_spec(self, name, path=None, target=None):
-        if name != "keras":
+        if name != self.module:
             return None
         sys.meta_path.remove(self)
         for finder in sys.meta_path:
@@ -69,52 +69,48 @@ class _RegisterLayersAfterKeras:
         loader = spec.loader
         if loader is None or not hasattr(loader, "exec_module"):
             return spec
-        exec_keras = loader.exec_module
-
-        def exec_module(module):
-            exec_keras(module)
-            import agegender.keras_metrics  # noqa: F401,PLC0415  (registers the metric)
-            import agegender.layers  # noqa: F401,PLC0415  (registers the custom layers)
-
-        loader.exec_module = exec_module
+        exec_original = loader.exec_module
+        loader.exec_module = lambda module: self.around(exec_original, module)
         return spec
 
+    def around(self, exec_module, module) -> None:
+        """Runs ``exec_module(module)``, with whatever the subclass needs around it."""
+        raise NotImplementedError
 
-class _QuietTensorFlowImport:
-    """A ``sys.meta_path`` finder that keeps TensorFlow's 4 import lines off stderr.
+
+class _RegisterLayersAfterKeras(_AroundFirstImport):
+    """Registers our layers right after ``keras`` loads.
+
+    Why: safe-mode ``keras.models.load_model`` finds custom layers only when registered, and
+    registering means importing Keras, which ``import agegender`` must not do.
+    """
+
+    module = "keras"
+
+    def around(self, exec_module, module) -> None:
+        exec_module(module)
+        import agegender.keras_metrics  # noqa: F401,PLC0415  (registers the metric)
+        import agegender.layers  # noqa: F401,PLC0415  (registers the custom layers)
+
+
+class _QuietTensorFlowImport(_AroundFirstImport):
+    """Keeps TensorFlow's 4 import lines off stderr.
 
     Why: ``TF_CPP_MIN_LOG_LEVEL`` does not reach them (absl writes them before its log is
     initialised): twice "WARNING: All log messages before absl::InitializeLog() ..." and
     twice "oneDNN custom operations are on ..." (``TF_ENABLE_ONEDNN_OPTS=0`` would hide the
     latter but change speed and numerics). So the first ``import tensorflow`` (also the one
     inside ``import keras``) runs inside ``native_stderr.filtered_stderr``, which drops those
-    known lines and passes on every other. Removes itself on its first lookup.
+    known lines and passes on every other.
     """
 
-    def find_spec(self, name, path=None, target=None):
-        if name != "tensorflow":
-            return None
-        sys.meta_path.remove(self)
-        for finder in sys.meta_path:
-            find_spec = getattr(finder, "find_spec", None)
-            spec = find_spec(name, path, target) if find_spec else None
-            if spec is not None:
-                break
-        else:
-            return None
-        loader = spec.loader
-        if loader is None or not hasattr(loader, "exec_module"):
-            return spec
-        exec_tensorflow = loader.exec_module
+    module = "tensorflow"
 
-        def exec_module(module):
-            from agegender.native_stderr import filtered_stderr  # noqa: PLC0415
+    def around(self, exec_module, module) -> None:
+        from agegender.native_stderr import filtered_stderr  # noqa: PLC0415
 
-            with filtered_stderr():
-                exec_tensorflow(module)
-
-        loader.exec_module = exec_module
-        return spec
+        with filtered_stderr():
+            exec_module(module)
 
 
 if "tensorflow" not in sys.modules and not any(
