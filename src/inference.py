@@ -57,6 +57,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="--timeline: seconds between model windows; 0: the model's "
                              "window, side by side; half of it: twice the model calls "
                              "(default: %(default)s)")
+    parser.add_argument("--num_speakers", type=int, default=None,
+                        help="--timeline: the number of speakers, when known (>= 1); "
+                             "omitted: found from --speaker_threshold")
+    parser.add_argument("--speaker_threshold", type=float, default=None,
+                        help="--timeline: cosine distance (between 0 and 2) at which two "
+                             "groups of voice embeddings stop being merged into one speaker; "
+                             "lower finds more speakers (default: TimelineParams' "
+                             "speaker_threshold)")
     parser.add_argument("--min_voiced", type=float, default=0.1,
                         help="speech gate: a file with fewer voiced frames than this share "
                              "gets 'no speech' instead of a label; 0: no gate (default: "
@@ -134,12 +142,9 @@ def main(argv: list[str] | None = None) -> int:
         from agegender.inference import AgeGenderDetector, expand_audio_paths  # noqa: PLC0415
 
         if args.timeline:  # its flags, judged before the model is loaded
-            from agegender.timeline import TimelineParams  # noqa: PLC0415
+            from agegender.timeline_cli import timeline_params  # noqa: PLC0415
 
-            try:
-                TimelineParams(hop_s=args.hop_s)
-            except ParameterError as err:
-                raise ParameterError(f"--{err}") from err
+            timeline_params(args)
 
         if args.top_k < 1:
             raise ParameterError(f"--top_k={args.top_k} must be >= 1")
@@ -151,9 +156,10 @@ def main(argv: list[str] | None = None) -> int:
         identity = {**model_identity(detector.model.path), "task": detector.task}
         files = expand_audio_paths(args.audio_file)
         if args.timeline:
-            from agegender.timeline_cli import run_timelines  # noqa: PLC0415
+            from agegender.timeline_cli import run_timelines, shipped_companions  # noqa: PLC0415
 
-            return run_timelines(detector, files, args, identity)
+            more = shipped_companions(args, detector)
+            return run_timelines(detector, files, args, identity, more=more)
         results = predict_with_progress(detector, files, args.audio_file, args.batch_size)
         for result in results:
             if not result.get("speech", True):  # an answer, not a failure: stdout

@@ -143,3 +143,30 @@ def test_two_shipped_clips_joined_give_two_speakers_with_the_turn_in_place():
     # The turn lies between the centres of the last S1 window and the first S2 window.
     turn_s = (starts[switches[0]] + starts[switches[0] + 1] + window) / 2 / rate
     assert abs(turn_s - cut_s) <= 1.0, (turn_s, cut_s, labels)
+
+
+def test_speaker_classes_agree_with_speaker_labels_on_two_classes():
+    from agegender.speakers import speaker_classes
+
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 2, 2])
+    odds = np.array([2.0, 1.0, -5.0, 3.0, -1.0, -0.5, -2.0, 0.3, -0.1])  # log p1/p0
+    log_probs = np.stack([-np.logaddexp(0, odds), -np.logaddexp(0, -odds)], axis=1)
+    probabilities, window_class = speaker_classes(log_probs, labels)
+    speaker_positive, window_positive = speaker_labels(odds, labels)
+    np.testing.assert_array_equal(np.argmax(probabilities, axis=1) == 1, speaker_positive)
+    np.testing.assert_array_equal(window_class == 1, window_positive)
+    # Speaker 0 is positive on the mean; its window at -5 nats keeps its own class.
+    assert window_class.tolist() == [1, 1, 0, 1, 0, 0, 0, 1, 1]
+    assert probabilities.sum(axis=1) == pytest.approx(np.ones(3))
+
+
+def test_nearest_centroid_moves_a_window_to_the_voice_it_is_closest_to():
+    from agegender.speakers import nearest_centroid
+
+    rng = np.random.default_rng(3)
+    centres = _voices(rng, 2)
+    points = _windows(rng, centres, np.array([0, 0, 0, 0, 1, 1, 1, 1]))
+    wrong = np.array([0, 0, 0, 0, 0, 1, 1, 1])  # window 4 is voice 1's, put with voice 0
+    assert nearest_centroid(points, wrong).tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
+    # Ids stay in order of first appearance.
+    assert nearest_centroid(points, 1 - wrong).tolist() == [0, 0, 0, 0, 1, 1, 1, 1]

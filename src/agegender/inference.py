@@ -254,17 +254,23 @@ class AgeGenderDetector:
                     results.append(self._result(path, by_index.get(i), inputs[i]))
         return results
 
-    def timeline(self, path: str | os.PathLike, params=None) -> dict:
-        """Who speaks when in a recording of any length: segments covering it, each a class
-        of the model or ``no speech`` (see ``agegender.timeline``).
+    def timeline(self, path: str | os.PathLike, params=None, *,
+                 more: Sequence[AgeGenderDetector] = ()) -> dict:
+        """Who speaks when in a recording of any length: segments covering it, each with a
+        speaker (``S1``, ``S2``, ...) and a class of the model, or ``no speech`` (see
+        ``agegender.timeline``).
 
         Args:
             path: one audio file.
             params: ``timeline.TimelineParams``; None = defaults.
+            more: detectors of further tasks (the shipped age model beside the gender one),
+                run on the same windows; their labels go to ``Segment.more``.
 
         Returns:
             ``file``, ``duration`` (s), ``segments`` (``timeline.Segment``: start, end,
-            label, probability), ``voiced`` (share of voiced frames), ``windows``.
+            label, probability, speaker, more), ``speakers`` (one row per speaker: speech
+            seconds, gender, age and their probabilities), ``voiced`` (share of voiced
+            frames), ``windows``.
 
         Raises:
             AudioError: the file cannot be decoded.
@@ -273,7 +279,8 @@ class AgeGenderDetector:
         from agegender import timeline  # noqa: PLC0415
 
         (path,) = path_list(path, "path", one=True)
-        return timeline.timeline(self.model, path, params, batch_size=self.batch_size)
+        return timeline.timeline(self.model, path, params, batch_size=self.batch_size,
+                                 more_models=[detector.model for detector in more])
 
     def _crop_average(self, inputs: list[dict[str, np.ndarray]]) -> np.ndarray:
         """Predicts every crop of every clip in one batch; each clip's probabilities are

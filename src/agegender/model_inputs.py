@@ -120,17 +120,29 @@ def waveform_inputs(waveform: np.ndarray, features: FeatureParams, kinds: Sequen
 
 
 def waveforms_inputs(waveforms: Sequence[np.ndarray], features: FeatureParams,
-                     kinds: Sequence[str]) -> dict[str, np.ndarray]:
+                     kinds: Sequence[str], *,
+                     embeddings: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Model inputs of many waveforms (the timeline's windows), one row (crop) each:
     ``stack`` of ``waveform_inputs``, but with every embedding made in one batched encoder
     call (``voice_encoder.embed_many``; the LSTM is the cost).
+
+    Args:
+        waveforms: float32 [samples] each, at ``features.sample_rate``.
+        features: the model's feature settings.
+        kinds: the inputs the model reads.
+        embeddings: float32 [len(waveforms), 256], the waveforms' ``embed_many`` made
+            already (the timeline's, which it also clusters): used, not made again.
 
     Returns:
         {kind: float32 [len(waveforms), ...]}.
     """
     others = [kind for kind in kinds if kind != "embedding"]
     batch = stack([waveform_inputs(w, features, others) for w in waveforms]) if others else {}
-    if "embedding" in kinds:
+    if "embedding" in kinds and embeddings is not None:
+        if len(embeddings) != len(waveforms):
+            raise ModelError(f"{len(embeddings)} embeddings for {len(waveforms)} waveforms")
+        batch["embedding"] = np.asarray(embeddings, np.float32)  # [windows, 256]
+    elif "embedding" in kinds:
         from agegender.voice_encoder import embed_many  # noqa: PLC0415
 
         batch["embedding"] = embed_many(waveforms, features.sample_rate)  # [windows, 256]

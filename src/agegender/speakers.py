@@ -153,3 +153,74 @@ def speaker_labels(window_log_odds: np.ndarray, labels: np.ndarray, *,
     window_positive = speaker_positive[labels]  # [windows]
     dissent = (window_positive != (window_log_odds > 0)) & (np.abs(window_log_odds) >= strong)
     return speaker_positive, np.where(dissent, window_log_odds > 0, window_positive)
+
+
+def speaker_classes(window_log_probs: np.ndarray, labels: np.ndarray, *,
+                    strong: float = STRONG_DISAGREEMENT
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """``speaker_labels`` for any number of classes: each speaker's class from all its
+    windows, a window's own class kept where it disagrees strongly.
+
+    A speaker's log-probabilities are the mean of its windows' (``speaker_log_odds`` per
+    class), renormalised; its class is their argmax. A window keeps its own top class when
+    that class beats the speaker's class, in the window's own log-probabilities, by at least
+    ``strong`` nats. With two classes this is exactly ``speaker_labels`` (the log-odds of a
+    window are its log-probability difference).
+
+    Args:
+        window_log_probs: [windows, classes] log-probabilities per window.
+        labels: [windows] speaker index from ``cluster_speakers``.
+        strong: nats from which a dissenting window keeps its own class.
+
+    Returns:
+        ``(speaker_probabilities, window_class)``: float64 [speakers, classes], each
+        speaker's probabilities (softmax of its mean log-probabilities); int64 [windows],
+        each window's decided class.
+    """
+    if not (isinstance(strong, numbers.Real) and math.isfinite(strong) and strong >= 0):
+        raise ParameterError(f"strong={strong!r}; expected log-odds >= 0")
+    window_log_probs = np.asarray(window_log_probs, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    if window_log_probs.ndim != 2 or window_log_probs.shape[0] != labels.shape[0]:
+        raise ParameterError(f"window_log_probs has shape {window_log_probs.shape} and labels "
+                             f"{labels.shape}; expected [windows, classes] and [windows]")
+    means = np.stack([speaker_log_odds(column, labels) for column in window_log_probs.T],
+                     axis=1) if labels.size else np.zeros((0, window_log_probs.shape[1]))
+    shifted = np.exp(means - means.max(axis=1, keepdims=True)) if labels.size else means
+    speaker_probabilities = shifted / shifted.sum(axis=1, keepdims=True)  # [speakers, classes]
+    speaker_class = np.argmax(means, axis=1) if labels.size else np.zeros(0, np.int64)
+    own = np.argmax(window_log_probs, axis=1)  # [windows]
+    theirs = speaker_class[labels]  # [windows]
+    margin = (window_log_probs[np.arange(labels.size), own]
+              - window_log_probs[np.arange(labels.size), theirs])  # [windows] nats >= 0
+    return speaker_probabilities, np.where(margin >= strong, own, theirs).astype(np.int64)
+
+
+def nearest_centroid(embeddings: np.ndarray, labels: np.ndarray, *,
+                     rounds: int = 2) -> np.ndarray:
+    """Each window moved to the speaker whose mean direction is closest (cosine), ``rounds``
+    times: agglomerative clustering never moves a window once merged, so one that straddles
+    two voices can stay with the group it joined early; this puts it with the voice it
+    sounds most like. Speakers left without windows vanish; the rest keep their order of
+    first appearance.
+
+    Args:
+        embeddings: [windows, dims] (normalised here).
+        labels: [windows] speaker index from ``cluster_speakers``.
+        rounds: reassignment passes.
+
+    Returns:
+        [windows] int64 speaker index, renumbered by first appearance.
+    """
+    unit = _check_embeddings(embeddings)  # [windows, dims]
+    labels = np.asarray(labels, dtype=np.int64)
+    if labels.size < 2:
+        return labels
+    for _ in range(rounds):
+        count = int(labels.max()) + 1
+        centres = np.zeros((count, unit.shape[1]))
+        np.add.at(centres, labels, unit)  # [speakers, dims]
+        norms = np.linalg.norm(centres, axis=1, keepdims=True)
+        centres = centres / np.where(norms > 0, norms, 1.0)
+        labels = _order_by_first_appearance(np.argmax(unit @ centres.T, axis=1))
+    return labels

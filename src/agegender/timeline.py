@@ -62,6 +62,11 @@ class TimelineParams:
         block_s: seconds decoded at a time, 1-600.
         min_voiced: the gate's share of voiced frames a file needs to be called speech at all
             (as for a clip); 0 = any voiced region counts.
+        speaker_threshold: cosine distance (0 < t < 2) at which two groups of the voice
+            encoder's partial embeddings stop being merged into one speaker
+            (``speakers.cluster_speakers``); used when ``num_speakers`` is None.
+        num_speakers: the number of speakers, when known (>= 1); None = found from
+            ``speaker_threshold``.
     """
 
     window_s: float = 0.0
@@ -72,6 +77,10 @@ class TimelineParams:
     switch_penalty: float = 8.0
     block_s: float = 60.0
     min_voiced: float = 0.0
+    # Provisional (branch diar's default, not yet measured): to be chosen by DER on the dev
+    # recordings of bench/timeline_bench.py. The one place the timeline's default lives.
+    speaker_threshold: float = 0.5
+    num_speakers: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("window_s", "hop_s", "min_pause_s", "min_speech_s", "pad_s",
@@ -95,6 +104,16 @@ class TimelineParams:
                                  f"(a block is decoded whole: {MAX_BLOCK_S} s of 384-kHz "
                                  "audio is 0.9 GB)")
         speech.check_min_voiced(self.min_voiced)
+        if not (isinstance(self.speaker_threshold, numbers.Real)
+                and not isinstance(self.speaker_threshold, bool)
+                and math.isfinite(self.speaker_threshold) and 0 < self.speaker_threshold < 2):
+            raise ParameterError(f"speaker_threshold={self.speaker_threshold!r} must be a "
+                                 "cosine distance between 0 and 2 (exclusive)")
+        if self.num_speakers is not None and (
+                isinstance(self.num_speakers, bool)
+                or not isinstance(self.num_speakers, numbers.Integral) or self.num_speakers < 1):
+            raise ParameterError(f"num_speakers={self.num_speakers!r} must be an integer >= 1 "
+                                 "(or None: found from speaker_threshold)")
 
 
 PAPER_WINDOW_S = 3.0  # paper models squeeze a whole clip; Common Voice clips are ~3-6 s
@@ -109,19 +128,60 @@ def model_window_s(features) -> float:
 
 @dataclasses.dataclass(frozen=True)
 class Segment:
-    """One stretch of a recording: ``label`` is a class name or ``NO_SPEECH`` (then
-    ``probability`` is None)."""
+    """One stretch of a recording: ``label`` is a class name of the model's task or
+    ``NO_SPEECH`` (then ``probability`` is None and so is ``speaker``).
+
+    Attributes:
+        start, end: seconds.
+        label, probability: the (first) model's class and its probability.
+        speaker: ``S1``, ``S2``, ... (first voice heard first); None for no speech.
+        more: (label, probability) of further models (an age model beside the gender one).
+    """
 
     start: float
     end: float
     label: str
     probability: float | None
+    speaker: str | None = None
+    more: tuple[tuple[str, float], ...] = ()
 
     def as_dict(self) -> dict:
-        """JSON-ready form: times rounded to the millisecond (what the analysis resolves;
-        float noise like 12.300000000000001 s helps no reader), probability to 4 places."""
-        return {"start": round(self.start, 3), "end": round(self.end, 3), "label": self.label,
-                "probability": None if self.probability is None else round(self.probability, 4)}
+        """A row of the CSV and JSON: ``COLUMNS``. Times rounded to the millisecond (what
+        the analysis resolves; float noise like 12.300000000000001 s helps no reader),
+        probabilities to 4 places; None (an empty cell) for no speech and for a task no
+        model labels."""
+        return {"start": round(self.start, 3), "end": round(self.end, 3),
+                "speaker": self.speaker,
+                **label_columns([(self.label, self.probability), *self.more])}
+
+
+# The columns of a timeline's CSV and JSON rows, and of its per-speaker table.
+COLUMNS = ("start", "end", "speaker", "gender", "gender_probability", "age", "age_probability")
+SPEAKER_COLUMNS = ("speaker", "speech_s", "gender", "gender_probability", "age",
+                   "age_probability")
+
+
+def label_columns(labels) -> dict:
+    """(label, probability) pairs of any tasks → the gender and age columns.
+
+    A label names its task by its vocabulary (``labels.GENDERS``, ``AGES``,
+    ``GENDER_AGES``); a ``gender_age`` class fills both columns with the joint class's
+    probability. ``NO_SPEECH`` fills nothing.
+    """
+    from agegender.labels import AGES, GENDER_AGES, GENDERS  # noqa: PLC0415
+
+    row = {"gender": None, "gender_probability": None, "age": None, "age_probability": None}
+    for label, probability in labels:
+        rounded = None if probability is None else round(float(probability), 4)
+        if label in GENDERS:
+            row.update(gender=label, gender_probability=rounded)
+        elif label in AGES:
+            row.update(age=label, age_probability=rounded)
+        elif label in GENDER_AGES:
+            gender, age = label.split("-", 1)
+            row.update(gender=gender, gender_probability=rounded, age=age,
+                       age_probability=rounded)
+    return row
 
 
 def audio_blocks(path: str | os.PathLike, rates: tuple[int, ...],
@@ -368,41 +428,102 @@ def viterbi(log_probs: np.ndarray, switch_penalty: float) -> np.ndarray:
     return path
 
 
-def predict_windows(model, windows, path, features, block_s: float,
-                    batch_size: int = 64) -> np.ndarray:
-    """Probabilities [windows, classes] (NaN rows: a window too short to analyse). A
-    window's inputs are made from its own audio exactly as a clip's are
-    (``model_inputs.waveforms_inputs``, one crop each), ``batch_size`` windows at a time."""
-    from agegender.model_inputs import waveforms_inputs  # noqa: PLC0415
+@dataclasses.dataclass(frozen=True)
+class WindowEvidence:
+    """What the models and the voice encoder make of a recording's windows.
 
-    probabilities = np.full((len(windows), len(model.class_names)), np.nan, np.float32)
+    Attributes:
+        probabilities: one float32 [windows, classes] per model (NaN rows: a window too
+            short to analyse).
+        embeddings: ``voice_encoder.Embeddings`` of the analysed windows, ``owner`` being
+            the window's index and ``spans`` seconds in the recording.
+    """
+
+    probabilities: tuple[np.ndarray, ...]
+    embeddings: object
+
+
+def predict_windows(models, windows, path, features, block_s: float,
+                    batch_size: int = 64) -> WindowEvidence:
+    """Each window's probabilities under every model, and its voice embedding, made once.
+
+    A window's audio is embedded by the voice encoder once per window, in batches of
+    ``batch_size`` windows (``voice_encoder.embed_with_partials``: the LSTM is the cost).
+    That embedding is both fed to each model that reads one (the shipped gender model:
+    embedding + voice statistics) and kept, partial by partial, for telling speakers apart;
+    a model that reads none (a MAM-CNN) still gets its windows embedded for the speakers.
+    The other inputs are made from the window's own audio exactly as a clip's are
+    (``model_inputs.waveforms_inputs``, one crop each), at each model's rate.
+
+    Args:
+        models: loaded models (``features``, ``inputs``, ``class_names``, ``predict``); the
+            windows are cut at ``features.sample_rate``, the first model's.
+        windows: (start, end) seconds, sorted.
+        path: the recording.
+        features: the first model's feature settings.
+        block_s: seconds decoded at a time.
+        batch_size: windows per encoder and model call.
+    """
+    from agegender.model_inputs import waveforms_inputs  # noqa: PLC0415
+    from agegender.voice_encoder import Embeddings, embed_with_partials  # noqa: PLC0415
+
+    probabilities = tuple(np.full((len(windows), len(m.class_names)), np.nan, np.float32)
+                          for m in models)
+    parts = []
+
+    def flush(indexes, pieces):
+        made = embed_with_partials(pieces, features.sample_rate)
+        for model, out in zip(models, probabilities, strict=True):
+            own = pieces if model.features.sample_rate == features.sample_rate else [
+                _resampled(p, features.sample_rate, model.features.sample_rate)
+                for p in pieces]
+            out[indexes] = model.predict(waveforms_inputs(own, model.features, model.inputs,
+                                                          embeddings=made.utterances))
+        owner = np.asarray(indexes)[made.owner]  # [partials] window index
+        starts = np.array([windows[i][0] for i in owner]).reshape(-1, 1)
+        parts.append(Embeddings(made.utterances, made.partials, owner, made.spans + starts))
+
     indexes, pending = [], []
     for index, piece in window_audio(path, windows, features, block_s):
         indexes.append(index)
         pending.append(piece)
         if len(pending) == batch_size:
-            probabilities[indexes] = model.predict(
-                waveforms_inputs(pending, features, model.inputs))
+            flush(indexes, pending)
             indexes, pending = [], []
     if pending:
-        probabilities[indexes] = model.predict(waveforms_inputs(pending, features, model.inputs))
-    return probabilities
+        flush(indexes, pending)
+    if not parts:
+        return WindowEvidence(probabilities, Embeddings(
+            np.zeros((0, 256), np.float32), np.zeros((0, 256), np.float32),
+            np.zeros(0, np.int64), np.zeros((0, 2))))
+    return WindowEvidence(probabilities, Embeddings(
+        *(np.concatenate([getattr(p, name) for p in parts])
+          for name in ("utterances", "partials", "owner", "spans"))))
+
+
+def _resampled(wave: np.ndarray, rate: int, want: int) -> np.ndarray:
+    import soxr  # noqa: PLC0415
+
+    return soxr.resample(wave, rate, want, quality="HQ").astype(np.float32)
 
 
 def timeline(model, path: str | os.PathLike, params: TimelineParams | None = None, *,
-             batch_size: int = 64) -> dict:
-    """Segments of a recording (see the module docstring).
+             batch_size: int = 64, more_models=()) -> dict:
+    """Segments of a recording, with who speaks when (see the module docstring).
 
     Args:
         model: a loaded model (``checkpoints.open_model``): ``features``, ``class_names``,
-            ``predict``.
+            ``inputs``, ``predict``; its window cuts the recording.
         path: audio file of any length and format libsndfile reads.
         params: TimelineParams; None = defaults.
-        batch_size: windows per model call.
+        batch_size: windows per encoder and model call.
+        more_models: further loaded models of other tasks (an age model beside a gender
+            one), run on the same windows; their labels go to ``Segment.more``.
 
     Returns:
         ``file``, ``duration`` (s), ``segments`` (list of Segment, covering 0..duration in
-        order), ``voiced`` (the share of voiced frames), ``windows`` (model calls' inputs).
+        order), ``speakers`` (one dict per speaker heard: ``SPEAKER_COLUMNS``), ``voiced``
+        (the share of voiced frames), ``windows`` (model calls' inputs).
 
     Raises:
         AudioError: the file cannot be decoded (one line naming it).
@@ -421,12 +542,13 @@ def timeline(model, path: str | os.PathLike, params: TimelineParams | None = Non
     if share < params.min_voiced:
         regions = []
     windows = windows_in(regions, window_s, hop_s, duration)
-    probabilities = predict_windows(model, windows, path, features, params.block_s,
-                                    batch_size) if windows else np.zeros((0, 0))
-    segments = label_segments(regions, windows, probabilities, model.class_names,
-                              duration, params.switch_penalty)
+    models = (model, *more_models)
+    evidence = predict_windows(models, windows, path, features, params.block_s,
+                               batch_size) if windows else None
+    segments, speakers = speaker_segments(
+        regions, windows, evidence, [m.class_names for m in models], duration, params)
     return {"file": os.fspath(path), "duration": duration, "segments": segments,
-            "voiced": share, "windows": len(windows)}
+            "speakers": speakers, "voiced": share, "windows": len(windows)}
 
 
 def label_segments(regions, windows, probabilities, class_names, duration: float,
@@ -451,9 +573,31 @@ def label_segments(regions, windows, probabilities, class_names, duration: float
 def _region_segments(begin, end, windows, window_starts, longest, probabilities, class_names,
                      step, switch_penalty) -> list[Segment]:
     """Labels of one speech region: windows' mean probabilities per step, Viterbi, runs."""
-    steps = max(1, int(math.ceil((end - begin) / step)))
+    mean = _step_means(begin, end, windows, window_starts, longest, probabilities, step)
+    if mean is None:  # every window was too short: the region has no class
+        return [Segment(begin, end, NO_SPEECH, None)]
+    path = viterbi(np.log(np.maximum(mean, 1e-6)), switch_penalty)
+    segments = []
+    for label in np.unique(path):
+        for first, stop in _runs(path == label):
+            segments.append(Segment(
+                begin + first * step, min(end, begin + stop * step), class_names[label],
+                float(mean[first:stop, label].mean())))
+    return sorted(segments, key=lambda s: s.start)
+
+
+def _step_count(begin: float, end: float, step: float) -> int:
+    return max(1, int(math.ceil((end - begin) / step)))
+
+
+def _step_means(begin, end, windows, window_starts, longest, probabilities, step
+                ) -> np.ndarray | None:
+    """Mean probabilities [steps, classes] of the windows covering each 0.1-s step of one
+    region (steps no window reaches take the nearest covered step's); None when no
+    analysed window covers the region."""
+    steps = _step_count(begin, end, step)
     centres = begin + (np.arange(steps) + 0.5) * step  # [steps] seconds
-    sums = np.zeros((steps, len(class_names)))
+    sums = np.zeros((steps, probabilities.shape[1]))
     counts = np.zeros(steps)
     # Windows are sorted by start and no longer than the longest: only those starting
     # within [begin - longest, end) can cover this region.
@@ -466,20 +610,212 @@ def _region_segments(begin, end, windows, window_starts, longest, probabilities,
         covered = (centres >= start) & (centres < stop)
         sums[covered] += probabilities[index]
         counts[covered] += 1
-    if not counts.any():  # every window was too short: the region has no class
-        return [Segment(begin, end, NO_SPEECH, None)]
+    if not counts.any():
+        return None
     filled = counts > 0
-    if not filled.all():  # steps no window reaches take the nearest covered step's values
-        nearest = np.flatnonzero(filled)
-        pick = nearest[np.clip(np.searchsorted(nearest, np.arange(steps)), 0,
-                               len(nearest) - 1)]
-        sums, counts = sums[pick], counts[pick]
-    mean = sums / counts[:, np.newaxis]  # [steps, classes]
-    path = viterbi(np.log(np.maximum(mean, 1e-6)), switch_penalty)
-    segments = []
-    for label in np.unique(path):
-        for first, stop in _runs(path == label):
-            segments.append(Segment(
-                begin + first * step, min(end, begin + stop * step), class_names[label],
-                float(mean[first:stop, label].mean())))
-    return sorted(segments, key=lambda s: s.start)
+    if not filled.all():
+        sums, counts = sums[_nearest(filled)], counts[_nearest(filled)]
+    return sums / counts[:, np.newaxis]  # [steps, classes]
+
+
+def _nearest(filled: np.ndarray) -> np.ndarray:
+    """For each step [steps], the index of the nearest (first at or after, else last)
+    step where ``filled`` is True."""
+    covered = np.flatnonzero(filled)
+    return covered[np.clip(np.searchsorted(covered, np.arange(filled.shape[0])), 0,
+                           len(covered) - 1)]
+
+
+# ----------------------------------------------------------------------- speakers
+
+
+def speaker_segments(regions, windows, evidence: WindowEvidence | None, class_names,
+                     duration: float, params: TimelineParams
+                     ) -> tuple[list[Segment], list[dict]]:
+    """Speech regions + every model's window probabilities + the windows' partial
+    embeddings → segments with a speaker and labels, and one row per speaker.
+
+    1. The partials' embeddings (1.6 s every 0.77 s) are clustered into speakers
+       (``speakers.cluster_speakers``: ``params.speaker_threshold`` or
+       ``params.num_speakers``); each 0.1-s step counts the partials of each speaker
+       covering it, and a Viterbi pass over *speaker ids* (a change costs
+       ``params.switch_penalty``) turns those counts into turns. Speaker ids, not labels, are
+       smoothed because a speaker's turn is the unit that changes in a conversation, while
+       a label is decided per speaker from all of its speech (next step): smoothing the labels
+       first would let one misheard window flip a whole turn, and smoothing the speakers
+       removes a partial's flicker between voices at a turn's edge.
+    2. Per model, each step's probabilities are the mean of its windows' (as in
+       ``label_segments``); each speaker's class comes from all its steps
+       (``speakers.speaker_classes``), a step keeping its own class only where it disagrees
+       strongly (``speakers.STRONG_DISAGREEMENT`` nats). A step then carries its speaker's
+       probabilities, or its own where it dissents, and a Viterbi pass over the classes
+       keeps a dissent only where it outweighs the switching cost (a dissenting window, not
+       a step).
+    3. Runs of one (speaker, labels) become segments.
+
+    Args:
+        regions: sorted (start, end) seconds of speech.
+        windows: the model windows (start, end) seconds, sorted.
+        evidence: ``predict_windows``'s; None when there are no windows.
+        class_names: one sequence of class names per model.
+        duration: the recording's length, s.
+        params: TimelineParams.
+
+    Returns:
+        ``(segments, speakers)``: segments covering [0, duration]; per speaker heard, in
+        order of first appearance, a dict of ``SPEAKER_COLUMNS``.
+    """
+    from agegender.speakers import cluster_speakers, nearest_centroid  # noqa: PLC0415
+
+    step = STEP_FRAMES * speech.HOP / speech.GATE_RATE
+    if evidence is None or not len(evidence.embeddings.partials):
+        return label_segments(regions, windows, np.full((len(windows), 1), np.nan),
+                              class_names[0], duration, params.switch_penalty), []
+    grid = _StepGrid(regions, step)
+    partial_speaker = cluster_speakers(evidence.embeddings.partials,
+                                       distance_threshold=params.speaker_threshold,
+                                       num_speakers=params.num_speakers)  # [partials]
+    partial_speaker = nearest_centroid(evidence.embeddings.partials, partial_speaker)
+    window_starts = np.array([w[0] for w in windows])
+    longest = max(w[1] - w[0] for w in windows)
+    means = [[_step_means(begin, end, windows, window_starts, longest, probabilities, step)
+              for begin, end in regions] for probabilities in evidence.probabilities]
+    analysed = np.concatenate([np.full(grid.sizes[r], means[0][r] is not None)
+                               for r in range(len(regions))])  # [steps]
+    speaker = grid.speaker_path(evidence.embeddings.spans, partial_speaker, analysed,
+                                params.switch_penalty)  # [steps], -1: no speaker
+    decided = [_decided_classes(grid, per_model, speaker, params.switch_penalty)
+               for per_model in means]  # per model: ([steps] class, [steps] probability, ...)
+    return grid.segments(speaker, decided, class_names, duration)
+
+
+def _decided_classes(grid, region_means, speaker, switch_penalty):
+    """One model's class per step: the speaker's from all its steps, a step's own where it
+    dissents strongly, smoothed by Viterbi per region (``speaker_segments``, step 2).
+
+    Returns:
+        ``(classes, probabilities, speaker_probabilities)``: int [steps] (-1 where no
+        speaker), float [steps], float [speakers, classes].
+    """
+    from agegender.speakers import speaker_classes  # noqa: PLC0415
+
+    classes_count = next(m.shape[1] for m in region_means if m is not None)
+    mean = np.concatenate([m if m is not None else np.full((n, classes_count), np.nan)
+                           for m, n in zip(region_means, grid.sizes, strict=True)])
+    spoken = speaker >= 0
+    log_mean = np.log(np.maximum(mean[spoken], 1e-6))  # [spoken steps, classes]
+    speaker_probabilities, own_class = speaker_classes(log_mean, speaker[spoken])
+    step_evidence = speaker_probabilities[speaker[spoken]]  # [spoken steps, classes]
+    dissent = own_class != np.argmax(step_evidence, axis=1)
+    step_evidence[dissent] = mean[spoken][dissent]
+    full = np.full_like(mean, np.nan)
+    full[spoken] = step_evidence
+    classes = np.full(speaker.shape[0], -1)
+    # Per turn (a run of one speaker in one region): a label may change inside a turn only
+    # where a dissent outweighs the switching cost; a turn's label never leaks to the next.
+    for first, stop in grid.turns(speaker):
+        if speaker[first] >= 0:
+            classes[first:stop] = viterbi(np.log(np.maximum(full[first:stop], 1e-6)),
+                                          switch_penalty)
+    probability = np.where(classes >= 0, full[np.arange(len(classes)), np.maximum(classes, 0)],
+                           np.nan)
+    return classes, probability, speaker_probabilities
+
+
+class _StepGrid:
+    """The 0.1-s decision steps of all speech regions, one array over the recording."""
+
+    def __init__(self, regions, step: float):
+        self.regions, self.step = regions, step
+        self.sizes = [_step_count(begin, end, step) for begin, end in regions]
+        self.centres = np.concatenate(
+            [begin + (np.arange(n) + 0.5) * step for (begin, _), n in
+             zip(regions, self.sizes, strict=True)]) if regions else np.zeros(0)  # [steps]
+
+    def bounds(self) -> list[tuple[int, int]]:
+        """(first, stop) step index of each region."""
+        edges = np.cumsum([0, *self.sizes])
+        return list(zip(edges[:-1].tolist(), edges[1:].tolist(), strict=True))
+
+    def turns(self, speaker: np.ndarray) -> list[tuple[int, int]]:
+        """(first, stop) step index of each run of one speaker within one region."""
+        cuts = {0, int(speaker.shape[0])} | {first for first, _ in self.bounds()}
+        cuts |= set((np.flatnonzero(np.diff(speaker)) + 1).tolist())
+        edges = sorted(cuts)
+        return list(zip(edges[:-1], edges[1:], strict=True))
+
+    def speaker_path(self, spans, partial_speaker, analysed, switch_penalty) -> np.ndarray:
+        """Speaker index per step [steps] (-1: not analysed), renumbered by first
+        appearance: partial counts per step, nearest filled, Viterbi per region."""
+        count = int(partial_speaker.max()) + 1
+        first = np.searchsorted(self.centres, spans[:, 0])  # [partials] first step covered
+        stop = np.searchsorted(self.centres, spans[:, 1])   # [partials] step after the last
+        lengths = stop - first  # [partials]
+        step = (np.repeat(first, lengths) + np.arange(lengths.sum())
+                - np.repeat(np.cumsum(lengths) - lengths, lengths))  # [pairs] step index
+        middle = np.repeat(spans.mean(axis=1), lengths)  # [pairs] s
+        half = np.repeat(0.5 * (spans[:, 1] - spans[:, 0]), lengths)  # [pairs] s
+        # A partial's vote falls off from its centre (a triangle): a partial astride a turn
+        # is most likely the voice at its centre, so the turn lands between the centres of
+        # the two voices' partials instead of a half-partial (0.8 s) late.
+        weight = np.maximum(1.0 - np.abs(self.centres[step] - middle) / half, 1e-3)
+        votes = np.zeros((self.centres.shape[0], count))  # [steps, speakers]
+        np.add.at(votes, (step, np.repeat(partial_speaker, lengths)), weight)
+        path = np.full(self.centres.shape[0], -1)
+        for begin, end in self.bounds():
+            filled = votes[begin:end].sum(axis=1) > 0
+            if not analysed[begin] or not filled.any():
+                continue
+            local = votes[begin:end][_nearest(filled)]  # [region steps, speakers]
+            share = local / local.sum(axis=1, keepdims=True)
+            path[begin:end] = viterbi(np.log(np.maximum(share, 1e-6)), switch_penalty)
+        order = list(dict.fromkeys(path[path >= 0].tolist()))  # first appearance
+        renumber = np.full(count + 1, -1)
+        renumber[order] = np.arange(len(order))
+        return renumber[path]  # -1 stays -1 (renumber[-1] is the last entry: -1)
+
+    def segments(self, speaker, decided, class_names, duration):
+        """Runs of one (speaker, classes) → Segments covering [0, duration], and the
+        per-speaker rows."""
+        from agegender.speakers import speaker_ids  # noqa: PLC0415
+
+        names = speaker_ids(int(speaker.max()) + 1 if speaker.size else 0)
+        key = np.stack([speaker, *[d[0] for d in decided]], axis=1)  # [steps, 1 + models]
+        change = np.ones(key.shape[0], bool)
+        change[1:] = (key[1:] != key[:-1]).any(axis=1)
+        segments, cursor = [], 0.0
+        edges = set()
+        for first, _ in self.bounds():
+            edges.add(first)
+        change[list(edges)] = True
+        starts = np.flatnonzero(change)
+        stops = np.r_[starts[1:], key.shape[0]]
+        spoken = dict.fromkeys(names, 0.0)
+        for a, b in zip(starts.tolist(), stops.tolist(), strict=True):
+            region = int(np.searchsorted(np.cumsum(self.sizes), a, side="right"))
+            begin, end = self.regions[region]
+            offset = a - sum(self.sizes[:region])
+            start = begin + offset * self.step
+            stop = min(end, begin + (offset + b - a) * self.step)
+            if start > cursor + 1e-9:
+                segments.append(Segment(cursor, start, NO_SPEECH, None))
+            if key[a, 0] < 0:
+                segments.append(Segment(start, stop, NO_SPEECH, None))
+            else:
+                labels = [(class_names[m][key[a, 1 + m]], float(np.mean(d[1][a:b])))
+                          for m, d in enumerate(decided)]
+                segments.append(Segment(start, stop, *labels[0], speaker=names[key[a, 0]],
+                                        more=tuple(labels[1:])))
+                spoken[names[key[a, 0]]] += stop - start
+            cursor = stop
+        if duration > cursor + 1e-9:
+            segments.append(Segment(cursor, duration, NO_SPEECH, None))
+        rows = []
+        for index, name in enumerate(names):
+            labels = []
+            for m, d in enumerate(decided):
+                best = int(np.argmax(d[2][index]))
+                labels.append((class_names[m][best], float(d[2][index][best])))
+            rows.append({"speaker": name, "speech_s": round(spoken[name], 3),
+                         **label_columns(labels)})
+        return segments, rows

@@ -39,9 +39,12 @@ def planned_prefixes(files: list[str], folder: str | os.PathLike) -> list[Path]:
 
 
 def existing_outputs(prefixes: list[Path], formats: tuple[str, ...]) -> list[Path]:
-    """The files among ``prefix.<format>`` that exist already (or are links)."""
-    return [path for prefix in prefixes for fmt in formats
-            if os.path.lexists(path := prefix.with_name(f"{prefix.name}.{fmt}"))]
+    """The files among each prefix's outputs (``timeline_formats.output_path``) that exist
+    already (or are links)."""
+    from agegender.timeline_formats import output_path  # noqa: PLC0415
+
+    return [Path(path) for prefix in prefixes for fmt in formats
+            if os.path.lexists(path := output_path(prefix, fmt))]
 
 
 def check_timeline_output(path: str | None) -> None:
@@ -51,29 +54,69 @@ def check_timeline_output(path: str | None) -> None:
 
 
 def write_segments(path: str, results: list[dict], identity: dict, task: str) -> None:
-    """``--output`` of a timeline run: every file's segments in one CSV (file, start, end,
-    label, probability) or JSON (one object per file, as each ``<name>.json``), the model
+    """``--output`` of a timeline run: every file's segments in one CSV (file, then
+    ``timeline.COLUMNS``) or JSON (one object per file, as each ``<name>.json``), the model
     named in ``PATH.model.json``."""
     import pandas as pd  # noqa: PLC0415
 
     from agegender import atomic  # noqa: PLC0415
     from agegender.reports import model_sidecar  # noqa: PLC0415
-    from agegender.timeline_formats import segment_rows  # noqa: PLC0415
+    from agegender.timeline import COLUMNS  # noqa: PLC0415
+    from agegender.timeline_formats import segment_rows, timeline_json  # noqa: PLC0415
 
     atomic.write_text(model_sidecar(path), json.dumps(identity, indent=2))
     if path.endswith(".json"):
         atomic.write_text(path, json.dumps(
-            [{"file": r["file"], "duration": r["duration"], "task": task, "voiced": r["voiced"],
-              "segments": [s.as_dict() for s in r["segments"]]} for r in results], indent=2))
+            [{k: v for k, v in timeline_json(r, task=task).items() if k != "model"}
+             for r in results], indent=2))
         return
     rows = [row for result in results for row in segment_rows(result)]
-    frame = pd.DataFrame(rows, columns=["file", "start", "end", "label", "probability"])
-    atomic.write_text(path, frame.to_csv(index=False, float_format="%.3f"))
+    atomic.write_text(path, pd.DataFrame(rows, columns=["file", *COLUMNS]).to_csv(index=False))
 
 
-def run_timelines(detector, files: list[str], args, identity: dict) -> int:
+def timeline_params(args):
+    """``TimelineParams`` of the CLI's flags; a bad value → ParameterError naming the flag.
+
+    Raises:
+        ParameterError: ``--hop_s``, ``--num_speakers`` or ``--speaker_threshold`` out of
+            range (one line, ``--name=value ...``).
+    """
+    from agegender.timeline import TimelineParams  # noqa: PLC0415
+
+    values = {"hop_s": args.hop_s}
+    if getattr(args, "speaker_threshold", None) is not None:
+        values["speaker_threshold"] = args.speaker_threshold
+    values["num_speakers"] = getattr(args, "num_speakers", None)
+    try:
+        return TimelineParams(**values)
+    except ParameterError as err:
+        raise ParameterError(f"--{err}") from err
+
+
+def shipped_companions(args, detector) -> tuple:
+    """Without ``--model_path``, the timeline uses every shipped model: the detectors of the
+    shipped models of the other tasks (an age model beside the gender one, when one ships),
+    or none, said in one line."""
+    from agegender import AgeGenderDetector  # noqa: PLC0415
+    from agegender.errors import ModelError  # noqa: PLC0415
+    from agegender.shipped import pretrained_path  # noqa: PLC0415
+
+    if args.model_path is not None or detector.task != "gender":
+        return ()
+    try:
+        pretrained_path("age")
+    except ModelError:
+        print("no age model ships (models/pretrained/README.md): the age columns stay empty")
+        return ()
+    return (AgeGenderDetector(None, "age", batch_size=args.batch_size,
+                              precision=args.precision, verify=not args.no_verify,
+                              min_voiced=args.min_voiced),)
+
+
+def run_timelines(detector, files: list[str], args, identity: dict, *,
+                  more: tuple = ()) -> int:
     """Writes ``args.timeline_dir/<name>.*`` per file (and ``args.output``); exit status 0
-    if any file was done.
+    if any file was done. ``more``: detectors of further tasks (age beside gender).
 
     Raises:
         OutputError: a planned file exists (without ``args.overwrite``), another run holds
@@ -82,10 +125,9 @@ def run_timelines(detector, files: list[str], args, identity: dict) -> int:
     # Long because: a 7-line docstring; the per-file loop (write, report, errors) is 55 lines.
     from agegender.checkpoints import describe_model  # noqa: PLC0415
     from agegender.inference import input_problem  # noqa: PLC0415
-    from agegender.timeline import NO_SPEECH, TimelineParams  # noqa: PLC0415
     from agegender.timeline_formats import FORMATS, write_timeline  # noqa: PLC0415
 
-    params = TimelineParams(hop_s=args.hop_s)
+    params = timeline_params(args)
     output = getattr(args, "output", None)
     check_timeline_output(output)
     prefixes = planned_prefixes(files, args.timeline_dir)
@@ -106,24 +148,19 @@ def run_timelines(detector, files: list[str], args, identity: dict) -> int:
                 print(f"error: {problem}", file=sys.stderr)
                 continue
             try:
-                result = detector.timeline(file, params)
+                result = detector.timeline(file, params, more=more)
             except AgeGenderError as err:
                 print(f"error: {err}", file=sys.stderr)
                 continue
             try:
-                write_timeline(result, prefix, task=detector.task, model=identity)
+                write_timeline(result, prefix, task=detector.task, model=identity,
+                               more_tasks=tuple(d.task for d in more))
             except OSError as err:
                 raise OutputError(f"--timeline_dir={args.timeline_dir}: cannot be written "
                                   f"({err.strerror or err})") from err
             results.append(result)
-            seconds = defaultdict(float)
-            for segment in result["segments"]:
-                seconds[segment.label] += segment.end - segment.start
-            spoken = {k: v for k, v in seconds.items() if k != NO_SPEECH}
-            shares = ", ".join(f"{k} {v:.1f} s" for k, v in sorted(spoken.items()))
-            print(f"{file}: {result['duration']:.1f} s, {len(result['segments'])} segments"
-                  + (f": {shares}" if shares else ": no speech")
-                  + f" -> {prefix}.{{csv,json,rttm,TextGrid,png}}")
+            print(f"{file}: {summary(result)} -> {prefix}.{{csv,json,rttm,TextGrid,png}}, "
+                  f"{prefix.name}_speakers.csv")
             done += 1
     if output:
         try:
@@ -135,6 +172,25 @@ def run_timelines(detector, files: list[str], args, identity: dict) -> int:
     print(f"{done} of {len(files)} files put on a timeline ({detector.task}) by "
           f"{describe_model(identity, short=True)}")
     return 0 if done else 1
+
+
+def summary(result: dict) -> str:
+    """``15.0 s, 7 segments, 2 speakers: S1 male 6.1 s, S2 female 4.0 s`` (the CLI's line
+    per file)."""
+    from agegender.timeline import NO_SPEECH  # noqa: PLC0415
+
+    speakers = result.get("speakers", [])
+    if speakers:
+        said = ", ".join(f"{row['speaker']} {row['gender'] or row['age'] or ''} "
+                         f"{row['speech_s']:.1f} s".replace("  ", " ") for row in speakers)
+    else:
+        seconds = defaultdict(float)
+        for segment in result["segments"]:
+            if segment.label != NO_SPEECH:
+                seconds[segment.label] += segment.end - segment.start
+        said = ", ".join(f"{k} {v:.1f} s" for k, v in sorted(seconds.items()))
+    return (f"{result['duration']:.1f} s, {len(result['segments'])} segments, "
+            f"{len(speakers)} speaker(s)" + (f": {said}" if said else ": no speech"))
 
 
 @contextlib.contextmanager
