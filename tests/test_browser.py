@@ -120,11 +120,21 @@ def test_uploaded_clip_shows_label_and_timeline(browser, server_url):
         "const i = arguments[0]; return i.complete ? i.naturalWidth : 0;", image)
     assert width >= 600  # a decoded PNG, not a broken image
     rows = browser.find_elements(By.CSS_SELECTOR, "#segments tbody tr")
-    assert any("female" in row.text for row in rows)
+    assert any("S1" in row.text and "female" in row.text for row in rows)
+    # One lane per speaker in the picture; each turn says its label and p= on hover.
+    lanes = browser.find_elements(By.CSS_SELECTOR, "#lanes g.lane")
+    assert [lane.get_attribute("data-speaker") for lane in lanes] == ["S1"]
+    titles = browser.execute_script(
+        "return [...document.querySelectorAll('#lanes rect.turn title')]"
+        ".map((t) => t.textContent);")
+    assert titles and all(t.startswith("S1 female p=") for t in titles), titles
+    speakers = [row.text.split() for row in
+                browser.find_elements(By.CSS_SELECTOR, "#speakers tbody tr")]
+    assert [(row[0], row[2]) for row in speakers] == [("S1", "female")]
     names = [a.get_attribute("download") for a in
              browser.find_elements(By.CSS_SELECTOR, "#downloads a")]
-    assert names == [f"{CLIP.stem}.{suffix}" for suffix in ("csv", "json", "rttm", "TextGrid",
-                                                            "png")]
+    assert names == [f"{CLIP.stem}{suffix}" for suffix in (
+        ".csv", "_speakers.csv", ".json", ".rttm", ".TextGrid", ".png")]
 
 
 def test_non_audio_file_shows_the_error(browser, server_url, tmp_path):
@@ -159,6 +169,9 @@ def test_screenshot_of_a_conversation(browser, server_url, tmp_path):
     labels = {row.find_elements(By.TAG_NAME, "td")[0].text
               for row in browser.find_elements(By.CSS_SELECTOR, "#totals tbody tr")}
     assert labels == {"female", "male"}
+    lanes = browser.find_elements(By.CSS_SELECTOR, "#lanes g.lane")
+    assert len(lanes) >= 2  # four voices: at least a woman and a man told apart
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#speakers tbody tr")) == len(lanes)
     folder = os.environ.get("AGEGENDER_SCREENSHOT_DIR")
     if folder:
         Path(folder).mkdir(parents=True, exist_ok=True)

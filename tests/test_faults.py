@@ -678,7 +678,8 @@ def test_timeline_honours_output(gender_model: Path, tmp_path: Path) -> None:
                           f"--timeline_dir={tmp_path / 'tl'}", f"--output={table}")
     assert status == 0
     frame = pd.read_csv(table)
-    assert list(frame.columns) == ["file", "start", "end", "label", "probability"]
+    assert list(frame.columns) == ["file", "start", "end", "speaker", "gender",
+                                   "gender_probability", "age", "age_probability"]
     assert set(frame["file"]) == {str(w) for w in wavs}
     assert (tmp_path / "segments.csv.model.json").is_file()
 
@@ -858,6 +859,6 @@ def test_partly_corrupt_mp3_keeps_its_good_audio_on_the_timeline(
     saved = json.loads((out / "talk.json").read_text())
     assert saved["duration"] == pytest.approx(20.0, abs=0.6)  # the audio after it is kept
     segments = saved["segments"]
-    assert any(s["end"] > 15 and s["label"] != "no speech" for s in segments), segments
-    assert any(s["start"] <= 10.1 <= s["end"] and s["label"] == "no speech"  # the stretch
+    assert any(s["end"] > 15 and s["speaker"] is not None for s in segments), segments
+    assert any(s["start"] <= 10.1 <= s["end"] and s["speaker"] is None  # the stretch
                for s in segments), segments

@@ -82,18 +82,25 @@ def test_timeline_json_and_files(client, detectors):
     body = response.json()
     expected = detectors["gender"].timeline(CLIP)
     assert body["file"] == "talk.mp3" and body["task"] == "gender"
-    assert [s["label"] for s in body["segments"]] == [s.label for s in expected["segments"]]
+    assert [(s["speaker"], s["gender"]) for s in body["segments"]] == [
+        (s.speaker, s.label if s.speaker else None) for s in expected["segments"]]
+    assert any(s["speaker"] == "S1" for s in body["segments"])
+    assert [row["speaker"] for row in body["speakers"]] == [
+        row["speaker"] for row in expected["speakers"]]
     assert body["segments"][0]["start"] == 0
     assert body["segments"][-1]["end"] == pytest.approx(body["duration"])
     for before, after in zip(body["segments"], body["segments"][1:], strict=False):
         assert before["end"] == pytest.approx(after["start"])
     files = body["files"]
-    assert files["csv"].splitlines()[0] == "file,start,end,label,probability"
-    assert files["csv"].splitlines()[1].startswith("talk.mp3,")
-    speech = [s for s in body["segments"] if s["label"] != "no speech"]
+    assert files["csv"].splitlines()[0] == \
+        "start,end,speaker,gender,gender_probability,age,age_probability"
+    assert files["speakers"].splitlines()[0] == \
+        "speaker,speech_s,gender,gender_probability,age,age_probability"
+    speech = [s for s in body["segments"] if s["speaker"]]
     assert len(files["rttm"].splitlines()) == len(speech)
-    assert all(line.split()[1] == "talk" for line in files["rttm"].splitlines())
-    assert 'name = "gender"' in files["TextGrid"]
+    assert all(line.split()[1] == "talk" and line.split()[7] == segment["speaker"]
+               for line, segment in zip(files["rttm"].splitlines(), speech, strict=True))
+    assert 'name = "gender"' in files["TextGrid"] and 'name = "speaker"' in files["TextGrid"]
     assert base64.b64decode(files["png"]).startswith(b"\x89PNG\r\n\x1a\n")
     assert "agegender-serve-" not in response.text
 

@@ -7,7 +7,8 @@ Endpoints:
     ``GET /``: the page (``agegender/web/``: plain HTML/CSS/JS, nothing loaded from outside).
     ``POST /v1/predict``: multipart field ``file`` → a label and probabilities per task.
     ``POST /v1/timeline``: the same upload → the timeline JSON (as ``inference.py
-    --timeline`` writes it); ``?files=true`` adds the CSV, RTTM, TextGrid text and the PNG
+    --timeline`` writes it: segments with a speaker, per-speaker rows); ``?files=true`` adds
+    the CSV, the per-speaker CSV, RTTM, TextGrid text and the PNG
     (base64) that ``timeline_formats.write_timeline`` makes, for the page's downloads.
     ``GET /healthz``: ``{"status": "ok", ...}``, answered on the event loop, so a slow
     analysis (run in the worker pool) never delays it.
@@ -37,7 +38,8 @@ from agegender.uploads import AudioInfo, UploadError, UploadLimits, check_audio,
 log = logging.getLogger(__name__)
 
 WEB_DIR = Path(__file__).resolve().parent / "web"
-TEXT_FORMATS = ("csv", "rttm", "TextGrid")  # returned as text by /v1/timeline?files=true
+# Returned as text by /v1/timeline?files=true ("speakers": the per-speaker CSV).
+TEXT_FORMATS = ("csv", "speakers", "rttm", "TextGrid")
 _UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {
     "schema": {"type": "object", "required": ["file"], "properties": {
         "file": {"type": "string", "format": "binary",
@@ -118,30 +120,36 @@ def _predict_payload(detectors: Mapping, info: AudioInfo) -> dict:
     return {"file": info.name, "duration": round(info.duration, 3), "tasks": tasks}
 
 
-def _timeline_payload(detector, info: AudioInfo, files: bool) -> dict:
-    """The timeline JSON of one upload (``write_timeline``'s), with the other formats'
-    text and the PNG (base64) when ``files``. Written beside the upload, in its folder."""
-    from agegender.timeline_formats import write_timeline  # noqa: PLC0415
+def _timeline_payload(detectors: Mapping, info: AudioInfo, files: bool) -> dict:
+    """The timeline JSON of one upload (``write_timeline``'s: segments with their
+    ``speaker``, and the per-speaker rows), with the other formats' text and the PNG
+    (base64) when ``files``. The gender model cuts the windows; the other single-task
+    models (an age model, when one ships) label the same windows. Written beside the
+    upload, in its folder."""
+    from agegender.timeline_formats import output_path, write_timeline  # noqa: PLC0415
 
+    detector = detectors.get("gender") or next(iter(detectors.values()))
+    more = [d for task, d in detectors.items() if d is not detector and task != "gender_age"]
     try:
-        result = detector.timeline(info.path)
+        result = detector.timeline(info.path, more=more)
     except AgeGenderError as err:
         raise UploadError(str(err).replace(str(info.path), info.name), 422) from err
-    folder = info.path.parent
-    prefix = folder / "timeline"
+    prefix = info.path.parent / "timeline"
     model = {"name": Path(detector.model.path).name, "task": detector.task}
+    more_tasks = tuple(d.task for d in more)
     # The text formats get the user's file name, never the temporary path; the PNG reads the
     # audio, so it gets the real path (its title is the file's name, the user's too).
     named = {**result, "file": info.name}
     formats = ("json", *TEXT_FORMATS) if files else ("json",)
-    write_timeline(named, prefix, task=detector.task, formats=formats, model=model)
-    payload = json.loads(prefix.with_suffix(".json").read_text())
+    write_timeline(named, prefix, task=detector.task, formats=formats, model=model,
+                   more_tasks=more_tasks)
+    payload = json.loads(Path(output_path(prefix, "json")).read_text())
     if files:
         write_timeline(result, prefix, task=detector.task, formats=("png",))
-        payload["files"] = {fmt: prefix.with_suffix(f".{fmt}").read_text()
+        payload["files"] = {fmt: Path(output_path(prefix, fmt)).read_text()
                             for fmt in TEXT_FORMATS}
         payload["files"]["png"] = base64.b64encode(
-            prefix.with_suffix(".png").read_bytes()).decode("ascii")
+            Path(output_path(prefix, "png")).read_bytes()).decode("ascii")
     return payload
 
 
@@ -230,9 +238,11 @@ def create_app(params: ServeParams | None = None, *, detectors: Mapping | None =
 
     @app.post("/v1/timeline", openapi_extra=_UPLOAD_BODY)
     async def timeline(request: Request, files: bool = False) -> dict:
-        """Who speaks when: segments with a label and probability, ``no speech`` between.
-        ``files=true`` adds ``files``: csv, rttm, TextGrid (text) and png (base64)."""
-        detector = next(iter(state["detectors"].values()))
-        return await analyse(request, lambda info: _timeline_payload(detector, info, files))
+        """Who speaks when: segments with a speaker (``S1``, ...), gender and age and their
+        probabilities, ``no speech`` between, and one row per speaker. ``files=true`` adds
+        ``files``: csv, speakers (the per-speaker CSV), rttm, TextGrid (text) and png
+        (base64)."""
+        return await analyse(request, lambda info: _timeline_payload(state["detectors"], info,
+                                                                     files))
 
     return app

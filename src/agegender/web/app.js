@@ -99,34 +99,89 @@ function base64Bytes(text) {
   return bytes;
 }
 
+// The PNG's colours: matplotlib's tab10, in the sorted order of the labels present.
+const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
+                 "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
+
+function labelOf(s) { return s.gender || s.age || null; }
+function probabilityOf(s) {
+  return s.gender ? s.gender_probability : (s.age ? s.age_probability : null);
+}
+function fixed(value, digits) { return value === null || value === undefined ? "" : value.toFixed(digits); }
+
+function tableRows(id, rows) {
+  const body = $(id).querySelector("tbody");
+  body.replaceChildren();
+  for (const cells of rows) {
+    const row = element("tr");
+    for (const cell of cells) row.append(element("td", cell));
+    body.append(row);
+  }
+  return body;
+}
+
+// One lane per speaker; each turn a rect coloured by its label, with a hover <title>.
+function drawLanes(result, colours) {
+  const svg = $("lanes");
+  const ns = svg.namespaceURI;  // the <svg> in the page: its own namespace, no URL here
+  const make = (tag, attributes) => {
+    const node = document.createElementNS(ns, tag);
+    for (const [key, value] of Object.entries(attributes)) node.setAttribute(key, value);
+    return node;
+  };
+  const speakers = result.speakers.map((row) => row.speaker);
+  const lane = 26, left = 44, width = 1000, duration = Math.max(result.duration, 1e-3);
+  svg.replaceChildren();
+  svg.setAttribute("viewBox", `0 0 ${width} ${Math.max(1, speakers.length) * lane + 18}`);
+  const x = (t) => left + ((width - left - 4) * t) / duration;
+  speakers.forEach((speaker, index) => {
+    const group = make("g", { class: "lane", "data-speaker": speaker });
+    const name = make("text", { x: 4, y: index * lane + 17, class: "lane-name" });
+    name.textContent = speaker;
+    group.append(name);
+    for (const s of result.segments.filter((seg) => seg.speaker === speaker)) {
+      const rect = make("rect", { x: x(s.start), y: index * lane + 3,
+                                  width: Math.max(1, x(s.end) - x(s.start)), height: lane - 6,
+                                  fill: colours[labelOf(s)] || "#999", class: "turn" });
+      const title = make("title", {});
+      const p = probabilityOf(s);
+      title.textContent = `${speaker} ${labelOf(s)}${p === null ? "" : ` p=${p.toFixed(2)}`}`
+        + (s.age && s.gender ? `, ${s.age} p=${fixed(s.age_probability, 2)}` : "")
+        + ` (${s.start.toFixed(2)}-${s.end.toFixed(2)} s)`;
+      rect.append(title);
+      group.append(rect);
+    }
+    svg.append(group);
+  });
+  const axis = make("text", { x: width - 4, y: Math.max(1, speakers.length) * lane + 14,
+                              class: "lane-axis", "text-anchor": "end" });
+  axis.textContent = `${duration.toFixed(1)} s`;
+  svg.append(axis);
+}
+
 function showTimeline(result, stem) {
   const png = base64Bytes(result.files.png);
   $("timeline-img").src = `data:image/png;base64,${result.files.png}`;
+  const labels = [...new Set(result.segments.map(labelOf).filter((l) => l))].sort();
+  const colours = Object.fromEntries(labels.map((l, i) => [l, PALETTE[i % PALETTE.length]]));
+  drawLanes(result, colours);
   const seconds = {};
   let speech = 0;
   for (const s of result.segments) {
-    if (s.label === "no speech") continue;
-    seconds[s.label] = (seconds[s.label] || 0) + (s.end - s.start);
+    const label = labelOf(s);
+    if (!label) continue;
+    seconds[label] = (seconds[label] || 0) + (s.end - s.start);
     speech += s.end - s.start;
   }
-  const totals = $("totals").querySelector("tbody");
-  totals.replaceChildren();
-  for (const [label, value] of Object.entries(seconds).sort((a, b) => b[1] - a[1])) {
-    const row = element("tr");
-    row.append(element("td", label), element("td", value.toFixed(1)),
-               element("td", `${((100 * value) / speech).toFixed(1)} %`));
-    totals.append(row);
-  }
+  const totals = tableRows("totals", Object.entries(seconds).sort((a, b) => b[1] - a[1])
+    .map(([label, value]) => [label, value.toFixed(1), `${((100 * value) / speech).toFixed(1)} %`]));
   if (!speech) totals.append(element("tr", "no speech found"));
-  const rows = $("segments").querySelector("tbody");
-  rows.replaceChildren();
-  for (const s of result.segments.slice(0, MAX_ROWS)) {
-    const row = element("tr");
-    row.append(element("td", s.start.toFixed(2)), element("td", s.end.toFixed(2)),
-               element("td", s.label),
-               element("td", s.probability === null ? "" : s.probability.toFixed(2)));
-    rows.append(row);
-  }
+  tableRows("speakers", result.speakers.map((r) => [
+    r.speaker, r.speech_s.toFixed(1), r.gender || "", fixed(r.gender_probability, 2),
+    r.age || "", fixed(r.age_probability, 2)]));
+  const rows = tableRows("segments", result.segments.slice(0, MAX_ROWS).map((s) => [
+    s.start.toFixed(2), s.end.toFixed(2), s.speaker || "no speech", s.gender || "",
+    fixed(s.gender_probability, 2), s.age || ""]));
   if (result.segments.length > MAX_ROWS) {
     rows.append(element("tr", `... ${result.segments.length - MAX_ROWS} more in the downloads`));
   }
@@ -135,6 +190,7 @@ function showTimeline(result, stem) {
   const links = $("downloads");
   links.replaceChildren(
     download(`${stem}.csv`, result.files.csv, "text/csv"),
+    download(`${stem}_speakers.csv`, result.files.speakers, "text/csv"),
     download(`${stem}.json`, JSON.stringify({ ...result, files: undefined }, null, 2),
              "application/json"),
     download(`${stem}.rttm`, result.files.rttm, "text/plain"),
