@@ -179,3 +179,33 @@ def test_cli_without_a_model_says_no_age_model_ships(joined, tmp_path, capsys):
     rows = list(csv.DictReader(open(tmp_path / "two_speakers_speakers.csv", newline="")))
     assert [(r["speaker"], r["gender"], r["age"]) for r in rows] == [
         ("S1", "male", ""), ("S2", "female", "")]
+
+
+class StubAge(StubGender):
+    """An age "model" on the same embedding: "fifties" for the man's voice, "twenties" for
+    the woman's (so a mix-up of the two models' columns would show)."""
+
+    task = "age"
+
+    def __init__(self):
+        super().__init__()
+        from agegender.labels import AGES
+
+        self.class_names = AGES
+
+    def predict(self, inputs):
+        female = super().predict(inputs)[:, 1]  # [windows]
+        out = np.full((len(female), len(self.class_names)), 0.02, np.float32)
+        out[:, self.class_names.index("twenties")] += 0.88 * female
+        out[:, self.class_names.index("fifties")] += 0.88 * (1.0 - female)
+        return out
+
+
+def test_an_age_model_beside_the_gender_one_fills_the_age_columns(joined):
+    path, _ = joined
+    result = timeline(StubGender(), path, more_models=[StubAge()])
+    assert [(r["speaker"], r["gender"], r["age"]) for r in result["speakers"]] == [
+        ("S1", "male", "fifties"), ("S2", "female", "twenties")]
+    rows = [s.as_dict() for s in result["segments"] if s.speaker]
+    assert rows and all(r["age"] == ("fifties" if r["gender"] == "male" else "twenties")
+                        and 0 < r["age_probability"] <= 1 for r in rows)

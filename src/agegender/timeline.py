@@ -379,34 +379,46 @@ def windows_in(regions: list[tuple[float, float]], window_s: float, hop_s: float
     return windows
 
 
-def window_audio(path, windows: list[tuple[float, float]], features, block_s: float
-                 ) -> Iterator[tuple[int, np.ndarray]]:
+def window_audio(path, windows: list[tuple[float, float]], features, block_s: float, *,
+                 also_rates: tuple[int, ...] = ()) -> Iterator[tuple[int, np.ndarray]]:
     """Pass 2: (window index, the window's audio float32 [samples]) per window long enough
-    to analyse, in order, from a stream resampled to ``features.sample_rate``; only the audio
-    of pending windows is kept."""
-    rate = features.sample_rate
-    buffer, buffer_start, index = np.zeros(0, np.float32), 0, 0  # buffer_start: samples
-    for (block,) in audio_blocks(path, (rate,), block_s):
-        buffer = np.concatenate([buffer, block])
-        buffer_end = buffer_start + buffer.shape[0]
+    to analyse (``features.n_fft`` samples), in order, from a stream resampled to
+    ``features.sample_rate``; only the audio of pending windows is kept. With
+    ``also_rates``, the audio is a tuple: the window at ``features.sample_rate``, then at
+    each of ``also_rates`` (the voice encoder's 16 kHz beside an 8-kHz model), each from its
+    own resampled stream of the file."""
+    rates = (features.sample_rate, *also_rates)
+    buffers = [np.zeros(0, np.float32) for _ in rates]
+    offsets = [0] * len(rates)  # sample of the recording where each buffer starts
+    index = 0
+
+    def bounds(k: int) -> tuple[int, int]:
+        return tuple(int(round(t * rates[k])) for t in windows[index])
+
+    def piece(k: int) -> np.ndarray:
+        start, end = bounds(k)
+        return buffers[k][max(0, start - offsets[k]):max(0, end - offsets[k])]
+
+    def ready(finished: bool) -> Iterator[tuple[int, np.ndarray]]:
+        nonlocal index
         while index < len(windows):
-            start, end = (int(round(t * rate)) for t in windows[index])
-            if end > buffer_end and block.shape[0]:
-                break  # more audio is coming
-            piece = buffer[max(0, start - buffer_start):max(0, end - buffer_start)]
-            if piece.shape[0] >= features.n_fft:
-                yield index, piece
+            if not finished and any(bounds(k)[1] > offsets[k] + buffers[k].shape[0]
+                                    for k in range(len(rates))):
+                return  # more audio is coming
+            pieces = tuple(piece(k) for k in range(len(rates)))
+            if pieces[0].shape[0] >= features.n_fft:
+                yield index, (pieces if also_rates else pieces[0])
             index += 1
-        keep_from = (int(round(windows[index][0] * rate)) if index < len(windows)
-                     else buffer_end)
-        drop = max(0, min(keep_from, buffer_end) - buffer_start)
-        buffer, buffer_start = buffer[drop:], buffer_start + drop
-    while index < len(windows):  # the stream ended (its last block was empty)
-        start, end = (int(round(t * rate)) for t in windows[index])
-        piece = buffer[max(0, start - buffer_start):max(0, end - buffer_start)]
-        if piece.shape[0] >= features.n_fft:
-            yield index, piece
-        index += 1
+
+    for blocks in audio_blocks(path, rates, block_s):
+        for k, block in enumerate(blocks):
+            buffers[k] = np.concatenate([buffers[k], block])
+        yield from ready(finished=not any(block.shape[0] for block in blocks))
+        for k in range(len(rates)):  # keep only the audio of pending windows
+            keep_from = bounds(k)[0] if index < len(windows) else offsets[k] + len(buffers[k])
+            drop = max(0, min(keep_from, offsets[k] + len(buffers[k])) - offsets[k])
+            buffers[k], offsets[k] = buffers[k][drop:], offsets[k] + drop
+    yield from ready(finished=True)  # the stream ended (its last block was empty)
 
 
 def viterbi(log_probs: np.ndarray, switch_penalty: float) -> np.ndarray:
@@ -465,14 +477,19 @@ def predict_windows(models, windows, path, features, block_s: float,
         batch_size: windows per encoder and model call.
     """
     from agegender.model_inputs import waveforms_inputs  # noqa: PLC0415
-    from agegender.voice_encoder import Embeddings, embed_with_partials  # noqa: PLC0415
+    from agegender.voice_encoder import GE2E, Embeddings, embed_with_partials  # noqa: PLC0415
 
     probabilities = tuple(np.full((len(windows), len(m.class_names)), np.nan, np.float32)
                           for m in models)
     parts = []
+    # The encoder hears each window at its own 16 kHz, from the file, not from a model's
+    # 8-kHz copy (an embedding of band-limited audio is another voice to it).
+    encoder_rate = () if features.sample_rate == GE2E.sample_rate else (GE2E.sample_rate,)
 
-    def flush(indexes, pieces):
-        made = embed_with_partials(pieces, features.sample_rate)
+    def flush(indexes, pairs):
+        pieces = [pair[0] if encoder_rate else pair for pair in pairs]
+        made = embed_with_partials([pair[1] for pair in pairs] if encoder_rate else pieces,
+                                   GE2E.sample_rate)
         for model, out in zip(models, probabilities, strict=True):
             own = pieces if model.features.sample_rate == features.sample_rate else [
                 _resampled(p, features.sample_rate, model.features.sample_rate)
@@ -484,7 +501,8 @@ def predict_windows(models, windows, path, features, block_s: float,
         parts.append(Embeddings(made.utterances, made.partials, owner, made.spans + starts))
 
     indexes, pending = [], []
-    for index, piece in window_audio(path, windows, features, block_s):
+    for index, piece in window_audio(path, windows, features, block_s,
+                                     also_rates=encoder_rate):
         indexes.append(index)
         pending.append(piece)
         if len(pending) == batch_size:
