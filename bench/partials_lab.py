@@ -186,13 +186,14 @@ def lab(args: argparse.Namespace) -> None:  # Long because: one table, its arms 
 
     def choose(fit, score):
         """(dev UAR, C, predictions [clips]) of the C with the best dev UAR."""
-        best = None
+        best, curve = None, []
         for c in C_GRID:
             pred = (score(fit(c)) > 0).astype(int)
             u = metrics.uar(y[dv], pred[dv])
+            curve.append(f"{u:.3f}")
             if best is None or u > best[0]:
                 best = (u, c, pred)
-        return best
+        return (*best, " ".join(curve))
 
     train_clips = np.flatnonzero(tr)
     results = {}
@@ -234,14 +235,19 @@ def lab(args: argparse.Namespace) -> None:  # Long because: one table, its arms 
     base = results["per-clip LR"][2]
     print(f"\ngender clips train/dev/test {tr.sum()}/{dv.sum()}/{te.sum()}; test speakers "
           f"{len(set(spk[te]))}; augmentation views per train clip per seed: {args.views}")
-    print("\n| gender head (C chosen on dev) | dev UAR | test UAR [95 %] | recall m/f | "
-          "− shipped gender.keras | − per-clip LR |\n|---|---|---|---|---|---|")
-    print(f"| shipped gender.keras | {metrics.uar(y[dv], shipped[dv]):.3f} | "
+    print("\n| gender head (C chosen on dev) | dev UAR | dev − shipped | test UAR [95 %] | "
+          "recall m/f | test − shipped gender.keras | test − per-clip LR |\n"
+          "|---|---|---|---|---|---|---|")
+    print(f"| shipped gender.keras | {metrics.uar(y[dv], shipped[dv]):.3f} | | "
           f"{interval(y[te], shipped[te], spk[te])} | {recalls(y[te], shipped[te])} | | |")
-    for name, (u, c, pred) in results.items():
-        print(f"| {name} (C={c}) | {u:.3f} | {interval(y[te], pred[te], spk[te])} | "
-              f"{recalls(y[te], pred[te])} | {paired(y[te], pred[te], shipped[te], spk[te])} | "
+    for name, (u, c, pred, _) in results.items():
+        print(f"| {name} (C={c}) | {u:.3f} | {paired(y[dv], pred[dv], shipped[dv], spk[dv])} | "
+              f"{interval(y[te], pred[te], spk[te])} | {recalls(y[te], pred[te])} | "
+              f"{paired(y[te], pred[te], shipped[te], spk[te])} | "
               f"{paired(y[te], pred[te], base[te], spk[te])} |")
+    print(f"\ndev UAR over C = {' '.join(map(str, C_GRID))}:")
+    for name, (*_, curve) in results.items():
+        print(f"- {name}: {curve}")
 
 
 def recalls(y, pred):
