@@ -459,13 +459,11 @@ def predict_windows(models, windows, path, features, block_s: float,
                     batch_size: int = 64) -> WindowEvidence:
     """Each window's probabilities under every model, and its voice embedding, made once.
 
-    A window's audio is embedded by the voice encoder once per window, in batches of
-    ``batch_size`` windows (``voice_encoder.embed_with_partials``: the LSTM is the cost).
-    That embedding is both fed to each model that reads one (the shipped gender model:
-    embedding + voice statistics) and kept, partial by partial, for telling speakers apart;
-    a model that reads none (a MAM-CNN) still gets its windows embedded for the speakers.
-    The other inputs are made from the window's own audio exactly as a clip's are
-    (``model_inputs.waveforms_inputs``, one crop each), at each model's rate.
+    Each window is embedded by the voice encoder once, ``batch_size`` windows per call
+    (``voice_encoder.embed_with_partials``: the LSTM is the cost); the embedding is fed to
+    each model that reads one (the shipped gender model) and kept, partial by partial, for
+    the speakers, also when no model reads it (a MAM-CNN). Other inputs are made from the
+    window's audio as a clip's are (``model_inputs.waveforms_inputs``), at each model's rate.
 
     Args:
         models: loaded models (``features``, ``inputs``, ``class_names``, ``predict``); the
