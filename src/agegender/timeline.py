@@ -807,10 +807,11 @@ class _StepGrid:
         starts = np.flatnonzero(change)
         stops = np.r_[starts[1:], key.shape[0]]
         spoken = dict.fromkeys(names, 0.0)
+        firsts = np.cumsum([0, *self.sizes])  # [regions + 1] first step of each region
         for a, b in zip(starts.tolist(), stops.tolist(), strict=True):
-            region = int(np.searchsorted(np.cumsum(self.sizes), a, side="right"))
+            region = int(np.searchsorted(firsts, a, side="right")) - 1
             begin, end = self.regions[region]
-            offset = a - sum(self.sizes[:region])
+            offset = a - int(firsts[region])
             start = begin + offset * self.step
             stop = min(end, begin + (offset + b - a) * self.step)
             if start > cursor + 1e-9:
