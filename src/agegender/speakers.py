@@ -19,9 +19,10 @@ from scipy.spatial import distance
 
 from agegender.errors import ParameterError
 
-# Cosine distance at which two groups of windows stop being merged. Provisional: to be
-# chosen on the dev recordings of bench/timeline_bench.py (not yet measured; see the report
-# of branch diar).
+# Cosine distance at which two groups of windows stop being merged, for callers of
+# cluster_speakers that give none. The timeline's own default is
+# TimelineParams.speaker_threshold (to be chosen on the dev recordings of
+# bench/timeline_bench.py), passed explicitly.
 DEFAULT_DISTANCE_THRESHOLD = 0.5
 
 

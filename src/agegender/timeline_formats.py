@@ -216,7 +216,7 @@ def _envelope(file: str, duration: float, max_points: int):
     import numpy as np  # noqa: PLC0415
 
     from agegender.speech import GATE_RATE  # noqa: PLC0415
-    from agegender.timeline import audio_blocks  # noqa: PLC0415
+    from agegender.timeline_audio import audio_blocks  # noqa: PLC0415
 
     per_point = max(1, int(duration * GATE_RATE / max_points))
     peaks, carry = [], np.zeros(0, np.float32)
