@@ -55,9 +55,10 @@ def thin_split_warnings(counts_by_class: dict[str, int],
 
 
 def check_dev_split(dataset_dir: str | os.PathLike, task: str,
-                    results_dir: str | os.PathLike) -> list[str]:
+                    report_dir: str | os.PathLike) -> list[str]:
     """Counts dev clips and speakers per class, logs ``thin_split_warnings`` as WARNING and
-    writes them (with the counts) to ``results_dir/<task>/train_warnings_<task>.txt``."""
+    writes them (with the counts) to ``report_dir/train_warnings_<task>.txt`` (the model's
+    report folder, ``report_dirs.report_dir``)."""
     from agegender.pipeline import split_labels_and_speakers  # noqa: PLC0415
 
     names = labels.class_names(task)
@@ -72,7 +73,7 @@ def check_dev_split(dataset_dir: str | os.PathLike, task: str,
     summary = ", ".join(f"{name} {counts[name]} clips/"
                         f"{'?' if by_class[name] is None else by_class[name]} speakers"
                         for name in names)
-    atomic.write_text(Path(results_dir) / task / f"train_warnings_{task}.txt",
+    atomic.write_text(Path(report_dir) / f"train_warnings_{task}.txt",
                       "\n".join([f"dev: {summary}", *(found or ["no warnings"])]) + "\n")
     return found
 
