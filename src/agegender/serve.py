@@ -9,6 +9,8 @@ Endpoints:
     ``POST /v1/timeline``: the same upload → the timeline JSON (as ``inference.py
     --timeline`` writes it); ``?files=true`` adds the CSV, RTTM, TextGrid text and the PNG
     (base64) that ``timeline_formats.write_timeline`` makes, for the page's downloads.
+    Both answers carry ``warning``: null, or one line when a model was trained on the
+    synthetic demo voices (``provenance.synthetic_warning``; an upload is never from them).
     ``GET /healthz``: ``{"status": "ok", ...}``, answered on the event loop, so a slow
     analysis (run in the worker pool) never delays it.
     ``GET /docs``: the OpenAPI page.
@@ -102,6 +104,19 @@ def shipped_detectors() -> dict:
     return detectors
 
 
+def _warning(detectors) -> str | None:
+    """``provenance.synthetic_warning`` of each detector's model, joined; None for models
+    trained on real voices or that record nothing (stub detectors included)."""
+    from agegender.provenance import synthetic_warning  # noqa: PLC0415
+
+    lines = []
+    for detector in detectors:
+        model = getattr(detector, "model", None)
+        lines.append(synthetic_warning(getattr(model, "trained_on", None), None,
+                                       model=Path(getattr(model, "path", "model")).name))
+    return "; ".join(line for line in lines if line) or None
+
+
 def _predict_payload(detectors: Mapping, info: AudioInfo) -> dict:
     """Every detector's label for one upload, keyed by task."""
     tasks = {}
@@ -115,7 +130,8 @@ def _predict_payload(detectors: Mapping, info: AudioInfo) -> dict:
         tasks[task] = {"label": result["label"], "probability": result["probability"],
                        "probabilities": result["probabilities"], "speech": result["speech"],
                        "error": error}
-    return {"file": info.name, "duration": round(info.duration, 3), "tasks": tasks}
+    return {"file": info.name, "duration": round(info.duration, 3), "tasks": tasks,
+            "warning": _warning(detectors.values())}
 
 
 def _timeline_payload(detector, info: AudioInfo, files: bool) -> dict:
@@ -136,6 +152,7 @@ def _timeline_payload(detector, info: AudioInfo, files: bool) -> dict:
     formats = ("json", *TEXT_FORMATS) if files else ("json",)
     write_timeline(named, prefix, task=detector.task, formats=formats, model=model)
     payload = json.loads(prefix.with_suffix(".json").read_text())
+    payload["warning"] = _warning([detector])
     if files:
         write_timeline(result, prefix, task=detector.task, formats=("png",))
         payload["files"] = {fmt: prefix.with_suffix(f".{fmt}").read_text()

@@ -17,7 +17,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from agegender import atomic, compat, labels, report_dirs, runlock, runstate
+from agegender import atomic, compat, labels, provenance, report_dirs, runlock, runstate
 from agegender.callbacks import (  # noqa: F401  (BestCheckpoint, LivePlot: re-exported)
     BestCheckpoint,
     CsvLog,
@@ -188,6 +188,7 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
         labelled_count,
         split_index,
         split_labels,
+        split_labels_and_speakers,
     )
     from agegender.split_checks import check_dev_split  # noqa: PLC0415
 
@@ -225,6 +226,10 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
             atomic.remove_leftovers(folder)
     backup_dir = Path(models_dir) / task / "backup"  # read by every worker, written by the chief
     check_dev_split(dataset_dir, task, paths["csv"].parent)  # warns when dev is thin
+    # Stored in the model: which dataset (synthetic demo or real), speakers and clips.
+    trained_on = provenance.trained_on(
+        dataset_dir, split_labels_and_speakers(dataset_dir, "train", task)[1])
+    log.info("training on %s (%s)", provenance.describe(trained_on), trained_on["kind"])
 
     previous_policy = keras.mixed_precision.global_policy()
     if train_params.mixed_precision:
@@ -232,7 +237,7 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
     try:
         def build():
             with strategy.scope():
-                model = build_model(model_params, features=features)
+                model = build_model(model_params, features=features, trained_on=trained_on)
                 compile_model(model, train_params.learning_rate)
             return model
 
