@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
                                      max_crops=args.max_crops, min_voiced=args.min_voiced)
         identity = {**model_identity(detector.model.path), "task": detector.task}
         files = expand_audio_paths(args.audio_file)
-        warn_if_synthetic(detector, files, identity["path"])
+        warn_if_synthetic(detector, files, detector.model.path)  # the path as given
         if args.timeline:
             from agegender.timeline_cli import run_timelines  # noqa: PLC0415
 

@@ -135,7 +135,8 @@ def synthetic_warning(record: dict | None, files: Sequence[str | os.PathLike] | 
                       != record.get("dataset"))
         if not outside:
             return None
-    which = "this audio is" if outside is None else f"{outside} of {len(files)} files are"
+    which = ("this audio is" if outside is None else
+             f"{outside} of {len(files)} files {'are' if outside > 1 else 'is'}")
     return (f"{model} was trained on synthetic demo voices ({describe(record)}) and {which} "
             "not from that corpus: its labels say little about real speech (the shipped "
             "models in models/pretrained/ were trained on real voices)")

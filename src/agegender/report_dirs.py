@@ -11,6 +11,11 @@ Two different model files can share a name (``a/gender.keras``, ``b/gender.keras
 to write a folder claims it in ``model.txt`` (the model's path without suffix, relative to the
 folder, so moving the whole project keeps the claim); another model is then refused with one
 line instead of mixing its reports in. A model's ``.keras`` and ``.h5`` are the same model.
+
+Not per model, on purpose: the dataset's reports (``results/<dataset folder>/``, made by
+preprocessing) and the median-F0 cache of the pitch baseline (``results/cache/``,
+``pitch.results_cache_path``): a clip's F0 does not depend on the model, so every model's
+test reuses it.
 """
 
 from __future__ import annotations
