@@ -380,6 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (source / "manifest.csv").is_file():
         raise SystemExit(f"--dataset_dir {source}: no manifest.csv")
     from agegender.checkpoints import open_model  # the models' own rate and inputs
+    from agegender.report_dirs import report_dir  # results/<task>/<model name>/
 
     opened = [open_model(path) for path in args.model.values()]
     rate = max(m.features.sample_rate for m in opened)
@@ -397,7 +398,8 @@ def main(argv: list[str] | None = None) -> int:
         test_cpu = run_cli("test.py", [f"--dataset_dir={data}", f"--model_path={model.resolve()}",
                                        f"--cls_task={task}", f"--results_dir={run / 'results'}"],
                            run / "test.log")
-        row, rows = evaluate_task(data, source, run / "results" / task / f"predictions_{task}.csv",
+        reports = report_dir(run / "results", task, model)
+        row, rows = evaluate_task(data, source, reports / f"predictions_{task}.csv",
                                   task, model.name, cpu={"prep": prep_cpu, "test": test_cpu},
                                   seed=args.seed)
         prep_cpu = None  # the next task reuses the features

@@ -30,10 +30,11 @@ step "5/5 inference on four held-out clips"
 clips=("$DEMO"/cv-valid-test/cv-valid-test/sample-00000{0..3}.mp3)
 for task in gender age; do
   time "$PY" src/inference.py --model_path="models/$task/best_model_$task.keras" \
-    --audio_file "${clips[@]}" --top_k=2 --output="results/$task/demo_inference_$task.csv"
+    --audio_file "${clips[@]}" --top_k=2 \
+    --output="results/$task/best_model_$task/demo_inference_$task.csv"
   # each prediction beside its clip's true label (from the corpus CSVs): right or wrong
   "$PY" -m agegender.demo.truth --dataset_dir="$DEMO" --cls_task="$task" \
-    --predictions="results/$task/demo_inference_$task.csv"
+    --predictions="results/$task/best_model_$task/demo_inference_$task.csv"
 done
 
 cat <<TXT
@@ -43,7 +44,8 @@ cat <<TXT
   spectrograms / shards:           $DEMO/Spectrograms/  $DEMO/TFRecord/
   dataset summary + bad clips:     results/$(basename "$DEMO")/dataset_summary.csv .png  preprocess_report.csv
   checkpoints:                     models/{gender,age}/best_model_*.keras and .h5
-  training logs and curves:        results/{gender,age}/train_logs_*.csv  training_metrics_*.png
-  test reports:                    results/{gender,age}/test_log_*.txt  confusion_matrix_*.png  predictions_*.csv
-  inference probabilities:         results/{gender,age}/demo_inference_*.csv
+  reports, one folder per model:   results/{gender,age}/best_model_{gender,age}/
+    training logs and curves:        train_logs_*.csv  training_metrics_*.png
+    test reports:                    test_log_*.txt  confusion_matrix_*.png  predictions_*.csv
+    inference probabilities:         demo_inference_*.csv
 TXT

@@ -125,6 +125,17 @@ def predict_with_progress(detector, files: list[str], items: list[str],
     return results
 
 
+def warn_if_synthetic(detector, files: list[str], shown_model: str) -> None:
+    """One WARNING line on stderr, before the labels it is about, when the model was trained
+    on the synthetic demo voices and labels audio from outside that corpus
+    (``provenance.synthetic_warning``)."""
+    from agegender.provenance import synthetic_warning  # noqa: PLC0415
+
+    warning = synthetic_warning(detector.model.trained_on, files, model=shown_model)
+    if warning:
+        print(f"WARNING: {warning}", file=sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Predicts; exit status 0 if at least one file was predicted, 1 if none, 2 on errors."""
     # Long because: work() is the whole CLI run, a closure so that run_cli turns its errors into one
@@ -155,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
                                      max_crops=args.max_crops, min_voiced=args.min_voiced)
         identity = {**model_identity(detector.model.path), "task": detector.task}
         files = expand_audio_paths(args.audio_file)
+        warn_if_synthetic(detector, files, detector.model.path)  # the path as given
         if args.timeline:
             from agegender.timeline_cli import run_timelines, shipped_companions  # noqa: PLC0415
 

@@ -117,12 +117,17 @@ def main(argv: list[str] | None = None) -> int:
                              results_dir=args.results_dir, stages=stages,
                              output_dir=args.output_dir)
         warnings = summary.pop("warnings", [])
+        notes = summary.pop("notes", [])
         print("preprocessing done:")
         for key, value in summary.items():
             print(f"  {key}: {value}")
         # Empty or tiny splits are said here too, not only at test time.
         for line in warnings:
             print(f"  WARNING: {line}")
+        from agegender.provenance import NOTE  # noqa: PLC0415
+
+        for line in notes:  # what the demo corpus causes on purpose (agegender.provenance)
+            print(f"  {NOTE}{line}")
 
     return cli.run_cli(work, verbose=args.verbose)
 

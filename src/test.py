@@ -44,7 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "inference ships; 1 = the centre crop the shards hold; the report "
                              "says which (default: 3, inference's default)")
     parser.add_argument("--results_dir", default="results",
-                        help="reports go to RESULTS_DIR/<task>/")
+                        help="reports go to RESULTS_DIR/<task>/<model name>/ (e.g. "
+                             "results/gender/gender/ for the shipped gender model), one "
+                             "folder per model")
     parser.add_argument("--min_voiced", type=float, default=0.1,
                         help="--manifest: clips with fewer voiced frames than this share are "
                              "left out as 'no speech'; 0: no gate (default: %(default)s)")

@@ -59,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--models_dir", default="models",
                         help="best checkpoints go to MODELS_DIR/<task>/")
     parser.add_argument("--results_dir", default="results",
-                        help="training log and curves go to RESULTS_DIR/<task>/")
+                        help="training log and curves go to RESULTS_DIR/<task>/"
+                             "best_model_<task>/, where test.py puts this model's reports")
     parser.add_argument("--strategy", default="auto", choices=STRATEGIES,
                         help="auto: multiworker with TF_CONFIG, mirrored with >1 GPU, else default")
     parser.add_argument("--export_dir", default=None,
@@ -100,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     cli.add_bool_flag(parser, "overwrite", default=False,
                       help="discard the backup of an interrupted run and start a new one")
     cli.add_bool_flag(parser, "tensorboard", default=False,
-                      help="also write TensorBoard scalars to RESULTS_DIR/TASK/tensorboard/")
+                      help="also write TensorBoard scalars to RESULTS_DIR/TASK/"
+                           "best_model_TASK/tensorboard/")
     cli.add_skip_corrupt_flag(parser)
     cli.add_bool_flag(parser, "augment", default=False,
                       help="SpecAugment-style time and frequency masks on training batches")

@@ -53,4 +53,4 @@ def test_demo_script_prints_the_truth_for_both_tasks():
 
     script = (Path(__file__).resolve().parents[1] / "scripts" / "demo.sh").read_text()
     assert "-m agegender.demo.truth" in script and "for task in gender age; do" in script
-    assert '--predictions="results/$task/demo_inference_$task.csv"' in script
+    assert '--predictions="results/$task/best_model_$task/demo_inference_$task.csv"' in script

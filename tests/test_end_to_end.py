@@ -64,11 +64,12 @@ def test_original_commands_work_as_written(tmp_path):
             assert "\r" not in stream and "\x1b[" not in stream, f"{command}\n{stream[-2000:]}"
     assert (tmp_path / "models" / "age" / "best_model_age.keras").is_file()
     assert (tmp_path / "models" / "age" / "best_model_age.h5").is_file()
-    log = pd.read_csv(tmp_path / "results" / "age" / "train_logs_age.csv")
+    reports = tmp_path / "results" / "age" / "best_model_age"  # the model's own folder
+    log = pd.read_csv(reports / "train_logs_age.csv")
     assert len(log) == 20
     for name in ("training_metrics_age.png", "test_log_age.txt", "confusion_matrix_age.png",
                  "predictions_age.csv"):
-        assert (tmp_path / "results" / "age" / name).is_file(), name
+        assert (reports / name).is_file(), name
     assert "balanced accuracy (UAR)" in outputs[2]
     assert "Epoch 20/20" in outputs[1]  # Keras' plain per-epoch lines
     assert (tmp_path / "results" / "CommonVoice" / "preprocess_report.csv").is_file()

@@ -21,7 +21,7 @@ def test_evaluate_writes_log_confusion_png_and_predictions(trained_gender, tmp_p
     result = evaluate(trained_gender["dataset"], trained_gender["keras"], "gender",
                       results_dir=tmp_path)
     paths = {k: Path(v) for k, v in result["paths"].items()}
-    assert paths["log"] == tmp_path / "gender" / "test_log_gender.txt"
+    assert paths["log"] == tmp_path / "gender" / "best_model_gender" / "test_log_gender.txt"
     log = paths["log"].read_text()
     for needle in ("accuracy:", "balanced accuracy (UAR):", "macro F1:",
                    "majority-class baseline:", "classification report:", "confusion matrix"):
@@ -137,9 +137,10 @@ def test_test_script_evaluates_a_manifest_straight_from_audio(trained_gender, tm
     status = test_cli.main(["--manifest", str(table), "--model_path", trained_gender["keras"],
                             "--results_dir", str(tmp_path / "results")])
     assert status == 0
-    predictions = pd.read_csv(tmp_path / "results" / "gender" / "predictions_gender.csv")
+    reports = tmp_path / "results" / "gender" / "best_model_gender"
+    predictions = pd.read_csv(reports / "predictions_gender.csv")
     assert sorted(predictions["key"]) == [f"c{i}" for i in range(2, 8)]
-    per_speaker = pd.read_csv(tmp_path / "results" / "gender" / "per_speaker_gender.csv")
+    per_speaker = pd.read_csv(reports / "per_speaker_gender.csv")
     assert set(per_speaker["speaker_id"]) == {"spk1", "spk2", "spk3"}
     assert "fitted for best UAR on 2 voiced fit clips" in capsys.readouterr().out
 
@@ -240,6 +241,6 @@ def test_report_probabilities_are_the_detectors_crop_averages(tmp_path):
         np.testing.assert_allclose(reported["p_female"],
                                    [r["probabilities"]["female"] for r in expected], atol=2e-6)
         assert f"max_crops={crops}" in result["text"]
-    three = pd.read_csv(tmp_path / "r3/gender/predictions_gender.csv")["p_female"]
-    one = pd.read_csv(tmp_path / "r1/gender/predictions_gender.csv")["p_female"]
+    three = pd.read_csv(tmp_path / "r3/gender/voice/predictions_gender.csv")["p_female"]
+    one = pd.read_csv(tmp_path / "r1/gender/voice/predictions_gender.csv")["p_female"]
     assert np.abs(three - one).max() > 1e-5  # the crops changed the answer (CSV keeps 1e-6)

@@ -39,7 +39,7 @@ def test_snapshot_sees_the_notebooks_outputs_not_the_users_other_folders(tmp_pat
     (tmp_path / "data" / "MyVoices").mkdir()  # the user's own work, beside the tests
     (tmp_path / "results" / "age").mkdir(parents=True)
     assert _files_under(tmp_path) == before
-    for written in ("results/gender/test_log_gender.txt", "data/DemoVoice/TFRecord/x",
+    for written in ("results/gender/best_model_gender/test_log_gender.txt", "data/DemoVoice/TFRecord/x",
                     "results/DemoVoice/dataset_summary.png", "models/gender/best.keras"):
         (tmp_path / written).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / written).write_text("x")
@@ -132,7 +132,7 @@ def test_notebook_runs_on_a_tiny_demo_corpus(tmp_path, monkeypatch):
     assert (models / "gender" / "best_model_gender.keras").is_file()
     for name in ("train_logs_gender.csv", "confusion_matrix_gender.png",
                  "test_log_gender.txt"):
-        assert (results / "gender" / name).is_file(), name
+        assert (results / "gender" / "best_model_gender" / name).is_file(), name
     assert (results / corpus.name / "dataset_summary.png").is_file()
     assert (corpus / "TFRecord").is_dir()
     assert _files_under(ROOT) == before

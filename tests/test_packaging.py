@@ -78,4 +78,4 @@ def test_tensorboard_viewer_is_an_extra_matching_tensorflow_and_the_readme_says_
     assert version.split(".")[:2] == tensorflow.split(".")[:2]  # TensorBoard follows TF
     readme = (ROOT / "README.md").read_text()
     assert "pip install -e '.[tensorboard]'" in readme
-    assert "tensorboard --logdir results/<task>/tensorboard" in readme
+    assert "tensorboard --logdir results/<task>/best_model_<task>/tensorboard" in readme

@@ -579,7 +579,8 @@ def test_test_only_folder_preprocesses_and_evaluates(trained_gender, tmp_path: P
     status = test_cli.main([f"--dataset_dir={root}", f"--model_path={trained_gender['keras']}",
                             f"--results_dir={tmp_path / 'eval'}"])
     assert status == 0
-    table = pd.read_csv(tmp_path / "eval" / "gender" / "predictions_gender.csv")
+    table = pd.read_csv(tmp_path / "eval" / "gender" / "best_model_gender" /
+                        "predictions_gender.csv")
     assert len(table) == 12
 
 

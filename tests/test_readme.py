@@ -122,6 +122,19 @@ def test_readme_is_short_and_gives_no_test_count():
         assert not re.search(r"\b\d[\d,]* tests\b", page.read_text()), _name(page)
 
 
+def test_one_command_evaluates_on_the_share_and_the_timeline_uses_the_shipped_model():
+    """Issue 33: a new user finds one command that scores the shipped model on
+    ``../shared/cv-sample`` (only read: outputs under data/), and the timeline example runs
+    the shipped model, not a demo model trained on synthetic voices."""
+    lines = README.read_text().splitlines()
+    share = [line for line in lines if "--dataset_dir=../shared/cv-sample" in line]
+    assert len(share) == 1 and "src/test.py" in share[0] and "--output_dir=data/" in share[0]
+    assert "--model_path" not in share[0]  # test.py's default: the shipped model
+    timeline = [c for line in lines for c in re.findall(r"`(python src/inference\.py[^`]*)`", line)
+                if "--timeline" in c]
+    assert timeline and not any("--model_path" in c for c in timeline)
+
+
 def test_every_summary_says_what_ships_and_what_train_builds():
     """Title, package description, package docstring and model card agree: the shipped model
     reads the speaker embedding and the voice statistics, no age model ships, and train.py

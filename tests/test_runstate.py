@@ -98,7 +98,8 @@ def test_kill_at_every_write_step_then_rerun(point, tiny_dataset, finished_run, 
 
     result = _train(tiny_dataset, out)
 
-    log = pd.read_csv(out / "results" / "gender" / "train_logs_gender.csv")
+    log = pd.read_csv(out / "results" / "gender" / "best_model_gender" /
+                      "train_logs_gender.csv")
     assert list(log["epoch"]) == list(range(PARAMS.num_epochs)), point
     best = assert_best_consistent(out)
     assert best["run_id"] == result["run_id"] != previous["run_id"], point
@@ -268,4 +269,5 @@ def test_full_disk_while_training_names_the_file_and_leaves_no_empty_log(
     assert status == 2 and len(lines) == 1, err
     assert lines[0].startswith(f"error: {tmp_path / 'm' / 'gender' / 'best'}/")
     assert "disk full while writing" in lines[0] and "a file" not in lines[0]
-    assert not (tmp_path / "r" / "gender" / "train_logs_gender.csv").exists()
+    assert not (tmp_path / "r" / "gender" / "best_model_gender" /
+                "train_logs_gender.csv").exists()

@@ -18,7 +18,7 @@ def test_thin_dev_warnings():
 
 
 def test_training_warned_that_the_tiny_dev_split_is_thin(trained_gender):
-    text = (Path(trained_gender["out"]) / "results" / "gender" /
+    text = (Path(trained_gender["out"]) / "results" / "gender" / "best_model_gender" /
             "train_warnings_gender.txt").read_text()
     assert text.startswith("dev: male 6 clips/? speakers, female 6 clips/? speakers")
     assert "male: 6 clips (< 10)" in text and "means little" in text

@@ -130,7 +130,8 @@ def test_resume_after_interruption_keeps_finished_epochs(tiny_dataset, tmp_path)
     with pytest.raises(RuntimeError, match="simulated crash"):
         train(tiny_dataset, "gender", train_params=params, extra_callbacks=[_Interrupt(1)],
               **kwargs)
-    log = pd.read_csv(tmp_path / "r" / "gender" / "train_logs_gender.csv")
+    log = pd.read_csv(tmp_path / "r" / "gender" / "best_model_gender" /
+                      "train_logs_gender.csv")
     assert list(log["epoch"]) == [0]
     assert any((tmp_path / "m" / "gender" / "backup").iterdir())
     seen = []
@@ -141,7 +142,8 @@ def test_resume_after_interruption_keeps_finished_epochs(tiny_dataset, tmp_path)
 
     train(tiny_dataset, "gender", train_params=params, extra_callbacks=[Record()], **kwargs)
     assert seen == [1, 2]  # epoch 0 was not redone
-    log = pd.read_csv(tmp_path / "r" / "gender" / "train_logs_gender.csv")
+    log = pd.read_csv(tmp_path / "r" / "gender" / "best_model_gender" /
+                      "train_logs_gender.csv")
     assert list(log["epoch"]) == [0, 1, 2]
     state = json.loads((tmp_path / "m" / "gender" / "best_model_gender.json").read_text())
     assert state["val_accuracy"] == pytest.approx(log["val_accuracy"].max())
@@ -223,7 +225,7 @@ def test_deterministic_runs_are_bit_identical_and_tensorboard_writes_events(tiny
                for value in event.summary.value}
     assert {("train", "epoch_loss", "scalars"), ("validation", "epoch_loss", "scalars")} <= scalars
     assert "tensorboard" not in results[1]
-    assert not (tmp_path / "r1" / "gender" / "tensorboard").exists()
+    assert not (tmp_path / "r1" / "gender" / "best_model_gender" / "tensorboard").exists()
 
 
 @pytest.mark.slow
@@ -307,8 +309,9 @@ def test_multiworker_two_processes_only_the_chief_writes(tiny_dataset, tmp_path)
     model_dir = tmp_path / "m" / "gender"
     assert (model_dir / "best_model_gender.keras").is_file()
     assert len(list((model_dir / "best").iterdir())) == 2  # current + one folder: one writer
-    assert list(pd.read_csv(tmp_path / "r" / "gender" / "train_logs_gender.csv")["epoch"]) == [0, 1]
-    assert (tmp_path / "r" / "gender" / "training_metrics_gender.png").is_file()
+    reports = tmp_path / "r" / "gender" / "best_model_gender"
+    assert list(pd.read_csv(reports / "train_logs_gender.csv")["epoch"]) == [0, 1]
+    assert (reports / "training_metrics_gender.png").is_file()
     assert not (model_dir / "backup").exists()
     for index in range(2):  # the non-chief's scratch folders are gone
         assert not list((tmp_path / f"tmp{index}").glob("agegender-worker-*"))
@@ -435,7 +438,7 @@ def test_non_finite_loss_stops_training_and_publishes_no_nan_model(tiny_dataset,
     assert "no model was published" in message and "\n" not in message
     assert not (tmp_path / "m" / "gender" / "best_model_gender.keras").exists()
     assert not (tmp_path / "m" / "gender" / "best_model_gender.json").exists()
-    log = tmp_path / "r" / "gender" / "train_logs_gender.csv"
+    log = tmp_path / "r" / "gender" / "best_model_gender" / "train_logs_gender.csv"
     assert not log.exists() or log.read_text() == ""  # no row of the NaN epoch
 
 

@@ -233,7 +233,7 @@ class CsvLog(keras.callbacks.Callback):
     duplicate one. Written at train begin too (a resumed run's rows, or empty for a fresh run).
 
     Args:
-        csv_path: ``results/<task>/train_logs_<task>.csv``.
+        csv_path: ``results/<task>/best_model_<task>/train_logs_<task>.csv``.
         record: the run's record.
     """
 
@@ -272,7 +272,7 @@ class TensorBoardScalars(keras.callbacks.Callback):
     with ``keras.callbacks.TensorBoard`` raises ``TBNotInstalledError``; this writer works.
 
     Args:
-        log_dir: ``results/<task>/tensorboard``.
+        log_dir: ``results/<task>/best_model_<task>/tensorboard``.
     """
 
     def __init__(self, log_dir: Path):

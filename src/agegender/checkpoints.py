@@ -234,6 +234,37 @@ def verify_weights(path: str | os.PathLike, model) -> None:
                          "loads it anyway")
 
 
+def set_trained_on(path: str | os.PathLike, trained_on: dict) -> None:
+    """Records ``trained_on`` (``provenance``) in a ``.keras`` file already saved, rewriting
+    only its ``config.json`` member (``LabelledOutput``'s config): every other member, the
+    weights first of all, keeps its bytes, so the weights digest inside still holds. The
+    file is replaced atomically and its ``.sha256`` sidecar, if any, updated.
+
+    Raises:
+        ModelError: not a ``.keras`` file of ours (no ``LabelledOutput`` in its config).
+    """
+    path = Path(path)
+    with zipfile.ZipFile(path) as archive:
+        members = [(info, archive.read(info)) for info in archive.infolist()]
+    config_names = [info.filename for info, _ in members]
+    if path.suffix != ".keras" or "config.json" not in config_names:
+        raise ModelError(f"{path}: not a .keras file (no config.json inside)")
+    index = config_names.index("config.json")
+    config = json.loads(members[index][1])
+    layers = [layer for layer in config.get("config", {}).get("layers", [])
+              if layer.get("class_name") == "LabelledOutput"]
+    if not layers:
+        raise ModelError(f"{path}: no LabelledOutput layer in its config (not built by "
+                         "agegender)")
+    layers[-1]["config"]["trained_on"] = dict(trained_on)
+    members[index] = (members[index][0], json.dumps(config).encode("utf-8"))
+    writer = atomic.replacing_checksummed if atomic.checksum_path(path).is_file() \
+        else atomic.replacing
+    with writer(path) as tmp, zipfile.ZipFile(tmp, "w") as archive:
+        for info, data in members:  # same order, names, dates and compression
+            archive.writestr(info, data)
+
+
 def save_keras(model, path: str | os.PathLike) -> None:
     """Writes ``model`` as ``.keras`` with its weights digest inside (not atomic: the caller
     decides where)."""
@@ -253,6 +284,7 @@ class LoadedModel:
         predict: {kind: float32 [batch, ...]} (``model_inputs``: every kind in ``inputs``)
             → probabilities [batch, classes].
         inputs: the kinds of input it reads, in order (``model_inputs.KINDS``).
+        trained_on: what it records it was trained on (``provenance``); None: unknown.
     """
 
     path: str
@@ -261,6 +293,7 @@ class LoadedModel:
     features: FeatureParams
     predict: Callable[[dict], np.ndarray]
     inputs: tuple[str, ...] = ("spectrogram",)
+    trained_on: dict | None = None
 
 
 def _checked_labels(path: Path, stored_task: str | None, names: list[str] | None,
@@ -292,13 +325,19 @@ def bfloat16_copy(model):
     """
     import keras  # noqa: PLC0415
 
-    from agegender.model import build_model, model_labels, model_params  # noqa: PLC0415
+    from agegender.model import (  # noqa: PLC0415
+        build_model,
+        model_labels,
+        model_params,
+        model_trained_on,
+    )
 
     _, _, features = model_labels(model)
     policy = keras.mixed_precision.global_policy()
     try:
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
-        copy = build_model(model_params(model), features=features)
+        copy = build_model(model_params(model), features=features,
+                           trained_on=model_trained_on(model))
     finally:
         keras.mixed_precision.set_global_policy(policy)
     copy.set_weights(model.get_weights())
@@ -327,7 +366,7 @@ def open_model(path: str | os.PathLike, task: str | None = None, *,
             raise ParameterError(f"precision={precision!r} needs a .keras or .h5 model, "
                                  f"not the SavedModel {path}")
         return _open_saved_model(path, task)
-    from agegender.model import input_kinds, model_labels  # noqa: PLC0415
+    from agegender.model import input_kinds, model_labels, model_trained_on  # noqa: PLC0415
     from agegender.model_inputs import feed  # noqa: PLC0415
 
     model = load_model(path, verify=verify)
@@ -343,6 +382,7 @@ def open_model(path: str | os.PathLike, task: str | None = None, *,
     if shape is not None and params.image_shape[:2] != shape[:2]:
         raise ModelError(f"--model_path={path}: stored image size {params.image_shape[:2]} "
                          f"differs from its input size {shape[:2]}")
+    trained_on = model_trained_on(model)
     if precision == "bfloat16":
         if stored_task is None:
             raise ParameterError(f"precision='bfloat16' needs a model built by agegender; "
@@ -352,7 +392,7 @@ def open_model(path: str | os.PathLike, task: str | None = None, *,
     def predict(inputs: dict) -> np.ndarray:
         return np.asarray(model.predict_on_batch(feed(model, inputs)))
 
-    return LoadedModel(str(path), task, tuple(names), params, predict, kinds)
+    return LoadedModel(str(path), task, tuple(names), params, predict, kinds, trained_on)
 
 
 def _image_shape(model) -> tuple[int, int, int] | None:
@@ -406,7 +446,8 @@ def _open_saved_model(path: Path, task: str | None) -> LoadedModel:
                              for kind, value in inputs.items()}).values()
         return result.numpy()
 
-    return LoadedModel(str(path), task, tuple(names), params, predict, tuple(signature_names))
+    return LoadedModel(str(path), task, tuple(names), params, predict, tuple(signature_names),
+                       meta.get("trained_on") or None)
 
 
 def _signature_names(spec: dict, meta: dict) -> dict[str, str]:
@@ -565,9 +606,10 @@ def export_saved_model(model_path: str | os.PathLike, export_dir: str | os.PathL
     The serving function is ``serve``: one float32 argument per input kind the model reads
     (``model_inputs.KINDS``: the image [batch, H, W, 3] in 0-255 as ``spectrogram``, the voice
     statistics as ``pitch``) → probabilities. ``agegender.json`` beside it names the task,
-    classes, feature parameters, the inputs in order and every model parameter.
+    classes, feature parameters, the inputs in order, every model parameter and what the
+    model was trained on (``trained_on``).
     """
-    from agegender.model import model_labels, model_params  # noqa: PLC0415
+    from agegender.model import model_labels, model_params, model_trained_on  # noqa: PLC0415
 
     model = load_model(model_path)
     task, names, features = model_labels(model)
@@ -581,7 +623,8 @@ def export_saved_model(model_path: str | os.PathLike, export_dir: str | os.PathL
             {"task": task, "class_names": names, "features": features,
              "input_shape": list(_image_shape(model) or ()),
              "inputs": list(model_params(model).input_kinds),
-             "model_params": model_params(model).to_record()},
+             "model_params": model_params(model).to_record(),
+             "trained_on": model_trained_on(model)},
             indent=2))
         if export_dir.exists():  # an earlier export of ours: replace it whole
             shutil.rmtree(export_dir)

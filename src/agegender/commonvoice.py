@@ -152,18 +152,28 @@ def unrecognised_labels(clips: pd.DataFrame, *, top: int = 5) -> list[str]:
         e.g. ``["gender: 75 cells not recognised: 'F' 40, 'M' 35 (accepted: male, female,
         male_masculine, female_feminine; an empty cell is no label)"]``.
     """
-    lines = []
+    return [unrecognised_line(name, counts, top=top)
+            for name, counts in unrecognised_counts(clips).items()]
+
+
+def unrecognised_counts(clips: pd.DataFrame) -> dict[str, pd.Series]:
+    """``{"gender" | "age": value → cells}`` of the non-empty cells that are no label, for
+    the columns that have any (most common first)."""
+    found = {}
     for name, normalise in (("gender", labels.normalise_gender), ("age", labels.normalise_age)):
         cells = clips[f"{name}_raw"].astype(str)
         bad = cells[(cells.str.strip() != "") & clips[f"{name}_raw"].map(normalise).isna()]
-        if bad.empty:
-            continue
-        counts = bad.value_counts()
-        named = ", ".join(f"{value!r} {count}" for value, count in counts.iloc[:top].items())
-        more = f", {len(counts) - top} other values" if len(counts) > top else ""
-        lines.append(f"{name}: {len(bad)} cells not recognised: {named}{more} (accepted: "
-                     f"{ACCEPTED_LABELS[name]}; an empty cell is no label)")
-    return lines
+        if not bad.empty:
+            found[name] = bad.value_counts()
+    return found
+
+
+def unrecognised_line(name: str, counts: pd.Series, *, top: int = 5) -> str:
+    """The ``unrecognised_labels`` line of one column's ``unrecognised_counts``."""
+    named = ", ".join(f"{value!r} {count}" for value, count in counts.iloc[:top].items())
+    more = f", {len(counts) - top} other values" if len(counts) > top else ""
+    return (f"{name}: {int(counts.sum())} cells not recognised: {named}{more} (accepted: "
+            f"{ACCEPTED_LABELS[name]}; an empty cell is no label)")
 
 
 def task_counts(table: pd.DataFrame) -> dict[str, dict]:

@@ -216,7 +216,7 @@ def evaluate_clips(model_path: str | os.PathLike, clips: pd.DataFrame, *,
             or as a name in column ``<task>``; optional ``key`` (default: the file stem).
         task: expected task; None reads it from the model.
         root: base folder of relative audio paths.
-        results_dir: reports go to ``results_dir/<task>/``.
+        results_dir: reports go to ``results_dir/<task>/<model name>/`` (``report_dirs``).
         split: names the clips in the report.
         pitch_threshold: gender: fixed threshold, Hz. None: fitted on ``fit_clips`` (same
             columns) when given, else 165 Hz.

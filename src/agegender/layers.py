@@ -204,10 +204,13 @@ class LabelledOutput(layers.Layer):
         model_params: every ``ModelParams`` field the model was built with
             (``ModelParams.to_record``), so a copy (bfloat16, export) is rebuilt from it and
             callers know which inputs it reads; None in files saved before it was stored.
+        trained_on: what the weights were fitted on (``provenance.trained_on``: dataset,
+            kind ``synthetic``/``real``, speakers, clips); None when unknown (older files).
     """
 
     def __init__(self, task: str, class_names: list[str] | tuple[str, ...],
-                 features: dict | None = None, model_params: dict | None = None, **kwargs):
+                 features: dict | None = None, model_params: dict | None = None,
+                 trained_on: dict | None = None, **kwargs):
         super().__init__(**kwargs)
         if not class_names:
             raise ParameterError("class_names must name at least one class")
@@ -215,6 +218,7 @@ class LabelledOutput(layers.Layer):
         self.class_names = [str(name) for name in class_names]
         self.features = dict(features) if features else None
         self.model_params = dict(model_params) if model_params else None
+        self.trained_on = dict(trained_on) if trained_on else None
 
     def build(self, input_shape):
         if input_shape[-1] is not None and input_shape[-1] != len(self.class_names):
@@ -230,7 +234,7 @@ class LabelledOutput(layers.Layer):
     def get_config(self):
         return {**super().get_config(), "task": self.task,
                 "class_names": list(self.class_names), "features": self.features,
-                "model_params": self.model_params}
+                "model_params": self.model_params, "trained_on": self.trained_on}
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)

@@ -6,7 +6,8 @@ from agegender.config import ModelParams
 from agegender.errors import ModelError
 
 
-def build_model(params: ModelParams, *, features: dict | None = None):
+def build_model(params: ModelParams, *, features: dict | None = None,
+                trained_on: dict | None = None):
     """Builds the network of Tursunov et al. (2021).
 
     input (H, W, 3) in 0-255 → Rescaling 1/255 → FLB-1 → concat(FLB-1, MAM(FLB-1)) → FLB-2
@@ -25,6 +26,7 @@ def build_model(params: ModelParams, *, features: dict | None = None):
         params: model hyper-parameters (task and class names are stored in the model).
         features: ``FeatureParams`` fields of the training images, stored in the model so
             inference computes identical features.
+        trained_on: what it is trained on (``provenance.trained_on``), stored in the model.
 
     With ``params.architecture == "voice_stats"`` it is ``voice_stats_model`` instead.
 
@@ -32,6 +34,13 @@ def build_model(params: ModelParams, *, features: dict | None = None):
         An uncompiled ``keras.Model`` named ``mam_cnn_<task>``: [batch, H, W, 3] float32
         → [batch, num_classes] probabilities.
     """
+    model = _build(params, features=features)
+    _labels_layer(model).trained_on = dict(trained_on) if trained_on else None
+    return model
+
+
+def _build(params: ModelParams, *, features: dict | None):
+    """``build_model`` without the ``trained_on`` record."""
     if params.architecture == "voice_stats":
         return voice_stats_model(params, features=features)
     if params.architecture == "embedding":
@@ -283,8 +292,8 @@ def compile_model(model, learning_rate: float):
     return model
 
 
-def model_labels(model) -> tuple[str, list[str], dict | None]:
-    """Reads (task, class names, feature params) stored in a model by ``LabelledOutput``.
+def _labels_layer(model):
+    """The model's ``LabelledOutput`` layer.
 
     Raises:
         ModelError: the model has no ``LabelledOutput`` layer (not one of ours).
@@ -293,9 +302,29 @@ def model_labels(model) -> tuple[str, list[str], dict | None]:
 
     for layer in reversed(model.layers):
         if isinstance(layer, LabelledOutput):
-            return layer.task, list(layer.class_names), layer.features
+            return layer
     raise ModelError(f"model {model.name!r} carries no task/class names (no LabelledOutput "
                      "layer); it was not built by agegender")
+
+
+def model_labels(model) -> tuple[str, list[str], dict | None]:
+    """Reads (task, class names, feature params) stored in a model by ``LabelledOutput``.
+
+    Raises:
+        ModelError: the model has no ``LabelledOutput`` layer (not one of ours).
+    """
+    layer = _labels_layer(model)
+    return layer.task, list(layer.class_names), layer.features
+
+
+def model_trained_on(model) -> dict | None:
+    """What a model records it was trained on (``provenance``: dataset, kind, speakers,
+    clips); None for a file saved before the record existed, or not built by agegender."""
+    try:
+        record = _labels_layer(model).trained_on
+    except ModelError:
+        return None
+    return dict(record) if record else None
 
 
 def model_params(model) -> ModelParams:

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from agegender import atomic, commonvoice, figures, labels, layouts, leakage, runlock
+from agegender import atomic, commonvoice, figures, labels, layouts, leakage, provenance, runlock
 from agegender.channel import waveform_copy
 from agegender.config import SPLITS, CopyParams, FeatureParams, PreprocessParams, split_dirname
 from agegender.errors import AudioError, ParameterError
@@ -98,7 +98,9 @@ class CleanResult:
             lines name speakers in two splits that were allowed.
         missing_tables: one line per split table not found (``layouts.ClipTable``).
         layout_warnings: lines from writing the clean ``Audio/`` layout (raw runs).
-        label_warnings: one line per unrecognised gender/age label value.
+        label_warnings: one line per label column with unrecognised values.
+        label_notes: such lines the demo corpus causes on purpose (its ``other`` labels,
+            ``provenance.DEMO_LABEL_VALUES``): notes, not warnings, on the demo corpus.
     """
 
     kept: pd.DataFrame
@@ -107,6 +109,7 @@ class CleanResult:
     missing_tables: tuple[str, ...] = ()
     layout_warnings: tuple[str, ...] = ()
     label_warnings: tuple[str, ...] = ()
+    label_notes: tuple[str, ...] = ()
 
 
 def run_clean(dataset_dir: str | os.PathLike, params: PreprocessParams,
@@ -140,6 +143,7 @@ def run_clean(dataset_dir: str | os.PathLike, params: PreprocessParams,
                                              for path in table["audio_path"]])
         atomic.write_text(manifest_path(out, split), table.to_csv(index=False))
     leakage.write_record(out, split_leakage)
+    provenance.write_source(out, dataset_dir)  # the model trained on it will name it
     if params.dataset_type == "raw":  # the original README's next step reads Audio/
         from agegender.clean_layout import write_clean_layout  # noqa: PLC0415
 
@@ -158,30 +162,48 @@ def run_clean(dataset_dir: str | os.PathLike, params: PreprocessParams,
         if missing:
             log.info("clean: %d kept clips have no %s label (they serve the other task)",
                      missing, name)
-    label_warnings = tuple(commonvoice.unrecognised_labels(clips))
-    for line in label_warnings:
-        log.warning("clean: %s", line)
+    demo = provenance.dataset_source(dataset_dir)["kind"] == "synthetic"
+    label_warnings, label_notes = [], []
+    for name, values in commonvoice.unrecognised_counts(clips).items():
+        expected = demo and set(values.index) <= provenance.DEMO_LABEL_VALUES
+        line = commonvoice.unrecognised_line(name, values)
+        provenance.log_problem(log, line, expected_in_demo=expected, prefix="clean: ")
+        (label_notes if expected else label_warnings).append(line)
     return CleanResult(kept, dropped, split_leakage, missing_tables=read.missing_tables,
                        layout_warnings=layout_warnings,
-                       label_warnings=label_warnings)
+                       label_warnings=tuple(label_warnings), label_notes=tuple(label_notes))
 
 
-def split_report(dataset_dir: str | os.PathLike, counts: dict[str, dict]) -> list[str]:
-    """Logs a WARNING per split/task that is empty or tiny; returns the lines.
+def split_report(dataset_dir: str | os.PathLike,
+                 counts: dict[str, dict]) -> tuple[list[str], list[str]]:
+    """Logs a WARNING per split/task that is empty or tiny; on the demo corpus, those of
+    the tasks it does not train (``provenance.DEMO_UNTRAINED_TASKS``) are notes instead.
 
     Args:
-        dataset_dir: for the messages.
+        dataset_dir: the dataset read (for the messages, and to tell the demo corpus).
         counts: ``{split: commonvoice.task_counts(...)}``.
+
+    Returns:
+        ``(warnings, notes)``: the lines.
     """
     # Speaker checks only make sense when the layout names speakers at all.
     has_speakers = any(count["speakers"] for per_task in counts.values()
                        for count in per_task.values())
-    lines = []
+    untrained = (provenance.DEMO_UNTRAINED_TASKS
+                 if provenance.dataset_source(dataset_dir)["kind"] == "synthetic" else ())
+    lines, notes = [], []
     for split, per_task in counts.items():
-        lines += commonvoice.split_warnings(split, per_task, has_speakers=has_speakers)
+        kept = {task: count for task, count in per_task.items() if task not in untrained}
+        lines += commonvoice.split_warnings(split, kept, has_speakers=has_speakers)
+        if any(count["examples"] for count in kept.values()):  # else "empty" said it all
+            notes += commonvoice.split_warnings(
+                split, {task: count for task, count in per_task.items() if task in untrained},
+                has_speakers=has_speakers)
     for line in lines:
         log.warning("%s: %s", dataset_dir, line)
-    return lines
+    for line in notes:
+        provenance.log_problem(log, line, expected_in_demo=True, prefix=f"{dataset_dir}: ")
+    return lines, notes
 
 
 def _reason_counts(dropped: pd.DataFrame) -> dict[str, int]:
@@ -543,7 +565,8 @@ def _run_stages(dataset_dir: str | os.PathLike, *, params: PreprocessParams,
     Returns:
         Summary: rows kept/dropped by cleaning (and kept without a gender/age label), clips
         skipped, examples per split and labelled examples per split and task, and
-        ``warnings``: one line per missing split table and per empty or tiny split/task.
+        ``warnings``: one line per missing split table and per empty or tiny split/task;
+        ``notes``: such lines the demo corpus causes on purpose (``provenance``).
     """
     # Long because: one block per stage, in order, each timing itself into the report; the code is
     # 54 lines.
@@ -554,6 +577,7 @@ def _run_stages(dataset_dir: str | os.PathLike, *, params: PreprocessParams,
     summary: dict = {}
     problems: list[dict] = []
     warnings: list[str] = []
+    notes: list[str] = []
     if "clean" in stages:
         cleaned = run_clean(dataset_dir, params, results_dir, output_dir=out)
         kept, dropped = cleaned.kept, cleaned.dropped
@@ -564,15 +588,17 @@ def _run_stages(dataset_dir: str | os.PathLike, *, params: PreprocessParams,
         warnings += [f"{table}, that split is empty" for table in cleaned.missing_tables]
         warnings += cleaned.layout_warnings
         warnings += cleaned.label_warnings
+        notes += cleaned.label_notes
         allowed = [f"{line} (allowed by --allow_speaker_overlap)"
                    for line in cleaned.leakage["overlapping"]]
         warnings += allowed
         problems += [{"stage": "clean", "split": "", "key": "", "path": "", "reason": line}
                      for line in allowed]
         if "tfrecords" not in stages:  # else the tfrecords stage judges the final splits
-            warnings += split_report(dataset_dir, {
+            found, noted = split_report(dataset_dir, {
                 split: commonvoice.task_counts(kept[kept["split"] == split])
                 for split in SPLITS})
+            warnings, notes = warnings + found, notes + noted
         problems += [{"stage": "clean", "split": row.split, "key": row.key,
                       "path": row.audio_path or f"{row.source_file}:{row.source_row}",
                       "reason": row.reason} for row in dropped.itertuples(index=False)]
@@ -586,8 +612,9 @@ def _run_stages(dataset_dir: str | os.PathLike, *, params: PreprocessParams,
         summary["labelled"] = {split: {task: count["examples"] for task, count in
                                        index["task_counts"].items()}
                                for split, index in indexes.items()}
-        warnings += split_report(dataset_dir, {split: index["task_counts"]
-                                               for split, index in indexes.items()})
+        found, noted = split_report(dataset_dir, {split: index["task_counts"]
+                                                  for split, index in indexes.items()})
+        warnings, notes = warnings + found, notes + noted
         warnings += [line for split, index in indexes.items()
                      if (line := kept_shards_note(dataset_dir, split, index, params))]
     report_path = Path(results_dir) / "preprocess_report.csv"
@@ -600,4 +627,5 @@ def _run_stages(dataset_dir: str | os.PathLike, *, params: PreprocessParams,
     atomic.write_text(report_path, report.to_csv(index=False))
     summary["report"] = str(report_path)
     summary["warnings"] = warnings
+    summary["notes"] = notes
     return summary

@@ -1,6 +1,7 @@
 """The files of a test report, written from ``analysis.analyse``'s result.
 
-``RESULTS/<task>/``: the human-readable log (``format_report``), the confusion-matrix and
+``RESULTS/<task>/<model name>/`` (``report_dirs``: one folder per model, so a test of one
+model never lands beside another's reports): the human-readable log (``format_report``), the confusion-matrix and
 per-speaker figures, the per-clip predictions CSV with its model sidecar, and the
 per-speaker CSV. Nothing here computes a metric: every number comes in with the result.
 """
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from agegender import atomic, figures
+from agegender import atomic, figures, report_dirs
 
 LOG_SPEAKER_ROWS = 20  # worst speakers shown in the text log; the CSV has all
 
@@ -132,17 +133,21 @@ def write_report(result: dict, class_names: Sequence[str], *, task: str, split: 
                  f0_hz: np.ndarray | None = None, probabilities: np.ndarray) -> dict:
     """Writes the report files of ``analysis.analyse``'s result.
 
-    Files in ``RESULTS/<task>/``: ``test_log_<task>.txt``, ``confusion_matrix_<task>.png``,
+    Files in ``report_dirs.report_dir(results_dir, task, model_path)``
+    (``RESULTS/<task>/<model name>/``): ``test_log_<task>.txt``, ``confusion_matrix_<task>.png``,
     ``predictions_<task>.csv`` (per clip: key, speaker, [audio_path], true, predicted,
     every class probability, [median_f0_hz, pitch_predicted]), ``per_speaker_<task>.csv``
     and ``per_speaker_<task>.png``.
 
     Returns:
         ``{"text": log text, "paths": {name: path}}``.
+
+    Raises:
+        OutputError: the folder holds another model's reports (``report_dirs.claim``).
     """
     from agegender.checkpoints import describe_model  # noqa: PLC0415
 
-    out = Path(results_dir) / task
+    out = report_dirs.claim(results_dir, task, model_path)
     identity = _identity(model_path)
     named = f"\n{describe_model(identity, short=True)}" if identity is not None else ""
     paths = {"log": out / f"test_log_{task}.txt",

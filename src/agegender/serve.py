@@ -10,6 +10,8 @@ Endpoints:
     --timeline`` writes it: segments with a speaker, per-speaker rows); ``?files=true`` adds
     the CSV, the per-speaker CSV, RTTM, TextGrid text and the PNG
     (base64) that ``timeline_formats.write_timeline`` makes, for the page's downloads.
+    Both answers carry ``warning``: null, or one line when a model was trained on the
+    synthetic demo voices (``provenance.synthetic_warning``; an upload is never from them).
     ``GET /healthz``: ``{"status": "ok", ...}``, answered on the event loop, so a slow
     analysis (run in the worker pool) never delays it.
     ``GET /docs``: the OpenAPI page.
@@ -104,6 +106,19 @@ def shipped_detectors() -> dict:
     return detectors
 
 
+def _warning(detectors) -> str | None:
+    """``provenance.synthetic_warning`` of each detector's model, joined; None for models
+    trained on real voices or that record nothing (stub detectors included)."""
+    from agegender.provenance import synthetic_warning  # noqa: PLC0415
+
+    lines = []
+    for detector in detectors:
+        model = getattr(detector, "model", None)
+        lines.append(synthetic_warning(getattr(model, "trained_on", None), None,
+                                       model=Path(getattr(model, "path", "model")).name))
+    return "; ".join(line for line in lines if line) or None
+
+
 def _predict_payload(detectors: Mapping, info: AudioInfo) -> dict:
     """Every detector's label for one upload, keyed by task."""
     tasks = {}
@@ -117,7 +132,8 @@ def _predict_payload(detectors: Mapping, info: AudioInfo) -> dict:
         tasks[task] = {"label": result["label"], "probability": result["probability"],
                        "probabilities": result["probabilities"], "speech": result["speech"],
                        "error": error}
-    return {"file": info.name, "duration": round(info.duration, 3), "tasks": tasks}
+    return {"file": info.name, "duration": round(info.duration, 3), "tasks": tasks,
+            "warning": _warning(detectors.values())}
 
 
 def _timeline_payload(detectors: Mapping, info: AudioInfo, files: bool) -> dict:
@@ -144,6 +160,7 @@ def _timeline_payload(detectors: Mapping, info: AudioInfo, files: bool) -> dict:
     write_timeline(named, prefix, task=detector.task, formats=formats, model=model,
                    more_tasks=more_tasks)
     payload = json.loads(Path(output_path(prefix, "json")).read_text())
+    payload["warning"] = _warning([detector, *more])
     if files:
         write_timeline(result, prefix, task=detector.task, formats=("png",))
         payload["files"] = {fmt: Path(output_path(prefix, fmt)).read_text()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agegender import atomic, labels
+from agegender import atomic, labels, provenance
 from agegender.analysis import speakers_per_class
 
 log = logging.getLogger(__name__)
@@ -55,9 +55,15 @@ def thin_split_warnings(counts_by_class: dict[str, int],
 
 
 def check_dev_split(dataset_dir: str | os.PathLike, task: str,
-                    results_dir: str | os.PathLike) -> list[str]:
+                    report_dir: str | os.PathLike) -> list[str]:
     """Counts dev clips and speakers per class, logs ``thin_split_warnings`` as WARNING and
-    writes them (with the counts) to ``results_dir/<task>/train_warnings_<task>.txt``."""
+    writes them (with the counts) to ``report_dir/train_warnings_<task>.txt`` (the model's
+    report folder, ``report_dirs.report_dir``). On the demo corpus, whose dev split is thin
+    on purpose, each is a ``note: expected in the demo: ...`` instead (``provenance``).
+
+    Returns:
+        The thin-split lines, as ``thin_split_warnings`` gives them.
+    """
     from agegender.pipeline import split_labels_and_speakers  # noqa: PLC0415
 
     names = labels.class_names(task)
@@ -67,13 +73,13 @@ def check_dev_split(dataset_dir: str | os.PathLike, task: str,
     known = any(speakers)  # no ids at all: speaker counts are unknown, not zero
     by_class = {name: (per_class.get(name) or 0) if known else None for name in names}
     found = thin_split_warnings(counts, by_class)
-    for line in found:
-        log.warning("%s", line)
+    demo = provenance.is_demo_dataset(dataset_dir)
+    shown = [provenance.log_problem(log, line, expected_in_demo=demo) for line in found]
     summary = ", ".join(f"{name} {counts[name]} clips/"
                         f"{'?' if by_class[name] is None else by_class[name]} speakers"
                         for name in names)
-    atomic.write_text(Path(results_dir) / task / f"train_warnings_{task}.txt",
-                      "\n".join([f"dev: {summary}", *(found or ["no warnings"])]) + "\n")
+    atomic.write_text(Path(report_dir) / f"train_warnings_{task}.txt",
+                      "\n".join([f"dev: {summary}", *(shown or ["no warnings"])]) + "\n")
     return found
 
 

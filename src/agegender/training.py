@@ -17,7 +17,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from agegender import atomic, compat, labels, runlock, runstate
+from agegender import atomic, compat, labels, provenance, report_dirs, runlock, runstate
 from agegender.callbacks import (  # noqa: F401  (BestCheckpoint, LivePlot: re-exported)
     BestCheckpoint,
     CsvLog,
@@ -86,11 +86,14 @@ def _writable_dir(path: Path, flag: str) -> Path:
 
 def output_paths(task: str, models_dir: str | os.PathLike,
                  results_dir: str | os.PathLike) -> dict[str, Path]:
-    """Where training writes, creating (and checking) the folders."""
+    """Where training writes, creating (and checking) the folders: the model in
+    ``models_dir/<task>/``, its reports in ``report_dirs.report_dir`` (``results_dir/<task>/
+    best_model_<task>/``, where its test reports go too)."""
     model_dir = _writable_dir(Path(models_dir) / task, "--models_dir")
-    result_dir = _writable_dir(Path(results_dir) / task, "--results_dir")
+    keras_path = model_dir / f"best_model_{task}.keras"
+    result_dir = _writable_dir(report_dirs.claim(results_dir, task, keras_path), "--results_dir")
     return {
-        "keras": model_dir / f"best_model_{task}.keras",
+        "keras": keras_path,
         "h5": model_dir / f"best_model_{task}.h5",
         "state": model_dir / f"best_model_{task}.json",
         "backup": model_dir / "backup",
@@ -154,13 +157,15 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
             from the shards and ``task``. None: the paper's MAM-CNN with the defaults.
         image_size: image height the shards must have (None: the shards' size).
         models_dir: checkpoints go to ``models_dir/<task>/``.
-        results_dir: CSV log, curves and TensorBoard logs go to ``results_dir/<task>/``.
+        results_dir: CSV log, curves and TensorBoard logs go to
+            ``results_dir/<task>/best_model_<task>/`` (``report_dirs``).
         show_summary: print the model summary.
         show_live_plot: also show the curves in a window when a display exists.
         verbose: Keras ``fit`` verbosity.
         extra_callbacks: appended to the project's callbacks.
         overwrite: discard an existing backup and start a new run.
-        tensorboard: also write TensorBoard scalars to ``results_dir/<task>/tensorboard/``.
+        tensorboard: also write TensorBoard scalars to
+            ``results_dir/<task>/best_model_<task>/tensorboard/``.
         save_optimizer: keep the optimizer state in the best checkpoints (only needed to
             continue training from them; resuming uses the backup).
         skip_corrupt: leave corrupt shard records out (counted in ``corrupt``) instead of
@@ -183,6 +188,7 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
         labelled_count,
         split_index,
         split_labels,
+        split_labels_and_speakers,
     )
     from agegender.split_checks import check_dev_split  # noqa: PLC0415
 
@@ -219,7 +225,11 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
         for folder in (paths["keras"].parent, paths["csv"].parent):
             atomic.remove_leftovers(folder)
     backup_dir = Path(models_dir) / task / "backup"  # read by every worker, written by the chief
-    check_dev_split(dataset_dir, task, paths["csv"].parent.parent)  # warns when dev is thin
+    check_dev_split(dataset_dir, task, paths["csv"].parent)  # warns when dev is thin
+    # Stored in the model: which dataset (synthetic demo or real), speakers and clips.
+    trained_on = provenance.trained_on(
+        dataset_dir, split_labels_and_speakers(dataset_dir, "train", task)[1])
+    log.info("training on %s (%s)", provenance.describe(trained_on), trained_on["kind"])
 
     previous_policy = keras.mixed_precision.global_policy()
     if train_params.mixed_precision:
@@ -227,7 +237,7 @@ def train(dataset_dir: str | os.PathLike, task: str, *, train_params: TrainParam
     try:
         def build():
             with strategy.scope():
-                model = build_model(model_params, features=features)
+                model = build_model(model_params, features=features, trained_on=trained_on)
                 compile_model(model, train_params.learning_rate)
             return model
 

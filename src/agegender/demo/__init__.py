@@ -37,6 +37,7 @@ from agegender.demo.corpus import (
     corpus_csv_name,
     corpus_table,
     corpus_text,
+    is_demo_corpus,
     make_demo_dataset,
     plan_clips,
     speakers_table,
@@ -67,6 +68,6 @@ __all__ = [
     "FORMANT_PERCENT", "MP3_SAMPLE_RATES", "SENTENCES", "SPEAKERS_FILE", "SPLITS", "TARGET_F0_HZ",
     "AgeProfile", "ClipPlan", "DemoParams", "DemoSummary", "VoiceParams", "build_espeak_root",
     "clip_filename", "clip_path", "clips_table", "corpus_csv_name", "corpus_table", "corpus_text",
-    "extra_voices", "find_espeak", "install_variant", "make_demo_dataset", "plan_clips",
-    "speaker_voices", "speakers_table", "synthesize",
+    "extra_voices", "find_espeak", "install_variant", "is_demo_corpus", "make_demo_dataset",
+    "plan_clips", "speaker_voices", "speakers_table", "synthesize",
 ]

@@ -206,9 +206,10 @@ def _make_clip(job: tuple[ClipPlan, str, int, str]) -> str:
     return plan.filename
 
 
-def _is_our_corpus(out_dir: Path) -> bool:
-    """True when ``out_dir`` holds a ``speakers.csv`` written by this module."""
-    path = out_dir / SPEAKERS_FILE
+def is_demo_corpus(out_dir: str | os.PathLike) -> bool:
+    """True when ``out_dir`` holds a ``speakers.csv`` written by this module: a synthetic
+    demo corpus (what ``provenance`` records as ``kind: synthetic``)."""
+    path = Path(out_dir) / SPEAKERS_FILE
     if not path.is_file():
         return False
     with path.open(encoding="utf-8", errors="replace") as file:
@@ -232,7 +233,7 @@ def _check_out_dir(out_dir: Path, planned: dict[str, bytes], *, overwrite: bool)
         return False
     if overwrite:
         return False
-    if not _is_our_corpus(out_dir):
+    if not is_demo_corpus(out_dir):
         raise DatasetError(
             f"--out {out_dir} is not empty and holds no demo corpus (no speakers.csv of ours); "
             "choose another folder, or pass --overwrite to add ours (only files with the demo's "
@@ -263,7 +264,7 @@ def _remove_partial_files(out_dir: Path) -> int:
 
 def _remove_stale_clips(out_dir: Path, keep: set[str]) -> int:
     """Removes MP3s listed in our previous ``clips.csv`` that the new plan no longer has."""
-    if not _is_our_corpus(out_dir) or not (out_dir / CLIPS_FILE).is_file():
+    if not is_demo_corpus(out_dir) or not (out_dir / CLIPS_FILE).is_file():
         return 0
     old = pd.read_csv(out_dir / CLIPS_FILE, usecols=["filename"], dtype=str)["filename"]
     removed = 0

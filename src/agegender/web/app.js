@@ -58,6 +58,8 @@ function element(tag, text, className) {
 function showLabels(prediction) {
   const box = $("labels");
   box.replaceChildren();
+  // A model trained on the synthetic demo voices: its labels say little about this audio.
+  if (prediction.warning) box.append(element("p", `WARNING: ${prediction.warning}`, "warning"));
   for (const [task, result] of Object.entries(prediction.tasks)) {
     const div = element("div", undefined, "task");
     div.dataset.task = task;
