@@ -147,7 +147,6 @@ def frame_voicing(waveform: np.ndarray) -> FrameVoicing:
     Returns:
         FrameVoicing of ``1 + (samples - FRAME) // HOP`` frames (0 when shorter than FRAME).
     """
-    # Long because: an 11-line docstring; the code is 49 lines.
     import scipy.fft  # noqa: PLC0415
 
     waveform = np.asarray(waveform, dtype=np.float32)
@@ -156,17 +155,45 @@ def frame_voicing(waveform: np.ndarray) -> FrameVoicing:
     window, window_auto = _window()
     frames = np.lib.stride_tricks.sliding_window_view(waveform, FRAME)[::HOP]  # [n, FRAME]
     centred = frames - frames.mean(axis=1, keepdims=True)  # DC is not a voice
-    rms = np.sqrt(np.einsum("nf,nf->n", centred, centred) / FRAME)
-    rms_db = 20.0 * np.log10(np.maximum(rms, 1e-7))
+    energy_sum = np.einsum("nf,nf->n", centred, centred)  # [n]
+    rms_db = 20.0 * np.log10(np.maximum(np.sqrt(energy_sum / FRAME), 1e-7))
     # scipy's pocketfft vectorises across rows: half the CPU of numpy's on these [n, 1024]
     # float32 batches (the gate's largest cost on a long recording), same float32 results
     # to rounding.
-    spectrum = scipy.fft.rfft(centred * window, _FFT, axis=1)  # [n, _FFT/2 + 1]
-    power = spectrum.real ** 2 + spectrum.imag ** 2
-    auto = scipy.fft.irfft(power, _FFT, axis=1)[:, :_LAGS[1]]  # [n, lags]
+    spectrum = scipy.fft.rfft(centred * window, _FFT, axis=1)  # [n, _FFT/2 + 1] complex64
+    squares = spectrum.view(np.float32)  # [n, _FFT + 2]: re, im interleaved
+    squares *= squares
+    power = squares[:, 0::2] + squares[:, 1::2]  # [n, _FFT/2 + 1]
+    total = power.sum(axis=1)  # [n]
+    peak, f0 = _periodicity(power, window_auto)
+    peak_share = _peak_share(power) / np.maximum(total, 1e-20)
+    burst_share = _loudest_burst(centred) / np.maximum(energy_sum, 1e-20)
+    # Cosine of the magnitude spectra: |a|^2 is the frame's total power.
+    magnitude = np.sqrt(power)  # [n, bins]
+    norms = np.maximum(np.sqrt(total), 1e-12)
+    similarity = np.full(len(peak), np.nan, np.float32)
+    similarity[SIMILARITY_LAG:] = np.einsum(
+        "nf,nf->n", magnitude[SIMILARITY_LAG:], magnitude[:-SIMILARITY_LAG]) / (
+        norms[SIMILARITY_LAG:] * norms[:-SIMILARITY_LAG])
+    return FrameVoicing(rms_db.astype(np.float32), np.clip(peak, 0, 1).astype(np.float32),
+                        f0.astype(np.float32), peak_share.astype(np.float32),
+                        burst_share.astype(np.float32), similarity)
+
+
+def _periodicity(power: np.ndarray, window_auto: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The normalised autocorrelation's peak at 70-400 Hz and its F0, each [n], from the
+    frames' power spectra [n, _FFT/2 + 1].
+
+    The even bins of the zero-padded ``_FFT``-point spectrum are the ``_FFT / 2``-point
+    spectrum, whose inverse is the autocorrelation without wrap-around for lags up to
+    ``_FFT / 2 - FRAME`` (192 > the 115 of 70 Hz): half the inverse FFT's work.
+    """
+    import scipy.fft  # noqa: PLC0415
+
+    low, high = _LAGS
+    auto = scipy.fft.irfft(power[:, ::2], _FFT // 2, axis=1)[:, :high]  # [n, lags]
     energy = np.maximum(auto[:, 0], 1e-20)
     normalised = auto / energy[:, np.newaxis] / window_auto  # unbiased by the taper
-    low, high = _LAGS
     best = low + np.argmax(normalised[:, low:high], axis=1)  # [n]
     rows = np.arange(len(best))
     peak = normalised[rows, best]
@@ -179,24 +206,29 @@ def frame_voicing(waveform: np.ndarray) -> FrameVoicing:
     right = normalised[rows, np.minimum(best + 1, high - 1)]
     curve = left - 2.0 * peak + right
     shift = np.where(curve < 0, 0.5 * (left - right) / np.where(curve < 0, curve, -1.0), 0.0)
-    f0 = GATE_RATE / (best + np.clip(shift, -0.5, 0.5))
-    # Energy in the strongest peak: ±62 Hz around the largest bin (a Hann main lobe).
-    band = np.lib.stride_tricks.sliding_window_view(
-        np.pad(power, ((0, 0), (8, 8))), 17, axis=1)  # [n, bins, 17]
-    top = np.argmax(power, axis=1)
-    peak_share = band[rows, top].sum(axis=1) / np.maximum(power.sum(axis=1), 1e-20)
-    # Energy in the loudest 10 ms of the frame (a running sum over BURST samples).
-    cumulative = np.cumsum(np.pad(centred * centred, ((0, 0), (1, 0))), axis=1)  # [n, FRAME+1]
-    burst = (cumulative[:, BURST:] - cumulative[:, :-BURST]).max(axis=1)
-    burst_share = burst / np.maximum(cumulative[:, -1], 1e-20)
-    magnitude = np.sqrt(power)
-    magnitude /= np.maximum(np.linalg.norm(magnitude, axis=1, keepdims=True), 1e-12)
-    similarity = np.full(len(best), np.nan, np.float32)
-    similarity[SIMILARITY_LAG:] = np.einsum("nf,nf->n", magnitude[SIMILARITY_LAG:],
-                                            magnitude[:-SIMILARITY_LAG])
-    return FrameVoicing(rms_db.astype(np.float32), np.clip(peak, 0, 1).astype(np.float32),
-                        f0.astype(np.float32), peak_share.astype(np.float32),
-                        burst_share.astype(np.float32), similarity)
+    return peak, GATE_RATE / (best + np.clip(shift, -0.5, 0.5))
+
+
+_PEAK_HALF_WIDTH = 8  # bins: ±62 Hz around the largest bin (a Hann main lobe)
+
+
+def _peak_share(power: np.ndarray) -> np.ndarray:
+    """Energy in each frame's strongest spectral peak (its largest bin ±``_PEAK_HALF_WIDTH``
+    bins, cut at the spectrum's ends), [n], from power spectra [n, bins]."""
+    top = np.argmax(power, axis=1)  # [n]
+    offsets = np.arange(-_PEAK_HALF_WIDTH, _PEAK_HALF_WIDTH + 1)
+    columns = top[:, np.newaxis] + offsets  # [n, 17]
+    inside = (columns >= 0) & (columns < power.shape[1])
+    band = np.take_along_axis(power, np.clip(columns, 0, power.shape[1] - 1), axis=1)
+    return np.where(inside, band, 0.0).sum(axis=1)
+
+
+def _loudest_burst(centred: np.ndarray) -> np.ndarray:
+    """Energy of each frame's loudest ``BURST`` samples, [n], from frames [n, FRAME] with
+    their DC removed: the largest running sum of the squares."""
+    cumulative = np.cumsum(centred * centred, axis=1)  # [n, FRAME]
+    later = (cumulative[:, BURST:] - cumulative[:, :-BURST]).max(axis=1)  # windows from 1 on
+    return np.maximum(later, cumulative[:, BURST - 1])  # and the window at 0
 
 
 def voiced_frames(voicing: FrameVoicing, *, reference_db: float | None = None) -> np.ndarray:
