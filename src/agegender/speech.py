@@ -119,7 +119,8 @@ def to_gate_rate(waveform: np.ndarray, sample_rate: int) -> np.ndarray:
         return waveform
     import soxr  # noqa: PLC0415
 
-    return soxr.resample(waveform, sample_rate, GATE_RATE, quality="MQ").astype(np.float32)
+    return soxr.resample(waveform, sample_rate, GATE_RATE, quality="MQ").astype(np.float32,
+                                                                            copy=False)
 
 
 _WINDOW_CACHE: dict[str, np.ndarray] = {}
@@ -268,12 +269,9 @@ def stationary(similarity: np.ndarray, loud: np.ndarray) -> np.ndarray:
         repeats = loud & (similarity >= STATIONARY_SIMILARITY)
     if repeats.shape[0] < run:
         return np.zeros(loud.shape, bool)
-    counts = np.convolve(repeats.astype(np.int32), np.ones(run, np.int32), mode="valid")
-    held = np.flatnonzero(counts == run)  # windows [held, held + run) all repeat
-    marks = np.zeros(loud.shape[0] + 1, np.int32)
-    np.add.at(marks, np.maximum(held - SIMILARITY_LAG, 0), 1)
-    np.add.at(marks, np.minimum(held + run, loud.shape[0]), -1)
-    return np.cumsum(marks[:-1]) > 0
+    held = np.flatnonzero(_running(repeats, run, np.logical_and))  # [held, held + run) repeat
+    return _covered(np.maximum(held - SIMILARITY_LAG, 0),
+                    np.minimum(held + run, loud.shape[0]), loud.shape[0])
 
 
 def steady_pitch(f0_hz: np.ndarray, voiced: np.ndarray) -> np.ndarray:
@@ -281,21 +279,34 @@ def steady_pitch(f0_hz: np.ndarray, voiced: np.ndarray) -> np.ndarray:
     ``STEADY_RANGE``: held notes and tones, bool [frames]. A voice's F0 glides (intonation,
     jitter) by more within 0.2 s."""
     run = max(2, int(round(STEADY_RUN_S * GATE_RATE / HOP)))
-    steady = np.zeros(voiced.shape, bool)
     if voiced.shape[0] < run:
-        return steady
+        return np.zeros(voiced.shape, bool)
     log_f0 = np.where(voiced, np.log(np.maximum(f0_hz, 1.0)), np.nan)
-    windows = np.lib.stride_tricks.sliding_window_view(log_f0, run)  # [n - run + 1, run]
-    with np.errstate(invalid="ignore"):
-        spread = windows.max(axis=1) - windows.min(axis=1)  # NaN if any frame is unvoiced
-    held = np.flatnonzero(spread < np.log1p(STEADY_RANGE))
-    if held.size:  # every frame of a held window
-        marks = np.zeros(voiced.shape[0] + 1, np.int32)
-        # Widened by half a run each side: the glide from one note into the next is music too.
-        np.add.at(marks, np.maximum(held - run // 2, 0), 1)
-        np.add.at(marks, np.minimum(held + run + run // 2, voiced.shape[0]), -1)
-        steady = np.cumsum(marks[:-1]) > 0
-    return steady
+    with np.errstate(invalid="ignore"):  # NaN (an unvoiced frame in the window) propagates
+        spread = _running(log_f0, run, np.maximum) - _running(log_f0, run, np.minimum)
+        held = np.flatnonzero(spread < np.log1p(STEADY_RANGE))
+    # Every frame of a held window, widened by half a run each side: the glide from one note
+    # into the next is music too.
+    return _covered(np.maximum(held - run // 2, 0),
+                    np.minimum(held + run + run // 2, voiced.shape[0]), voiced.shape[0])
+
+
+def _running(values: np.ndarray, run: int, combine: np.ufunc) -> np.ndarray:
+    """``combine`` (a binary ufunc: maximum, minimum, logical_and) over each window of
+    ``run`` consecutive values, [n - run + 1]: ``run - 1`` whole-array calls, cheaper than
+    reducing a [n - run + 1, run] window view row by row."""
+    count = values.shape[0] - run + 1
+    out = values[:count].copy()
+    for shift in range(1, run):
+        combine(out, values[shift:shift + count], out=out)
+    return out
+
+
+def _covered(starts: np.ndarray, stops: np.ndarray, frames: int) -> np.ndarray:
+    """Frames inside any of the spans [starts[i], stops[i]), bool [frames]."""
+    marks = (np.bincount(starts, minlength=frames + 1)
+             - np.bincount(stops, minlength=frames + 1))  # [frames + 1]
+    return np.cumsum(marks[:-1]) > 0
 
 
 def voiced_share(waveform: np.ndarray, sample_rate: int) -> float:
