@@ -355,3 +355,15 @@ def test_blocks_measure_every_frame_as_one_pass_does(tmp_path):
     whole = speech.frame_voicing(wave)
     np.testing.assert_allclose(blocks.similarity, whole.similarity, atol=1e-5)
     np.testing.assert_array_equal(speech.voiced_frames(blocks), speech.voiced_frames(whole))
+
+
+def test_percentile_95_is_numpys():
+    """The loud-frame reference the gate computes by partition equals ``np.percentile``
+    bit for bit, ties and one-frame clips included."""
+    rng = np.random.default_rng(3)
+    for size in (1, 2, 3, 19, 20, 21, 250, 1001):
+        values = (rng.standard_normal(size) * 30 - 40).astype(np.float32)
+        tied = values.copy()
+        tied[: size // 2] = tied[-1]
+        for case in (values, tied):
+            assert speech.percentile_95(case) == float(np.percentile(case, 95))
