@@ -367,3 +367,28 @@ def test_percentile_95_is_numpys():
         tied[: size // 2] = tied[-1]
         for case in (values, tied):
             assert speech.percentile_95(case) == float(np.percentile(case, 95))
+
+
+def test_measuring_only_the_loud_frames_decides_alike():
+    """``voiced_share`` measures the spectral cues of the loud frames only (and of the frames
+    their similarity looks back to): each clip's decisions equal the full measurement's, and
+    so do the cues of the loud frames."""
+    clips = [synth.voice("male", "teens", seed=4, seconds=3.0), synth.chords(seconds=3.0),
+             *non_speech().values(), *list(clicks_and_buzz().values())[::3]]
+    clips.append(np.concatenate([np.zeros(RATE, np.float32), clips[0], 1e-4 * clips[0]]))
+    quiet_frames = 0
+    for clip in clips:
+        waveform = speech.to_gate_rate(clip, RATE)
+        full, part = speech.frame_voicing(waveform), speech.frame_voicing(waveform,
+                                                                          loud_only=True)
+        np.testing.assert_array_equal(speech.voiced_frames(part), speech.voiced_frames(full))
+        loud = speech.loud_frames(full.rms_db, speech.percentile_95(full.rms_db))
+        for name in ("rms_db", "periodicity", "f0_hz", "peak_share", "burst_share"):
+            np.testing.assert_array_equal(getattr(part, name)[loud], getattr(full, name)[loud])
+        np.testing.assert_allclose(part.similarity[loud], full.similarity[loud], atol=1e-6)
+        looked_back = np.append(loud[speech.SIMILARITY_LAG:],
+                                np.zeros(speech.SIMILARITY_LAG, bool))
+        skipped = ~loud & ~looked_back
+        assert (part.periodicity[skipped] == 0).all() and (part.peak_share[skipped] == 1).all()
+        quiet_frames += int(skipped.sum())
+    assert quiet_frames > 100  # frames whose spectra were never taken

@@ -138,7 +138,7 @@ def _window() -> tuple[np.ndarray, np.ndarray]:
     return _WINDOW_CACHE["window"], _WINDOW_CACHE["auto"]
 
 
-def frame_voicing(waveform: np.ndarray) -> FrameVoicing:
+def frame_voicing(waveform: np.ndarray, *, loud_only: bool = False) -> FrameVoicing:
     """Measures every full frame of a waveform at ``GATE_RATE``.
 
     Args:
@@ -146,20 +146,52 @@ def frame_voicing(waveform: np.ndarray) -> FrameVoicing:
             shorter than ``FRAME`` gives no frame. The first ``SIMILARITY_LAG`` frames have
             no ``similarity`` (NaN): a stream measured in blocks overlaps them
             (``timeline.gate_pass``).
+        loud_only: measure the spectral cues only where ``voiced_frames`` with the clip's
+            own reference can use them: the loud frames (``loud_frames``) and the frames
+            their similarity looks back to. Every other frame gets periodicity 0, F0 0,
+            peak and burst share 1 and no similarity, so it is never voiced: the same
+            decisions, without the spectra of the quiet quarter of a Common Voice clip.
 
     Returns:
         FrameVoicing of ``1 + (samples - FRAME) // HOP`` frames (0 when shorter than FRAME).
     """
-    import scipy.fft  # noqa: PLC0415
-
     waveform = np.asarray(waveform, dtype=np.float32)
     if waveform.shape[0] < FRAME:
         return FrameVoicing.concatenate([])
-    window, window_auto = _window()
     frames = np.lib.stride_tricks.sliding_window_view(waveform, FRAME)[::HOP]  # [n, FRAME]
     centred = frames - frames.mean(axis=1, keepdims=True)  # DC is not a voice
     energy_sum = np.einsum("nf,nf->n", centred, centred)  # [n]
-    rms_db = 20.0 * np.log10(np.maximum(np.sqrt(energy_sum / FRAME), 1e-7))
+    rms_db = 20.0 * np.log10(np.maximum(np.sqrt(energy_sum / FRAME), 1e-7)).astype(np.float32)
+    count = rms_db.shape[0]
+    if not loud_only:
+        return FrameVoicing(rms_db, *_spectral_cues(centred, energy_sum, None))
+    loud = loud_frames(rms_db, percentile_95(rms_db))
+    wanted = loud.copy()
+    wanted[:-SIMILARITY_LAG] |= loud[SIMILARITY_LAG:]  # each loud frame's look-back
+    rows = np.flatnonzero(wanted)
+    later = np.flatnonzero(loud[SIMILARITY_LAG:]) + SIMILARITY_LAG  # [m] frame numbers
+    index = np.zeros(count, np.intp)
+    index[rows] = np.arange(rows.shape[0])  # frame number -> row of the measured frames
+    pairs = index[later], index[later - SIMILARITY_LAG]
+    cues = _spectral_cues(centred[rows], energy_sum[rows], pairs)
+    periodicity, f0, peak_share, burst_share = (
+        np.full(count, fill, np.float32) for fill in (0.0, 0.0, 1.0, 1.0))
+    similarity = np.full(count, np.nan, np.float32)
+    for whole, part in zip((periodicity, f0, peak_share, burst_share), cues[:4], strict=True):
+        whole[rows] = part
+    similarity[later] = cues[4]
+    return FrameVoicing(rms_db, periodicity, f0, peak_share, burst_share, similarity)
+
+
+def _spectral_cues(centred: np.ndarray, energy_sum: np.ndarray,
+                   pairs: tuple[np.ndarray, np.ndarray] | None) -> tuple[np.ndarray, ...]:
+    """The cues of frames [n, FRAME] (DC removed) with their energies [n]: periodicity, F0,
+    peak share and burst share, each float32 [n], and the similarity: [n] (NaN for the
+    first ``SIMILARITY_LAG``) when ``pairs`` is None, else [m] of the m rows ``pairs[0]``
+    against rows ``pairs[1]``."""
+    import scipy.fft  # noqa: PLC0415
+
+    window, window_auto = _window()
     # scipy's pocketfft vectorises across rows: half the CPU of numpy's on these [n, 1024]
     # float32 batches (the gate's largest cost on a long recording), same float32 results
     # to rounding.
@@ -174,13 +206,18 @@ def frame_voicing(waveform: np.ndarray) -> FrameVoicing:
     # Cosine of the magnitude spectra: |a|^2 is the frame's total power.
     magnitude = np.sqrt(power)  # [n, bins]
     norms = np.maximum(np.sqrt(total), 1e-12)
-    similarity = np.full(len(peak), np.nan, np.float32)
-    similarity[SIMILARITY_LAG:] = np.einsum(
-        "nf,nf->n", magnitude[SIMILARITY_LAG:], magnitude[:-SIMILARITY_LAG]) / (
-        norms[SIMILARITY_LAG:] * norms[:-SIMILARITY_LAG])
-    return FrameVoicing(rms_db.astype(np.float32), np.clip(peak, 0, 1).astype(np.float32),
-                        f0.astype(np.float32), peak_share.astype(np.float32),
-                        burst_share.astype(np.float32), similarity)
+    if pairs is None:
+        similarity = np.full(len(peak), np.nan, np.float32)
+        similarity[SIMILARITY_LAG:] = np.einsum(
+            "nf,nf->n", magnitude[SIMILARITY_LAG:], magnitude[:-SIMILARITY_LAG]) / (
+            norms[SIMILARITY_LAG:] * norms[:-SIMILARITY_LAG])
+    else:
+        later, before = pairs
+        similarity = np.einsum("nf,nf->n", magnitude[later], magnitude[before]) / (
+            norms[later] * norms[before])
+    return (np.clip(peak, 0, 1).astype(np.float32), f0.astype(np.float32),
+            peak_share.astype(np.float32), burst_share.astype(np.float32),
+            similarity.astype(np.float32, copy=False))
 
 
 def _periodicity(power: np.ndarray, window_auto: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -246,11 +283,17 @@ def voiced_frames(voicing: FrameVoicing, *, reference_db: float | None = None) -
         return np.zeros(0, bool)
     if reference_db is None:
         reference_db = percentile_95(voicing.rms_db)
-    loud = (voicing.rms_db > FLOOR_DBFS) & (voicing.rms_db > reference_db - RELATIVE_DB)
+    loud = loud_frames(voicing.rms_db, reference_db)
     voiced = loud & (voicing.periodicity >= MIN_PERIODICITY) & (
         voicing.peak_share <= MAX_PEAK_SHARE) & (voicing.burst_share <= MAX_BURST_SHARE)
     voiced &= ~steady_pitch(voicing.f0_hz, voiced) & ~stationary(voicing.similarity, loud)
     return voiced & ~weak_lone_frames(voicing.periodicity, voiced)
+
+
+def loud_frames(rms_db: np.ndarray, reference_db: float) -> np.ndarray:
+    """Frames above ``FLOOR_DBFS`` and within ``RELATIVE_DB`` of ``reference_db``, bool
+    [frames]: the only ones the gate may call voiced."""
+    return (rms_db > FLOOR_DBFS) & (rms_db > reference_db - RELATIVE_DB)
 
 
 def percentile_95(values: np.ndarray) -> float:
@@ -331,7 +374,7 @@ def _covered(starts: np.ndarray, stops: np.ndarray, frames: int) -> np.ndarray:
 
 def voiced_share(waveform: np.ndarray, sample_rate: int) -> float:
     """Share of a clip's frames that are voiced, 0..1 (0 for a clip under one frame)."""
-    voiced = voiced_frames(frame_voicing(to_gate_rate(waveform, sample_rate)))
+    voiced = voiced_frames(frame_voicing(to_gate_rate(waveform, sample_rate), loud_only=True))
     return float(voiced.mean()) if voiced.size else 0.0
 
 
