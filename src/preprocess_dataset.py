@@ -60,11 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sample_rate", type=int, default=None,
                         help="Hz every clip is resampled to (default: the preset's; "
                              "--inputs naming embedding needs 16000, the voice encoder's rate)")
-    parser.add_argument("--inputs", default="spectrogram,pitch",
+    parser.add_argument("--inputs", default="spectrogram",
                         help="model inputs to compute and store per clip, comma-separated: "
                              "spectrogram (the PNG a MAM-CNN reads), pitch (the 45 voice "
-                             "statistics), embedding (the voice encoder's speaker embedding); "
-                             "each costs only when named (default: %(default)s)")
+                             "statistics a --pitch_input or voice_stats model reads), embedding "
+                             "(the voice encoder's speaker embedding); each costs only when "
+                             "named (default: %(default)s, what train.py's default model reads)")
     cli.add_bool_flag(parser, "split_by_speaker", default=False,
                       help="rebuild train/dev/test from all rows (cv: validated.tsv), disjoint "
                            "speakers, ~80/10/10 stratified by gender and age; needs a speaker, "

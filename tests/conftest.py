@@ -19,14 +19,16 @@ TINY_IMAGE = 32  # training tests use 32-px images: 4x fewer FLOPs than the defa
 
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory) -> Path:
-    """A preprocessed raw-layout corpus: 24 train, 12 dev, 12 test clips, 32-px images."""
+    """A preprocessed raw-layout corpus: 24 train, 12 dev, 12 test clips, 32-px images, with
+    the voice statistics (``--inputs=spectrogram,pitch``) that the pitch models read."""
     from synth import make_raw_corpus
 
     from agegender.config import FeatureParams, PreprocessParams
     from agegender.preprocess import preprocess
 
     root = make_raw_corpus(tmp_path_factory.mktemp("tiny") / "corpus")
-    preprocess(root, params=PreprocessParams(dataset_type="raw", num_workers=1, shard_size=10),
+    preprocess(root, params=PreprocessParams(dataset_type="raw", num_workers=1, shard_size=10,
+                                             inputs=("spectrogram", "pitch")),
                features=FeatureParams(image_size=TINY_IMAGE),
                results_dir=root.parent / "results")
     return root

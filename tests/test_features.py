@@ -261,6 +261,24 @@ def test_png_round_trip_is_lossless(sine_wav: Path) -> None:
     np.testing.assert_array_equal(read_png(png_bytes(image)), image)
 
 
+def test_shipped_clips_give_the_stored_images() -> None:
+    """The paper preset's images of the shipped CC0 clips (decode, resample, speech gate,
+    STFT, dB, resize, viridis, PNG) equal, pixel for pixel, those stored in
+    ``tests/data/shipped_clip_images.npz`` (made at ea0875c, before the gate, PNG writer and
+    default inputs were made cheaper): a trained MAM-CNN sees the same input."""
+    from agegender.features import load_speech, spectrogram_image
+
+    root = Path(__file__).resolve().parents[1]
+    stored = np.load(root / "tests" / "data" / "shipped_clip_images.npz")
+    assert len(stored["names"]) == 6
+    for name, expected in zip(stored["names"], stored["images"], strict=True):
+        image = spectrogram_image(load_speech(root / "models" / "pretrained" / "clips" / name,
+                                              PARAMS), PARAMS)
+        difference = np.abs(image.astype(int) - expected).max()
+        assert difference == 0, f"{name}: pixels differ by up to {difference} levels"
+        np.testing.assert_array_equal(read_png(png_bytes(image)), expected)
+
+
 def test_preprocessed_png_equals_clip_image(tmp_path: Path) -> None:
     from agegender import preprocess  # noqa: PLC0415
 

@@ -141,6 +141,38 @@ def test_each_input_is_paid_only_when_asked_and_a_missing_file_is_made_on_resume
     assert all(p.stat().st_mtime_ns == stamps[p] for p in statistics[1:])
 
 
+def test_the_default_computes_no_statistics_and_a_pitch_model_names_the_flag(tmp_path,
+                                                                           monkeypatch):
+    """train.py's default model reads only the image, so preprocessing's default computes
+    no voice statistics (never calls them), and a model that reads them is told which
+    --inputs to re-run with."""
+    from synth import make_raw_corpus
+
+    from agegender import voice_stats
+    from agegender.config import FeatureParams, PreprocessParams
+    from agegender.errors import DatasetError
+    from agegender.pipeline import make_dataset
+    from agegender.preprocess import preprocess
+
+    def refused(*args, **kwargs):
+        raise AssertionError("voice statistics computed for the default --inputs")
+
+    monkeypatch.setattr(voice_stats, "voice_statistics", refused)
+    root = make_raw_corpus(tmp_path / "corpus", per_group={"train": 1, "dev": 1, "test": 1})
+    params = PreprocessParams(dataset_type="raw", num_workers=1)
+    assert params.inputs == ("spectrogram",)
+    preprocess(root, params=params, features=FeatureParams(image_size=TINY_IMAGE),
+               results_dir=tmp_path / "r")
+    assert list(root.glob("Spectrograms/*/*.png"))
+    assert not list(root.glob("Spectrograms/*/*.pitch.f32"))
+    _, index = make_dataset(root, "train", "gender", batch_size=4, training=False)
+    assert index["inputs"] == ["spectrogram"] and "pitch_features" not in index
+    for kinds in (("spectrogram", "pitch"), ("pitch",)):
+        with pytest.raises(DatasetError, match=r"no voice statistics \(made with --inputs "
+                           r"spectrogram\).*--inputs naming pitch"):
+            make_dataset(root, "train", "gender", batch_size=4, training=False, inputs=kinds)
+
+
 @pytest.fixture(scope="module")
 def pitch_model(tiny_dataset, tmp_path_factory):
     from agegender.config import ModelParams, TrainParams

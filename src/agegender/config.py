@@ -448,7 +448,9 @@ class PreprocessParams:
         inputs: which model inputs to compute and store per clip (``INPUT_KINDS``); each
             costs only when asked: without ``spectrogram`` no PNG is rendered, without
             ``pitch`` no voice statistics are computed, and ``embedding`` runs the voice
-            encoder. The default serves the paper's MAM-CNN and the voice-statistics models.
+            encoder. The default, ``spectrogram``, is what ``train.py``'s default model (the
+            paper's MAM-CNN) reads; a ``--pitch_input`` or ``voice_stats`` model needs
+            ``pitch`` too, and refuses shards without it by naming ``--inputs``.
     """
 
     dataset_type: str = "clean"
@@ -462,7 +464,7 @@ class PreprocessParams:
     copy: CopyParams = dataclasses.field(default_factory=CopyParams)
     min_voiced: float = 0.1
     allow_speaker_overlap: bool = False
-    inputs: tuple[str, ...] = ("spectrogram", "pitch")
+    inputs: tuple[str, ...] = ("spectrogram",)
 
     def __post_init__(self) -> None:
         check_min_voiced(self.min_voiced)

@@ -361,6 +361,13 @@ def _pitch_size(index: dict, dataset_dir: str | os.PathLike, split: str) -> int:
     from agegender.voice_stats import STAT_NAMES  # noqa: PLC0415
 
     names = index.get("pitch_features")
+    made_with = index.get("inputs")
+    if made_with is not None and "pitch" not in made_with:
+        raise DatasetError(
+            f"{split_folder(dataset_dir, split)}: the shards hold no voice statistics (made "
+            f"with --inputs {','.join(made_with)}), which a --pitch_input or voice_stats model "
+            f"reads; re-run src/preprocess_dataset.py on {dataset_dir} with --inputs naming "
+            "pitch (e.g. --inputs=spectrogram,pitch)")
     if names != list(STAT_NAMES):
         held = "no voice statistics" if not names else f"{len(names)} other voice statistics"
         raise DatasetError(

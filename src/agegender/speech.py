@@ -119,23 +119,26 @@ def to_gate_rate(waveform: np.ndarray, sample_rate: int) -> np.ndarray:
         return waveform
     import soxr  # noqa: PLC0415
 
-    return soxr.resample(waveform, sample_rate, GATE_RATE, quality="MQ").astype(np.float32)
+    return soxr.resample(waveform, sample_rate, GATE_RATE, quality="MQ").astype(np.float32,
+                                                                            copy=False)
 
 
 _WINDOW_CACHE: dict[str, np.ndarray] = {}
 
 
 def _window() -> tuple[np.ndarray, np.ndarray]:
-    """Hann window [FRAME] and its own autocorrelation [_LAGS[1]] (to undo its taper)."""
+    """Hann window [FRAME] and its own autocorrelation [_LAGS[1]] (to undo its taper),
+    float32 both: the frames' autocorrelations stay float32 (half the memory traffic)."""
     if not _WINDOW_CACHE:
         window = np.hanning(FRAME + 2)[1:-1].astype(np.float32)
         spectrum = np.fft.rfft(window, _FFT)
         auto = np.fft.irfft(np.abs(spectrum) ** 2, _FFT)[:_LAGS[1]]
-        _WINDOW_CACHE["window"], _WINDOW_CACHE["auto"] = window, auto / auto[0]
+        _WINDOW_CACHE["window"] = window
+        _WINDOW_CACHE["auto"] = (auto / auto[0]).astype(np.float32)
     return _WINDOW_CACHE["window"], _WINDOW_CACHE["auto"]
 
 
-def frame_voicing(waveform: np.ndarray) -> FrameVoicing:
+def frame_voicing(waveform: np.ndarray, *, loud_only: bool = False) -> FrameVoicing:
     """Measures every full frame of a waveform at ``GATE_RATE``.
 
     Args:
@@ -143,30 +146,94 @@ def frame_voicing(waveform: np.ndarray) -> FrameVoicing:
             shorter than ``FRAME`` gives no frame. The first ``SIMILARITY_LAG`` frames have
             no ``similarity`` (NaN): a stream measured in blocks overlaps them
             (``timeline.gate_pass``).
+        loud_only: measure the spectral cues only where ``voiced_frames`` with the clip's
+            own reference can use them: the loud frames (``loud_frames``) and the frames
+            their similarity looks back to. Every other frame gets periodicity 0, F0 0,
+            peak and burst share 1 and no similarity, so it is never voiced: the same
+            decisions, without the spectra of the quiet quarter of a Common Voice clip.
 
     Returns:
         FrameVoicing of ``1 + (samples - FRAME) // HOP`` frames (0 when shorter than FRAME).
     """
-    # Long because: an 11-line docstring; the code is 49 lines.
-    import scipy.fft  # noqa: PLC0415
-
     waveform = np.asarray(waveform, dtype=np.float32)
     if waveform.shape[0] < FRAME:
         return FrameVoicing.concatenate([])
-    window, window_auto = _window()
     frames = np.lib.stride_tricks.sliding_window_view(waveform, FRAME)[::HOP]  # [n, FRAME]
     centred = frames - frames.mean(axis=1, keepdims=True)  # DC is not a voice
-    rms = np.sqrt(np.einsum("nf,nf->n", centred, centred) / FRAME)
-    rms_db = 20.0 * np.log10(np.maximum(rms, 1e-7))
+    energy_sum = np.einsum("nf,nf->n", centred, centred)  # [n]
+    rms_db = 20.0 * np.log10(np.maximum(np.sqrt(energy_sum / FRAME), 1e-7)).astype(np.float32)
+    count = rms_db.shape[0]
+    if not loud_only:
+        return FrameVoicing(rms_db, *_spectral_cues(centred, energy_sum, None))
+    loud = loud_frames(rms_db, percentile_95(rms_db))
+    wanted = loud.copy()
+    wanted[:-SIMILARITY_LAG] |= loud[SIMILARITY_LAG:]  # each loud frame's look-back
+    rows = np.flatnonzero(wanted)
+    later = np.flatnonzero(loud[SIMILARITY_LAG:]) + SIMILARITY_LAG  # [m] frame numbers
+    index = np.zeros(count, np.intp)
+    index[rows] = np.arange(rows.shape[0])  # frame number -> row of the measured frames
+    pairs = index[later], index[later - SIMILARITY_LAG]
+    cues = _spectral_cues(centred[rows], energy_sum[rows], pairs)
+    periodicity, f0, peak_share, burst_share = (
+        np.full(count, fill, np.float32) for fill in (0.0, 0.0, 1.0, 1.0))
+    similarity = np.full(count, np.nan, np.float32)
+    for whole, part in zip((periodicity, f0, peak_share, burst_share), cues[:4], strict=True):
+        whole[rows] = part
+    similarity[later] = cues[4]
+    return FrameVoicing(rms_db, periodicity, f0, peak_share, burst_share, similarity)
+
+
+def _spectral_cues(centred: np.ndarray, energy_sum: np.ndarray,
+                   pairs: tuple[np.ndarray, np.ndarray] | None) -> tuple[np.ndarray, ...]:
+    """The cues of frames [n, FRAME] (DC removed) with their energies [n]: periodicity, F0,
+    peak share and burst share, each float32 [n], and the similarity: [n] (NaN for the
+    first ``SIMILARITY_LAG``) when ``pairs`` is None, else [m] of the m rows ``pairs[0]``
+    against rows ``pairs[1]``."""
+    import scipy.fft  # noqa: PLC0415
+
+    window, window_auto = _window()
     # scipy's pocketfft vectorises across rows: half the CPU of numpy's on these [n, 1024]
     # float32 batches (the gate's largest cost on a long recording), same float32 results
     # to rounding.
-    spectrum = scipy.fft.rfft(centred * window, _FFT, axis=1)  # [n, _FFT/2 + 1]
-    power = spectrum.real ** 2 + spectrum.imag ** 2
-    auto = scipy.fft.irfft(power, _FFT, axis=1)[:, :_LAGS[1]]  # [n, lags]
+    spectrum = scipy.fft.rfft(centred * window, _FFT, axis=1)  # [n, _FFT/2 + 1] complex64
+    squares = spectrum.view(np.float32)  # [n, _FFT + 2]: re, im interleaved
+    squares *= squares
+    power = squares[:, 0::2] + squares[:, 1::2]  # [n, _FFT/2 + 1]
+    total = power.sum(axis=1)  # [n]
+    peak, f0 = _periodicity(power, window_auto)
+    peak_share = _peak_share(power) / np.maximum(total, 1e-20)
+    burst_share = _loudest_burst(centred) / np.maximum(energy_sum, 1e-20)
+    # Cosine of the magnitude spectra: |a|^2 is the frame's total power.
+    magnitude = np.sqrt(power)  # [n, bins]
+    norms = np.maximum(np.sqrt(total), 1e-12)
+    if pairs is None:
+        similarity = np.full(len(peak), np.nan, np.float32)
+        similarity[SIMILARITY_LAG:] = np.einsum(
+            "nf,nf->n", magnitude[SIMILARITY_LAG:], magnitude[:-SIMILARITY_LAG]) / (
+            norms[SIMILARITY_LAG:] * norms[:-SIMILARITY_LAG])
+    else:
+        later, before = pairs
+        similarity = np.einsum("nf,nf->n", magnitude[later], magnitude[before]) / (
+            norms[later] * norms[before])
+    return (np.clip(peak, 0, 1).astype(np.float32), f0.astype(np.float32),
+            peak_share.astype(np.float32), burst_share.astype(np.float32),
+            similarity.astype(np.float32, copy=False))
+
+
+def _periodicity(power: np.ndarray, window_auto: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The normalised autocorrelation's peak at 70-400 Hz and its F0, each [n], from the
+    frames' power spectra [n, _FFT/2 + 1].
+
+    The even bins of the zero-padded ``_FFT``-point spectrum are the ``_FFT / 2``-point
+    spectrum, whose inverse is the autocorrelation without wrap-around for lags up to
+    ``_FFT / 2 - FRAME`` (192 > the 115 of 70 Hz): half the inverse FFT's work.
+    """
+    import scipy.fft  # noqa: PLC0415
+
+    low, high = _LAGS
+    auto = scipy.fft.irfft(power[:, ::2], _FFT // 2, axis=1)[:, :high]  # [n, lags]
     energy = np.maximum(auto[:, 0], 1e-20)
     normalised = auto / energy[:, np.newaxis] / window_auto  # unbiased by the taper
-    low, high = _LAGS
     best = low + np.argmax(normalised[:, low:high], axis=1)  # [n]
     rows = np.arange(len(best))
     peak = normalised[rows, best]
@@ -179,24 +246,29 @@ def frame_voicing(waveform: np.ndarray) -> FrameVoicing:
     right = normalised[rows, np.minimum(best + 1, high - 1)]
     curve = left - 2.0 * peak + right
     shift = np.where(curve < 0, 0.5 * (left - right) / np.where(curve < 0, curve, -1.0), 0.0)
-    f0 = GATE_RATE / (best + np.clip(shift, -0.5, 0.5))
-    # Energy in the strongest peak: ±62 Hz around the largest bin (a Hann main lobe).
-    band = np.lib.stride_tricks.sliding_window_view(
-        np.pad(power, ((0, 0), (8, 8))), 17, axis=1)  # [n, bins, 17]
-    top = np.argmax(power, axis=1)
-    peak_share = band[rows, top].sum(axis=1) / np.maximum(power.sum(axis=1), 1e-20)
-    # Energy in the loudest 10 ms of the frame (a running sum over BURST samples).
-    cumulative = np.cumsum(np.pad(centred * centred, ((0, 0), (1, 0))), axis=1)  # [n, FRAME+1]
-    burst = (cumulative[:, BURST:] - cumulative[:, :-BURST]).max(axis=1)
-    burst_share = burst / np.maximum(cumulative[:, -1], 1e-20)
-    magnitude = np.sqrt(power)
-    magnitude /= np.maximum(np.linalg.norm(magnitude, axis=1, keepdims=True), 1e-12)
-    similarity = np.full(len(best), np.nan, np.float32)
-    similarity[SIMILARITY_LAG:] = np.einsum("nf,nf->n", magnitude[SIMILARITY_LAG:],
-                                            magnitude[:-SIMILARITY_LAG])
-    return FrameVoicing(rms_db.astype(np.float32), np.clip(peak, 0, 1).astype(np.float32),
-                        f0.astype(np.float32), peak_share.astype(np.float32),
-                        burst_share.astype(np.float32), similarity)
+    return peak, GATE_RATE / (best + np.clip(shift, -0.5, 0.5))
+
+
+_PEAK_HALF_WIDTH = 8  # bins: ±62 Hz around the largest bin (a Hann main lobe)
+
+
+def _peak_share(power: np.ndarray) -> np.ndarray:
+    """Energy in each frame's strongest spectral peak (its largest bin ±``_PEAK_HALF_WIDTH``
+    bins, cut at the spectrum's ends), [n], from power spectra [n, bins]."""
+    top = np.argmax(power, axis=1)  # [n]
+    offsets = np.arange(-_PEAK_HALF_WIDTH, _PEAK_HALF_WIDTH + 1)
+    columns = top[:, np.newaxis] + offsets  # [n, 17]
+    inside = (columns >= 0) & (columns < power.shape[1])
+    band = np.take_along_axis(power, np.clip(columns, 0, power.shape[1] - 1), axis=1)
+    return np.where(inside, band, 0.0).sum(axis=1)
+
+
+def _loudest_burst(centred: np.ndarray) -> np.ndarray:
+    """Energy of each frame's loudest ``BURST`` samples, [n], from frames [n, FRAME] with
+    their DC removed: the largest running sum of the squares."""
+    cumulative = np.cumsum(centred * centred, axis=1)  # [n, FRAME]
+    later = (cumulative[:, BURST:] - cumulative[:, :-BURST]).max(axis=1)  # windows from 1 on
+    return np.maximum(later, cumulative[:, BURST - 1])  # and the window at 0
 
 
 def voiced_frames(voicing: FrameVoicing, *, reference_db: float | None = None) -> np.ndarray:
@@ -210,12 +282,36 @@ def voiced_frames(voicing: FrameVoicing, *, reference_db: float | None = None) -
     if not voicing.frames:
         return np.zeros(0, bool)
     if reference_db is None:
-        reference_db = float(np.percentile(voicing.rms_db, 95))
-    loud = (voicing.rms_db > FLOOR_DBFS) & (voicing.rms_db > reference_db - RELATIVE_DB)
+        reference_db = percentile_95(voicing.rms_db)
+    loud = loud_frames(voicing.rms_db, reference_db)
     voiced = loud & (voicing.periodicity >= MIN_PERIODICITY) & (
         voicing.peak_share <= MAX_PEAK_SHARE) & (voicing.burst_share <= MAX_BURST_SHARE)
     voiced &= ~steady_pitch(voicing.f0_hz, voiced) & ~stationary(voicing.similarity, loud)
     return voiced & ~weak_lone_frames(voicing.periodicity, voiced)
+
+
+def loud_frames(rms_db: np.ndarray, reference_db: float) -> np.ndarray:
+    """Frames above ``FLOOR_DBFS`` and within ``RELATIVE_DB`` of ``reference_db``, bool
+    [frames]: the only ones the gate may call voiced."""
+    return (rms_db > FLOOR_DBFS) & (rms_db > reference_db - RELATIVE_DB)
+
+
+def percentile_95(values: np.ndarray) -> float:
+    """``np.percentile(values, 95)`` (linear interpolation, numpy's rounding) from the two
+    order statistics it needs: a partition, not numpy's general quantile machinery, which
+    costs more than the gate's decisions on a clip."""
+    values = np.asarray(values)
+    position = 0.95 * (values.shape[0] - 1)
+    below = int(position)
+    above = min(below + 1, values.shape[0] - 1)
+    ordered = np.partition(values, (below, above))
+    low, high = ordered[below], ordered[above]
+    fraction = position - below
+    # numpy's _lerp: from the nearer end, so that the result never leaves [low, high].
+    step = np.subtract(high, low)
+    if fraction >= 0.5:
+        return float(high - step * (1 - fraction))
+    return float(low + step * fraction)
 
 
 def weak_lone_frames(periodicity: np.ndarray, voiced: np.ndarray) -> np.ndarray:
@@ -236,12 +332,9 @@ def stationary(similarity: np.ndarray, loud: np.ndarray) -> np.ndarray:
         repeats = loud & (similarity >= STATIONARY_SIMILARITY)
     if repeats.shape[0] < run:
         return np.zeros(loud.shape, bool)
-    counts = np.convolve(repeats.astype(np.int32), np.ones(run, np.int32), mode="valid")
-    held = np.flatnonzero(counts == run)  # windows [held, held + run) all repeat
-    marks = np.zeros(loud.shape[0] + 1, np.int32)
-    np.add.at(marks, np.maximum(held - SIMILARITY_LAG, 0), 1)
-    np.add.at(marks, np.minimum(held + run, loud.shape[0]), -1)
-    return np.cumsum(marks[:-1]) > 0
+    held = np.flatnonzero(_running(repeats, run, np.logical_and))  # [held, held + run) repeat
+    return _covered(np.maximum(held - SIMILARITY_LAG, 0),
+                    np.minimum(held + run, loud.shape[0]), loud.shape[0])
 
 
 def steady_pitch(f0_hz: np.ndarray, voiced: np.ndarray) -> np.ndarray:
@@ -249,26 +342,39 @@ def steady_pitch(f0_hz: np.ndarray, voiced: np.ndarray) -> np.ndarray:
     ``STEADY_RANGE``: held notes and tones, bool [frames]. A voice's F0 glides (intonation,
     jitter) by more within 0.2 s."""
     run = max(2, int(round(STEADY_RUN_S * GATE_RATE / HOP)))
-    steady = np.zeros(voiced.shape, bool)
     if voiced.shape[0] < run:
-        return steady
+        return np.zeros(voiced.shape, bool)
     log_f0 = np.where(voiced, np.log(np.maximum(f0_hz, 1.0)), np.nan)
-    windows = np.lib.stride_tricks.sliding_window_view(log_f0, run)  # [n - run + 1, run]
-    with np.errstate(invalid="ignore"):
-        spread = windows.max(axis=1) - windows.min(axis=1)  # NaN if any frame is unvoiced
-    held = np.flatnonzero(spread < np.log1p(STEADY_RANGE))
-    if held.size:  # every frame of a held window
-        marks = np.zeros(voiced.shape[0] + 1, np.int32)
-        # Widened by half a run each side: the glide from one note into the next is music too.
-        np.add.at(marks, np.maximum(held - run // 2, 0), 1)
-        np.add.at(marks, np.minimum(held + run + run // 2, voiced.shape[0]), -1)
-        steady = np.cumsum(marks[:-1]) > 0
-    return steady
+    with np.errstate(invalid="ignore"):  # NaN (an unvoiced frame in the window) propagates
+        spread = _running(log_f0, run, np.maximum) - _running(log_f0, run, np.minimum)
+        held = np.flatnonzero(spread < np.log1p(STEADY_RANGE))
+    # Every frame of a held window, widened by half a run each side: the glide from one note
+    # into the next is music too.
+    return _covered(np.maximum(held - run // 2, 0),
+                    np.minimum(held + run + run // 2, voiced.shape[0]), voiced.shape[0])
+
+
+def _running(values: np.ndarray, run: int, combine: np.ufunc) -> np.ndarray:
+    """``combine`` (a binary ufunc: maximum, minimum, logical_and) over each window of
+    ``run`` consecutive values, [n - run + 1]: ``run - 1`` whole-array calls, cheaper than
+    reducing a [n - run + 1, run] window view row by row."""
+    count = values.shape[0] - run + 1
+    out = values[:count].copy()
+    for shift in range(1, run):
+        combine(out, values[shift:shift + count], out=out)
+    return out
+
+
+def _covered(starts: np.ndarray, stops: np.ndarray, frames: int) -> np.ndarray:
+    """Frames inside any of the spans [starts[i], stops[i]), bool [frames]."""
+    marks = (np.bincount(starts, minlength=frames + 1)
+             - np.bincount(stops, minlength=frames + 1))  # [frames + 1]
+    return np.cumsum(marks[:-1]) > 0
 
 
 def voiced_share(waveform: np.ndarray, sample_rate: int) -> float:
     """Share of a clip's frames that are voiced, 0..1 (0 for a clip under one frame)."""
-    voiced = voiced_frames(frame_voicing(to_gate_rate(waveform, sample_rate)))
+    voiced = voiced_frames(frame_voicing(to_gate_rate(waveform, sample_rate), loud_only=True))
     return float(voiced.mean()) if voiced.size else 0.0
 
 

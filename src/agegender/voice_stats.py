@@ -46,7 +46,7 @@ ENVELOPE_SPREAD: tuple[float, ...] = (
     7.6, 5.5, 3.8, 2.6, 2.0, 1.7, 1.6, 1.3, 1.1, 1.2,
     1.1, 1.2, 1.2, 1.3, 1.3, 1.4, 1.4, 1.4, 1.4, 1.4)
 
-# The whole vector, in the order it is stored (PNG text chunk, shards) and fed to a model.
+# The whole vector, in the order it is stored (`.pitch.f32` files, shards) and fed to a model.
 STAT_NAMES: tuple[str, ...] = PITCH_FEATURES + ENVELOPE_FEATURES
 STAT_CENTRE: tuple[float, ...] = PITCH_CENTRE + ENVELOPE_CENTRE
 STAT_SPREAD: tuple[float, ...] = PITCH_SPREAD + ENVELOPE_SPREAD
