@@ -15,6 +15,7 @@ gender error, and the gender error on the speech every system labels (``common_g
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import subprocess
@@ -23,7 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import REPO, format_table
+from common import REPO, format_table, met
 
 from agegender.atomic import sha256_file
 from agegender.synthetic import struck_chord
@@ -82,7 +83,14 @@ def chord_music(samples: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def build(args) -> list[dict]:
-    """Writes the recordings and their truth; returns one dict per recording."""
+    """Writes the recordings, their truth (CSV: start, end, gender, speaker per voiced
+    stretch) and reference RTTM; returns one dict per recording.
+
+    Recording ``n`` has ``2 + n % 5`` speakers, drawn from the split's speakers with at least
+    3 clips (weight: the square root of their clip count); turns of 1-2 clips (0.1-0.4 s
+    apart) go to a speaker other than the last, weighted by their clips left, 0.2-1.5 s
+    apart, until ``minutes`` or the speakers' clips run out (no clip twice in a recording).
+    """
     import pandas as pd
     import soundfile as sf
 
@@ -92,44 +100,52 @@ def build(args) -> list[dict]:
 
     table = pd.read_csv(args.manifest, dtype=str, keep_default_na=False)
     table = table[table["split"] == args.split].reset_index(drop=True)
-    if table.empty:
-        sys.exit(f"{args.manifest}: no rows in split {args.split}")
+    clips = {who: rows for who, rows in table.groupby("speaker_id") if len(rows) >= 3}
+    if len(clips) < 6:
+        sys.exit(f"{args.manifest}: split {args.split} has {len(clips)} speakers with 3+ "
+                 "clips; need 6")
     root = Path(args.manifest).resolve().parent
     out = Path(args.work_dir) / "recordings"
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(args.seed)
+    names = sorted(clips)
+    weight = np.sqrt([len(clips[n]) for n in names])
     params = FeatureParams(sample_rate=RATE, max_duration_s=60.0)
     recordings = []
     for number in range(args.recordings):
         minutes = rng.uniform(args.min_minutes, args.max_minutes)
-        background = ("clean", "noise", "music")[number % 3]
-        wav = out / f"rec{number}.wav"
-        truth_csv = out / f"rec{number}.truth.csv"
-        recordings.append({"wav": str(wav), "truth": str(truth_csv), "minutes": minutes,
-                           "background": background})
-        if wav.is_file() and truth_csv.is_file():
+        background = args.backgrounds[number % len(args.backgrounds)]
+        chosen = rng.choice(names, 2 + number % 5, replace=False, p=weight / weight.sum())
+        left = {who: list(rng.permutation(len(clips[who]))) for who in chosen}
+        stem = out / f"{args.split}{number}"
+        rec = {"wav": f"{stem}.wav", "truth": f"{stem}.truth.csv", "rttm": f"{stem}.rttm",
+               "background": background, "speakers": len(chosen)}
+        recordings.append(rec)
+        if all(Path(rec[k]).is_file() for k in ("wav", "truth", "rttm")):
             continue
-        pieces, truth, cursor, last_speaker = [], [], 0.0, None
-        order = rng.permutation(len(table))
-        position = 0
+        pieces, truth, cursor, last = [], [], 0.0, None
         while cursor < minutes * 60:
-            row = table.iloc[order[position % len(order)]]
-            position += 1
-            if row["speaker_id"] == last_speaker:
-                continue
-            try:
-                wave = load_clip(root / row["path"], params)
-            except AudioError as err:
-                print(f"skipped: {err}", file=sys.stderr)
-                continue
-            last_speaker = row["speaker_id"]
-            for a, b in voiced_stretches(wave, RATE):
-                truth.append({"start": cursor + a, "end": cursor + b, "gender": row["gender"],
-                              "age": row.get("age", ""), "speaker": row["speaker_id"],
-                              "clip": row["path"]})
-            pause = rng.uniform(0.2, 2.0)
-            pieces += [wave, np.zeros(int(pause * RATE), np.float32)]
-            cursor += wave.shape[0] / RATE + pause
+            others = [w for w in chosen if w != last and left[w]]
+            if not others:
+                break
+            count = np.array([len(left[w]) for w in others], float)
+            last = others[rng.choice(len(others), p=count / count.sum())]
+            for _ in range(min(len(left[last]), rng.integers(1, 3))):
+                row = clips[last].iloc[left[last].pop()]
+                try:
+                    wave = load_clip(root / row["path"], params)
+                except AudioError as err:
+                    print(f"skipped: {err}", file=sys.stderr)
+                    continue
+                truth += [{"start": cursor + a, "end": cursor + b, "gender": row["gender"],
+                           "speaker": last, "clip": row["path"]}
+                          for a, b in voiced_stretches(wave, RATE)]
+                pause = rng.uniform(0.1, 0.4)
+                pieces += [wave, np.zeros(int(pause * RATE), np.float32)]
+                cursor += wave.shape[0] / RATE + pause
+            pause = rng.uniform(0.1, 1.1)  # with the clip's 0.1-0.4 s: 0.2-1.5 s between turns
+            pieces.append(np.zeros(int(pause * RATE), np.float32))
+            cursor += pause
         mix = np.concatenate(pieces)
         speech_rms = float(np.sqrt(np.mean(np.concatenate(
             [mix[int(t["start"] * RATE):int(t["end"] * RATE)] for t in truth]) ** 2)))
@@ -138,57 +154,68 @@ def build(args) -> list[dict]:
         elif background == "music":
             mix = mix + speech_rms * 10 ** (-12 / 20) * chord_music(mix.shape[0], rng)
         mix = mix / max(1.0, float(np.abs(mix).max()) / 0.99)
-        sf.write(wav, mix, RATE, subtype="PCM_16")
-        pd.DataFrame(truth).to_csv(truth_csv, index=False)
-        print(f"built {wav}: {cursor / 60:.1f} min, {len(truth)} voiced stretches, "
-              f"{background}", file=sys.stderr)
+        sf.write(rec["wav"], mix, RATE, subtype="PCM_16")
+        pd.DataFrame(truth).to_csv(rec["truth"], index=False)
+        Path(rec["rttm"]).write_text("".join(
+            f"SPEAKER {stem.name} 1 {t['start']:.3f} {t['end'] - t['start']:.3f} <NA> <NA> "
+            f"{t['speaker']} <NA> <NA>\n" for t in truth))
+        print(f"built {rec['wav']}: {cursor / 60:.1f} min, {len(chosen)} speakers, "
+              f"{len(truth)} voiced stretches, {background}", file=sys.stderr)
     return recordings
 
 
-def run_ours(files: list[str], model: str) -> dict:
-    """Child: our timeline per file → {file: [[label, start, end]]}."""
+def run_ours(files: list[str], model: str, params: dict) -> dict:
+    """Child: our timeline per file → {file: [[gender, start, end, speaker]]} (speech only;
+    the speaker is the gender where the timeline names no speakers)."""
     from agegender import AgeGenderDetector
+    from agegender.timeline import NO_SPEECH, TimelineParams
 
     detector = AgeGenderDetector(model)
-    return {f: [[s.label, s.start, s.end] for s in detector.timeline(f)["segments"]]
-            for f in files}
+    out = {}
+    for f in files:
+        segments = detector.timeline(f, TimelineParams(**params))["segments"]
+        out[f] = [[s.label, s.start, s.end, getattr(s, "speaker", None) or s.label]
+                  for s in segments if s.label != NO_SPEECH]
+    return out
 
 
-def run_pitch(files: list[str], threshold_hz: float = 165.0) -> dict:
-    """Child: the speech gate's regions and windows, each window labelled by its median F0."""
-    from agegender import speech, timeline
+def run_windows(files: list[str], model: str, params: dict, work_dir: str) -> dict:
+    """Child: per file, the timeline's voiced frames, windows and their voice embeddings
+    (made as the timeline makes them) → ``work_dir/<name>.windows.npz``; returns the paths."""
+    from agegender import AgeGenderDetector, speech, timeline
+    from agegender.model_inputs import waveforms_inputs
 
-    params = timeline.TimelineParams()
+    features = AgeGenderDetector(model).model.features
+    settings = timeline.TimelineParams(**params)
+    window_s = settings.window_s or timeline.model_window_s(features)
     out = {}
     for path in files:
-        voicing, duration = timeline.gate_pass(path, params.block_s)
+        voicing, duration = timeline.gate_pass(path, settings.block_s)
         voiced = speech.voiced_frames(voicing, reference_db=timeline.local_reference_db(
             voicing.rms_db))
-        regions = timeline.speech_regions(voiced, params, duration)
-        windows = timeline.windows_in(regions, 2.56, 2.56, duration)
-        frame_s = speech.HOP / speech.GATE_RATE
-        probabilities = np.full((len(windows), 2), np.nan, np.float32)
-        for i, (a, b) in enumerate(windows):
-            frames = slice(int(a / frame_s), int(b / frame_s))
-            f0 = voicing.f0_hz[frames][voiced[frames]]
-            if f0.size:
-                female = 1 / (1 + np.exp(-(np.median(f0) - threshold_hz) / 15.0))
-                probabilities[i] = [1 - female, female]
-        segments = timeline.label_segments(regions, windows, probabilities,
-                                           ("male", "female"), duration,
-                                           params.switch_penalty)
-        out[path] = [[s.label, s.start, s.end] for s in segments]
+        regions = timeline.speech_regions(voiced, settings, duration)
+        windows = timeline.windows_in(regions, window_s, settings.hop_s or window_s, duration)
+        kept, pieces = [], []
+        for index, piece in timeline.window_audio(path, windows, features, settings.block_s):
+            kept.append(index)
+            pieces.append(piece)
+        embeddings = waveforms_inputs(pieces, features, ("embedding",))["embedding"]
+        tag = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:8]
+        out[path] = str(Path(work_dir) / f"{Path(path).stem}.{tag}.windows.npz")
+        np.savez(out[path], voiced=voiced, duration=duration, embeddings=embeddings,
+                 windows=np.array(windows, float).reshape(-1, 2)[kept])
     return out
 
 
 def child(args) -> None:
     """``--run SYSTEM``: runs one system and prints its segments as one JSON line."""
     files = json.loads(Path(args.files).read_text())
+    params = json.loads(args.timeline_params)
     start = time.process_time()
     if args.run == "ours":
-        result = {"gender": run_ours(files, args.gender_model)}
+        result = {"gender": run_ours(files, args.gender_model, params)}
     else:
-        result = {"gender": run_pitch(files)}
+        result = {"windows": run_windows(files, args.gender_model, params, args.work_dir)}
     print("RESULT " + json.dumps({**result, "cpu_s": time.process_time() - start,
                                   "rss_mib": peak_rss_mib()}))
 
@@ -233,7 +260,7 @@ def run_child(command: list[str], env: dict) -> tuple[dict | None, float, float]
 def grid_labels(segments, duration: float, names: list[str]) -> np.ndarray:
     """[duration / GRID] int: 0 = non-speech, 1 + index of the label in ``names``."""
     grid = np.zeros(int(np.ceil(duration / GRID)), np.int16)
-    for label, start, end in segments:
+    for label, start, end, *_ in segments:
         if label in names:
             grid[round(start / GRID):round(end / GRID)] = 1 + names.index(label)
     return grid
@@ -327,10 +354,118 @@ def common_ground(recordings, outputs: dict, task: str, names: list[str], column
 
 
 def ina_segments(raw: dict) -> dict:
-    """ina's labels → ours: male/female speech, everything else non-speech."""
-    return {"gender": {path: [[label, a, b] for label, a, b in segments
+    """ina's labels → ours: male/female speech (its gender also as its speaker), everything
+    else non-speech."""
+    return {"gender": {path: [[label, a, b, label] for label, a, b in segments
                               if label in ("male", "female")]
                        for path, segments in raw.items()}}
+
+
+COLLARS = (0.0, 0.25, 0.5)  # pyannote's collar: its whole width, centred on each boundary
+
+
+def annotation(rows, uri: str):
+    """pyannote Annotation of ``(start, end, speaker)`` rows."""
+    from pyannote.core import Annotation, Segment
+
+    made = Annotation(uri=uri)
+    for track, (start, end, who) in enumerate(rows):
+        if end > start:
+            made[Segment(start, end), track] = who
+    return made
+
+
+def diarization(recordings, outputs: dict) -> list:
+    """Rows per recording, then pooled: DER per system at each of ``COLLARS`` (a system that
+    names no speakers is scored with its gender labels as speakers), speakers found."""
+    import pandas as pd
+    import soundfile as sf
+    from pyannote.core import Segment, Timeline
+    from pyannote.metrics.diarization import DiarizationErrorRate
+
+    systems = [n for n, s in outputs.items() if s is not None and "gender" in s]
+    metrics = {(n, c): DiarizationErrorRate(collar=c) for n in systems for c in COLLARS}
+    rows, seconds = [], 0.0
+    for rec in recordings:
+        duration = sf.info(rec["wav"]).duration
+        seconds += duration
+        truth = pd.read_csv(rec["truth"], dtype={"speaker": str})
+        uri, uem = Path(rec["wav"]).stem, Timeline([Segment(0, duration)])
+        reference = annotation(zip(truth["start"], truth["end"], truth["speaker"],
+                                   strict=True), uri)
+        row = [uri, f"{duration / 60:.1f}", rec["speakers"], rec["background"]]
+        for n in systems:
+            hyp = annotation([r[1:4] for r in outputs[n]["gender"][rec["wav"]]], uri)
+            row += [f"{metrics[n, c](reference, hyp, uem=uem):.3f}" for c in COLLARS]
+            row.append(len(hyp.labels()))
+        rows.append(row)
+    total = ["all", f"{seconds / 60:.1f}", "", ""]
+    for n in systems:
+        total += [f"{abs(metrics[n, c]):.3f}" for c in COLLARS] + [""]
+    return [*rows, total]
+
+
+def file_regions(npz: str, settings) -> tuple[np.lib.npyio.NpzFile, list]:
+    """``run_windows``' file → (its arrays, its speech regions under ``settings``)."""
+    from agegender import timeline
+
+    data = np.load(npz)
+    return data, timeline.speech_regions(data["voiced"], settings, float(data["duration"]))
+
+
+def window_speakers(npz: str, settings, labels: np.ndarray) -> list:
+    """``run_windows``' file + a speaker index per window → ``[None, start, end, speaker]``
+    rows: each 0.1-s step of a speech region takes the speaker of the nearest window."""
+    data, regions = file_regions(npz, settings)
+    centres = data["windows"].mean(axis=1)  # [windows] s
+    rows = []
+    for begin, end in regions if centres.size else []:
+        edges = np.arange(begin, end, 0.1)  # [steps] s
+        near = labels[np.abs(edges[:, None] + 0.05 - centres).argmin(axis=1)]  # [steps]
+        cuts = [0, *(np.flatnonzero(np.diff(near)) + 1), len(near)]
+        rows += [[None, float(edges[a]), min(end, float(edges[b - 1]) + 0.1), f"S{near[a] + 1}"]
+                 for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+    return rows
+
+
+def sweep(args, recordings, windows: dict) -> None:
+    """``--sweep``: speech-gate settings by missed speech and false alarm, then the speaker
+    threshold by DER, on the timeline's own windows and voice embeddings (``run_windows``
+    with ``--timeline_params``); one row with the true speaker count for reference."""
+    from agegender import speakers, timeline
+
+    base = json.loads(args.timeline_params)
+    rows = []
+    for pad, pause, shortest in ((p, q, s) for p in (0.1, 0.2, 0.3, 0.4)
+                                 for q in (0.3, 0.5, 0.8) for s in (0.1, 0.3)):
+        settings = timeline.TimelineParams(**{**base, "pad_s": pad, "min_pause_s": pause,
+                                              "min_speech_s": shortest})
+        pooled = None
+        for rec in recordings:
+            duration, truth = truth_grid(rec, ["male", "female"], "gender")
+            said = grid_labels([["male", a, b] for a, b in file_regions(
+                windows[rec["wav"]], settings)[1]], duration, ["male"])
+            pooled = add(pooled, score(truth, said))
+        rows.append([f"pad_s {pad} min_pause_s {pause} min_speech_s {shortest}",
+                     *shares(pooled)[:2]])
+    print(format_table(["gate setting", "missed %", "FA %"], rows))
+    settings = timeline.TimelineParams(**base)
+    rows = []
+    for threshold in [*args.sweep, "true count"]:
+        outputs = {"ours": {"gender": {}}}
+        for rec in recordings:
+            embeddings = np.load(windows[rec["wav"]])["embeddings"]
+            labels = speakers.cluster_speakers(
+                embeddings, **({"num_speakers": rec["speakers"]} if threshold == "true count"
+                               else {"distance_threshold": threshold}))
+            outputs["ours"]["gender"][rec["wav"]] = window_speakers(windows[rec["wav"]],
+                                                                    settings, labels)
+        found = [len({r[3] for r in outputs["ours"]["gender"][rec["wav"]]}) - rec["speakers"]
+                 for rec in recordings]
+        rows.append([threshold, *diarization(recordings, outputs)[-1][4:7],
+                     f"{np.mean(found):+.1f}"])
+    print(format_table(["speaker threshold", *(f"DER collar {c}" for c in COLLARS),
+                        "speakers found - true, mean"], rows))
 
 
 def long_file(recordings, hours: float, path: Path) -> float:
@@ -353,17 +488,25 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--manifest", help="a manifest dataset's table, only read",
                         default=str(REPO.parent / "shared" / "cv-sample" / "manifest.csv"))
-    parser.add_argument("--split", default="test")
-    parser.add_argument("--recordings", type=int, default=6)
-    parser.add_argument("--min_minutes", type=float, default=2.0)
-    parser.add_argument("--max_minutes", type=float, default=10.0)
+    parser.add_argument("--split", default="test", help="dev to choose settings, test to report")
+    parser.add_argument("--recordings", type=int, default=12)
+    parser.add_argument("--min_minutes", type=float, default=3.0)
+    parser.add_argument("--max_minutes", type=float, default=4.0)
+    parser.add_argument("--backgrounds", default="clean,noise,music", type=lambda s: s.split(","),
+                        help="cycled over the recordings: clean, noise (-15 dB), music (-12 dB)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work_dir", default="/tmp/timeline_bench")
     parser.add_argument("--gender_model", default=str(REPO / "models" / "pretrained" /
                                                       "gender.keras"),
                         help="default: the shipped gender model")
+    parser.add_argument("--timeline_params", default="{}",
+                        help='our TimelineParams as JSON, e.g. \'{"speaker_threshold": 0.4}\'')
+    parser.add_argument("--old_repo", default="",
+                        help="a checkout of older code: its timeline is the column 'old'")
     parser.add_argument("--ina_python", default="/tmp/ina-venv/bin/python",
                         help="python of a venv with inaSpeechSegmenter (bench/README.md)")
+    parser.add_argument("--sweep", type=float, nargs="*", default=None,
+                        help="instead: gate settings and these speaker thresholds by DER")
     parser.add_argument("--long_hours", type=float, default=0.0,
                         help="also time ours on one file this many hours long (in work_dir)")
     parser.add_argument("--run", default=None, help=argparse.SUPPRESS)
@@ -375,6 +518,47 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def run_systems(args, files: list[str]) -> tuple[dict, dict]:
+    """Runs (or reuses the kept run of) each system: ({system: segments}, {system: (CPU s
+    incl. loading, CPU s of the timeline alone, peak RSS MiB)})."""
+    files_json = Path(args.work_dir) / "files.json"
+    files_json.write_text(json.dumps(files))
+    me = [f"--files={files_json}", f"--gender_model={args.gender_model}",
+          f"--timeline_params={args.timeline_params}", f"--work_dir={args.work_dir}"]
+    cache = Path(args.work_dir) / "outputs"
+    cache.mkdir(exist_ok=True)
+    env = {**os.environ, **CHILD_ENV}
+    run = "windows" if args.sweep is not None else "ours"
+    commands = {run: [sys.executable, __file__, *me, f"--run={run}"]}
+    if args.old_repo and args.sweep is None:
+        commands["old"] = [sys.executable, f"{args.old_repo}/bench/timeline_bench.py", *me[:2],
+                           "--run=ours"]
+    if Path(args.ina_python).is_file() and args.sweep is None:
+        commands["ina"] = [args.ina_python, "-c", INA_SCRIPT, json.dumps(files)]
+    elif args.sweep is None:
+        print(f"ina column skipped: {args.ina_python} not found (bench/README.md says how "
+              "to make it)", file=sys.stderr)
+    outputs, cpu = {}, {}
+    for system, command in commands.items():
+        # Each system's run is kept (``outputs/<system>.json``, keyed by its command, model
+        # and files), so adding a system does not re-run the others.
+        key = json.dumps([command, sha256_file(args.gender_model)])
+        saved = cache / f"{system}.json"
+        if saved.is_file() and json.loads(saved.read_text())["key"] == key:
+            stored = json.loads(saved.read_text())
+        else:
+            result, used, rss = run_child(command, {**env, "CUDA_VISIBLE_DEVICES": ""})
+            stored = {"key": key, "result": result, "cpu": used, "rss": rss}
+            saved.write_text(json.dumps(stored))
+        result = stored["result"] or {}
+        outputs[system] = ina_segments(result["segments"]) if system == "ina" else {
+            task: {f: [[*r, r[0]][:4] for r in rows] for f, rows in found.items()}
+            if task == "gender" else found for task, found in result.items()
+            if task in ("gender", "windows")}
+        cpu[system] = (stored["cpu"], result.get("cpu_s", stored["cpu"]), stored["rss"])
+    return outputs, cpu
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.run:
@@ -383,64 +567,42 @@ def main(argv=None) -> int:
     recordings = build(args)
     files = [r["wav"] for r in recordings]
     audio_s = sum(__import__("soundfile").info(f).duration for f in files)
-    files_json = Path(args.work_dir) / "files.json"
-    files_json.write_text(json.dumps(files))
-    me = [sys.executable, __file__, f"--files={files_json}", f"--gender_model={args.gender_model}"]
-    outputs, speed = {}, {}
-    cache = Path(args.work_dir) / "outputs"
-    cache.mkdir(exist_ok=True)
-    env = {**os.environ, **CHILD_ENV}
-    commands = {system: ([*me, f"--run={system}"], env) for system in ("ours", "pitch")}
-    if Path(args.ina_python).is_file():
-        commands["ina"] = ([args.ina_python, "-c", INA_SCRIPT, json.dumps(files)],
-                           {**env, "CUDA_VISIBLE_DEVICES": ""})
-    else:
-        print(f"ina column skipped: {args.ina_python} not found (bench/README.md says how "
-              "to make it)", file=sys.stderr)
-    for system, (command, child_env) in commands.items():
-        # Each system's run is kept (``outputs/<system>.json``, keyed by its model and the
-        # files), so adding a system does not re-run the others.
-        key = json.dumps([files, sha256_file(args.gender_model) if system == "ours" else None])
-        saved = cache / f"{system}.json"
-        if saved.is_file() and json.loads(saved.read_text())["key"] == key:
-            stored = json.loads(saved.read_text())
-        else:
-            result, cpu, rss = run_child(command, child_env)
-            stored = {"key": key, "result": result, "cpu": cpu, "rss": rss}
-            saved.write_text(json.dumps(stored))
-        result = stored["result"]
-        outputs[system] = (ina_segments(result["segments"]) if system == "ina" and result
-                           else result)
-        inner = result.get("cpu_s", stored["cpu"]) if result and system != "ina" else stored["cpu"]
-        speed[system] = (audio_s / stored["cpu"], audio_s / inner, stored["rss"])
+    outputs, cpu = run_systems(args, files)
+    print(f"{len(files)} recordings ({audio_s / 60:.1f} min, 2-6 speakers) built from "
+          f"{args.manifest} split {args.split}, seed {args.seed}; model {args.gender_model}, "
+          f"timeline {args.timeline_params}")
+    if args.sweep is not None:
+        sweep(args, recordings, outputs["windows"]["windows"])
+        return 0
     header = ["recording", "min", "background"]
     for system in outputs:
         header += [f"{system} missed %", f"{system} FA %", f"{system} gender err %"]
-    print(f"Gender over {len(files)} recordings ({audio_s / 60:.1f} min) built from "
-          f"{args.manifest} split {args.split}, seed {args.seed}; model {args.gender_model}")
-    print(format_table(header, evaluate(recordings, outputs, "gender", ["male", "female"],
-                                        "gender")))
-    scored = [name for name, segments in outputs.items()
-              if segments is not None and "gender" in segments]
-    if len(scored) > 1:
-        print("Gender error on the speech time every system labels (the same seconds for all)")
-        print(format_table(["recording", "common speech min", "% of speech",
-                            *(f"{name} gender err %" for name in scored)],
-                           common_ground(recordings, outputs, "gender", ["male", "female"],
-                                         "gender")))
+    names = ["male", "female"]
+    print(format_table(header, evaluate(recordings, outputs, "gender", names, "gender")))
+    print("Gender error on the speech time every system labels (the same seconds for all)")
+    print(format_table(["recording", "common speech min", "% of speech",
+                        *(f"{name} gender err %" for name in outputs)],
+                       common_ground(recordings, outputs, "gender", names, "gender")))
+    print("DER (pyannote.metrics; collar = its whole width around each reference boundary)")
+    print(format_table(["recording", "min", "speakers", "background",
+                        *(f"{n} {c}" for n in outputs for c in (*COLLARS, "found"))],
+                       diarization(recordings, outputs)))
     print(format_table(["system", "x real time (process CPU, load incl.)",
                         "x real time (timeline CPU only)", "peak RSS MiB"],
-                       [[s, f"{a:.0f}", f"{b:.0f}", f"{r:.0f}"]
-                        for s, (a, b, r) in speed.items()]))
+                       [[s, f"{audio_s / a:.0f}", f"{audio_s / b:.0f}", f"{r:.0f}"]
+                        for s, (a, b, r) in cpu.items()]))
+    if "ours" in cpu:
+        print(f"goal: ours >= 50x real time per CPU second, loading included: "
+              f"{audio_s / cpu['ours'][0]:.0f}x, {met(audio_s / cpu['ours'][0] >= 50)}")
     if args.long_hours:
         path = Path(args.work_dir) / "long.wav"
         seconds = long_file(recordings, args.long_hours, path)
-        Path(args.work_dir, "long.json").write_text(json.dumps([str(path)]))
-        result, cpu, rss = run_child([sys.executable, __file__,
-                                         f"--files={Path(args.work_dir) / 'long.json'}",
-                                         f"--gender_model={args.gender_model}", "--run=ours"],
-                                        env)
-        print(f"long file: {seconds / 3600:.2f} h, {seconds / cpu:.0f}x real time "
+        Path(f"{path}.json").write_text(json.dumps([str(path)]))
+        result, used, rss = run_child([sys.executable, __file__, f"--files={path}.json",
+                                       f"--gender_model={args.gender_model}", "--run=ours",
+                                       f"--timeline_params={args.timeline_params}"],
+                                      {**os.environ, **CHILD_ENV})
+        print(f"long file: {seconds / 3600:.2f} h, {seconds / used:.0f}x real time "
               f"(process CPU), peak RSS {rss:.0f} MiB, "
               f"{len(result['gender'][str(path)]) if result else 0} segments")
         path.unlink()
