@@ -1,15 +1,17 @@
-"""Who speaks when on long recordings of real voices: our timeline vs a pitch rule vs
-inaSpeechSegmenter.
+"""Who speaks when, and as whom, on recordings of real voices: our timeline vs older code
+and inaSpeechSegmenter.
 
-``build`` joins clips of one split of a manifest dataset (no speaker twice in a row, pauses of
-0.2-2 s) into seeded 2-10 min recordings at 16 kHz, every third over pink noise (-15 dB), every
-third over struck chords (-12 dB); the truth is each clip's voiced stretches. Each system runs
-in its own process (CPU seconds, peak RSS): ``ours`` (``AgeGenderDetector.timeline``), ``pitch``
-(the same regions and windows labelled by median F0 against 165 Hz), ``ina`` (the venv of
-``--ina_python``, skipped when missing). Scored on a 10-ms grid: missed speech, false alarm,
-gender error, and the gender error on the speech every system labels (``common_ground``)::
+``build`` makes seeded 16-kHz recordings of 2-6 speakers taking turns from clips of one split
+of a manifest dataset (``dev`` to choose settings, ``test`` to report), cycling clean, pink
+noise (-15 dB) and struck chords (-12 dB); the truth is each clip's voiced stretches (CSV and
+reference RTTM). Each system runs in its own process (CPU seconds, peak RSS): ``ours``
+(``AgeGenderDetector.timeline``), ``old`` (``--old_repo``'s), ``ina`` (``--ina_python``'s).
+Scored: DER (pyannote.metrics, ``bench/requirements.txt``; a system without speakers is
+scored with its genders as speakers), and on a 10-ms grid missed speech, false alarm, gender
+error, also on the speech every system labels (``common_ground``). Several
+``--timeline_params`` print one row each (how settings are chosen on dev)::
 
-    python bench/timeline_bench.py --ina_python /tmp/ina-venv/bin/python [--long_hours 2]
+    python bench/timeline_bench.py --old_repo /path/to/old/checkout [--long_hours 2]
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import argparse
 import hashlib
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -28,6 +31,7 @@ from common import REPO, format_table, met
 
 from agegender.atomic import sha256_file
 from agegender.synthetic import struck_chord
+from agegender.timeline import NO_SPEECH
 
 RATE = 16_000
 GRID = 0.01  # s, scoring resolution
@@ -82,15 +86,26 @@ def chord_music(samples: int, rng: np.random.Generator) -> np.ndarray:
     return out / max(out.std(), 1e-9)
 
 
+def mixed(speech: np.ndarray, truth: list[dict], background: str, rng) -> np.ndarray:
+    """``speech`` [samples] over its background, the background's level set against the
+    RMS of the true speech, peak at most 0.99."""
+    rms = float(np.sqrt(np.mean(np.concatenate(
+        [speech[int(t["start"] * RATE):int(t["end"] * RATE)] for t in truth]) ** 2)))
+    if background in ("noise", "music"):
+        speech = speech + rms * (10 ** (-15 / 20) * pink_noise(len(speech), rng)
+                                 if background == "noise" else
+                                 10 ** (-12 / 20) * chord_music(len(speech), rng))
+    return speech / max(1.0, float(np.abs(speech).max()) / 0.99)
+
+
+# Long because: one loop makes a recording, its truth and its RTTM together (the turn state
+# would otherwise be passed between helpers).
 def build(args) -> list[dict]:
     """Writes the recordings, their truth (CSV: start, end, gender, speaker per voiced
-    stretch) and reference RTTM; returns one dict per recording.
-
-    Recording ``n`` has ``2 + n % 5`` speakers, drawn from the split's speakers with at least
-    3 clips (weight: the square root of their clip count); turns of 1-2 clips (0.1-0.4 s
-    apart) go to a speaker other than the last, weighted by their clips left, 0.2-1.5 s
-    apart, until ``minutes`` or the speakers' clips run out (no clip twice in a recording).
-    """
+    stretch) and reference RTTM; returns one dict per recording. Recording ``n`` has ``2 + n
+    % 5`` speakers of the split's with 3+ clips (weight: the root of their clip count); each
+    turn, 1-2 clips 0.1-0.4 s apart, goes to another speaker than the last (weight: clips
+    left), 0.2-1.5 s after, until ``minutes`` or the clips run out (none used twice)."""
     import pandas as pd
     import soundfile as sf
 
@@ -99,16 +114,14 @@ def build(args) -> list[dict]:
     from agegender.features import load_clip
 
     table = pd.read_csv(args.manifest, dtype=str, keep_default_na=False)
-    table = table[table["split"] == args.split].reset_index(drop=True)
+    table = table[table["split"] == args.split]
     clips = {who: rows for who, rows in table.groupby("speaker_id") if len(rows) >= 3}
     if len(clips) < 6:
         sys.exit(f"{args.manifest}: split {args.split} has {len(clips)} speakers with 3+ "
                  "clips; need 6")
-    root = Path(args.manifest).resolve().parent
-    out = Path(args.work_dir) / "recordings"
+    root, out = Path(args.manifest).resolve().parent, Path(args.work_dir) / "recordings"
     out.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(args.seed)
-    names = sorted(clips)
+    rng, names = np.random.default_rng(args.seed), sorted(clips)
     weight = np.sqrt([len(clips[n]) for n in names])
     params = FeatureParams(sample_rate=RATE, max_duration_s=60.0)
     recordings = []
@@ -124,10 +137,8 @@ def build(args) -> list[dict]:
         if all(Path(rec[k]).is_file() for k in ("wav", "truth", "rttm")):
             continue
         pieces, truth, cursor, last = [], [], 0.0, None
-        while cursor < minutes * 60:
+        while cursor < minutes * 60 and any(left[w] for w in chosen if w != last):
             others = [w for w in chosen if w != last and left[w]]
-            if not others:
-                break
             count = np.array([len(left[w]) for w in others], float)
             last = others[rng.choice(len(others), p=count / count.sum())]
             for _ in range(min(len(left[last]), rng.integers(1, 3))):
@@ -146,15 +157,8 @@ def build(args) -> list[dict]:
             pause = rng.uniform(0.1, 1.1)  # with the clip's 0.1-0.4 s: 0.2-1.5 s between turns
             pieces.append(np.zeros(int(pause * RATE), np.float32))
             cursor += pause
-        mix = np.concatenate(pieces)
-        speech_rms = float(np.sqrt(np.mean(np.concatenate(
-            [mix[int(t["start"] * RATE):int(t["end"] * RATE)] for t in truth]) ** 2)))
-        if background == "noise":
-            mix = mix + speech_rms * 10 ** (-15 / 20) * pink_noise(mix.shape[0], rng)
-        elif background == "music":
-            mix = mix + speech_rms * 10 ** (-12 / 20) * chord_music(mix.shape[0], rng)
-        mix = mix / max(1.0, float(np.abs(mix).max()) / 0.99)
-        sf.write(rec["wav"], mix, RATE, subtype="PCM_16")
+        sf.write(rec["wav"], mixed(np.concatenate(pieces), truth, background, rng), RATE,
+                 subtype="PCM_16")
         pd.DataFrame(truth).to_csv(rec["truth"], index=False)
         Path(rec["rttm"]).write_text("".join(
             f"SPEAKER {stem.name} 1 {t['start']:.3f} {t['end'] - t['start']:.3f} <NA> <NA> "
@@ -164,69 +168,24 @@ def build(args) -> list[dict]:
     return recordings
 
 
-def run_ours(files: list[str], model: str, params: dict) -> dict:
-    """Child: our timeline per file → {file: [[gender, start, end, speaker]]} (speech only;
-    the speaker is the gender where the timeline names no speakers)."""
+def child(args) -> None:
+    """``--run``: our timeline per file → one JSON line: ``gender`` {file: [[gender, start,
+    end, speaker]]} (speech only; the gender as speaker where the timeline names none), CPU
+    seconds from loading the model on, peak RSS (VmHWM: a child's ``ru_maxrss`` would also
+    count the parent's memory, which its pre-exec copy held)."""
     from agegender import AgeGenderDetector
     from agegender.timeline import NO_SPEECH, TimelineParams
 
-    detector = AgeGenderDetector(model)
-    out = {}
-    for f in files:
-        segments = detector.timeline(f, TimelineParams(**params))["segments"]
+    start, out = time.process_time(), {}
+    detector = AgeGenderDetector(args.gender_model)
+    for f in json.loads(Path(args.files).read_text()):
+        segments = detector.timeline(f, TimelineParams(**json.loads(args.timeline_params[0])))
         out[f] = [[s.label, s.start, s.end, getattr(s, "speaker", None) or s.label]
-                  for s in segments if s.label != NO_SPEECH]
-    return out
-
-
-def run_windows(files: list[str], model: str, params: dict, work_dir: str) -> dict:
-    """Child: per file, the timeline's voiced frames, windows and their voice embeddings
-    (made as the timeline makes them) → ``work_dir/<name>.windows.npz``; returns the paths."""
-    from agegender import AgeGenderDetector, speech, timeline
-    from agegender.model_inputs import waveforms_inputs
-
-    features = AgeGenderDetector(model).model.features
-    settings = timeline.TimelineParams(**params)
-    window_s = settings.window_s or timeline.model_window_s(features)
-    out = {}
-    for path in files:
-        voicing, duration = timeline.gate_pass(path, settings.block_s)
-        voiced = speech.voiced_frames(voicing, reference_db=timeline.local_reference_db(
-            voicing.rms_db))
-        regions = timeline.speech_regions(voiced, settings, duration)
-        windows = timeline.windows_in(regions, window_s, settings.hop_s or window_s, duration)
-        kept, pieces = [], []
-        for index, piece in timeline.window_audio(path, windows, features, settings.block_s):
-            kept.append(index)
-            pieces.append(piece)
-        embeddings = waveforms_inputs(pieces, features, ("embedding",))["embedding"]
-        tag = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:8]
-        out[path] = str(Path(work_dir) / f"{Path(path).stem}.{tag}.windows.npz")
-        np.savez(out[path], voiced=voiced, duration=duration, embeddings=embeddings,
-                 windows=np.array(windows, float).reshape(-1, 2)[kept])
-    return out
-
-
-def child(args) -> None:
-    """``--run SYSTEM``: runs one system and prints its segments as one JSON line."""
-    files = json.loads(Path(args.files).read_text())
-    params = json.loads(args.timeline_params)
-    start = time.process_time()
-    if args.run == "ours":
-        result = {"gender": run_ours(files, args.gender_model, params)}
-    else:
-        result = {"windows": run_windows(files, args.gender_model, params, args.work_dir)}
-    print("RESULT " + json.dumps({**result, "cpu_s": time.process_time() - start,
-                                  "rss_mib": peak_rss_mib()}))
-
-
-def peak_rss_mib() -> float:
-    """This process's peak resident memory (VmHWM), MiB (a child's ``ru_maxrss`` would also
-    count the parent's memory, which its pre-exec copy held)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+                  for s in segments["segments"] if s.label != NO_SPEECH]
+    hwm = [line for line in Path("/proc/self/status").read_text().splitlines()
+           if line.startswith("VmHWM:")]
+    print("RESULT " + json.dumps({"gender": out, "cpu_s": time.process_time() - start,
+                                  "rss_mib": int(hwm[0].split()[1]) / 1024}))
 
 
 # A child's TensorFlow: one intra-op and one inter-op thread, oneDNN kernels on.
@@ -237,24 +196,17 @@ CHILD_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "TF_ENABLE_ONEDNN_OPTS": "1",
 
 def run_child(command: list[str], env: dict) -> tuple[dict | None, float, float]:
     """Runs a child: (its RESULT json, CPU seconds user+sys, its own peak RSS MiB)."""
-    import tempfile
-
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        process = subprocess.Popen(command, stdout=out, stderr=err, env=env, text=True)
-        _, status, usage = os.wait4(process.pid, 0)
-        process.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        stdout, stderr = out.read(), err.read()
-    result = None
-    for line in stdout.splitlines():
-        if line.startswith("RESULT "):
-            result = json.loads(line[len("RESULT "):])
-    if process.returncode and result is None:
-        print(f"{command[:3]} failed ({process.returncode}): {stderr[-1500:]}",
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    found = [json.loads(line[len("RESULT "):]) for line in done.stdout.splitlines()
+             if line.startswith("RESULT ")]
+    if not found:
+        print(f"{command[:3]} failed ({done.returncode}): {done.stderr[-1500:]}",
               file=sys.stderr)
-    rss = result.get("rss_mib", float("nan")) if result else float("nan")
-    return result, usage.ru_utime + usage.ru_stime, rss
+    result = found[-1] if found else None
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return result, cpu, result.get("rss_mib", float("nan")) if result else float("nan")
 
 
 def grid_labels(segments, duration: float, names: list[str]) -> np.ndarray:
@@ -405,69 +357,6 @@ def diarization(recordings, outputs: dict) -> list:
     return [*rows, total]
 
 
-def file_regions(npz: str, settings) -> tuple[np.lib.npyio.NpzFile, list]:
-    """``run_windows``' file → (its arrays, its speech regions under ``settings``)."""
-    from agegender import timeline
-
-    data = np.load(npz)
-    return data, timeline.speech_regions(data["voiced"], settings, float(data["duration"]))
-
-
-def window_speakers(npz: str, settings, labels: np.ndarray) -> list:
-    """``run_windows``' file + a speaker index per window → ``[None, start, end, speaker]``
-    rows: each 0.1-s step of a speech region takes the speaker of the nearest window."""
-    data, regions = file_regions(npz, settings)
-    centres = data["windows"].mean(axis=1)  # [windows] s
-    rows = []
-    for begin, end in regions if centres.size else []:
-        edges = np.arange(begin, end, 0.1)  # [steps] s
-        near = labels[np.abs(edges[:, None] + 0.05 - centres).argmin(axis=1)]  # [steps]
-        cuts = [0, *(np.flatnonzero(np.diff(near)) + 1), len(near)]
-        rows += [[None, float(edges[a]), min(end, float(edges[b - 1]) + 0.1), f"S{near[a] + 1}"]
-                 for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
-    return rows
-
-
-def sweep(args, recordings, windows: dict) -> None:
-    """``--sweep``: speech-gate settings by missed speech and false alarm, then the speaker
-    threshold by DER, on the timeline's own windows and voice embeddings (``run_windows``
-    with ``--timeline_params``); one row with the true speaker count for reference."""
-    from agegender import speakers, timeline
-
-    base = json.loads(args.timeline_params)
-    rows = []
-    for pad, pause, shortest in ((p, q, s) for p in (0.1, 0.2, 0.3, 0.4)
-                                 for q in (0.3, 0.5, 0.8) for s in (0.1, 0.3)):
-        settings = timeline.TimelineParams(**{**base, "pad_s": pad, "min_pause_s": pause,
-                                              "min_speech_s": shortest})
-        pooled = None
-        for rec in recordings:
-            duration, truth = truth_grid(rec, ["male", "female"], "gender")
-            said = grid_labels([["male", a, b] for a, b in file_regions(
-                windows[rec["wav"]], settings)[1]], duration, ["male"])
-            pooled = add(pooled, score(truth, said))
-        rows.append([f"pad_s {pad} min_pause_s {pause} min_speech_s {shortest}",
-                     *shares(pooled)[:2]])
-    print(format_table(["gate setting", "missed %", "FA %"], rows))
-    settings = timeline.TimelineParams(**base)
-    rows = []
-    for threshold in [*args.sweep, "true count"]:
-        outputs = {"ours": {"gender": {}}}
-        for rec in recordings:
-            embeddings = np.load(windows[rec["wav"]])["embeddings"]
-            labels = speakers.cluster_speakers(
-                embeddings, **({"num_speakers": rec["speakers"]} if threshold == "true count"
-                               else {"distance_threshold": threshold}))
-            outputs["ours"]["gender"][rec["wav"]] = window_speakers(windows[rec["wav"]],
-                                                                    settings, labels)
-        found = [len({r[3] for r in outputs["ours"]["gender"][rec["wav"]]}) - rec["speakers"]
-                 for rec in recordings]
-        rows.append([threshold, *diarization(recordings, outputs)[-1][4:7],
-                     f"{np.mean(found):+.1f}"])
-    print(format_table(["speaker threshold", *(f"DER collar {c}" for c in COLLARS),
-                        "speakers found - true, mean"], rows))
-
-
 def long_file(recordings, hours: float, path: Path) -> float:
     """Writes ``hours`` of the recordings repeated, block by block; returns seconds."""
     import soundfile as sf
@@ -482,6 +371,34 @@ def long_file(recordings, hours: float, path: Path) -> float:
                 if total >= hours * 3600 * RATE:
                     break
     return total / RATE
+
+
+def encoder_speed(seconds: float, batch_sizes=(1, 32, 128), repeats: int = 3) -> None:
+    """``--encoder_seconds``: the GE2E voice encoder on this CPU (was voice_encoder_speed.py):
+    partials/s and real time of 1.6-s windows every 0.8 s of a noise recording per batch
+    size, the front end timed apart (best of ``repeats``)."""
+    from common import timed
+
+    from agegender import voice_encoder as ve
+
+    rate = ve.GE2E.sample_rate
+    wave = (0.1 * np.random.default_rng(0).standard_normal(int(seconds * rate))).astype(
+        np.float32)
+    frames = ve.encoder_frames(wave, rate)  # [frames, n_mels]; imports, filters
+    front_s = min(timed(lambda: ve.encoder_frames(wave, rate))[0] for _ in range(repeats))
+    width, hop = (round(s * rate / ve.GE2E.hop_length) for s in (1.6, 0.8))
+    windows = np.stack([frames[s: s + width] for s in range(0, len(frames) - width + 1, hop)])
+    encoder, rows = ve.load_voice_encoder(), []
+    for batch in batch_sizes:
+        ve.embed_partials(windows[:batch], encoder=encoder, batch_size=batch)  # warm-up, trace
+        best = min(timed(lambda batch=batch: ve.embed_partials(
+            windows, encoder=encoder, batch_size=batch))[0] for _ in range(repeats))
+        rows.append([batch, f"{len(windows) / best:.1f}", f"{best:.2f}",
+                     f"{seconds / (best + front_s):.0f}x"])
+    print(format_table(["batch", "partials/s", "network s", "x real time (front end + network)"],
+                       rows, title=f"recording {seconds:.0f} s, {len(windows)} windows; front "
+                       f"end {front_s * 1e3:.0f} ms ({seconds / front_s:.0f}x real time); "
+                       f"{os.cpu_count()} CPUs"))
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -499,17 +416,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--gender_model", default=str(REPO / "models" / "pretrained" /
                                                       "gender.keras"),
                         help="default: the shipped gender model")
-    parser.add_argument("--timeline_params", default="{}",
-                        help='our TimelineParams as JSON, e.g. \'{"speaker_threshold": 0.4}\'')
+    parser.add_argument("--timeline_params", nargs="+", default=["{}"],
+                        help="our TimelineParams as JSON, e.g. '{\"pad_s\": 0.2}'; several: "
+                        "one row each (DER, missed, FA, gender error) instead of the tables")
     parser.add_argument("--old_repo", default="",
                         help="a checkout of older code: its timeline is the column 'old'")
     parser.add_argument("--ina_python", default="/tmp/ina-venv/bin/python",
                         help="python of a venv with inaSpeechSegmenter (bench/README.md)")
-    parser.add_argument("--sweep", type=float, nargs="*", default=None,
-                        help="instead: gate settings and these speaker thresholds by DER")
     parser.add_argument("--long_hours", type=float, default=0.0,
                         help="also time ours on one file this many hours long (in work_dir)")
-    parser.add_argument("--run", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--encoder_seconds", type=float, default=0.0,
+                        help="instead: the voice encoder's speed on this many seconds (60)")
+    parser.add_argument("--run", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--files", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     for flag in ("manifest", "gender_model"):
@@ -520,65 +438,81 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def run_systems(args, files: list[str]) -> tuple[dict, dict]:
     """Runs (or reuses the kept run of) each system: ({system: segments}, {system: (CPU s
-    incl. loading, CPU s of the timeline alone, peak RSS MiB)})."""
+    incl. loading, CPU s of the timeline alone, peak RSS MiB)}). One ``ours`` per
+    ``--timeline_params`` (named by it when several); ``old`` and ``ina`` with one only."""
     files_json = Path(args.work_dir) / "files.json"
     files_json.write_text(json.dumps(files))
-    me = [f"--files={files_json}", f"--gender_model={args.gender_model}",
-          f"--timeline_params={args.timeline_params}", f"--work_dir={args.work_dir}"]
-    cache = Path(args.work_dir) / "outputs"
-    cache.mkdir(exist_ok=True)
-    env = {**os.environ, **CHILD_ENV}
-    run = "windows" if args.sweep is not None else "ours"
-    commands = {run: [sys.executable, __file__, *me, f"--run={run}"]}
-    if args.old_repo and args.sweep is None:
+    me = [f"--files={files_json}", f"--gender_model={args.gender_model}", "--run"]
+    several = len(args.timeline_params) > 1
+    commands = {params if several else "ours": [sys.executable, __file__, *me,
+                                                 f"--timeline_params={params}"]
+                for params in args.timeline_params}
+    if args.old_repo and not several:
         commands["old"] = [sys.executable, f"{args.old_repo}/bench/timeline_bench.py", *me[:2],
                            "--run=ours"]
-    if Path(args.ina_python).is_file() and args.sweep is None:
+    if Path(args.ina_python).is_file() and not several:
         commands["ina"] = [args.ina_python, "-c", INA_SCRIPT, json.dumps(files)]
-    elif args.sweep is None:
+    elif not several:
         print(f"ina column skipped: {args.ina_python} not found (bench/README.md says how "
               "to make it)", file=sys.stderr)
+    cache = Path(args.work_dir) / "outputs"
+    cache.mkdir(exist_ok=True)
     outputs, cpu = {}, {}
     for system, command in commands.items():
-        # Each system's run is kept (``outputs/<system>.json``, keyed by its command, model
-        # and files), so adding a system does not re-run the others.
+        # Each run is kept (``outputs/<sha of its command>.json``, checked against the model
+        # too), so adding a system or a setting does not re-run the others.
         key = json.dumps([command, sha256_file(args.gender_model)])
-        saved = cache / f"{system}.json"
+        saved = cache / f"{hashlib.sha256(json.dumps(command).encode()).hexdigest()[:12]}.json"
         if saved.is_file() and json.loads(saved.read_text())["key"] == key:
             stored = json.loads(saved.read_text())
         else:
-            result, used, rss = run_child(command, {**env, "CUDA_VISIBLE_DEVICES": ""})
+            env = {**os.environ, **CHILD_ENV, "CUDA_VISIBLE_DEVICES": ""}
+            result, used, rss = run_child(command, env)
             stored = {"key": key, "result": result, "cpu": used, "rss": rss}
             saved.write_text(json.dumps(stored))
         result = stored["result"] or {}
         outputs[system] = ina_segments(result["segments"]) if system == "ina" else {
-            task: {f: [[*r, r[0]][:4] for r in rows] for f, rows in found.items()}
-            if task == "gender" else found for task, found in result.items()
-            if task in ("gender", "windows")}
+            "gender": {f: [[*r, r[0]][:4] for r in rows if r[0] != NO_SPEECH]  # old: gender
+                       for f, rows in result["gender"].items()}}                  # as speaker
         cpu[system] = (stored["cpu"], result.get("cpu_s", stored["cpu"]), stored["rss"])
     return outputs, cpu
 
 
+def settings_rows(recordings, outputs: dict) -> list:
+    """One row per ``--timeline_params``: pooled DER at each collar, missed %, FA %, gender
+    error %, mean speakers found minus true."""
+    rows = []
+    for params, segments in outputs.items():
+        one = {"ours": segments}
+        found = [len({r[3] for r in segments["gender"][rec["wav"]]}) - rec["speakers"]
+                 for rec in recordings]
+        rows.append([params, *diarization(recordings, one)[-1][4:7],
+                     *evaluate(recordings, one, "gender", ["male", "female"], "gender")[-1][3:],
+                     f"{np.mean(found):+.1f}"])
+    return rows
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.run:
-        child(args)
+    if args.run or args.encoder_seconds:
+        child(args) if args.run else encoder_speed(args.encoder_seconds)
         return 0
     recordings = build(args)
     files = [r["wav"] for r in recordings]
     audio_s = sum(__import__("soundfile").info(f).duration for f in files)
     outputs, cpu = run_systems(args, files)
     print(f"{len(files)} recordings ({audio_s / 60:.1f} min, 2-6 speakers) built from "
-          f"{args.manifest} split {args.split}, seed {args.seed}; model {args.gender_model}, "
-          f"timeline {args.timeline_params}")
-    if args.sweep is not None:
-        sweep(args, recordings, outputs["windows"]["windows"])
+          f"{args.manifest} split {args.split}, seed {args.seed}; model {args.gender_model}")
+    if len(args.timeline_params) > 1:
+        print(format_table(["timeline params", *(f"DER collar {c}" for c in COLLARS),
+                            "missed %", "FA %", "gender err %", "speakers found - true"],
+                           settings_rows(recordings, outputs)))
         return 0
-    header = ["recording", "min", "background"]
-    for system in outputs:
-        header += [f"{system} missed %", f"{system} FA %", f"{system} gender err %"]
     names = ["male", "female"]
-    print(format_table(header, evaluate(recordings, outputs, "gender", names, "gender")))
+    print(format_table(["recording", "min", "background",
+                        *(f"{s} {m}" for s in outputs for m in ("missed %", "FA %",
+                                                                "gender err %"))],
+                       evaluate(recordings, outputs, "gender", names, "gender")))
     print("Gender error on the speech time every system labels (the same seconds for all)")
     print(format_table(["recording", "common speech min", "% of speech",
                         *(f"{name} gender err %" for name in outputs)],
@@ -591,16 +525,15 @@ def main(argv=None) -> int:
                         "x real time (timeline CPU only)", "peak RSS MiB"],
                        [[s, f"{audio_s / a:.0f}", f"{audio_s / b:.0f}", f"{r:.0f}"]
                         for s, (a, b, r) in cpu.items()]))
-    if "ours" in cpu:
-        print(f"goal: ours >= 50x real time per CPU second, loading included: "
-              f"{audio_s / cpu['ours'][0]:.0f}x, {met(audio_s / cpu['ours'][0] >= 50)}")
+    print(f"goal: ours >= 50x real time per CPU second, loading included: "
+          f"{audio_s / cpu['ours'][0]:.0f}x, {met(audio_s / cpu['ours'][0] >= 50)}")
     if args.long_hours:
         path = Path(args.work_dir) / "long.wav"
         seconds = long_file(recordings, args.long_hours, path)
         Path(f"{path}.json").write_text(json.dumps([str(path)]))
         result, used, rss = run_child([sys.executable, __file__, f"--files={path}.json",
-                                       f"--gender_model={args.gender_model}", "--run=ours",
-                                       f"--timeline_params={args.timeline_params}"],
+                                       f"--gender_model={args.gender_model}", "--run",
+                                       f"--timeline_params={args.timeline_params[0]}"],
                                       {**os.environ, **CHILD_ENV})
         print(f"long file: {seconds / 3600:.2f} h, {seconds / used:.0f}x real time "
               f"(process CPU), peak RSS {rss:.0f} MiB, "
