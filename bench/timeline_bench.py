@@ -6,10 +6,9 @@ of a manifest dataset (``dev`` to choose settings, ``test`` to report), cycling 
 noise (-15 dB) and struck chords (-12 dB); the truth is each clip's voiced stretches (CSV and
 reference RTTM). Each system runs in its own process (CPU seconds, peak RSS): ``ours``
 (``AgeGenderDetector.timeline``), ``old`` (``--old_repo``'s), ``ina`` (``--ina_python``'s).
-Scored: DER (pyannote.metrics, ``bench/requirements.txt``; a system without speakers is
-scored with its genders as speakers), and on a 10-ms grid missed speech, false alarm, gender
-error, also on the speech every system labels (``common_ground``). Several
-``--timeline_params`` print one row each (how settings are chosen on dev)::
+Scored: DER (pyannote.metrics, ``bench/requirements.txt``; genders as speakers for a system
+without speakers); on a 10-ms grid missed speech, false alarm, gender error, also on the
+speech all label (``common_ground``). ``--timeline_params`` x N: one row each (dev choice)::
 
     python bench/timeline_bench.py --old_repo /path/to/old/checkout [--long_hours 2]
 """
