@@ -656,6 +656,18 @@ def test_one_timeline_run_never_overwrites_its_own_files(gender_model: Path,
     assert len(list(out.glob("*.TextGrid"))) == 3
 
 
+def test_a_files_speaker_table_never_takes_another_files_name() -> None:
+    """x.wav's per-speaker table is x_speakers.csv: x_speakers.wav must not write there too."""
+    from agegender.timeline_cli import planned_prefixes
+    from agegender.timeline_formats import FORMATS, output_path
+
+    for files in (["a/x.wav", "b/x_speakers.wav"], ["b/x_speakers.wav", "a/x.wav"],
+                  ["a/X.wav", "b/x_SPEAKERS.wav", "c/x.wav"]):
+        outputs = [output_path(prefix, fmt).casefold()
+                   for prefix in planned_prefixes(files, "out") for fmt in FORMATS]
+        assert len(outputs) == len(set(outputs)), files
+
+
 def test_timeline_run_removes_leftovers_of_a_killed_run(gender_model: Path,
                                                         tmp_path: Path) -> None:
     """Was: .tmp-…-<stem>.json of a kill -9 stayed for ever."""

@@ -23,17 +23,18 @@ from agegender.errors import AgeGenderError, OutputError, ParameterError
 
 def planned_prefixes(files: list[str], folder: str | os.PathLike) -> list[Path]:
     """One output prefix (``folder/<name>``) per file, no two alike: a file's stem, or
-    ``<stem>-2``, ``<stem>-3``, ... when a name made before took it. Names are compared
-    case-blind (macOS and Windows file systems are)."""
+    ``<stem>-2``, ``<stem>-3``, ... when a name made before took it. A prefix also owns
+    ``<name>_speakers`` (its per-speaker table), so ``x.wav`` and ``x_speakers.wav`` never
+    write the same file. Names are compared case-blind (macOS and Windows file systems are)."""
     made: set[str] = set()
     prefixes = []
     for file in files:
         stem = Path(file).stem or "audio"
         name, count = stem, 1
-        while name.casefold() in made:
+        while {name.casefold(), f"{name}_speakers".casefold()} & made:
             count += 1
             name = f"{stem}-{count}"
-        made.add(name.casefold())
+        made |= {name.casefold(), f"{name}_speakers".casefold()}
         prefixes.append(Path(folder) / name)
     return prefixes
 
