@@ -44,10 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
                              "every file's segments")
     cli.add_bool_flag(parser, "timeline", default=False,
                       help="label who speaks when over each whole file: segments (start, end, "
-                           "label, probability) with 'no speech' marked, written as CSV, JSON, "
-                           "RTTM, TextGrid and PNG to --timeline_dir (README: Timeline)")
+                           "speaker, gender, gender_probability, age, age_probability) with "
+                           "'no speech' marked, written as CSV, JSON, RTTM, TextGrid and PNG, "
+                           "and a per-speaker CSV, to --timeline_dir (docs/timeline.md)")
     parser.add_argument("--timeline_dir", default=os.path.join("results", "timeline"),
-                        help="--timeline: folder for <file stem>.{csv,json,rttm,TextGrid,png}; "
+                        help="--timeline: folder for <file stem>.{csv,json,rttm,TextGrid,png} and "
+                             "<file stem>_speakers.csv; "
                              "a file there that this run did not write is never replaced "
                              "without --overwrite (default: %(default)s)")
     cli.add_bool_flag(parser, "overwrite", default=False,

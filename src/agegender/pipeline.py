@@ -374,7 +374,7 @@ def _pitch_size(index: dict, dataset_dir: str | os.PathLike, split: str) -> int:
             f"{split_folder(dataset_dir, split)}: the shards hold {held}, not the "
             f"{len(STAT_NAMES)} (F0 and spectral envelope) a --pitch_input model reads (made "
             f"by an older preprocessing); re-run src/preprocess_dataset.py on {dataset_dir} "
-            "to add them")
+            "with --inputs=spectrogram,pitch to add them")
     return len(names)
 
 
