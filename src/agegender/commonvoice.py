@@ -140,22 +140,6 @@ ACCEPTED_LABELS: dict[str, str] = {
 }
 
 
-def unrecognised_labels(clips: pd.DataFrame, *, top: int = 5) -> list[str]:
-    """One line per label column with non-empty cells that are no label: the most common
-    values with their counts, and the spellings accepted.
-
-    Args:
-        clips: table from ``layouts.read_clips`` (``gender_raw``, ``age_raw``).
-        top: values named per column.
-
-    Returns:
-        e.g. ``["gender: 75 cells not recognised: 'F' 40, 'M' 35 (accepted: male, female,
-        male_masculine, female_feminine; an empty cell is no label)"]``.
-    """
-    return [unrecognised_line(name, counts, top=top)
-            for name, counts in unrecognised_counts(clips).items()]
-
-
 def unrecognised_counts(clips: pd.DataFrame) -> dict[str, pd.Series]:
     """``{"gender" | "age": value → cells}`` of the non-empty cells that are no label, for
     the columns that have any (most common first)."""
@@ -169,7 +153,10 @@ def unrecognised_counts(clips: pd.DataFrame) -> dict[str, pd.Series]:
 
 
 def unrecognised_line(name: str, counts: pd.Series, *, top: int = 5) -> str:
-    """The ``unrecognised_labels`` line of one column's ``unrecognised_counts``."""
+    """One column's line from its ``unrecognised_counts``: the ``top`` most common values
+    with their counts, and the spellings accepted, e.g. ``gender: 75 cells not recognised:
+    'F' 40, 'M' 35 (accepted: male, female, male_masculine, female_feminine; an empty cell is
+    no label)``."""
     named = ", ".join(f"{value!r} {count}" for value, count in counts.iloc[:top].items())
     more = f", {len(counts) - top} other values" if len(counts) > top else ""
     return (f"{name}: {int(counts.sum())} cells not recognised: {named}{more} (accepted: "

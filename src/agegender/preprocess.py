@@ -162,7 +162,7 @@ def run_clean(dataset_dir: str | os.PathLike, params: PreprocessParams,
         if missing:
             log.info("clean: %d kept clips have no %s label (they serve the other task)",
                      missing, name)
-    demo = provenance.dataset_source(dataset_dir)["kind"] == "synthetic"
+    demo = provenance.is_demo_dataset(dataset_dir)
     label_warnings, label_notes = [], []
     for name, values in commonvoice.unrecognised_counts(clips).items():
         expected = demo and set(values.index) <= provenance.DEMO_LABEL_VALUES
@@ -189,8 +189,7 @@ def split_report(dataset_dir: str | os.PathLike,
     # Speaker checks only make sense when the layout names speakers at all.
     has_speakers = any(count["speakers"] for per_task in counts.values()
                        for count in per_task.values())
-    untrained = (provenance.DEMO_UNTRAINED_TASKS
-                 if provenance.dataset_source(dataset_dir)["kind"] == "synthetic" else ())
+    untrained = provenance.DEMO_UNTRAINED_TASKS if provenance.is_demo_dataset(dataset_dir) else ()
     lines, notes = [], []
     for split, per_task in counts.items():
         kept = {task: count for task, count in per_task.items() if task not in untrained}

@@ -3,7 +3,7 @@ speaker)`` and one row per speaker.
 
 Two streaming passes over the file (``timeline_audio``), each decoding ``block_s`` seconds at
 a time and resampling block by block (``soxr.ResampleStream``), so memory does not grow with
-the length of the recording:
+the length of the recording (the speaker clustering's distances excepted):
 
 1. the speech gate (``agegender.speech``) on every 20-ms frame → speech regions (pauses
    shorter than ``min_pause_s`` bridged, regions shorter than ``min_speech_s`` dropped);
@@ -17,7 +17,7 @@ ids gives the turns; each speaker's class comes from all its speech, a stretch k
 own only where it disagrees strongly (``speaker_segments``). Runs of one speaker and label
 become segments. Everything outside the speech regions is one ``NO_SPEECH`` segment per
 stretch and never gets a class or a speaker. ``label_segments`` is the per-window labelling
-without speakers (the benches' pitch rule uses it).
+without speakers, kept for a run with no windows to embed.
 """
 
 from __future__ import annotations
@@ -196,7 +196,7 @@ def local_reference_db(rms_db: np.ndarray, span_s: float = 30.0) -> np.ndarray:
     span = max(1, int(span_s * speech.GATE_RATE / speech.HOP))
     reference = np.empty_like(rms_db)
     for start in range(0, rms_db.shape[0], span):
-        reference[start:start + span] = np.percentile(rms_db[start:start + span], 95)
+        reference[start:start + span] = speech.percentile_95(rms_db[start:start + span])
     return reference
 
 
@@ -335,9 +335,7 @@ def predict_windows(models, windows, path, features, block_s: float,
     if pending:
         flush(indexes, pending)
     if not parts:
-        return WindowEvidence(probabilities, Embeddings(
-            np.zeros((0, 256), np.float32), np.zeros((0, 256), np.float32),
-            np.zeros(0, np.int64), np.zeros((0, 2))))
+        return WindowEvidence(probabilities, Embeddings.empty())
     return WindowEvidence(probabilities, Embeddings(
         *(np.concatenate([getattr(p, name) for p in parts])
           for name in ("utterances", "partials", "owner", "spans"))))
@@ -456,7 +454,8 @@ def _step_means(begin, end, windows, window_starts, longest, probabilities, step
         return None
     filled = counts > 0
     if not filled.all():
-        sums, counts = sums[_nearest(filled)], counts[_nearest(filled)]
+        nearest = _nearest(filled)
+        sums, counts = sums[nearest], counts[nearest]
     return sums / counts[:, np.newaxis]  # [steps, classes]
 
 

@@ -412,6 +412,13 @@ class Embeddings:
     owner: np.ndarray
     spans: np.ndarray
 
+    @classmethod
+    def empty(cls, params: EncoderParams = GE2E) -> Embeddings:
+        """No utterances: every array with zero rows."""
+        return cls(np.zeros((0, params.embedding), np.float32),
+                   np.zeros((0, params.embedding), np.float32),
+                   np.zeros(0, np.int64), np.zeros((0, 2)))
+
 
 def embed_with_partials(waves: Sequence[np.ndarray], sample_rate: int, *, encoder=None,
                         params: EncoderParams = GE2E) -> Embeddings:
@@ -424,9 +431,7 @@ def embed_with_partials(waves: Sequence[np.ndarray], sample_rate: int, *, encode
     """
     made = [_partials_and_spans(wave, sample_rate, params) for wave in waves]
     if not made:
-        return Embeddings(np.zeros((0, params.embedding), np.float32),
-                          np.zeros((0, params.embedding), np.float32),
-                          np.zeros(0, np.int64), np.zeros((0, 2)))
+        return Embeddings.empty(params)
     partials = embed_partials(np.concatenate([m[0] for m in made]),
                               encoder=encoder)  # [all partials, embedding]
     counts = [len(m[0]) for m in made]
