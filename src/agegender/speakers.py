@@ -58,6 +58,8 @@ def cluster_speakers(
     *,
     distance_threshold: float = DEFAULT_DISTANCE_THRESHOLD,
     num_speakers: int | None = None,
+    gender: np.ndarray | None = None,
+    gender_weight: float = 0.0,
 ) -> np.ndarray:
     """Groups windows by voice.
 
@@ -68,6 +70,11 @@ def cluster_speakers(
             ignored when ``num_speakers`` is given.
         num_speakers: exact number of speakers wanted (>= 1); ``None`` = found from
             ``distance_threshold``. More speakers than windows gives one per window.
+        gender: [windows] probability (0-1) of one gender per window, from a gender
+            model; NaN = unknown. ``None`` = clustering by voice alone.
+        gender_weight: added to the distance of two windows per unit of difference of
+            their ``gender`` (``gender_distance``), so voices heard as different genders
+            stay apart (a soft cannot-link); 0 = voice alone.
 
     Returns:
         [windows] int64 speaker index, 0 for the first speaker heard, 1 for the next new
@@ -84,6 +91,9 @@ def cluster_speakers(
             and math.isfinite(distance_threshold) and 0 <= distance_threshold <= 2):
         raise ParameterError(
             f"distance_threshold={distance_threshold!r}; expected a cosine distance in 0-2")
+    if not (isinstance(gender_weight, numbers.Real) and math.isfinite(gender_weight)
+            and gender_weight >= 0):
+        raise ParameterError(f"gender_weight={gender_weight!r}; expected a number >= 0")
     unit = _check_embeddings(embeddings)  # [windows, dims]
     windows = unit.shape[0]
     if windows == 0:
@@ -92,12 +102,35 @@ def cluster_speakers(
         return np.zeros(1, dtype=np.int64)
     # Rounding can leave tiny negative distances between identical rows.
     condensed = np.clip(distance.pdist(unit, metric="cosine"), 0.0, 2.0)  # [w*(w-1)/2]
+    if gender is not None and gender_weight > 0:
+        condensed += gender_weight * gender_distance(gender, windows)  # [w*(w-1)/2]
     tree = hierarchy.linkage(condensed, method="average")
     if num_speakers is not None:
         raw = hierarchy.fcluster(tree, t=min(int(num_speakers), windows), criterion="maxclust")
     else:
         raw = hierarchy.fcluster(tree, t=float(distance_threshold), criterion="distance")
     return _order_by_first_appearance(np.asarray(raw))
+
+
+def gender_distance(gender: np.ndarray, windows: int) -> np.ndarray:
+    """How differently two windows are gendered: |p_i - p_j| for every pair.
+
+    Args:
+        gender: [windows] probability (0-1) of one gender per window; NaN = unknown (a
+            window too short for the model), which is no evidence: distance 0.
+        windows: the number of windows expected (the embeddings' rows).
+
+    Returns:
+        [windows * (windows - 1) / 2] float64 in 0-1, in ``scipy.spatial.distance.pdist``'s
+        pair order (a condensed matrix).
+    """
+    gender = np.asarray(gender, dtype=np.float64)
+    if gender.shape != (windows,):
+        raise ParameterError(f"gender has shape {gender.shape}; expected [{windows}] (one "
+                             "probability per window)")
+    if np.any((gender < 0) | (gender > 1)):
+        raise ParameterError("gender holds values outside 0-1; expected probabilities")
+    return np.nan_to_num(distance.pdist(gender[:, np.newaxis], metric="cityblock"), nan=0.0)
 
 
 def speaker_log_odds(window_log_odds: np.ndarray, labels: np.ndarray) -> np.ndarray:
