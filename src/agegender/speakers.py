@@ -59,6 +59,24 @@ def _order_by_first_appearance(raw: np.ndarray) -> np.ndarray:
     return np.array([mapping[int(c)] for c in raw], dtype=np.int64)
 
 
+def _check_parameters(distance_threshold, num_speakers, gender_weight, gender_neighbours):
+    """``cluster_speakers``'s scalar arguments, each refused in one line."""
+    if num_speakers is not None and (
+            isinstance(num_speakers, bool) or not isinstance(num_speakers, numbers.Integral)
+            or num_speakers < 1):
+        raise ParameterError(f"num_speakers={num_speakers!r}; expected an integer >= 1")
+    if not (isinstance(distance_threshold, numbers.Real)
+            and math.isfinite(distance_threshold) and 0 <= distance_threshold <= 2):
+        raise ParameterError(
+            f"distance_threshold={distance_threshold!r}; expected a cosine distance in 0-2")
+    if not (isinstance(gender_weight, numbers.Real) and math.isfinite(gender_weight)
+            and gender_weight >= 0):
+        raise ParameterError(f"gender_weight={gender_weight!r}; expected a number >= 0")
+    if (isinstance(gender_neighbours, bool) or not isinstance(gender_neighbours, numbers.Integral)
+            or gender_neighbours < 1):
+        raise ParameterError(f"gender_neighbours={gender_neighbours!r}; expected an integer >= 1")
+
+
 def cluster_speakers(
     embeddings: np.ndarray,
     *,
@@ -93,20 +111,7 @@ def cluster_speakers(
     Raises:
         ParameterError: on a bad shape, non-finite or all-zero rows, or bad parameters.
     """
-    if num_speakers is not None and (
-            isinstance(num_speakers, bool) or not isinstance(num_speakers, numbers.Integral)
-            or num_speakers < 1):
-        raise ParameterError(f"num_speakers={num_speakers!r}; expected an integer >= 1")
-    if not (isinstance(distance_threshold, numbers.Real)
-            and math.isfinite(distance_threshold) and 0 <= distance_threshold <= 2):
-        raise ParameterError(
-            f"distance_threshold={distance_threshold!r}; expected a cosine distance in 0-2")
-    if not (isinstance(gender_weight, numbers.Real) and math.isfinite(gender_weight)
-            and gender_weight >= 0):
-        raise ParameterError(f"gender_weight={gender_weight!r}; expected a number >= 0")
-    if (isinstance(gender_neighbours, bool) or not isinstance(gender_neighbours, numbers.Integral)
-            or gender_neighbours < 1):
-        raise ParameterError(f"gender_neighbours={gender_neighbours!r}; expected an integer >= 1")
+    _check_parameters(distance_threshold, num_speakers, gender_weight, gender_neighbours)
     unit = _check_embeddings(embeddings)  # [windows, dims]
     windows = unit.shape[0]
     if windows == 0:

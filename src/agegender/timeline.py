@@ -514,18 +514,12 @@ def speaker_segments(regions, windows, evidence: WindowEvidence | None, class_na
         ``(segments, speakers)``: segments covering [0, duration]; per speaker heard, in
         order of first appearance, a dict of ``SPEAKER_COLUMNS``.
     """
-    from agegender.speakers import cluster_speakers, nearest_centroid  # noqa: PLC0415
-
     step = STEP_FRAMES * speech.HOP / speech.GATE_RATE
     if evidence is None or not len(evidence.embeddings.partials):
         return label_segments(regions, windows, np.full((len(windows), 1), np.nan),
                               class_names[0], duration, params.switch_penalty), []
     grid = _StepGrid(regions, step)
-    partial_speaker = cluster_speakers(
-        evidence.embeddings.partials, distance_threshold=params.speaker_threshold,
-        num_speakers=params.num_speakers, gender_weight=params.gender_weight,
-        gender=partial_gender(evidence, class_names))  # [partials]
-    partial_speaker = nearest_centroid(evidence.embeddings.partials, partial_speaker)
+    partial_speaker = partial_speakers(evidence, class_names, params)  # [partials]
     window_starts = np.array([w[0] for w in windows])
     longest = max(w[1] - w[0] for w in windows)
     means = [[_step_means(begin, end, windows, window_starts, longest, probabilities, step)
@@ -537,6 +531,21 @@ def speaker_segments(regions, windows, evidence: WindowEvidence | None, class_na
     decided = [_decided_classes(grid, per_model, speaker, params.switch_penalty)
                for per_model in means]  # per model: ([steps] class, [steps] probability, ...)
     return grid.segments(speaker, decided, class_names, duration)
+
+
+def partial_speakers(evidence: WindowEvidence, class_names, params: TimelineParams
+                     ) -> np.ndarray:
+    """Speaker index [partials] of each partial embedding (``speaker_segments``, step 1):
+    ``speakers.cluster_speakers`` (with ``partial_gender`` when ``params.gender_weight`` >
+    0), then ``speakers.nearest_centroid``; renumbered by first appearance."""
+    from agegender.speakers import cluster_speakers, nearest_centroid  # noqa: PLC0415
+
+    partials = evidence.embeddings.partials  # [partials, dims]
+    gender = partial_gender(evidence, class_names) if params.gender_weight > 0 else None
+    found = cluster_speakers(partials, distance_threshold=params.speaker_threshold,
+                             num_speakers=params.num_speakers, gender=gender,
+                             gender_weight=params.gender_weight)  # [partials]
+    return nearest_centroid(partials, found)
 
 
 def partial_gender(evidence: WindowEvidence, class_names) -> np.ndarray | None:
