@@ -73,9 +73,11 @@ class TimelineParams:
         num_speakers: the number of speakers, when known (>= 1); None = found from
             ``speaker_threshold``.
         gender_weight: cosine distance added between two partials per unit of difference
-            in a gender model's probability for their windows (0-1), so voices heard as
-            different genders are not merged into one speaker (``speakers.gender_distance``);
-            0 = voice alone; ignored without a gender model.
+            in a gender model's probability for their windows (0-1; each averaged over its
+            ``speakers.GENDER_NEIGHBOURS`` nearest partials by voice first), so voices heard
+            as different genders are not merged into one speaker; 0 = voice alone (the
+            default: on dev, 0.3 cut DER but not gender error, bench/README.md); ignored
+            without a gender model.
     """
 
     window_s: float = 0.0
