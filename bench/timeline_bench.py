@@ -458,10 +458,10 @@ def run_systems(args, files: list[str]) -> tuple[dict, dict]:
     cache.mkdir(exist_ok=True)
     outputs, cpu = {}, {}
     for system, command in commands.items():
-        # Each run is kept (``outputs/<sha of its command>.json``, checked against the model
-        # and our timeline's code), so a new system or setting does not re-run the others.
+        # Runs are kept (outputs/<sha of command>.json, keyed by model and code) and reused.
+        code = [sha256_file(REPO / "src/agegender" / m) for m in ("timeline.py", "speakers.py")]
         key = json.dumps([command, sha256_file(args.gender_model), system in ("old", "ina") or
-                          sha256_file(REPO / "src" / "agegender" / "timeline.py")])
+                          code])
         saved = cache / f"{hashlib.sha256(json.dumps(command).encode()).hexdigest()[:12]}.json"
         if saved.is_file() and json.loads(saved.read_text())["key"] == key:
             stored = json.loads(saved.read_text())

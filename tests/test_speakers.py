@@ -170,3 +170,67 @@ def test_nearest_centroid_moves_a_window_to_the_voice_it_is_closest_to():
     assert nearest_centroid(points, wrong).tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
     # Ids stay in order of first appearance.
     assert nearest_centroid(points, 1 - wrong).tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
+
+
+def _close_voices_of_two_genders(rng, windows=12):
+    """Two voices 0.15 apart in cosine (one speaker at threshold 0.41), the first heard as
+    male (p ~ 0.95), the second as female (p ~ 0.05): [windows, dims], [windows] p(male),
+    [windows] true voice."""
+    base = _voices(rng, 2)
+    other = 0.9 * base[0] + np.sqrt(1 - 0.9 ** 2) * base[1]  # cosine 0.9 to base[0]
+    order = np.tile([0, 1], windows // 2)
+    points = _windows(rng, np.stack([base[0], other]), order, spread=0.05)
+    male = np.where(order == 0, 0.95, 0.05) + rng.uniform(-0.04, 0.04, windows)
+    return points, male, order
+
+
+def test_gender_weight_keeps_close_voices_of_opposite_gender_apart():
+    points, male, order = _close_voices_of_two_genders(np.random.default_rng(4))
+    # Voice alone: one speaker (the two voices are closer than the threshold).
+    assert cluster_speakers(points, distance_threshold=0.41).tolist() == [0] * len(order)
+    assert cluster_speakers(points, distance_threshold=0.41, gender=male,
+                            gender_weight=0.0).tolist() == [0] * len(order)
+    # With the gender model's disagreement added: the two voices, in order.
+    apart = cluster_speakers(points, distance_threshold=0.41, gender=male, gender_weight=0.4,
+                             gender_neighbours=3)
+    np.testing.assert_array_equal(apart, order)
+    # Unknown gender (NaN, a window too short for the model) adds nothing.
+    unknown = cluster_speakers(points, distance_threshold=0.41, gender=np.full(len(order),
+                               np.nan), gender_weight=0.4, gender_neighbours=3)
+    assert unknown.tolist() == [0] * len(order)
+
+
+def test_a_voice_heard_as_both_genders_is_not_split_when_neighbours_are_averaged():
+    rng = np.random.default_rng(5)
+    points = _windows(rng, _voices(rng, 1), np.zeros(20, dtype=int), spread=0.05)
+    male = np.tile([0.95, 0.05], 10)  # the model flips on every other window of one voice
+    kwargs = {"distance_threshold": 0.41, "gender": male, "gender_weight": 0.6}
+    assert cluster_speakers(points, gender_neighbours=1, **kwargs).max() >= 1  # split
+    assert cluster_speakers(points, **kwargs).tolist() == [0] * 20  # default: 40 averaged
+
+
+def test_neighbour_mean_averages_the_nearest_voices_and_skips_unknown_values():
+    from agegender.speakers import neighbour_mean
+
+    rng = np.random.default_rng(6)
+    points = _windows(rng, _voices(rng, 2), np.array([0, 0, 0, 1, 1, 1]), spread=0.05)
+    values = np.array([1.0, 0.0, np.nan, 0.2, 0.4, np.nan])
+    np.testing.assert_allclose(neighbour_mean(points, values, 3, rows=2),
+                               [0.5, 0.5, 0.5, 0.3, 0.3, 0.3])
+    np.testing.assert_allclose(neighbour_mean(points, values, 1), values)
+    assert np.isnan(neighbour_mean(points[:1], np.array([np.nan]), 5)).all()
+
+
+def test_gender_distance_is_the_condensed_probability_difference():
+    from agegender.speakers import gender_distance
+
+    np.testing.assert_allclose(gender_distance(np.array([0.1, np.nan, 0.9]), 3),
+                               [0.0, 0.8, 0.0])
+    with pytest.raises(ParameterError, match="shape"):
+        gender_distance(np.array([0.1, 0.2]), 3)
+    with pytest.raises(ParameterError, match="0-1"):
+        gender_distance(np.array([0.1, 1.5]), 2)
+    with pytest.raises(ParameterError, match="gender_weight"):
+        cluster_speakers(np.eye(3, DIMS), gender=np.zeros(3), gender_weight=-0.1)
+    with pytest.raises(ParameterError, match="gender_neighbours"):
+        cluster_speakers(np.eye(3, DIMS), gender=np.zeros(3), gender_neighbours=0)

@@ -162,6 +162,8 @@ def test_bad_params_are_refused():
         TimelineParams(hop_s=float("nan"))
     with pytest.raises(ParameterError, match="block_s"):
         TimelineParams(block_s=0.1)
+    with pytest.raises(ParameterError, match="gender_weight"):
+        TimelineParams(gender_weight=-0.1)
 
 
 def test_viterbi_ignores_a_short_flip_but_keeps_a_long_one():

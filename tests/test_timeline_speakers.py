@@ -209,3 +209,25 @@ def test_an_age_model_beside_the_gender_one_fills_the_age_columns(joined):
     rows = [s.as_dict() for s in result["segments"] if s.speaker]
     assert rows and all(r["age"] == ("fifties" if r["gender"] == "male" else "twenties")
                         and 0 < r["age_probability"] <= 1 for r in rows)
+
+
+def test_partial_gender_reads_the_gender_model_at_each_partials_window():
+    from agegender.labels import AGES, GENDER_AGES
+    from agegender.timeline import WindowEvidence, partial_gender
+
+    owner = np.array([0, 0, 1, 2])  # [partials] window of each
+    embeddings = voice_encoder.Embeddings(np.zeros((3, 4)), np.zeros((4, 4)), owner,
+                                          np.zeros((4, 2)))
+    gender = np.array([[0.9, 0.1], [0.2, 0.8], [np.nan, np.nan]], np.float32)
+    age = np.full((3, len(AGES)), 1 / len(AGES), np.float32)
+    # The age model comes first: the gender model is found by its class names.
+    evidence = WindowEvidence((age, gender), embeddings)
+    np.testing.assert_allclose(partial_gender(evidence, [AGES, GENDERS]),
+                               [0.9, 0.9, 0.2, np.nan], rtol=1e-6)
+    joint = np.zeros((3, len(GENDER_AGES)), np.float32)
+    joint[:, GENDER_AGES.index("male-twenties")] = [0.3, 0.6, 0.0]
+    joint[:, GENDER_AGES.index("male-sixties")] = [0.2, 0.0, 0.0]
+    joint[:, GENDER_AGES.index("female-teens")] = [0.5, 0.4, 1.0]
+    found = partial_gender(WindowEvidence((joint,), embeddings), [GENDER_AGES])
+    np.testing.assert_allclose(found, [0.5, 0.5, 0.6, 0.0], rtol=1e-6)
+    assert partial_gender(WindowEvidence((age,), embeddings), [AGES]) is None

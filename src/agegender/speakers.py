@@ -25,6 +25,12 @@ from agegender.errors import ParameterError
 # bench/timeline_bench.py), passed explicitly.
 DEFAULT_DISTANCE_THRESHOLD = 0.5
 
+# Windows whose gender probabilities are averaged for each window before the gender penalty
+# (``neighbour_mean``): the gender model hears some voices inconsistently (one dev speaker:
+# 17-72 % of his windows p(male) > 0.9, 9-37 % < 0.1), and a penalty on single windows splits
+# such a voice in two. 40 of ~230 partials per 3-min recording (bench/README.md).
+GENDER_NEIGHBOURS = 40
+
 
 def speaker_ids(count: int) -> list[str]:
     """Names of ``count`` speakers: ``["S1", "S2", ...]``."""
@@ -53,11 +59,32 @@ def _order_by_first_appearance(raw: np.ndarray) -> np.ndarray:
     return np.array([mapping[int(c)] for c in raw], dtype=np.int64)
 
 
+def _check_parameters(distance_threshold, num_speakers, gender_weight, gender_neighbours):
+    """``cluster_speakers``'s scalar arguments, each refused in one line."""
+    if num_speakers is not None and (
+            isinstance(num_speakers, bool) or not isinstance(num_speakers, numbers.Integral)
+            or num_speakers < 1):
+        raise ParameterError(f"num_speakers={num_speakers!r}; expected an integer >= 1")
+    if not (isinstance(distance_threshold, numbers.Real)
+            and math.isfinite(distance_threshold) and 0 <= distance_threshold <= 2):
+        raise ParameterError(
+            f"distance_threshold={distance_threshold!r}; expected a cosine distance in 0-2")
+    if not (isinstance(gender_weight, numbers.Real) and math.isfinite(gender_weight)
+            and gender_weight >= 0):
+        raise ParameterError(f"gender_weight={gender_weight!r}; expected a number >= 0")
+    if (isinstance(gender_neighbours, bool) or not isinstance(gender_neighbours, numbers.Integral)
+            or gender_neighbours < 1):
+        raise ParameterError(f"gender_neighbours={gender_neighbours!r}; expected an integer >= 1")
+
+
 def cluster_speakers(
     embeddings: np.ndarray,
     *,
     distance_threshold: float = DEFAULT_DISTANCE_THRESHOLD,
     num_speakers: int | None = None,
+    gender: np.ndarray | None = None,
+    gender_weight: float = 0.0,
+    gender_neighbours: int = GENDER_NEIGHBOURS,
 ) -> np.ndarray:
     """Groups windows by voice.
 
@@ -68,6 +95,14 @@ def cluster_speakers(
             ignored when ``num_speakers`` is given.
         num_speakers: exact number of speakers wanted (>= 1); ``None`` = found from
             ``distance_threshold``. More speakers than windows gives one per window.
+        gender: [windows] probability (0-1) of one gender per window, from a gender
+            model; NaN = unknown. ``None`` = clustering by voice alone.
+        gender_weight: added to the distance of two windows per unit of difference of
+            their ``gender`` (``gender_distance``), so voices heard as different genders
+            stay apart (a soft cannot-link); 0 = voice alone.
+        gender_neighbours: each window's ``gender`` is first the mean over this many
+            windows nearest to it by voice, itself included (``neighbour_mean``), so one
+            voice that the model hears inconsistently is not split; 1 = its own.
 
     Returns:
         [windows] int64 speaker index, 0 for the first speaker heard, 1 for the next new
@@ -76,14 +111,7 @@ def cluster_speakers(
     Raises:
         ParameterError: on a bad shape, non-finite or all-zero rows, or bad parameters.
     """
-    if num_speakers is not None and (
-            isinstance(num_speakers, bool) or not isinstance(num_speakers, numbers.Integral)
-            or num_speakers < 1):
-        raise ParameterError(f"num_speakers={num_speakers!r}; expected an integer >= 1")
-    if not (isinstance(distance_threshold, numbers.Real)
-            and math.isfinite(distance_threshold) and 0 <= distance_threshold <= 2):
-        raise ParameterError(
-            f"distance_threshold={distance_threshold!r}; expected a cosine distance in 0-2")
+    _check_parameters(distance_threshold, num_speakers, gender_weight, gender_neighbours)
     unit = _check_embeddings(embeddings)  # [windows, dims]
     windows = unit.shape[0]
     if windows == 0:
@@ -92,12 +120,70 @@ def cluster_speakers(
         return np.zeros(1, dtype=np.int64)
     # Rounding can leave tiny negative distances between identical rows.
     condensed = np.clip(distance.pdist(unit, metric="cosine"), 0.0, 2.0)  # [w*(w-1)/2]
+    if gender is not None and gender_weight > 0:
+        heard = neighbour_mean(unit, gender_probabilities(gender, windows), gender_neighbours)
+        condensed += gender_weight * gender_distance(heard, windows)  # [w*(w-1)/2]
     tree = hierarchy.linkage(condensed, method="average")
     if num_speakers is not None:
         raw = hierarchy.fcluster(tree, t=min(int(num_speakers), windows), criterion="maxclust")
     else:
         raw = hierarchy.fcluster(tree, t=float(distance_threshold), criterion="distance")
     return _order_by_first_appearance(np.asarray(raw))
+
+
+def gender_distance(gender: np.ndarray, windows: int) -> np.ndarray:
+    """How differently two windows are gendered: |p_i - p_j| for every pair.
+
+    Args:
+        gender: [windows] probability (0-1) of one gender per window; NaN = unknown (a
+            window too short for the model), which is no evidence: distance 0.
+        windows: the number of windows expected (the embeddings' rows).
+
+    Returns:
+        [windows * (windows - 1) / 2] float64 in 0-1, in ``scipy.spatial.distance.pdist``'s
+        pair order (a condensed matrix).
+    """
+    gender = gender_probabilities(gender, windows)
+    return np.nan_to_num(distance.pdist(gender[:, np.newaxis], metric="cityblock"), nan=0.0)
+
+
+def gender_probabilities(gender: np.ndarray, windows: int) -> np.ndarray:
+    """``gender`` checked: float64 [windows] in 0-1 or NaN (else one-line ParameterError)."""
+    gender = np.asarray(gender, dtype=np.float64)
+    if gender.shape != (windows,):
+        raise ParameterError(f"gender has shape {gender.shape}; expected [{windows}] (one "
+                             "probability per window)")
+    if np.any((gender < 0) | (gender > 1)):
+        raise ParameterError("gender holds values outside 0-1; expected probabilities")
+    return gender
+
+
+def neighbour_mean(unit: np.ndarray, values: np.ndarray, neighbours: int, *,
+                   rows: int = 512) -> np.ndarray:
+    """Each window's ``values`` averaged over the ``neighbours`` windows closest to it in
+    cosine (itself included; all of them when there are fewer), NaN values skipped.
+
+    Args:
+        unit: [windows, dims] L2-normalised embeddings.
+        values: [windows] float, NaN = unknown.
+        neighbours: how many windows to average (>= 1).
+        rows: windows compared at a time (memory: rows x windows float32).
+
+    Returns:
+        [windows] float64 means; NaN where every neighbour's value is unknown.
+    """
+    count = min(int(neighbours), unit.shape[0])
+    known = np.isfinite(values)
+    filled = np.where(known, values, 0.0)  # [windows]
+    means = np.empty(unit.shape[0])
+    single = unit.astype(np.float32)
+    for start in range(0, unit.shape[0], rows):
+        similarity = single[start:start + rows] @ single.T  # [rows, windows]
+        near = np.argpartition(-similarity, count - 1, axis=1)[:, :count]  # [rows, count]
+        hits = known[near].sum(axis=1)  # [rows]
+        means[start:start + rows] = np.where(
+            hits > 0, filled[near].sum(axis=1) / np.maximum(hits, 1), np.nan)
+    return means
 
 
 def speaker_log_odds(window_log_odds: np.ndarray, labels: np.ndarray) -> np.ndarray:

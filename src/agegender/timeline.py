@@ -72,6 +72,12 @@ class TimelineParams:
             (``speakers.cluster_speakers``); used when ``num_speakers`` is None.
         num_speakers: the number of speakers, when known (>= 1); None = found from
             ``speaker_threshold``.
+        gender_weight: cosine distance added between two partials per unit of difference
+            in a gender model's probability for their windows (0-1; each averaged over its
+            ``speakers.GENDER_NEIGHBOURS`` nearest partials by voice first), so voices heard
+            as different genders are not merged into one speaker; 0 = voice alone (the
+            default: on dev, 0.3 cut DER but not gender error, bench/README.md); ignored
+            without a gender model.
     """
 
     window_s: float = 0.0
@@ -87,10 +93,11 @@ class TimelineParams:
     # +-0.01 moves it (bench/README.md). The one place the timeline's default lives.
     speaker_threshold: float = 0.41
     num_speakers: int | None = None
+    gender_weight: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("window_s", "hop_s", "min_pause_s", "min_speech_s", "pad_s",
-                     "switch_penalty"):
+                     "switch_penalty", "gender_weight"):
             value = getattr(self, name)
             if not (isinstance(value, numbers.Real) and math.isfinite(value) and value >= 0):
                 raise ParameterError(f"{name}={value!r} must be a finite number >= 0")
@@ -478,7 +485,9 @@ def speaker_segments(regions, windows, evidence: WindowEvidence | None, class_na
 
     1. The partials' embeddings (1.6 s every 0.77 s) are clustered into speakers
        (``speakers.cluster_speakers``: ``params.speaker_threshold`` or
-       ``params.num_speakers``); each 0.1-s step counts the partials of each speaker
+       ``params.num_speakers``; with ``params.gender_weight`` > 0 the gender model's
+       disagreement between two partials' windows adds to their distance,
+       ``partial_gender``); each 0.1-s step counts the partials of each speaker
        covering it, and a Viterbi pass over *speaker ids* (a change costs
        ``params.switch_penalty``) turns those counts into turns. Speaker ids, not labels, are
        smoothed because a speaker's turn is the unit that changes in a conversation, while
@@ -506,17 +515,12 @@ def speaker_segments(regions, windows, evidence: WindowEvidence | None, class_na
         ``(segments, speakers)``: segments covering [0, duration]; per speaker heard, in
         order of first appearance, a dict of ``SPEAKER_COLUMNS``.
     """
-    from agegender.speakers import cluster_speakers, nearest_centroid  # noqa: PLC0415
-
     step = STEP_FRAMES * speech.HOP / speech.GATE_RATE
     if evidence is None or not len(evidence.embeddings.partials):
         return label_segments(regions, windows, np.full((len(windows), 1), np.nan),
                               class_names[0], duration, params.switch_penalty), []
     grid = _StepGrid(regions, step)
-    partial_speaker = cluster_speakers(evidence.embeddings.partials,
-                                       distance_threshold=params.speaker_threshold,
-                                       num_speakers=params.num_speakers)  # [partials]
-    partial_speaker = nearest_centroid(evidence.embeddings.partials, partial_speaker)
+    partial_speaker = partial_speakers(evidence, class_names, params)  # [partials]
     window_starts = np.array([w[0] for w in windows])
     longest = max(w[1] - w[0] for w in windows)
     means = [[_step_means(begin, end, windows, window_starts, longest, probabilities, step)
@@ -528,6 +532,43 @@ def speaker_segments(regions, windows, evidence: WindowEvidence | None, class_na
     decided = [_decided_classes(grid, per_model, speaker, params.switch_penalty)
                for per_model in means]  # per model: ([steps] class, [steps] probability, ...)
     return grid.segments(speaker, decided, class_names, duration)
+
+
+def partial_speakers(evidence: WindowEvidence, class_names, params: TimelineParams
+                     ) -> np.ndarray:
+    """Speaker index [partials] of each partial embedding (``speaker_segments``, step 1):
+    ``speakers.cluster_speakers`` (with ``partial_gender`` when ``params.gender_weight`` >
+    0), then ``speakers.nearest_centroid``; renumbered by first appearance."""
+    from agegender.speakers import cluster_speakers, nearest_centroid  # noqa: PLC0415
+
+    partials = evidence.embeddings.partials  # [partials, dims]
+    gender = partial_gender(evidence, class_names) if params.gender_weight > 0 else None
+    found = cluster_speakers(partials, distance_threshold=params.speaker_threshold,
+                             num_speakers=params.num_speakers, gender=gender,
+                             gender_weight=params.gender_weight)  # [partials]
+    return nearest_centroid(partials, found)
+
+
+def partial_gender(evidence: WindowEvidence, class_names) -> np.ndarray | None:
+    """The first gender-naming model's probability of ``male`` for each partial's window.
+
+    Args:
+        evidence: ``predict_windows``'s.
+        class_names: one sequence of class names per model; a model of ``labels.GENDERS``
+            counts, and so does one of ``GENDER_AGES`` (its ``male-*`` classes summed).
+
+    Returns:
+        [partials] float64 in 0-1 (NaN where the window was too short for the model), or
+        None when no model names genders.
+    """
+    from agegender.labels import GENDER_AGES, GENDERS  # noqa: PLC0415
+
+    for names, probabilities in zip(class_names, evidence.probabilities, strict=True):
+        if tuple(names) in (GENDERS, GENDER_AGES):
+            male = [i for i, name in enumerate(names) if name.split("-")[0] == GENDERS[0]]
+            window_male = probabilities[:, male].astype(np.float64).sum(axis=1)  # [windows]
+            return np.clip(window_male[evidence.embeddings.owner], 0.0, 1.0)  # [partials]
+    return None
 
 
 def _decided_classes(grid, region_means, speaker, switch_penalty):
