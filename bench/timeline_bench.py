@@ -459,7 +459,7 @@ def run_systems(args, files: list[str]) -> tuple[dict, dict]:
     outputs, cpu = {}, {}
     for system, command in commands.items():
         # Runs are kept (outputs/<sha of command>.json, keyed by model and code) and reused.
-        code = [sha256_file(REPO / "src/agegender" / m) for m in ("timeline.py", "speakers.py")]
+        code = [sha256_file(m) for m in sorted((REPO / "src/agegender").rglob("*.py"))]
         key = json.dumps([command, sha256_file(args.gender_model), system in ("old", "ina") or
                           code])
         saved = cache / f"{hashlib.sha256(json.dumps(command).encode()).hexdigest()[:12]}.json"
