@@ -157,7 +157,9 @@ def test_each_window_is_embedded_once(joined, monkeypatch):
 
 @pytest.mark.parametrize("flag, value", [("--num_speakers", "0"), ("--num_speakers", "-2"),
                                          ("--speaker_threshold", "0"),
-                                         ("--speaker_threshold", "2.5")])
+                                         ("--speaker_threshold", "2.5"),
+                                         ("--gender_weight", "-0.1"),
+                                         ("--gender_weight", "nan")])
 def test_bad_speaker_flags_are_refused_in_one_line(joined, tmp_path, capsys, flag, value):
     path, _ = joined
     status = inference_cli.main([f"--audio_file={path}", "--timeline",
@@ -166,6 +168,18 @@ def test_bad_speaker_flags_are_refused_in_one_line(joined, tmp_path, capsys, fla
     assert status == 2
     assert len(err.splitlines()) == 1 and err.startswith(f"error: {flag}="), err
     assert not list(tmp_path.iterdir())
+
+
+def test_speaker_flags_reach_the_timeline_params():
+    from agegender.timeline import TimelineParams
+    from agegender.timeline_cli import timeline_params
+
+    args = inference_cli.parse_args(["--audio_file=a.wav", "--timeline", "--gender_weight=0.3",
+                                     "--speaker_threshold=0.45", "--num_speakers=3"])
+    params = timeline_params(args)
+    assert (params.gender_weight, params.speaker_threshold, params.num_speakers) == (0.3, 0.45, 3)
+    defaults = timeline_params(inference_cli.parse_args(["--audio_file=a.wav", "--timeline"]))
+    assert defaults == TimelineParams()
 
 
 def test_cli_without_a_model_says_no_age_model_ships(joined, tmp_path, capsys):

@@ -79,14 +79,15 @@ def timeline_params(args):
     """``TimelineParams`` of the CLI's flags; a bad value → ParameterError naming the flag.
 
     Raises:
-        ParameterError: ``--hop_s``, ``--num_speakers`` or ``--speaker_threshold`` out of
-            range (one line, ``--name=value ...``).
+        ParameterError: ``--hop_s``, ``--num_speakers``, ``--speaker_threshold`` or
+            ``--gender_weight`` out of range (one line, ``--name=value ...``).
     """
     from agegender.timeline import TimelineParams  # noqa: PLC0415
 
     values = {"hop_s": args.hop_s}
-    if getattr(args, "speaker_threshold", None) is not None:
-        values["speaker_threshold"] = args.speaker_threshold
+    for name in ("speaker_threshold", "gender_weight"):
+        if getattr(args, name, None) is not None:
+            values[name] = getattr(args, name)
     values["num_speakers"] = getattr(args, "num_speakers", None)
     try:
         return TimelineParams(**values)
